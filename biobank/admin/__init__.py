@@ -1,0 +1,3 @@
+from . import samples, trial
+
+__all__ = ["samples", "trial"]

@@ -1,0 +1,406 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from biobank.models import (
+    Aspirate,
+    Condition,
+    CustodyEvent,
+    FreezingRun,
+    IdSequence,
+    Passage,
+    Processing,
+    ProductUnit,
+    QcResult,
+)
+from biobank.selectors import events_for
+from biobank.services import aspirates as aspirate_services
+from biobank.services import processing as processing_services
+from biobank.services.lifecycle import TRANSITIONS
+from biobank.services.units import unit_transition
+
+from .steps import ConfirmForm, OptionalReasonForm, ReasonForm, Step, make_action
+from .trial import BaseAdmin
+from .widgets import events_table
+
+
+class ReadOnlyItemAdmin(BaseAdmin):
+    """Items change only through lifecycle actions; their pages show their custody log."""
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Chain of custody")
+    def custody_log(self, obj: Any) -> str:
+        kind = {Aspirate: "aspirate", Processing: "processing", ProductUnit: "unit"}[type(obj)]
+        return events_table(events_for(**{kind: obj}))
+
+
+# --- aspirates -----------------------------------------------------------------------------
+
+
+class CollectForm(forms.ModelForm):
+    class Meta:
+        model = Aspirate
+        fields = ["visit", "volume_ml", "anticoagulant", "collected_at", "collected_by"]
+
+    def clean_visit(self) -> Any:
+        visit = self.cleaned_data["visit"]
+        if Aspirate.objects.filter(visit=visit).exists():
+            raise forms.ValidationError(f"Visit {visit} already has an aspirate.")
+        if not visit.visit_type.has_aspiration:
+            raise forms.ValidationError(f"{visit.visit_type} has no bone-marrow aspiration.")
+        return visit
+
+
+class ReceiveForm(ConfirmForm):
+    decision = forms.ChoiceField(
+        choices=[(d, d.capitalize()) for d in ("accept", "quarantine", "reject")]
+    )
+    temperature_c = forms.DecimalField(
+        label="Transport temperature (°C)", max_digits=4, decimal_places=1, required=False
+    )
+    condition = forms.ChoiceField(choices=Condition.choices, initial=Condition.INTACT)
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        help_text="Required to quarantine or reject, or to accept a sample that is not intact.",
+    )
+
+
+ASPIRATE_STEPS = [
+    Step(
+        "receive",
+        "Receive in lab",
+        ReceiveForm,
+        lambda item, user, d: aspirate_services.aspirate_receive(
+            aspirate=item,
+            decision=d["decision"],
+            actor=user,
+            temperature_c=d["temperature_c"],
+            condition=d["condition"],
+            received_at=d["at"],
+            reason=d["reason"],
+        ),
+    ),
+    Step(
+        "release_quarantine",
+        "Release from quarantine",
+        ReasonForm,
+        lambda item, user, d: aspirate_services.aspirate_release_quarantine(
+            aspirate=item, actor=user, reason=d["reason"]
+        ),
+    ),
+    Step(
+        "reject",
+        "Reject",
+        ReasonForm,
+        lambda item, user, d: aspirate_services.aspirate_reject(
+            aspirate=item, actor=user, reason=d["reason"]
+        ),
+    ),
+    Step(
+        "start_processing",
+        "Start processing",
+        ConfirmForm,
+        lambda item, user, d: processing_services.processing_start(
+            aspirate=item, actor=user, started_at=d["at"]
+        ),
+    ),
+    Step(
+        "discard",
+        "Discard",
+        ReasonForm,
+        lambda item, user, d: aspirate_services.aspirate_discard(
+            aspirate=item, actor=user, reason=d["reason"]
+        ),
+    ),
+]
+
+
+@admin.register(Aspirate)
+class AspirateAdmin(ReadOnlyItemAdmin):
+    list_display = ["code", "participant", "visit", "site", "status", "collected_at", "volume_ml"]
+    list_filter = ["status", "site", "anticoagulant", "condition", "visit__visit_type"]
+    search_fields = ["code", "participant__code", "participant__pseudonym"]
+    list_select_related = ["participant", "visit__visit_type", "visit__participant", "site"]
+    date_hierarchy = "collected_at"
+    actions = [make_action(s) for s in ASPIRATE_STEPS]
+    fields = [
+        "code",
+        "participant",
+        "visit",
+        "site",
+        "status",
+        "status_reason",
+        "volume_ml",
+        "anticoagulant",
+        "collected_at",
+        "collected_by",
+        "recorded_by",
+        "received_at",
+        "received_by",
+        "transport_temperature_c",
+        "condition",
+        "custody_log",
+    ]
+    readonly_fields = fields
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        if obj is None:
+            return CollectForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return list(CollectForm.Meta.fields)
+        return self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [] if obj is None else self.readonly_fields
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The add form needs change rights on an unsaved object; saved ones stay read-only.
+        return obj is None and super(ReadOnlyItemAdmin, self).has_change_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Aspirate, form: Any, change: bool) -> None:
+        d = form.cleaned_data
+        created = aspirate_services.aspirate_collect(
+            visit=d["visit"],
+            volume_ml=d["volume_ml"],
+            anticoagulant=d["anticoagulant"],
+            collected_at=d["collected_at"],
+            collected_by=d["collected_by"],
+            actor=request.user,
+        )
+        obj.__dict__.update(created.__dict__)
+
+
+# --- processing ----------------------------------------------------------------------------
+
+
+class HarvestForm(ConfirmForm):
+    cell_count = forms.IntegerField(min_value=1, label="Harvested cells")
+    viability_pct = forms.DecimalField(min_value=0, max_value=100, decimal_places=1)
+    passage = forms.IntegerField(min_value=0, max_value=30)
+
+
+PROCESSING_STEPS = [
+    Step(
+        "harvest",
+        "Harvest",
+        HarvestForm,
+        lambda item, user, d: processing_services.processing_harvest(
+            processing=item,
+            cell_count=d["cell_count"],
+            viability_pct=d["viability_pct"],
+            passage=d["passage"],
+            actor=user,
+            harvested_at=d["at"],
+        ),
+    ),
+    Step(
+        "fail",
+        "Mark failed",
+        ReasonForm,
+        lambda item, user, d: processing_services.processing_fail(
+            processing=item, actor=user, reason=d["reason"]
+        ),
+    ),
+]
+
+
+class PassageInline(admin.TabularInline):
+    model = Passage
+    extra = 0
+    can_delete = False
+    fields = ["number", "passaged_at", "cell_count", "viability_pct", "recorded_by"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class QcResultInline(admin.TabularInline):
+    model = QcResult
+    extra = 0
+    can_delete = False
+    fields = ["test", "result", "value", "passed", "tested_at", "recorded_by"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Processing)
+class ProcessingAdmin(ReadOnlyItemAdmin):
+    list_display = ["code", "aspirate", "participant", "status", "started_at", "harvest_cell_count"]
+    list_filter = ["status"]
+    search_fields = ["code", "aspirate__code", "participant__code", "participant__pseudonym"]
+    list_select_related = ["aspirate", "participant"]
+    actions = [make_action(s) for s in PROCESSING_STEPS]
+    inlines = [PassageInline, QcResultInline]
+    fields = [
+        "code",
+        "aspirate",
+        "participant",
+        "status",
+        "status_reason",
+        "started_at",
+        "started_by",
+        "harvested_at",
+        "harvest_passage",
+        "harvest_cell_count",
+        "harvest_viability_pct",
+        "custody_log",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # started from an aspirate ("Start processing")
+
+
+@admin.register(FreezingRun)
+class FreezingRunAdmin(BaseAdmin):
+    list_display = ["code", "processing", "program", "rate_c_per_min", "started_at", "finished_at"]
+    search_fields = ["code", "processing__code"]
+    list_select_related = ["processing"]
+    readonly_fields = [
+        "code",
+        "processing",
+        "operator",
+        "started_at",
+        "finished_at",
+        "rate_c_per_min",
+        "program",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- units ---------------------------------------------------------------------------------
+
+
+def _unit_step(action: str, label: str) -> Step:
+    form = ReasonForm if TRANSITIONS["unit"][action].needs_reason else OptionalReasonForm
+    return Step(
+        action,
+        label,
+        form,
+        lambda item, user, d: unit_transition(
+            unit=item, action=action, actor=user, reason=d.get("reason", ""), at=d["at"]
+        ),
+    )
+
+
+UNIT_STEPS = [
+    _unit_step("store", "Store"),
+    _unit_step("quarantine", "Quarantine"),
+    _unit_step("lift_quarantine", "Lift quarantine"),
+    _unit_step("release", "Release"),
+    _unit_step("return_to_stock", "Return to stock"),
+    _unit_step("thaw", "Thaw"),
+    _unit_step("administer", "Record administration"),
+    _unit_step("discard", "Discard"),
+]
+
+
+@admin.register(ProductUnit)
+class ProductUnitAdmin(ReadOnlyItemAdmin):
+    list_display = [
+        "code",
+        "participant",
+        "aspirate",
+        "container_type",
+        "status",
+        "cell_number_display",
+        "volume_ml",
+    ]
+    list_filter = ["status", "container_type", "participant__site"]
+    search_fields = [
+        "code",
+        "aspirate__code",
+        "processing__code",
+        "participant__code",
+        "participant__pseudonym",
+    ]
+    list_select_related = ["participant", "aspirate"]
+    actions = [make_action(s) for s in UNIT_STEPS]
+    fields = [
+        "code",
+        "participant",
+        "aspirate",
+        "processing",
+        "container_type",
+        "status",
+        "status_reason",
+        "cell_number",
+        "volume_ml",
+        "cryoprotectant",
+        "freezing_run",
+        "created_at",
+        "custody_log",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="Cells", ordering="cell_number")
+    def cell_number_display(self, obj: ProductUnit) -> str:
+        return format_html("{} × 10⁶", f"{obj.cell_number / 1e6:,.1f}")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # filled from a harvested processing
+
+
+# --- logs ----------------------------------------------------------------------------------
+
+
+@admin.register(CustodyEvent)
+class CustodyEventAdmin(admin.ModelAdmin):
+    list_display = [
+        "at",
+        "item_code",
+        "item_kind",
+        "action",
+        "from_status",
+        "to_status",
+        "actor",
+        "site",
+        "reason",
+    ]
+    list_filter = ["item_kind", "action", "to_status", "site"]
+    search_fields = ["item_code", "participant__code", "participant__pseudonym", "reason"]
+    list_select_related = ["actor", "site"]
+    date_hierarchy = "at"
+    readonly_fields = [f.name for f in CustodyEvent._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(IdSequence)
+class IdSequenceAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "last_number"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,58 @@
+"""One error format for every 4xx: {"code", "message", "fields"}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from biobank.services.errors import ServiceError
+
+
+def _flatten(detail: Any) -> dict[str, list[str]]:
+    if isinstance(detail, dict):
+        out: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            if isinstance(value, dict):
+                for sub, msgs in _flatten(value).items():
+                    out[f"{key}.{sub}"] = msgs
+            elif isinstance(value, list):
+                out[str(key)] = [str(v) for v in value if not isinstance(v, dict)] or [
+                    str(v) for v in value
+                ]
+            else:
+                out[str(key)] = [str(value)]
+        return out
+    return {}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ServiceError):
+        return Response(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail) if isinstance(exc.detail, dict) else {}
+        if isinstance(exc.detail, list):
+            message = "; ".join(str(m) for m in exc.detail)
+        else:
+            message = (
+                "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()) or "Invalid input."
+            )
+        response.data = {"code": "invalid", "message": message, "fields": fields}
+    else:
+        detail = getattr(exc, "detail", str(exc))
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        response.data = {"code": str(code), "message": str(detail), "fields": {}}
+    if response.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        response.data["code"] = "method_not_allowed"
+    return response

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from .aspirate import Aspirate
+from .trial import Participant
+
+
+class ProcessingStatus(models.TextChoices):
+    IN_CULTURE = "in_culture", "In culture"
+    HARVESTED = "harvested", "Harvested"
+    CRYOPRESERVED = "cryopreserved", "Cryopreserved"
+    FAILED = "failed", "Failed"
+
+
+class Processing(models.Model):
+    """MSC isolation and culture expansion of one aspirate, up to the harvested product."""
+
+    code = models.CharField(max_length=16, unique=True, help_text="Barcode ID (PR…)")
+    aspirate = models.OneToOneField(Aspirate, on_delete=models.PROTECT, related_name="processing")
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="processings"
+    )
+    status = models.CharField(
+        max_length=20, choices=ProcessingStatus.choices, default=ProcessingStatus.IN_CULTURE
+    )
+    started_at = models.DateTimeField()
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    harvested_at = models.DateTimeField(null=True, blank=True)
+    harvest_passage = models.PositiveSmallIntegerField(null=True, blank=True)
+    harvest_cell_count = models.BigIntegerField(null=True, blank=True)
+    harvest_viability_pct = models.DecimalField(
+        max_digits=4, decimal_places=1, null=True, blank=True
+    )
+    status_reason = models.TextField(blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=ProcessingStatus.values),
+                name="processing_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(harvest_viability_pct__isnull=True)
+                | models.Q(harvest_viability_pct__gte=0, harvest_viability_pct__lte=100),
+                name="processing_viability_pct_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(harvest_cell_count__isnull=True)
+                | models.Q(harvest_cell_count__gt=0),
+                name="processing_cell_count_positive",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(
+                    status__in=[ProcessingStatus.HARVESTED, ProcessingStatus.CRYOPRESERVED]
+                )
+                | models.Q(harvested_at__isnull=False, harvest_cell_count__isnull=False),
+                name="processing_harvest_recorded",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status=ProcessingStatus.FAILED) | ~models.Q(status_reason=""),
+                name="processing_failed_needs_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Passage(models.Model):
+    """One culture passage (P0…Pn) with its count."""
+
+    processing = models.ForeignKey(Processing, on_delete=models.PROTECT, related_name="passages")
+    number = models.PositiveSmallIntegerField()
+    passaged_at = models.DateTimeField()
+    cell_count = models.BigIntegerField()
+    viability_pct = models.DecimalField(max_digits=4, decimal_places=1)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["processing", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["processing", "number"], name="passage_unique_number"),
+            models.CheckConstraint(
+                condition=models.Q(cell_count__gt=0), name="passage_count_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(viability_pct__gte=0, viability_pct__lte=100),
+                name="passage_viability_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.processing.code} P{self.number}"
+
+
+class QcTest(models.TextChoices):
+    STERILITY = "sterility", "Sterility"
+    MYCOPLASMA = "mycoplasma", "Mycoplasma"
+    ENDOTOXIN = "endotoxin", "Endotoxin"
+    IMMUNOPHENOTYPE = "immunophenotype", "Immunophenotype (ISCT)"
+    VIABILITY = "viability", "Viability"
+
+
+class QcResult(models.Model):
+    processing = models.ForeignKey(Processing, on_delete=models.PROTECT, related_name="qc_results")
+    test = models.CharField(max_length=20, choices=QcTest.choices)
+    result = models.CharField(max_length=200, help_text="As reported, e.g. 'negative', '0.2 EU/mL'")
+    value = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
+    passed = models.BooleanField()
+    tested_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["processing", "test", "tested_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(test__in=QcTest.values), name="qcresult_test_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.processing.code} {self.test}: {self.result}"

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from .aspirate import Aspirate
+from .processing import Processing
+from .trial import Participant
+
+
+class FreezingRun(models.Model):
+    """A controlled-rate freezing run that cryopreserves the units of one processing."""
+
+    code = models.CharField(max_length=16, unique=True, help_text="Barcode ID (FR…)")
+    processing = models.ForeignKey(
+        Processing, on_delete=models.PROTECT, related_name="freezing_runs"
+    )
+    program = models.CharField(max_length=100, default="-1 °C/min to -80 °C")
+    rate_c_per_min = models.DecimalField(max_digits=4, decimal_places=2, default=-1)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(finished_at__isnull=True)
+                | models.Q(finished_at__gte=models.F("started_at")),
+                name="freezingrun_finish_after_start",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(rate_c_per_min__lt=0), name="freezingrun_rate_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class UnitStatus(models.TextChoices):
+    CREATED = "created", "Filled, not yet frozen"
+    FROZEN = "frozen", "Cryopreserved"
+    STORED = "stored", "Stored"
+    QUARANTINED = "quarantined", "Quarantined"
+    RELEASED = "released", "Released"
+    THAWED = "thawed", "Thawed"
+    ADMINISTERED = "administered", "Administered"
+    DISCARDED = "discarded", "Discarded"
+
+
+class ContainerType(models.TextChoices):
+    CRYOBAG = "cryobag", "Cryobag"
+    CRYOVIAL = "cryovial", "Cryovial"
+
+
+class ProductUnit(models.Model):
+    """One cryobag or vial of a product. Keeps its aspirate and participant (chain of identity)."""
+
+    code = models.CharField(max_length=16, unique=True, help_text="Barcode ID (UN…)")
+    processing = models.ForeignKey(Processing, on_delete=models.PROTECT, related_name="units")
+    aspirate = models.ForeignKey(Aspirate, on_delete=models.PROTECT, related_name="units")
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="units")
+    container_type = models.CharField(max_length=16, choices=ContainerType.choices)
+    cell_number = models.BigIntegerField(help_text="Total viable cells in the unit")
+    volume_ml = models.DecimalField(max_digits=6, decimal_places=2)
+    cryoprotectant = models.CharField(max_length=100, default="10 % DMSO")
+    freezing_run = models.ForeignKey(
+        FreezingRun, on_delete=models.PROTECT, related_name="units", null=True, blank=True
+    )
+    status = models.CharField(max_length=20, choices=UnitStatus.choices, default=UnitStatus.CREATED)
+    status_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(cell_number__gt=0), name="unit_cells_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(volume_ml__gt=0) & models.Q(volume_ml__lte=1000),
+                name="unit_volume_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=UnitStatus.values), name="unit_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status=UnitStatus.DISCARDED) | ~models.Q(status_reason=""),
+                name="unit_discard_needs_reason",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status=UnitStatus.CREATED)
+                | models.Q(status=UnitStatus.DISCARDED)
+                | models.Q(freezing_run__isnull=False),
+                name="unit_frozen_has_run",
+            ),
+        ]
+        indexes = [models.Index(fields=["participant", "status"])]
+
+    def __str__(self) -> str:
+        return self.code

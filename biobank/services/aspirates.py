@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+
+from biobank.identifiers import Kind
+from biobank.models import Anticoagulant, Aspirate, AspirateStatus, Condition, Site, Visit
+
+from .errors import ServiceError
+from .identifiers import identifier_allocate
+from .lifecycle import check_time, event_record, transition_apply
+
+RECEIPT_DECISIONS = ("accept", "quarantine", "reject")
+
+
+@transaction.atomic
+def aspirate_collect(
+    *,
+    visit: Visit,
+    volume_ml: Decimal,
+    anticoagulant: str,
+    collected_at: datetime,
+    collected_by: str,
+    actor: AbstractBaseUser,
+    site: Site | None = None,
+) -> Aspirate:
+    """Record a bone-marrow aspirate taken at a visit; its label gets a new AS… ID."""
+    visit = Visit.objects.select_for_update().select_related("participant").get(pk=visit.pk)
+    if Aspirate.objects.filter(visit=visit).exists():
+        raise ServiceError(
+            f"Visit {visit} already has an aspirate.", code="duplicate", field="visit"
+        )
+    volume = Decimal(str(volume_ml))
+    if not (Decimal(0) < volume <= Decimal(500)):
+        raise ServiceError("Volume must be above 0 and at most 500 mL.", field="volume_ml")
+    if anticoagulant not in Anticoagulant.values:
+        raise ServiceError(
+            f"Unknown anticoagulant '{anticoagulant}'; one of {', '.join(Anticoagulant.values)}.",
+            field="anticoagulant",
+        )
+    if not collected_by.strip():
+        raise ServiceError("Who collected the aspirate is required.", field="collected_by")
+    collected_at = check_time(collected_at, field="collected_at")
+    aspirate = Aspirate(
+        code=identifier_allocate(kind=Kind.ASPIRATE),
+        participant=visit.participant,
+        visit=visit,
+        site=site or visit.participant.site,
+        volume_ml=volume,
+        anticoagulant=anticoagulant,
+        collected_at=collected_at,
+        collected_by=collected_by.strip(),
+        recorded_by=actor,
+    )
+    aspirate._change_reason = "collected"
+    aspirate._history_user = actor
+    aspirate.save()
+    if visit.done_on is None:
+        visit.done_on = collected_at.date()
+        visit._change_reason = "aspiration done"
+        visit._history_user = actor
+        visit.save(update_fields=["done_on"])
+    event_record(
+        item=aspirate,
+        participant_id=aspirate.participant_id,
+        item_code=aspirate.code,
+        item_kind="aspirate",
+        action="collect",
+        from_status="",
+        to_status=aspirate.status,
+        actor=actor,
+        at=collected_at,
+        site=aspirate.site,
+        data={"volume_ml": str(volume), "anticoagulant": anticoagulant},
+    )
+    return aspirate
+
+
+@transaction.atomic
+def aspirate_receive(
+    *,
+    aspirate: Aspirate,
+    decision: str,
+    actor: AbstractBaseUser,
+    temperature_c: Decimal | None,
+    condition: str,
+    received_at: datetime | None = None,
+    reason: str = "",
+    site: Site | None = None,
+) -> Aspirate:
+    """Receive an aspirate in the lab and accept, quarantine or reject it in one step."""
+    if decision not in RECEIPT_DECISIONS:
+        raise ServiceError(
+            f"Decision must be one of {', '.join(RECEIPT_DECISIONS)}.", field="decision"
+        )
+    if condition not in Condition.values:
+        raise ServiceError(
+            f"Unknown condition '{condition}'; one of {', '.join(Condition.values)}.",
+            field="condition",
+        )
+    if decision == "accept" and condition != Condition.INTACT and not (reason or "").strip():
+        raise ServiceError("Accepting a sample that is not intact needs a reason.", field="reason")
+    temperature = None if temperature_c is None else Decimal(str(temperature_c))
+    if temperature is not None and not (Decimal(-200) <= temperature <= Decimal(60)):
+        raise ServiceError("Temperature must be between -200 and 60 °C.", field="temperature_c")
+    received_at = check_time(received_at, field="received_at")
+    if received_at < aspirate.collected_at:
+        raise ServiceError("Received before it was collected.", field="received_at")
+    transition_apply(
+        item=aspirate,
+        action=decision,
+        actor=actor,
+        at=received_at,
+        reason=reason,
+        site=site,
+        changes={
+            "received_at": received_at,
+            "received_by": actor,
+            "transport_temperature_c": temperature,
+            "condition": condition,
+        },
+        data={
+            "temperature_c": None if temperature is None else str(temperature),
+            "condition": condition,
+        },
+    )
+    return aspirate
+
+
+def aspirate_release_quarantine(
+    *, aspirate: Aspirate, actor: AbstractBaseUser, reason: str
+) -> Aspirate:
+    transition_apply(item=aspirate, action="release_quarantine", actor=actor, reason=reason)
+    return aspirate
+
+
+def aspirate_reject(*, aspirate: Aspirate, actor: AbstractBaseUser, reason: str) -> Aspirate:
+    transition_apply(item=aspirate, action="reject", actor=actor, reason=reason)
+    return aspirate
+
+
+def aspirate_discard(*, aspirate: Aspirate, actor: AbstractBaseUser, reason: str) -> Aspirate:
+    transition_apply(item=aspirate, action="discard", actor=actor, reason=reason)
+    return aspirate
+
+
+__all__ = [
+    "AspirateStatus",
+    "aspirate_collect",
+    "aspirate_discard",
+    "aspirate_receive",
+    "aspirate_reject",
+    "aspirate_release_quarantine",
+]

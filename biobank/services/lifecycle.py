@@ -1,0 +1,218 @@
+"""The lifecycle rules: one transition table and the one function that applies it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import models, transaction
+from django.utils import timezone
+
+from biobank.models import (
+    Aspirate,
+    AspirateStatus,
+    CustodyEvent,
+    Processing,
+    ProcessingStatus,
+    ProductUnit,
+    Site,
+    UnitStatus,
+)
+
+from .errors import ServiceError, TransitionError
+
+A, P, U = AspirateStatus, ProcessingStatus, UnitStatus
+
+
+@dataclass(frozen=True)
+class Transition:
+    sources: frozenset[str]
+    target: str
+    needs_reason: bool = False
+
+
+def _t(sources: list[str], target: str, needs_reason: bool = False) -> Transition:
+    return Transition(frozenset(sources), target, needs_reason)
+
+
+# kind -> action -> allowed sources, target and whether a reason is required.
+TRANSITIONS: dict[str, dict[str, Transition]] = {
+    "aspirate": {
+        "accept": _t([A.COLLECTED], A.ACCEPTED),
+        "quarantine": _t([A.COLLECTED], A.QUARANTINED, needs_reason=True),
+        "reject": _t([A.COLLECTED, A.QUARANTINED], A.REJECTED, needs_reason=True),
+        "release_quarantine": _t([A.QUARANTINED], A.ACCEPTED, needs_reason=True),
+        "start_processing": _t([A.ACCEPTED], A.IN_PROCESSING),
+        "complete_processing": _t([A.IN_PROCESSING], A.PROCESSED),
+        "discard": _t(
+            [A.COLLECTED, A.ACCEPTED, A.QUARANTINED, A.REJECTED, A.IN_PROCESSING],
+            A.DISCARDED,
+            needs_reason=True,
+        ),
+    },
+    "processing": {
+        "harvest": _t([P.IN_CULTURE], P.HARVESTED),
+        "cryopreserve": _t([P.HARVESTED], P.CRYOPRESERVED),
+        "fail": _t([P.IN_CULTURE, P.HARVESTED], P.FAILED, needs_reason=True),
+    },
+    "unit": {
+        "freeze": _t([U.CREATED], U.FROZEN),
+        "store": _t([U.FROZEN], U.STORED),
+        "quarantine": _t([U.FROZEN, U.STORED], U.QUARANTINED, needs_reason=True),
+        "lift_quarantine": _t([U.QUARANTINED], U.STORED, needs_reason=True),
+        "release": _t([U.STORED], U.RELEASED),
+        "return_to_stock": _t([U.RELEASED], U.STORED, needs_reason=True),
+        "thaw": _t([U.RELEASED], U.THAWED),
+        "administer": _t([U.THAWED], U.ADMINISTERED),
+        "discard": _t(
+            [U.CREATED, U.FROZEN, U.STORED, U.QUARANTINED, U.RELEASED, U.THAWED],
+            U.DISCARDED,
+            needs_reason=True,
+        ),
+    },
+}
+
+KIND_OF: dict[type[models.Model], str] = {
+    Aspirate: "aspirate",
+    Processing: "processing",
+    ProductUnit: "unit",
+}
+
+# Allow for clocks that differ a little between a scanner PC and the server.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+Item = Aspirate | Processing | ProductUnit
+
+
+def allowed_actions(item: Item) -> list[str]:
+    """Actions the table allows from the item's current status (for buttons and the API)."""
+    table = TRANSITIONS[KIND_OF[type(item)]]
+    return [action for action, t in table.items() if item.status in t.sources]
+
+
+def check_time(at: datetime | None, *, field: str = "at") -> datetime:
+    now = timezone.now()
+    if at is None:
+        return now
+    if timezone.is_naive(at):
+        raise ServiceError(f"{field} must include a time zone.", code="naive_datetime", field=field)
+    if at > now + FUTURE_TOLERANCE:
+        raise ServiceError(f"{field} cannot be in the future.", code="future_time", field=field)
+    return at
+
+
+def event_record(
+    *,
+    item: Item | None,
+    participant_id: int,
+    item_code: str,
+    item_kind: str,
+    action: str,
+    from_status: str,
+    to_status: str,
+    actor: AbstractBaseUser,
+    at: datetime,
+    site: Site | None = None,
+    location: str = "",
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+) -> CustodyEvent:
+    """Append one chain-of-custody row. Callers are services inside their transaction."""
+    links: dict[str, Any] = {}
+    if isinstance(item, Aspirate):
+        links["aspirate"] = item
+    elif isinstance(item, Processing):
+        links["processing"] = item
+    elif isinstance(item, ProductUnit):
+        links["unit"] = item
+    return CustodyEvent.objects.create(
+        participant_id=participant_id,
+        item_code=item_code,
+        item_kind=item_kind,
+        action=action,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        at=at,
+        site=site,
+        location=location,
+        reason=reason,
+        data=data or {},
+        **links,
+    )
+
+
+@transaction.atomic
+def transition_apply(
+    *,
+    item: Item,
+    action: str,
+    actor: AbstractBaseUser,
+    at: datetime | None = None,
+    reason: str = "",
+    site: Site | None = None,
+    location: str = "",
+    changes: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> CustodyEvent:
+    """Apply one lifecycle step: lock the row, check the table, save, write the event.
+
+    ``item`` is updated in place to the saved state. Anything the table does not allow
+    is refused with a ``TransitionError`` naming the current status and the allowed ones.
+    """
+    model = type(item)
+    kind = KIND_OF[model]
+    transition = TRANSITIONS[kind].get(action)
+    if transition is None:
+        raise TransitionError(
+            f"'{action}' is not a step for a {kind}. Steps: {', '.join(TRANSITIONS[kind])}.",
+            code="unknown_action",
+            field="action",
+        )
+    reason = (reason or "").strip()
+    if transition.needs_reason and not reason:
+        raise ServiceError(
+            f"A reason is required to {action.replace('_', ' ')} {item.code}.",
+            code="reason_required",
+            field="reason",
+        )
+    when = check_time(at)
+    locked = model.objects.select_for_update().get(pk=item.pk)
+    if locked.status not in transition.sources:
+        allowed = ", ".join(sorted(transition.sources))
+        raise TransitionError(
+            f"Cannot {action.replace('_', ' ')} {locked.code}: it is {locked.status}; "
+            f"this step is allowed only from: {allowed}.",
+            code="invalid_transition",
+            field="status",
+        )
+    from_status = locked.status
+    for name, value in (changes or {}).items():
+        setattr(locked, name, value)
+    locked.status = transition.target
+    if transition.needs_reason:
+        locked.status_reason = reason
+    locked._change_reason = reason or action.replace("_", " ")
+    locked._history_user = actor
+    locked.save()
+    event = event_record(
+        item=locked,
+        participant_id=locked.participant_id,
+        item_code=locked.code,
+        item_kind=kind,
+        action=action,
+        from_status=from_status,
+        to_status=locked.status,
+        actor=actor,
+        at=when,
+        site=site,
+        location=location,
+        reason=reason,
+        data=data,
+    )
+    item.__dict__.update(
+        {k: v for k, v in locked.__dict__.items() if not k.startswith("_") or k == "_state"}
+    )
+    return event

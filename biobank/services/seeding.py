@@ -1,0 +1,273 @@
+"""Load the trial definition and the demo data set from seeds/*.json, idempotently.
+
+Running the loader twice changes nothing: rows are matched on natural keys and only
+saved when a value differs, so not even a history row is added the second time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dateutil.relativedelta import relativedelta
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import models, transaction
+
+from biobank.models import (
+    Arm,
+    ArmSchedule,
+    Aspirate,
+    Participant,
+    Site,
+    Study,
+    VisitType,
+)
+
+from .aspirates import aspirate_collect, aspirate_discard, aspirate_receive
+from .errors import ServiceError
+from .processing import passage_record, processing_harvest, processing_start, qc_result_record
+from .trial import participant_enroll
+from .units import UnitSpec, freezing_run_record, unit_transition, units_create
+
+OSLO = ZoneInfo("Europe/Oslo")
+
+
+def _upsert(
+    model: type[models.Model], lookup: dict[str, Any], values: dict[str, Any]
+) -> tuple[models.Model, bool]:
+    """Create or update one row, saving only when something differs. Returns (row, changed)."""
+    obj = model.objects.filter(**lookup).first()
+    if obj is None:
+        obj = model(**lookup, **values)
+        obj._change_reason = "loaded from seeds"
+        obj.save()
+        return obj, True
+    changed = [name for name, value in values.items() if getattr(obj, name) != value]
+    if changed:
+        for name in changed:
+            setattr(obj, name, values[name])
+        obj._change_reason = "updated from seeds"
+        obj.save()
+    return obj, bool(changed)
+
+
+@transaction.atomic
+def trial_definition_load(*, data: dict[str, Any]) -> dict[str, int]:
+    """Study, sites, visit types, arms and the crossover schedule."""
+    counts = {"created_or_changed": 0}
+    study_data = dict(data["study"])
+    study, changed = _upsert(Study, {"code": study_data.pop("code")}, study_data)
+    counts["created_or_changed"] += changed
+    for site in data["sites"]:
+        values = {k: v for k, v in site.items() if k != "code"}
+        _, changed = _upsert(Site, {"code": site["code"]}, {"study": study, **values})
+        counts["created_or_changed"] += changed
+    visit_types = {}
+    for vt in data["visit_types"]:
+        values = {k: v for k, v in vt.items() if k != "code"}
+        visit_types[vt["code"]], changed = _upsert(
+            VisitType, {"study": study, "code": vt["code"]}, values
+        )
+        counts["created_or_changed"] += changed
+    for arm_data in data["arms"]:
+        arm, changed = _upsert(
+            Arm,
+            {"study": study, "code": arm_data["code"]},
+            {"name": arm_data["name"], "description": arm_data.get("description", "")},
+        )
+        counts["created_or_changed"] += changed
+        for visit_code, treatment in arm_data["schedule"].items():
+            if visit_code not in visit_types:
+                raise ServiceError(
+                    f"Arm {arm.code} schedules unknown visit {visit_code}.", field="schedule"
+                )
+            _, changed = _upsert(
+                ArmSchedule,
+                {"arm": arm, "visit_type": visit_types[visit_code]},
+                {"treatment": treatment},
+            )
+            counts["created_or_changed"] += changed
+    return counts
+
+
+STAGES = [
+    "collected",
+    "accepted",
+    "quarantined",
+    "rejected",
+    "discarded",
+    "in_culture",
+    "harvested",
+    "frozen",
+    "stored",
+    "released",
+    "thawed",
+    "administered",
+]
+
+
+def _at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=OSLO)
+
+
+@transaction.atomic
+def demo_data_load(*, data: dict[str, Any], actor: AbstractBaseUser) -> dict[str, int]:
+    """Participants and aspirates driven through the real services to their demo stage."""
+    study = Study.objects.get(code="NCT04749667")
+    sites = {s.code: s for s in Site.objects.filter(study=study)}
+    lab = next((s for s in sites.values() if s.is_lab), None)
+    arms = {a.code: a for a in Arm.objects.filter(study=study)}
+    counts = {"participants": 0, "aspirates": 0}
+    for p in data["participants"]:
+        participant = Participant.objects.filter(pseudonym=p["pseudonym"]).first()
+        if participant is None:
+            participant = participant_enroll(
+                study=study,
+                site=sites[p["site"]],
+                pseudonym=p["pseudonym"],
+                enrolled_on=dt.date.fromisoformat(p["enrolled_on"]),
+                arm=arms[p["arm"]],
+                weight_kg=Decimal(str(p["weight_kg"])),
+                actor=actor,
+            )
+            counts["participants"] += 1
+        for spec in p["aspirates"]:
+            visit = participant.visits.select_related("visit_type").get(
+                visit_type__code=spec["visit"]
+            )
+            if Aspirate.objects.filter(visit=visit).exists():
+                continue
+            _drive_aspirate(visit=visit, spec=spec, actor=actor, lab=lab)
+            counts["aspirates"] += 1
+    return counts
+
+
+def _drive_aspirate(*, visit: Any, spec: dict[str, Any], actor: AbstractBaseUser, lab: Any) -> None:
+    stage = spec["stage"]
+    if stage not in STAGES:
+        raise ServiceError(f"Unknown demo stage '{stage}'.", field="stage")
+    level = STAGES.index(stage)
+    day = visit.scheduled_on + relativedelta(days=0)
+    aspirate = aspirate_collect(
+        visit=visit,
+        volume_ml=Decimal("60.0"),
+        anticoagulant="heparin",
+        collected_at=_at(day, 8, 30),
+        collected_by="Dr. Demo Collector",
+        actor=actor,
+    )
+    if stage == "collected":
+        return
+    received = _at(day, 14, 10)
+    if stage in ("quarantined", "discarded"):
+        aspirate_receive(
+            aspirate=aspirate,
+            decision="quarantine",
+            actor=actor,
+            temperature_c=Decimal("31.5"),
+            condition="temperature",
+            received_at=received,
+            site=lab,
+            reason="Transport box above 30 °C on arrival",
+        )
+        if stage == "discarded":
+            aspirate_discard(aspirate=aspirate, actor=actor, reason="Clotted on inspection")
+        return
+    if stage == "rejected":
+        aspirate_receive(
+            aspirate=aspirate,
+            decision="reject",
+            actor=actor,
+            temperature_c=Decimal("19.0"),
+            condition="leaking",
+            received_at=received,
+            site=lab,
+            reason="Bag leaking on arrival",
+        )
+        return
+    aspirate_receive(
+        aspirate=aspirate,
+        decision="accept",
+        actor=actor,
+        temperature_c=Decimal("20.5"),
+        condition="intact",
+        received_at=received,
+        site=lab,
+    )
+    if level < STAGES.index("in_culture"):
+        return
+    processing = processing_start(aspirate=aspirate, actor=actor, started_at=_at(day, 16))
+    for number in range(3):
+        passage_record(
+            processing=processing,
+            number=number,
+            cell_count=2_000_000 * (4**number),
+            viability_pct=Decimal("95.0"),
+            actor=actor,
+            passaged_at=_at(day + relativedelta(days=7 * number + 6), 10),
+        )
+    if stage == "in_culture":
+        return
+    harvest_day = day + relativedelta(days=21)
+    processing_harvest(
+        processing=processing,
+        cell_count=150_000_000,
+        viability_pct=Decimal("93.5"),
+        passage=2,
+        actor=actor,
+        harvested_at=_at(harvest_day, 9),
+    )
+    for test, result, value in [
+        ("sterility", "negative", None),
+        ("mycoplasma", "negative", None),
+        ("endotoxin", "< 0.5 EU/mL", Decimal("0.2")),
+        ("immunophenotype", "CD73/90/105 ≥ 98 %; CD34/45/14/19/HLA-DR ≤ 1 %", None),
+        ("viability", "93.5 %", Decimal("93.5")),
+    ]:
+        qc_result_record(
+            processing=processing,
+            test=test,
+            result=result,
+            value=value,
+            passed=True,
+            actor=actor,
+            tested_at=_at(harvest_day, 15),
+        )
+    if stage == "harvested":
+        return
+    units = units_create(
+        processing=processing,
+        specs=[
+            UnitSpec(container_type="cryobag", cell_number=30_000_000, volume_ml=Decimal("10.0"))
+            for _ in range(spec.get("units", 4))
+        ],
+        actor=actor,
+        created_at=_at(harvest_day, 11),
+    )
+    freezing_run_record(
+        processing=processing,
+        units=units,
+        started_at=_at(harvest_day, 11, 30),
+        finished_at=_at(harvest_day, 13, 30),
+        actor=actor,
+    )
+    if stage == "frozen":
+        return
+    for unit in units:
+        unit_transition(
+            unit=unit,
+            action="store",
+            actor=actor,
+            at=_at(harvest_day, 14),
+            location="LN2 tank (vapour phase)",
+        )
+    if stage == "stored":
+        return
+    first = units[0]
+    release_day = visit.scheduled_on + relativedelta(months=6)
+    for action, hour in [("release", 8), ("thaw", 9), ("administer", 12)]:
+        unit_transition(unit=first, action=action, actor=actor, at=_at(release_day, hour))
+        if action == stage or (stage == "thawed" and action == "thaw"):
+            return

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from datetime import date
+
+from dateutil.relativedelta import relativedelta
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+
+from biobank.identifiers import Kind
+from biobank.models import Arm, Participant, Site, Study, Visit
+
+from .errors import ServiceError
+from .identifiers import identifier_allocate
+
+
+@transaction.atomic
+def participant_enroll(
+    *,
+    study: Study,
+    site: Site,
+    pseudonym: str,
+    enrolled_on: date,
+    actor: AbstractBaseUser,
+    arm: Arm | None = None,
+    weight_kg: float | None = None,
+) -> Participant:
+    """Enrol a participant and schedule one visit per visit type of the study."""
+    pseudonym = pseudonym.strip().upper()
+    if not pseudonym:
+        raise ServiceError("A pseudonym is required.", code="required", field="pseudonym")
+    if site.study_id != study.pk:
+        raise ServiceError(f"Site {site.code} is not a site of {study.code}.", field="site")
+    if arm is not None and arm.study_id != study.pk:
+        raise ServiceError("The arm belongs to another study.", field="arm")
+    if Participant.objects.filter(pseudonym=pseudonym).exists():
+        raise ServiceError(
+            f"Participant {pseudonym} already exists.", code="duplicate", field="pseudonym"
+        )
+    participant = Participant(
+        code=identifier_allocate(kind=Kind.PARTICIPANT),
+        pseudonym=pseudonym,
+        study=study,
+        site=site,
+        arm=arm,
+        enrolled_on=enrolled_on,
+        weight_kg=weight_kg,
+    )
+    participant._change_reason = "enrolled"
+    participant._history_user = actor
+    try:
+        with transaction.atomic():
+            participant.save()
+    except IntegrityError as exc:
+        raise ServiceError(f"Participant {pseudonym} already exists.", field="pseudonym") from exc
+    for visit_type in study.visit_types.all():
+        visit = Visit(
+            participant=participant,
+            visit_type=visit_type,
+            scheduled_on=enrolled_on + relativedelta(months=visit_type.month),
+        )
+        visit._change_reason = "scheduled at enrolment"
+        visit._history_user = actor
+        visit.save()
+    return participant

@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+
+from biobank.identifiers import Kind
+from biobank.models import (
+    ContainerType,
+    FreezingRun,
+    Processing,
+    ProcessingStatus,
+    ProductUnit,
+    UnitStatus,
+)
+
+from .errors import ServiceError
+from .identifiers import identifier_allocate
+from .lifecycle import check_time, event_record, transition_apply
+
+MAX_UNITS_PER_PROCESSING = 200
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    container_type: str
+    cell_number: int
+    volume_ml: Decimal
+    cryoprotectant: str = "10 % DMSO"
+
+
+@transaction.atomic
+def units_create(
+    *,
+    processing: Processing,
+    specs: list[UnitSpec],
+    actor: AbstractBaseUser,
+    created_at: datetime | None = None,
+) -> list[ProductUnit]:
+    """Fill the harvested product into units (bags or vials), each with its own UN… ID."""
+    processing = Processing.objects.select_for_update().get(pk=processing.pk)
+    if processing.status != ProcessingStatus.HARVESTED:
+        raise ServiceError(
+            f"{processing.code} is {processing.status}; units are filled from a harvested product.",
+            code="invalid_transition",
+            field="processing",
+        )
+    if not specs:
+        raise ServiceError("At least one unit is required.", field="units")
+    if len(specs) > MAX_UNITS_PER_PROCESSING:
+        raise ServiceError(f"At most {MAX_UNITS_PER_PROCESSING} units at once.", field="units")
+    total = 0
+    for index, spec in enumerate(specs):
+        if spec.container_type not in ContainerType.values:
+            raise ServiceError(
+                f"Unit {index + 1}: container type must be one of "
+                f"{', '.join(ContainerType.values)}.",
+                field="container_type",
+            )
+        if int(spec.cell_number) <= 0:
+            raise ServiceError(
+                f"Unit {index + 1}: cell number must be above 0.", field="cell_number"
+            )
+        if not (Decimal(0) < Decimal(str(spec.volume_ml)) <= Decimal(1000)):
+            raise ServiceError(f"Unit {index + 1}: volume must be 0–1000 mL.", field="volume_ml")
+        total += int(spec.cell_number)
+    if processing.harvest_cell_count and total > processing.harvest_cell_count:
+        raise ServiceError(
+            f"The units hold {total:,} cells, more than the {processing.harvest_cell_count:,} "
+            "harvested.",
+            code="exceeds_harvest",
+            field="cell_number",
+        )
+    when = check_time(created_at, field="created_at")
+    units = []
+    for spec in specs:
+        unit = ProductUnit(
+            code=identifier_allocate(kind=Kind.UNIT),
+            processing=processing,
+            aspirate_id=processing.aspirate_id,
+            participant_id=processing.participant_id,
+            container_type=spec.container_type,
+            cell_number=int(spec.cell_number),
+            volume_ml=Decimal(str(spec.volume_ml)),
+            cryoprotectant=spec.cryoprotectant,
+            created_at=when,
+        )
+        unit._change_reason = "unit filled"
+        unit._history_user = actor
+        unit.save()
+        event_record(
+            item=unit,
+            participant_id=unit.participant_id,
+            item_code=unit.code,
+            item_kind="unit",
+            action="create",
+            from_status="",
+            to_status=unit.status,
+            actor=actor,
+            at=when,
+            data={"processing": processing.code, "cell_number": unit.cell_number},
+        )
+        units.append(unit)
+    return units
+
+
+@transaction.atomic
+def freezing_run_record(
+    *,
+    processing: Processing,
+    units: list[ProductUnit],
+    started_at: datetime,
+    finished_at: datetime,
+    actor: AbstractBaseUser,
+    rate_c_per_min: Decimal = Decimal("-1"),
+    program: str = "-1 °C/min to -80 °C, then LN2",
+) -> FreezingRun:
+    """Record a finished controlled-rate freezing run: units frozen, product cryopreserved."""
+    started_at = check_time(started_at, field="started_at")
+    finished_at = check_time(finished_at, field="finished_at")
+    if finished_at < started_at:
+        raise ServiceError("The run cannot finish before it started.", field="finished_at")
+    rate = Decimal(str(rate_c_per_min))
+    if rate >= 0:
+        raise ServiceError("A freezing rate is negative (°C/min), e.g. -1.", field="rate_c_per_min")
+    if not units:
+        raise ServiceError("A freezing run needs at least one unit.", field="units")
+    foreign = [u.code for u in units if u.processing_id != processing.pk]
+    if foreign:
+        raise ServiceError(
+            f"Units {', '.join(foreign)} are not from {processing.code}.", field="units"
+        )
+    run = FreezingRun(
+        code=identifier_allocate(kind=Kind.FREEZING_RUN),
+        processing=processing,
+        program=program,
+        rate_c_per_min=rate,
+        started_at=started_at,
+        finished_at=finished_at,
+        operator=actor,
+    )
+    run._change_reason = "freezing run recorded"
+    run._history_user = actor
+    run.save()
+    for unit in units:
+        transition_apply(
+            item=unit,
+            action="freeze",
+            actor=actor,
+            at=finished_at,
+            changes={"freezing_run": run},
+            data={"freezing_run": run.code},
+        )
+    if processing.status == ProcessingStatus.HARVESTED:
+        transition_apply(
+            item=processing,
+            action="cryopreserve",
+            actor=actor,
+            at=finished_at,
+            data={"freezing_run": run.code},
+        )
+        transition_apply(
+            item=processing.aspirate, action="complete_processing", actor=actor, at=finished_at
+        )
+    return run
+
+
+def unit_transition(
+    *,
+    unit: ProductUnit,
+    action: str,
+    actor: AbstractBaseUser,
+    reason: str = "",
+    at: datetime | None = None,
+    location: str = "",
+) -> ProductUnit:
+    """Apply a plain lifecycle step (quarantine, release, thaw, discard...) to a unit."""
+    transition_apply(item=unit, action=action, actor=actor, reason=reason, at=at, location=location)
+    return unit
+
+
+def unit_discard(*, unit: ProductUnit, actor: AbstractBaseUser, reason: str) -> ProductUnit:
+    return unit_transition(unit=unit, action="discard", actor=actor, reason=reason)
+
+
+__all__ = [
+    "UnitSpec",
+    "UnitStatus",
+    "freezing_run_record",
+    "unit_discard",
+    "unit_transition",
+    "units_create",
+]
