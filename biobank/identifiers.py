@@ -84,7 +84,8 @@ def parse_id(raw: str) -> ParsedId:
     match = _SHAPE.match(value)
     if match is None:
         prefix = value[:2]
-        if value[:2].isalpha() and prefix not in PREFIXES:
+        # Only call it a prefix problem when the rest looks like an identifier's number.
+        if re.match(r"^[A-Z]{2}\d", value) and prefix not in PREFIXES:
             raise IdentifierError("unknown_prefix", _unknown_prefix(prefix, value))
         raise IdentifierError(
             "bad_format",

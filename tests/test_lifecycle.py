@@ -7,12 +7,9 @@ from typing import Any
 import pytest
 
 from biobank.models import (
-    Aspirate,
     AspirateStatus,
     CustodyEvent,
-    Processing,
     ProcessingStatus,
-    ProductUnit,
     UnitStatus,
 )
 from biobank.services.errors import ServiceError, TransitionError

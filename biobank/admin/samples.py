@@ -153,7 +153,7 @@ class AspirateAdmin(ReadOnlyItemAdmin):
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         if obj is None:
-            return CollectForm
+            kwargs.update(form=CollectForm, fields=CollectForm.Meta.fields)
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:

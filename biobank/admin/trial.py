@@ -98,7 +98,7 @@ class ParticipantAdmin(BaseAdmin):
     list_display = ["pseudonym", "code", "site", "enrolled_on"]
     list_filter = ["site", "study"]
     search_fields = ["code", "pseudonym"]
-    list_select_related = ["site"]
+    list_select_related = ["site", "arm"]
     change_form_template = "admin/biobank/participant/change_form.html"
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:

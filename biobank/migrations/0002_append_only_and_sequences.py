@@ -34,7 +34,7 @@ PREFIXES = ["PT", "AS", "PR", "FR", "UN", "SU", "CT", "BX", "DS"]
 def forward(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
-        schema_editor.execute(PG_FORWARD)
+        schema_editor.execute(PG_FORWARD, params=None)
     elif vendor == "sqlite":
         schema_editor.execute(SQLITE_FORWARD)
     IdSequence = apps.get_model("biobank", "IdSequence")
@@ -45,7 +45,7 @@ def forward(apps, schema_editor):
 def reverse(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
-        schema_editor.execute(PG_REVERSE)
+        schema_editor.execute(PG_REVERSE, params=None)
     elif vendor == "sqlite":
         schema_editor.execute(SQLITE_REVERSE)
 

@@ -267,7 +267,11 @@ def _drive_aspirate(*, visit: Any, spec: dict[str, Any], actor: AbstractBaseUser
         return
     first = units[0]
     release_day = visit.scheduled_on + relativedelta(months=6)
-    for action, hour in [("release", 8), ("thaw", 9), ("administer", 12)]:
+    for action, reached, hour in [
+        ("release", "released", 8),
+        ("thaw", "thawed", 9),
+        ("administer", "administered", 12),
+    ]:
         unit_transition(unit=first, action=action, actor=actor, at=_at(release_day, hour))
-        if action == stage or (stage == "thawed" and action == "thaw"):
+        if reached == stage:
             return

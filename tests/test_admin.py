@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.management import call_command
+from django.urls import reverse
+
+from biobank.models import (
+    Aspirate,
+    CustodyEvent,
+    Participant,
+    ProductUnit,
+    Visit,
+)
+
+from .factories import make_aspirate, make_units, make_user
+
+CHANGELISTS = [
+    "study",
+    "site",
+    "visittype",
+    "arm",
+    "armschedule",
+    "participant",
+    "visit",
+    "aspirate",
+    "processing",
+    "freezingrun",
+    "productunit",
+    "custodyevent",
+    "idsequence",
+]
+
+
+@pytest.fixture
+def demo(db: None) -> None:
+    call_command("seed", "--demo", stdout=StringIO())
+
+
+@pytest.mark.parametrize("model", CHANGELISTS)
+def test_changelists_load_with_bounded_queries(
+    demo: None, admin_client_tech: Any, django_assert_max_num_queries: Any, model: str
+) -> None:
+    url = reverse(f"admin:biobank_{model}_changelist")
+    with django_assert_max_num_queries(15):
+        response = admin_client_tech.get(url)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("model", ["aspirate", "productunit", "custodyevent", "participant"])
+def test_changelist_search_by_id(demo: None, admin_client_tech: Any, model: str) -> None:
+    unit = ProductUnit.objects.select_related("aspirate", "participant").first()
+    code = {
+        "aspirate": unit.aspirate.code,
+        "productunit": unit.code,
+        "custodyevent": unit.code,
+        "participant": unit.participant.code,
+    }[model]
+    response = admin_client_tech.get(reverse(f"admin:biobank_{model}_changelist"), {"q": code})
+    assert response.status_code == 200
+    assert code in response.content.decode()
+
+
+def test_participant_page_shows_whole_chain(
+    demo: None, admin_client_tech: Any, django_assert_max_num_queries: Any
+) -> None:
+    unit = ProductUnit.objects.filter(status="administered").select_related("participant").first()
+    participant = unit.participant
+    with django_assert_max_num_queries(30):
+        response = admin_client_tech.get(
+            reverse("admin:biobank_participant_change", args=[participant.pk])
+        )
+    html = response.content.decode()
+    assert "Chain of identity" in html
+    for aspirate in participant.aspirates.all():
+        assert aspirate.code in html
+    for u in participant.units.all():
+        assert u.code in html
+    assert "administer" in html  # the custody log
+
+
+def test_item_pages_show_custody_log_and_history(demo: None, admin_client_tech: Any) -> None:
+    unit = ProductUnit.objects.filter(status="stored").first()
+    page = admin_client_tech.get(reverse("admin:biobank_productunit_change", args=[unit.pk]))
+    assert "Chain of custody" in page.content.decode()
+    assert "freeze" in page.content.decode()
+    history = admin_client_tech.get(reverse("admin:biobank_productunit_history", args=[unit.pk]))
+    assert history.status_code == 200
+    assert "stored" in history.content.decode()
+
+
+def test_blinded_user_never_sees_arm(demo: None, client: Any) -> None:
+    client.force_login(make_user("blinded", unblinded=False))
+    participant = Participant.objects.first()
+    listing = client.get(reverse("admin:biobank_participant_changelist")).content.decode()
+    page = client.get(reverse("admin:biobank_participant_change", args=[participant.pk]))
+    for html in (listing, page.content.decode()):
+        assert "Arm A" not in html and "Arm B" not in html
+        assert "arm__id__exact" not in html
+    assert client.get(reverse("admin:biobank_arm_changelist")).status_code == 403
+    assert client.get(reverse("admin:biobank_armschedule_changelist")).status_code == 403
+    filtered = client.get(reverse("admin:biobank_participant_changelist"), {"arm__id__exact": 1})
+    assert filtered.status_code in (200, 302)
+    assert "Arm A" not in filtered.content.decode()
+
+
+def test_no_delete_anywhere(demo: None, admin_client_tech: Any) -> None:
+    unit = ProductUnit.objects.first()
+    response = admin_client_tech.get(reverse("admin:biobank_productunit_delete", args=[unit.pk]))
+    assert response.status_code == 403
+    listing = admin_client_tech.get(reverse("admin:biobank_productunit_changelist"))
+    assert "delete_selected" not in listing.content.decode()
+
+
+def _action(client: Any, model: str, action: str, pks: list[int], **data: Any) -> Any:
+    url = reverse(f"admin:biobank_{model}_changelist")
+    payload = {"action": action, ACTION_CHECKBOX_NAME: pks, **data}
+    return client.post(url, payload, follow=True)
+
+
+def test_receive_action_through_intermediate_form(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    aspirate = make_aspirate(actor=tech)
+    form = _action(admin_client_tech, "aspirate", "step_receive", [aspirate.pk])
+    assert "Transport temperature" in form.content.decode()
+    done = _action(
+        admin_client_tech,
+        "aspirate",
+        "step_receive",
+        [aspirate.pk],
+        apply_step="1",
+        decision="accept",
+        temperature_c="21.5",
+        condition="intact",
+        reason="",
+        at="",
+    )
+    assert "done for" in done.content.decode()
+    aspirate.refresh_from_db()
+    assert aspirate.status == "accepted" and aspirate.received_by == tech
+
+
+def test_reject_without_reason_is_a_form_error(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    aspirate = make_aspirate(actor=tech)
+    response = _action(
+        admin_client_tech,
+        "aspirate",
+        "step_reject",
+        [aspirate.pk],
+        apply_step="1",
+        reason="",
+        at="",
+    )
+    assert "This field is required" in response.content.decode()
+    aspirate.refresh_from_db()
+    assert aspirate.status == "collected"
+
+
+def test_action_is_all_or_nothing(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    frozen = make_units(actor=tech, count=1)[0]
+    stored = make_units(actor=tech, count=1, stored=True)[0]
+    events = CustodyEvent.objects.count()
+    response = _action(
+        admin_client_tech,
+        "productunit",
+        "step_store",
+        [frozen.pk, stored.pk],
+        apply_step="1",
+        reason="",
+        at="",
+    )
+    html = response.content.decode()
+    assert "nothing was changed" in html and stored.code in html
+    frozen.refresh_from_db()
+    assert frozen.status == "frozen"
+    assert CustodyEvent.objects.count() == events
+
+
+def test_add_participant_goes_through_enrolment(trial: Any, admin_client_tech: Any) -> None:
+    from biobank.models import Site, Study
+
+    study = Study.objects.get()
+    response = admin_client_tech.post(
+        reverse("admin:biobank_participant_add"),
+        {
+            "pseudonym": "smart-hus-99",
+            "study": study.pk,
+            "site": Site.objects.get(code="HUS").pk,
+            "arm": study.arms.get(code="B").pk,
+            "enrolled_on": "2025-05-01",
+            "weight_kg": "80.5",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    participant = Participant.objects.get(pseudonym="SMART-HUS-99")
+    assert participant.code.startswith("PT")
+    assert Visit.objects.filter(participant=participant).count() == 4
+
+
+def test_add_participant_duplicate_is_form_error(trial: Any, admin_client_tech: Any) -> None:
+    from biobank.models import Site, Study
+
+    study = Study.objects.get()
+    data = {
+        "pseudonym": "SMART-X-1",
+        "study": study.pk,
+        "site": Site.objects.get(code="HUS").pk,
+        "enrolled_on": "2025-05-01",
+    }
+    admin_client_tech.post(reverse("admin:biobank_participant_add"), data)
+    again = admin_client_tech.post(reverse("admin:biobank_participant_add"), data)
+    assert again.status_code == 200
+    assert "already exists" in again.content.decode()
+
+
+def test_collect_aspirate_in_admin_writes_event(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    from .factories import make_participant
+
+    participant = make_participant(actor=tech)
+    visit = participant.visits.get(visit_type__code="M6")
+    response = admin_client_tech.post(
+        reverse("admin:biobank_aspirate_add"),
+        {
+            "visit": visit.pk,
+            "volume_ml": "48.5",
+            "anticoagulant": "heparin",
+            "collected_at_0": "2025-09-01",
+            "collected_at_1": "08:30",
+            "collected_by": "Dr. Bone",
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    aspirate = Aspirate.objects.get(visit=visit)
+    assert aspirate.code.startswith("AS")
+    assert aspirate.events.get().action == "collect"

@@ -1,0 +1,114 @@
+"""Chain of custody (who, when, where, from, to, reason) and field-level history of each step."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, IntegrityError, connection, transaction
+
+from biobank.models import CustodyEvent, Site
+from biobank.services.aspirates import aspirate_receive
+from biobank.services.errors import ServiceError
+from biobank.services.units import unit_transition
+
+from .factories import make_aspirate, make_units, past
+
+
+def test_receipt_writes_event_and_history(trial: Any, tech: Any) -> None:
+    aspirate = make_aspirate(actor=tech)
+    lab = Site.objects.get(code="HUS")
+    when = past(hours=2)
+    aspirate_receive(
+        aspirate=aspirate,
+        decision="quarantine",
+        actor=tech,
+        temperature_c=Decimal("31.0"),
+        condition="temperature",
+        received_at=when,
+        reason="Box too warm",
+        site=lab,
+    )
+    event = CustodyEvent.objects.filter(aspirate=aspirate).latest("id")
+    assert (event.action, event.from_status, event.to_status) == (
+        "quarantine",
+        "collected",
+        "quarantined",
+    )
+    assert (event.actor, event.at, event.site, event.reason) == (tech, when, lab, "Box too warm")
+    assert event.data == {"temperature_c": "31.0", "condition": "temperature"}
+    record = aspirate.history.first()
+    delta = record.diff_against(record.prev_record)
+    changed = {c.field: (c.old, c.new) for c in delta.changes}
+    assert changed["status"] == ("collected", "quarantined")
+    assert changed["condition"] == ("", "temperature")
+    assert record.history_change_reason == "Box too warm"
+    assert record.history_user == tech
+
+
+def test_whole_chain_is_logged_in_order(trial: Any, tech: Any) -> None:
+    unit = make_units(actor=tech, count=1, stored=True)[0]
+    for action in ("release", "thaw", "administer"):
+        unit_transition(unit=unit, action=action, actor=tech)
+    actions = list(
+        CustodyEvent.objects.filter(participant=unit.participant).values_list("item_kind", "action")
+    )
+    assert actions == [
+        ("aspirate", "collect"),
+        ("aspirate", "accept"),
+        ("aspirate", "start_processing"),
+        ("processing", "start"),
+        ("processing", "harvest"),
+        ("unit", "create"),
+        ("unit", "freeze"),
+        ("processing", "cryopreserve"),
+        ("aspirate", "complete_processing"),
+        ("unit", "store"),
+        ("unit", "release"),
+        ("unit", "thaw"),
+        ("unit", "administer"),
+    ]
+    # Chain of identity: the unit still names its aspirate and participant.
+    assert unit.aspirate.participant_id == unit.participant_id
+
+
+def test_discard_needs_reason_and_keeps_it(trial: Any, tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    with pytest.raises(ServiceError):
+        unit_transition(unit=unit, action="discard", actor=tech, reason="")
+    unit_transition(unit=unit, action="discard", actor=tech, reason="Bag cracked in LN2")
+    unit.refresh_from_db()
+    assert unit.status_reason == "Bag cracked in LN2"
+    assert unit.events.latest("id").reason == "Bag cracked in LN2"
+
+
+def test_future_time_is_refused(trial: Any, tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    with pytest.raises(ServiceError) as info:
+        unit_transition(unit=unit, action="store", actor=tech, at=past(days=-1))
+    assert info.value.field == "at"
+
+
+def test_events_cannot_be_updated(trial: Any, tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    with pytest.raises((IntegrityError, DatabaseError)), transaction.atomic():
+        CustodyEvent.objects.filter(unit=unit).update(reason="rewritten")
+    assert not CustodyEvent.objects.filter(reason="rewritten").exists()
+
+
+def test_events_cannot_be_deleted_on_postgres(trial: Any, tech: Any) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the DELETE trigger is PostgreSQL-only (SQLite's would block test flushes)")
+    unit = make_units(actor=tech, count=1)[0]
+    with pytest.raises((IntegrityError, DatabaseError)), transaction.atomic():
+        CustodyEvent.objects.filter(unit=unit).delete()
+    assert CustodyEvent.objects.filter(unit=unit).exists()
+
+
+def test_items_cannot_be_deleted_while_referenced(trial: Any, tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    from django.db.models import ProtectedError
+
+    with pytest.raises(ProtectedError):
+        unit.participant.delete()
