@@ -104,7 +104,7 @@ def test_concurrent_allocation_never_repeats(postgres_only: None) -> None:
             barrier.wait()
             for _ in range(25):
                 results.append(identifier_allocate(kind=Kind.ASPIRATE))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             close_old_connections()
