@@ -13,12 +13,23 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from biobank.models import Aspirate, Participant, Processing, ProductUnit, Site, Study
+from biobank.models import (
+    Aspirate,
+    BoxType,
+    Container,
+    Participant,
+    Processing,
+    ProductUnit,
+    Site,
+    StorageUnit,
+    Study,
+)
 from biobank.services.aspirates import aspirate_collect, aspirate_receive
 from biobank.services.processing import processing_harvest, processing_start
 from biobank.services.seeding import trial_definition_load
+from biobank.services.storage import container_create, storage_unit_create, unit_place
 from biobank.services.trial import participant_enroll
-from biobank.services.units import UnitSpec, freezing_run_record, unit_transition, units_create
+from biobank.services.units import UnitSpec, freezing_run_record, units_create
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 _counter = itertools.count(1)
@@ -125,8 +136,56 @@ def make_units(
             actor=actor,
         )
     if stored:
+        box = make_box(actor=actor)
         for unit in units:
-            unit_transition(unit=unit, action="store", actor=actor, at=past(days=7))
+            unit_place(unit=unit, container=box, actor=actor, at=past(days=7))
     for unit in units:
         unit.refresh_from_db()
     return units
+
+
+def make_storage_unit(
+    *, actor: Any, name: str | None = None, site_code: str = "HUS"
+) -> StorageUnit:
+    return storage_unit_create(
+        site=Site.objects.get(code=site_code),
+        name=name or f"LN2 tank {next(_counter)}",
+        kind="ln2_tank",
+        min_temperature_c=Decimal("-196"),
+        max_temperature_c=Decimal("-150"),
+        actor=actor,
+    )
+
+
+def make_box_type(
+    *, rows: int = 9, columns: int = 9, accepts: str = "any", **extra: Any
+) -> BoxType:
+    box_type, _ = BoxType.objects.get_or_create(
+        name=f"{rows}x{columns} {accepts} {extra}",
+        defaults={"rows": rows, "columns": columns, "accepts": accepts, **extra},
+    )
+    return box_type
+
+
+def make_box(
+    *,
+    actor: Any,
+    storage_unit: StorageUnit | None = None,
+    parent: Container | None = None,
+    rows: int = 9,
+    columns: int = 9,
+    accepts: str = "any",
+    name: str | None = None,
+) -> Container:
+    if parent is None:
+        storage_unit = storage_unit or make_storage_unit(actor=actor)
+        parent = container_create(
+            name=f"Rack {next(_counter)}", kind="rack", storage_unit=storage_unit, actor=actor
+        )
+    return container_create(
+        name=name or f"Box {next(_counter)}",
+        kind="box",
+        parent=parent,
+        box_type=make_box_type(rows=rows, columns=columns, accepts=accepts),
+        actor=actor,
+    )

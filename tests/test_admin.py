@@ -163,22 +163,22 @@ def test_reject_without_reason_is_a_form_error(
 
 
 def test_action_is_all_or_nothing(trial: Any, tech: Any, admin_client_tech: Any) -> None:
-    frozen = make_units(actor=tech, count=1)[0]
     stored = make_units(actor=tech, count=1, stored=True)[0]
+    frozen = make_units(actor=tech, count=1)[0]  # later pk: fails after the first succeeded
     events = CustodyEvent.objects.count()
     response = _action(
         admin_client_tech,
         "productunit",
-        "step_store",
-        [frozen.pk, stored.pk],
+        "step_check_out",
+        [stored.pk, frozen.pk],
         apply_step="1",
         reason="",
         at="",
     )
     html = response.content.decode()
-    assert "nothing was changed" in html and stored.code in html
-    frozen.refresh_from_db()
-    assert frozen.status == "frozen"
+    assert "nothing was changed" in html and frozen.code in html
+    stored.refresh_from_db()
+    assert stored.status == "stored"
     assert CustodyEvent.objects.count() == events
 
 

@@ -86,7 +86,7 @@ def test_discard_needs_reason_and_keeps_it(trial: Any, tech: Any) -> None:
 def test_future_time_is_refused(trial: Any, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
     with pytest.raises(ServiceError) as info:
-        unit_transition(unit=unit, action="store", actor=tech, at=past(days=-1))
+        unit_transition(unit=unit, action="discard", actor=tech, reason="x", at=past(days=-1))
     assert info.value.field == "at"
 
 

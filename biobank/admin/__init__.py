@@ -1,3 +1,3 @@
-from . import samples, trial
+from . import samples, storage, trial
 
-__all__ = ["samples", "trial"]
+__all__ = ["samples", "storage", "trial"]

@@ -5,11 +5,12 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from biobank.models import (
     Aspirate,
     Condition,
+    Container,
     CustodyEvent,
     FreezingRun,
     IdSequence,
@@ -18,9 +19,12 @@ from biobank.models import (
     ProductUnit,
     QcResult,
 )
+from biobank.scanning.clean import ScanError, resolve_scan_text
 from biobank.selectors import events_for
+from biobank.selectors_storage import units_with_location
 from biobank.services import aspirates as aspirate_services
 from biobank.services import processing as processing_services
+from biobank.services import storage as storage_services
 from biobank.services.lifecycle import TRANSITIONS
 from biobank.services.units import unit_transition
 
@@ -302,8 +306,61 @@ def _unit_step(action: str, label: str) -> Step:
     )
 
 
+class MoveForm(ConfirmForm):
+    container = forms.CharField(
+        label="Box or container barcode", max_length=80, help_text="Scan the box label (BX…/CT…)"
+    )
+    position = forms.CharField(max_length=8, required=False, help_text="Empty: next free")
+    reason = forms.CharField(required=False)
+
+    def clean_container(self) -> Container:
+        raw = self.cleaned_data["container"]
+        try:
+            code = resolve_scan_text(raw).value
+        except ScanError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        container = Container.objects.select_related("box_type", "storage_unit").filter(code=code)
+        if not container.exists():
+            raise forms.ValidationError(f"No box or container {code} is registered.")
+        return container.get()
+
+
 UNIT_STEPS = [
-    _unit_step("store", "Store"),
+    Step(
+        "move",
+        "Move",
+        MoveForm,
+        lambda item, user, d: storage_services.unit_move(
+            unit=item,
+            container=d["container"],
+            position=d["position"] or None,
+            reason=d["reason"],
+            actor=user,
+            at=d["at"],
+        ),
+    ),
+    Step(
+        "check_out",
+        "Check out (keep slot)",
+        OptionalReasonForm,
+        lambda item, user, d: storage_services.unit_check_out(
+            unit=item, actor=user, reason=d["reason"], at=d["at"]
+        ),
+    ),
+    Step(
+        "check_in",
+        "Check in",
+        ConfirmForm,
+        lambda item, user, d: storage_services.unit_check_in(unit=item, actor=user, at=d["at"]),
+    ),
+    Step(
+        "unstore",
+        "Remove from storage",
+        ReasonForm,
+        lambda item, user, d: storage_services.unit_remove(
+            unit=item, actor=user, reason=d["reason"], at=d["at"]
+        ),
+    ),
     _unit_step("quarantine", "Quarantine"),
     _unit_step("lift_quarantine", "Lift quarantine"),
     _unit_step("release", "Release"),
@@ -324,6 +381,7 @@ class ProductUnitAdmin(ReadOnlyItemAdmin):
         "status",
         "cell_number_display",
         "volume_ml",
+        "location",
     ]
     list_filter = ["status", "container_type", "participant__site"]
     search_fields = [
@@ -332,6 +390,7 @@ class ProductUnitAdmin(ReadOnlyItemAdmin):
         "processing__code",
         "participant__code",
         "participant__pseudonym",
+        "placements__container__code",
     ]
     list_select_related = ["participant", "aspirate"]
     actions = [make_action(s) for s in UNIT_STEPS]
@@ -348,9 +407,53 @@ class ProductUnitAdmin(ReadOnlyItemAdmin):
         "cryoprotectant",
         "freezing_run",
         "created_at",
+        "location",
+        "location_history",
         "custody_log",
     ]
     readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return units_with_location(super().get_queryset(request))
+
+    @admin.display(description="Location", ordering="location_path")
+    def location(self, obj: ProductUnit) -> str:
+        if not obj.location_code:
+            return "–"
+        text = format_html(
+            "{} <b>{}</b> ({})", obj.location_path, obj.location_position, obj.location_code
+        )
+        if obj.location_checked_out:
+            text = format_html("{} — checked out, slot reserved", text)
+        return text
+
+    @admin.display(description="Location history")
+    def location_history(self, obj: ProductUnit) -> str:
+        stays = obj.placements.select_related("container", "placed_by", "ended_by").order_by(
+            "placed_at", "id"
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{p.placed_at:%Y-%m-%d %H:%M}",
+                    p.container.path,
+                    p.position,
+                    p.container.code,
+                    f"{p.ended_at:%Y-%m-%d %H:%M}" if p.ended_at else "now",
+                    p.end_reason,
+                )
+                for p in stays
+            ),
+        )
+        if not rows:
+            return "Never stored."
+        return format_html(
+            "<table><thead><tr><th>From</th><th>Where</th><th>Box</th><th>Until</th>"
+            "<th>Why it ended</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="Cells", ordering="cell_number")
     def cell_number_display(self, obj: ProductUnit) -> str:

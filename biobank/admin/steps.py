@@ -106,3 +106,21 @@ class NoDeleteAdminMixin:
         actions = super().get_actions(request)  # type: ignore[misc]
         actions.pop("delete_selected", None)
         return actions
+
+
+class _DryRun(Exception):
+    """Raised to roll back a trial run of a service inside form validation."""
+
+
+def check_with_service(form: forms.Form, call: Callable[[], Any]) -> None:
+    """Run ``call`` in a savepoint that is always rolled back, turning a refusal into form
+    errors, so admin add forms show the service's own message instead of failing on save."""
+    try:
+        with transaction.atomic():
+            call()
+            raise _DryRun
+    except _DryRun:
+        pass
+    except ServiceError as exc:
+        field = exc.field if exc.field in form.fields else None
+        form.add_error(field, exc.message)

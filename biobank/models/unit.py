@@ -46,6 +46,7 @@ class UnitStatus(models.TextChoices):
     CREATED = "created", "Filled, not yet frozen"
     FROZEN = "frozen", "Cryopreserved"
     STORED = "stored", "Stored"
+    CHECKED_OUT = "checked_out", "Checked out (slot reserved)"
     QUARANTINED = "quarantined", "Quarantined"
     RELEASED = "released", "Released"
     THAWED = "thawed", "Thawed"

@@ -29,11 +29,11 @@ A, P, U = AspirateStatus, ProcessingStatus, UnitStatus
 @dataclass(frozen=True)
 class Transition:
     sources: frozenset[str]
-    target: str
+    target: str | None  # None: the step is recorded but the status stays (e.g. a move)
     needs_reason: bool = False
 
 
-def _t(sources: list[str], target: str, needs_reason: bool = False) -> Transition:
+def _t(sources: list[str], target: str | None, needs_reason: bool = False) -> Transition:
     return Transition(frozenset(sources), target, needs_reason)
 
 
@@ -60,14 +60,18 @@ TRANSITIONS: dict[str, dict[str, Transition]] = {
     "unit": {
         "freeze": _t([U.CREATED], U.FROZEN),
         "store": _t([U.FROZEN], U.STORED),
-        "quarantine": _t([U.FROZEN, U.STORED], U.QUARANTINED, needs_reason=True),
+        "move": _t([U.STORED, U.QUARANTINED], None),
+        "check_out": _t([U.STORED], U.CHECKED_OUT),
+        "check_in": _t([U.CHECKED_OUT], U.STORED),
+        "unstore": _t([U.STORED, U.CHECKED_OUT], U.FROZEN, needs_reason=True),
+        "quarantine": _t([U.STORED], U.QUARANTINED, needs_reason=True),
         "lift_quarantine": _t([U.QUARANTINED], U.STORED, needs_reason=True),
-        "release": _t([U.STORED], U.RELEASED),
-        "return_to_stock": _t([U.RELEASED], U.STORED, needs_reason=True),
+        "release": _t([U.STORED, U.CHECKED_OUT], U.RELEASED),
+        "return_to_stock": _t([U.RELEASED], U.FROZEN, needs_reason=True),
         "thaw": _t([U.RELEASED], U.THAWED),
         "administer": _t([U.THAWED], U.ADMINISTERED),
         "discard": _t(
-            [U.CREATED, U.FROZEN, U.STORED, U.QUARANTINED, U.RELEASED, U.THAWED],
+            [U.CREATED, U.FROZEN, U.STORED, U.CHECKED_OUT, U.QUARANTINED, U.RELEASED, U.THAWED],
             U.DISCARDED,
             needs_reason=True,
         ),
@@ -191,7 +195,8 @@ def transition_apply(
     from_status = locked.status
     for name, value in (changes or {}).items():
         setattr(locked, name, value)
-    locked.status = transition.target
+    if transition.target is not None:
+        locked.status = transition.target
     if transition.needs_reason:
         locked.status_reason = reason
     locked._change_reason = reason or action.replace("_", " ")

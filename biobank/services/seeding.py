@@ -19,8 +19,11 @@ from biobank.models import (
     Arm,
     ArmSchedule,
     Aspirate,
+    BoxType,
+    Container,
     Participant,
     Site,
+    StorageUnit,
     Study,
     VisitType,
 )
@@ -28,6 +31,13 @@ from biobank.models import (
 from .aspirates import aspirate_collect, aspirate_discard, aspirate_receive
 from .errors import ServiceError
 from .processing import passage_record, processing_harvest, processing_start, qc_result_record
+from .storage import (
+    container_create,
+    free_position_suggest,
+    storage_unit_create,
+    temperature_record,
+    unit_place,
+)
 from .trial import participant_enroll
 from .units import UnitSpec, freezing_run_record, unit_transition, units_create
 
@@ -119,7 +129,10 @@ def demo_data_load(*, data: dict[str, Any], actor: AbstractBaseUser) -> dict[str
     sites = {s.code: s for s in Site.objects.filter(study=study)}
     lab = next((s for s in sites.values() if s.is_lab), None)
     arms = {a.code: a for a in Arm.objects.filter(study=study)}
-    counts = {"participants": 0, "aspirates": 0}
+    counts = {"participants": 0, "aspirates": 0, "containers": 0}
+    counts["containers"] = _load_storage(data, actor)
+    tank = StorageUnit.objects.get(name=data["store_units_in"], site=lab)
+    retain_vials = int(data.get("retain_vials_per_processing", 0))
     for p in data["participants"]:
         participant = Participant.objects.filter(pseudonym=p["pseudonym"]).first()
         if participant is None:
@@ -139,12 +152,83 @@ def demo_data_load(*, data: dict[str, Any], actor: AbstractBaseUser) -> dict[str
             )
             if Aspirate.objects.filter(visit=visit).exists():
                 continue
-            _drive_aspirate(visit=visit, spec=spec, actor=actor, lab=lab)
+            _drive_aspirate(
+                visit=visit, spec=spec, actor=actor, lab=lab, tank=tank, retain_vials=retain_vials
+            )
             counts["aspirates"] += 1
     return counts
 
 
-def _drive_aspirate(*, visit: Any, spec: dict[str, Any], actor: AbstractBaseUser, lab: Any) -> None:
+def _load_storage(data: dict[str, Any], actor: AbstractBaseUser) -> int:
+    """Box types, storage units and their container trees; only what is missing is created."""
+    created = 0
+    box_types = {}
+    for bt in data.get("box_types", []):
+        values = {k: v for k, v in bt.items() if k != "name"}
+        box_types[bt["name"]], _ = _upsert(BoxType, {"name": bt["name"]}, values)
+    for su in data.get("storage", []):
+        site = Site.objects.get(code=su["site"])
+        unit = StorageUnit.objects.filter(site=site, name=su["name"]).first()
+        if unit is None:
+            unit = storage_unit_create(
+                site=site,
+                name=su["name"],
+                kind=su["kind"],
+                min_temperature_c=Decimal(str(su["min_temperature_c"])),
+                max_temperature_c=Decimal(str(su["max_temperature_c"])),
+                actor=actor,
+            )
+            created += 1
+            start = dt.datetime(2025, 1, 1, 7, tzinfo=OSLO)
+            for days, value in enumerate(su.get("readings", [])):
+                temperature_record(
+                    storage_unit=unit,
+                    temperature_c=Decimal(str(value)),
+                    at=start + dt.timedelta(days=days),
+                    actor=actor,
+                    note="demo reading",
+                )
+        created += _load_containers(su.get("containers", []), unit, None, box_types, actor)
+    return created
+
+
+def _load_containers(
+    specs: list[dict[str, Any]],
+    storage_unit: StorageUnit,
+    parent: Container | None,
+    box_types: dict[str, BoxType],
+    actor: AbstractBaseUser,
+) -> int:
+    created = 0
+    for spec in specs:
+        container = Container.objects.filter(
+            storage_unit=storage_unit, parent=parent, name=spec["name"]
+        ).first()
+        if container is None:
+            container = container_create(
+                name=spec["name"],
+                kind=spec["kind"],
+                storage_unit=storage_unit,
+                parent=parent,
+                box_type=box_types.get(spec.get("box_type", "")),
+                actor=actor,
+            )
+            created += 1
+        created += _load_containers(
+            spec.get("children", []), storage_unit, container, box_types, actor
+        )
+    return created
+
+
+def _drive_aspirate(
+    *,
+    visit: Any,
+    spec: dict[str, Any],
+    actor: AbstractBaseUser,
+    lab: Any,
+    tank: StorageUnit,
+    retain_vials: int,
+) -> None:
     stage = spec["stage"]
     if stage not in STAGES:
         raise ServiceError(f"Unknown demo stage '{stage}'.", field="stage")
@@ -242,6 +326,10 @@ def _drive_aspirate(*, visit: Any, spec: dict[str, Any], actor: AbstractBaseUser
         specs=[
             UnitSpec(container_type="cryobag", cell_number=30_000_000, volume_ml=Decimal("10.0"))
             for _ in range(spec.get("units", 4))
+        ]
+        + [
+            UnitSpec(container_type="cryovial", cell_number=1_000_000, volume_ml=Decimal("1.0"))
+            for _ in range(retain_vials)
         ],
         actor=actor,
         created_at=_at(harvest_day, 11),
@@ -256,12 +344,13 @@ def _drive_aspirate(*, visit: Any, spec: dict[str, Any], actor: AbstractBaseUser
     if stage == "frozen":
         return
     for unit in units:
-        unit_transition(
+        where = free_position_suggest(storage_unit=tank, container_type=unit.container_type)
+        unit_place(
             unit=unit,
-            action="store",
+            container=where.box,
+            position=where.position,
             actor=actor,
             at=_at(harvest_day, 14),
-            location="LN2 tank (vapour phase)",
         )
     if stage == "stored":
         return

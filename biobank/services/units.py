@@ -22,6 +22,9 @@ from .identifiers import identifier_allocate
 from .lifecycle import check_time, event_record, transition_apply
 
 MAX_UNITS_PER_PROCESSING = 200
+# Steps that need a container or position go through services.storage instead.
+PLACEMENT_STEPS = frozenset({"store", "move", "check_out", "check_in", "unstore"})
+LEAVES_STORAGE = frozenset({"release", "discard"})
 
 
 @dataclass(frozen=True)
@@ -177,8 +180,24 @@ def unit_transition(
     at: datetime | None = None,
     location: str = "",
 ) -> ProductUnit:
-    """Apply a plain lifecycle step (quarantine, release, thaw, discard...) to a unit."""
-    transition_apply(item=unit, action=action, actor=actor, reason=reason, at=at, location=location)
+    """Apply a plain lifecycle step (quarantine, release, thaw, discard...) to a unit.
+
+    Steps that take the unit out of storage for good also free its slot.
+    """
+    from .storage import placement_close  # storage builds on units; import late
+
+    if action in PLACEMENT_STEPS:
+        raise ServiceError(
+            f"Use the storage services to {action.replace('_', ' ')} a unit: it needs a place.",
+            code="use_storage_service",
+            field="action",
+        )
+    with transaction.atomic():
+        event = transition_apply(
+            item=unit, action=action, actor=actor, reason=reason, at=at, location=location
+        )
+        if action in LEAVES_STORAGE:
+            placement_close(unit=unit, actor=actor, at=event.at, reason=action)
     return unit
 
 

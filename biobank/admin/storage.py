@@ -1,0 +1,367 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from biobank.identifiers import Kind
+from biobank.models import (
+    BoxType,
+    Container,
+    Placement,
+    ProductUnit,
+    StorageUnit,
+    TemperatureReading,
+)
+from biobank.scanning.clean import ScanError, resolve_scan_text
+from biobank.selectors_storage import box_map, boxes_with_occupancy
+from biobank.services.errors import ServiceError
+from biobank.services.storage import (
+    container_create,
+    free_position_suggest,
+    storage_unit_create,
+    temperature_record,
+    unit_place,
+)
+
+from .steps import check_with_service
+from .trial import BaseAdmin
+
+
+@admin.register(BoxType)
+class BoxTypeAdmin(BaseAdmin):
+    list_display = ["name", "rows", "columns", "row_labelling", "column_labelling", "accepts"]
+    search_fields = ["name"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Geometry is fixed once boxes use it, or their positions would change meaning.
+        if obj is not None and obj.boxes.exists():
+            return ["rows", "columns", "row_labelling", "column_labelling"]
+        return []
+
+
+class StorageUnitForm(forms.ModelForm):
+    class Meta:
+        model = StorageUnit
+        fields = ["site", "name", "kind", "min_temperature_c", "max_temperature_c", "active"]
+
+    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actor = actor
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance.pk is None and not self.errors:
+            check_with_service(
+                self, lambda: storage_unit_create(actor=self.actor, **_su_args(data))
+            )
+        return data
+
+
+def _su_args(data: dict[str, Any]) -> dict[str, Any]:
+    keys = ["site", "name", "kind", "min_temperature_c", "max_temperature_c"]
+    return {k: data[k] for k in keys}
+
+
+def _form_with_actor(form_class: type[forms.ModelForm], actor: Any) -> type[forms.ModelForm]:
+    class Bound(form_class):  # type: ignore[valid-type, misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, actor=actor, **kwargs)
+
+    return Bound
+
+
+@admin.register(StorageUnit)
+class StorageUnitAdmin(BaseAdmin):
+    form = StorageUnitForm
+    list_display = ["code", "name", "site", "kind", "temperature_range", "active"]
+    list_filter = ["site", "kind", "active"]
+    search_fields = ["code", "name"]
+    list_select_related = ["site"]
+    change_form_template = "admin/biobank/storageunit/change_form.html"
+
+    @admin.display(description="Set range")
+    def temperature_range(self, obj: StorageUnit) -> str:
+        return f"{obj.min_temperature_c} … {obj.max_temperature_c} °C"
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        return _form_with_actor(form, request.user)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["code", "site"] if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: StorageUnit, form: Any, change: bool) -> None:
+        if change:
+            obj._change_reason = "edited in admin"
+            super().save_model(request, obj, form, change)
+            return
+        created = storage_unit_create(actor=request.user, **_su_args(form.cleaned_data))
+        obj.__dict__.update(created.__dict__)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        unit = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if unit is not None:
+            boxes = list(boxes_with_occupancy(storage_unit=unit))
+            extra_context["boxes"] = boxes
+            extra_context["box_totals"] = (
+                sum(b.used for b in boxes),
+                sum(b.capacity for b in boxes),
+            )
+            extra_context["readings"] = list(
+                unit.temperature_readings.select_related("recorded_by")[:20]
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+class ContainerForm(forms.ModelForm):
+    class Meta:
+        model = Container
+        fields = ["name", "kind", "storage_unit", "parent", "box_type", "active"]
+
+    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actor = actor
+        if "storage_unit" in self.fields:
+            self.fields["storage_unit"].required = False
+            self.fields["storage_unit"].help_text = "Or leave empty and choose a parent."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance.pk is None and not self.errors:
+            check_with_service(self, lambda: container_create(actor=self.actor, **_ct_args(data)))
+        return data
+
+
+def _ct_args(data: dict[str, Any]) -> dict[str, Any]:
+    keys = ["name", "kind", "storage_unit", "parent", "box_type"]
+    return {k: data.get(k) for k in keys}
+
+
+class PlaceForm(forms.Form):
+    unit = forms.CharField(
+        label="Unit barcode",
+        max_length=80,
+        widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "off"}),
+        help_text="Scan the unit's label (UN…).",
+    )
+    position = forms.CharField(max_length=8, required=False, help_text="Empty: next free")
+
+
+@admin.register(Container)
+class ContainerAdmin(BaseAdmin):
+    form = ContainerForm
+    list_display = ["code", "name", "kind", "path", "box_type", "active"]
+    list_filter = ["kind", "storage_unit", "box_type", "active"]
+    search_fields = ["code", "name", "path"]
+    list_select_related = ["box_type"]
+    change_form_template = "admin/biobank/container/change_form.html"
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        return _form_with_actor(form, request.user)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return ["name", "kind", "storage_unit", "parent", "box_type"]
+        return ["code", "name", "kind", "path", "box_type", "active"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["code", "name", "kind", "path", "box_type"] if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: Container, form: Any, change: bool) -> None:
+        if change:
+            obj._change_reason = "edited in admin"
+            super().save_model(request, obj, form, change)
+            return
+        created = container_create(actor=request.user, **_ct_args(form.cleaned_data))
+        obj.__dict__.update(created.__dict__)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:pk>/place/",
+                self.admin_site.admin_view(self.place_view),
+                name="biobank_container_place",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        extra_context = extra_context or {}
+        container = self.get_object(request, object_id)
+        if container is not None:
+            if container.is_box:
+                extra_context["map"] = box_map(box=container)
+            else:
+                extra_context["children"] = list(
+                    container.children.select_related("box_type").order_by("name")
+                )
+            extra_context["loose_units"] = list(
+                Placement.objects.filter(
+                    container=container, ended_at__isnull=True, row=None
+                ).select_related("unit")
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        queryset = self.get_queryset(request).select_related("box_type", "storage_unit")
+        try:
+            return queryset.get(pk=int(object_id))
+        except (ValueError, Container.DoesNotExist):
+            return None
+
+    def place_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Scan a unit into a position of this box (or the next free one)."""
+        container = get_object_or_404(Container.objects.select_related("box_type"), pk=pk)
+        if not self.has_view_permission(request, container) or not request.user.has_perm(
+            "biobank.change_productunit"
+        ):
+            return HttpResponse(status=403)
+        back = reverse("admin:biobank_container_change", args=[container.pk])
+        initial = {"position": request.GET.get("position", "")}
+        form = PlaceForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            unit = self._unit_from_scan(form)
+            if unit is not None:
+                try:
+                    placement = unit_place(
+                        unit=unit,
+                        container=container,
+                        position=form.cleaned_data["position"] or None,
+                        actor=request.user,
+                    )
+                except ServiceError as exc:
+                    form.add_error("position" if exc.field == "position" else "unit", exc.message)
+                else:
+                    self.message_user(
+                        request,
+                        f"{unit.code} stored at {container.code} {placement.position}.",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(back)
+        suggestion = None
+        if container.is_box:
+            try:
+                suggestion = free_position_suggest(box=container)
+            except ServiceError:
+                suggestion = None
+        return TemplateResponse(
+            request,
+            "admin/biobank/container/place.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Store a unit in {container.name} ({container.code})",
+                "container": container,
+                "form": form,
+                "suggestion": suggestion,
+                "opts": self.model._meta,
+                "back": back,
+            },
+        )
+
+    @staticmethod
+    def _unit_from_scan(form: PlaceForm) -> ProductUnit | None:
+        try:
+            scan = resolve_scan_text(form.cleaned_data["unit"])
+        except ScanError as exc:
+            form.add_error("unit", str(exc))
+            return None
+        if scan.parsed.kind is not Kind.UNIT:
+            form.add_error("unit", f"{scan.value} is a {scan.parsed.kind.label}, not a unit.")
+            return None
+        unit = ProductUnit.objects.filter(code=scan.value).first()
+        if unit is None:
+            form.add_error("unit", f"No unit {scan.value} is registered.")
+        return unit
+
+
+@admin.register(Placement)
+class PlacementAdmin(admin.ModelAdmin):
+    """Location history: every stay of every unit, open or ended."""
+
+    list_display = [
+        "unit",
+        "container",
+        "position",
+        "placed_at",
+        "placed_by",
+        "checked_out_at",
+        "ended_at",
+        "end_reason",
+    ]
+    list_filter = ["container__storage_unit", "ended_at"]
+    search_fields = ["unit__code", "container__code", "container__path"]
+    list_select_related = ["unit", "container", "placed_by"]
+    date_hierarchy = "placed_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class TemperatureForm(forms.ModelForm):
+    class Meta:
+        model = TemperatureReading
+        fields = ["storage_unit", "at", "temperature_c", "note"]
+
+    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actor = actor
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not self.errors:
+            check_with_service(
+                self, lambda: temperature_record(actor=self.actor, **_reading_args(data))
+            )
+        return data
+
+
+def _reading_args(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data.get(k) for k in ["storage_unit", "at", "temperature_c", "note"]}
+
+
+@admin.register(TemperatureReading)
+class TemperatureReadingAdmin(admin.ModelAdmin):
+    form = TemperatureForm
+    list_display = ["storage_unit", "at", "temperature_c", "range_flag", "source", "recorded_by"]
+    list_filter = ["out_of_range", "storage_unit", "source"]
+    search_fields = ["storage_unit__code", "storage_unit__name", "note"]
+    list_select_related = ["storage_unit", "recorded_by"]
+    date_hierarchy = "at"
+
+    @admin.display(description="Range", ordering="out_of_range")
+    def range_flag(self, obj: TemperatureReading) -> str:
+        if obj.out_of_range:
+            return format_html('<strong style="color:#b00">OUT OF RANGE</strong>')
+        return "ok"
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        return _form_with_actor(super().get_form(request, obj, **kwargs), request.user)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        created = temperature_record(actor=request.user, **_reading_args(form.cleaned_data))
+        obj.__dict__.update(created.__dict__)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

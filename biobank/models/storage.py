@@ -1,0 +1,245 @@
+"""Where every cryopreserved unit is: site → storage unit → containers → box → position."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from .trial import Site
+from .unit import ProductUnit
+
+ROW_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class Labelling(models.TextChoices):
+    LETTERS = "letters", "Letters (A, B, C…)"
+    NUMBERS = "numbers", "Numbers (1, 2, 3…)"
+
+
+class Accepts(models.TextChoices):
+    ANY = "any", "Bags and vials"
+    CRYOBAG = "cryobag", "Cryobags only"
+    CRYOVIAL = "cryovial", "Cryovials only"
+
+
+class BoxType(models.Model):
+    """A reusable box template: geometry and how rows and columns are labelled."""
+
+    name = models.CharField(max_length=100, unique=True)
+    rows = models.PositiveSmallIntegerField()
+    columns = models.PositiveSmallIntegerField()
+    row_labelling = models.CharField(
+        max_length=10, choices=Labelling.choices, default=Labelling.LETTERS
+    )
+    column_labelling = models.CharField(
+        max_length=10, choices=Labelling.choices, default=Labelling.NUMBERS
+    )
+    accepts = models.CharField(max_length=10, choices=Accepts.choices, default=Accepts.ANY)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(rows__gte=1, rows__lte=26), name="boxtype_rows_range"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(columns__gte=1, columns__lte=26), name="boxtype_columns_range"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(row_labelling="letters", column_labelling="letters"),
+                name="boxtype_not_letters_twice",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.rows}×{self.columns})"
+
+    @property
+    def capacity(self) -> int:
+        return self.rows * self.columns
+
+    def _part(self, value: int, labelling: str) -> str:
+        return ROW_LETTERS[value - 1] if labelling == Labelling.LETTERS else str(value)
+
+    def position_label(self, row: int, column: int) -> str:
+        """A1…I9 for letters × numbers; 3-7 when both are numbers (no ambiguity)."""
+        r = self._part(row, self.row_labelling)
+        c = self._part(column, self.column_labelling)
+        both_numbers = self.row_labelling == self.column_labelling == Labelling.NUMBERS
+        return f"{r}-{c}" if both_numbers else f"{r}{c}"
+
+    def position_number(self, row: int, column: int) -> int:
+        return (row - 1) * self.columns + column
+
+
+class StorageKind(models.TextChoices):
+    LN2_TANK = "ln2_tank", "Liquid-nitrogen tank (vapour phase)"
+    FREEZER_80 = "freezer_80", "−80 °C freezer"
+    FRIDGE = "fridge", "2–8 °C refrigerator"
+
+
+class StorageUnit(models.Model):
+    """A tank or freezer at a site, with the temperature range it must hold."""
+
+    code = models.CharField(max_length=16, unique=True, help_text="Barcode ID (SU…)")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="storage_units")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=StorageKind.choices)
+    min_temperature_c = models.DecimalField(max_digits=5, decimal_places=1)
+    max_temperature_c = models.DecimalField(max_digits=5, decimal_places=1)
+    active = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["site", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "name"], name="storageunit_unique_name"),
+            models.CheckConstraint(
+                condition=models.Q(min_temperature_c__lt=models.F("max_temperature_c")),
+                name="storageunit_range_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class ContainerKind(models.TextChoices):
+    RACK = "rack", "Rack"
+    CANISTER = "canister", "Canister"
+    SHELF = "shelf", "Shelf"
+    DRAWER = "drawer", "Drawer"
+    BOX = "box", "Box"
+
+
+class Container(models.Model):
+    """Anything inside a storage unit. Boxes (BX…) have a box type and positions; other
+    containers (CT…) hold containers, or units without positions."""
+
+    code = models.CharField(max_length=16, unique=True, help_text="Barcode ID (BX… or CT…)")
+    storage_unit = models.ForeignKey(
+        StorageUnit, on_delete=models.PROTECT, related_name="containers"
+    )
+    parent = models.ForeignKey(
+        "self", on_delete=models.PROTECT, related_name="children", null=True, blank=True
+    )
+    kind = models.CharField(max_length=16, choices=ContainerKind.choices)
+    name = models.CharField(max_length=100)
+    box_type = models.ForeignKey(
+        BoxType, on_delete=models.PROTECT, related_name="boxes", null=True, blank=True
+    )
+    # Materialised for one-query location paths; rewritten by container_move for a subtree.
+    path = models.CharField(max_length=500, editable=False)
+    depth = models.PositiveSmallIntegerField(default=0, editable=False)
+    active = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind="box", box_type__isnull=False)
+                | (~models.Q(kind="box") & models.Q(box_type__isnull=True)),
+                name="container_box_has_type",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(parent=models.F("id")), name="container_not_own_parent"
+            ),
+            models.UniqueConstraint(
+                fields=["storage_unit", "parent", "name"], name="container_unique_name_in_parent"
+            ),
+        ]
+        indexes = [models.Index(fields=["storage_unit", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    @property
+    def is_box(self) -> bool:
+        return self.kind == ContainerKind.BOX
+
+
+class Placement(models.Model):
+    """One stay of a unit in a container (and position). Open while ``ended_at`` is null.
+
+    The partial unique constraints are the double-booking guard: a position holds at most
+    one open placement, and a unit has at most one. A checked-out unit keeps its open
+    placement (the slot stays reserved) until it is checked in, released or removed.
+    """
+
+    unit = models.ForeignKey(ProductUnit, on_delete=models.PROTECT, related_name="placements")
+    container = models.ForeignKey(Container, on_delete=models.PROTECT, related_name="placements")
+    row = models.PositiveSmallIntegerField(null=True, blank=True)
+    column = models.PositiveSmallIntegerField(null=True, blank=True)
+    position = models.CharField(max_length=8, blank=True, help_text="Label, e.g. A1")
+    placed_at = models.DateTimeField()
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    checked_out_at = models.DateTimeField(null=True, blank=True)
+    checked_out_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    end_reason = models.CharField(max_length=200, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-placed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["unit"],
+                condition=models.Q(ended_at__isnull=True),
+                name="placement_one_open_per_unit",
+            ),
+            models.UniqueConstraint(
+                fields=["container", "row", "column"],
+                condition=models.Q(ended_at__isnull=True),
+                name="placement_one_unit_per_position",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(row__isnull=True, column__isnull=True)
+                | models.Q(row__gte=1, column__gte=1),
+                name="placement_position_complete",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(ended_at__isnull=True)
+                | models.Q(ended_at__gte=models.F("placed_at")),
+                name="placement_ends_after_start",
+            ),
+        ]
+        indexes = [models.Index(fields=["container", "ended_at"])]
+
+    def __str__(self) -> str:
+        where = f"{self.container.code} {self.position}".strip()
+        return f"{self.unit.code} @ {where}"
+
+
+class TemperatureReading(models.Model):
+    storage_unit = models.ForeignKey(
+        StorageUnit, on_delete=models.PROTECT, related_name="temperature_readings"
+    )
+    at = models.DateTimeField()
+    temperature_c = models.DecimalField(max_digits=5, decimal_places=1)
+    # Judged against the range in force when recorded, so later range edits don't rewrite it.
+    out_of_range = models.BooleanField()
+    source = models.CharField(max_length=50, default="manual")
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["storage_unit", "-at"])]
+        constraints = [
+            models.UniqueConstraint(fields=["storage_unit", "at"], name="reading_unique_time")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.storage_unit.code} {self.at:%Y-%m-%d %H:%M} {self.temperature_c} °C"
