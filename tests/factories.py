@@ -121,7 +121,11 @@ def make_units(
     units = units_create(
         processing=processing,
         specs=[
-            UnitSpec(container_type="cryobag", cell_number=25_000_000, volume_ml=Decimal("10"))
+            UnitSpec(
+                container_type="cryobag",
+                cell_number=min(25_000_000, 120_000_000 // count),
+                volume_ml=Decimal("10"),
+            )
             for _ in range(count)
         ],
         actor=actor,

@@ -1,0 +1,462 @@
+"""Freezer locations: placement, moves, check-out/in, constraints, races, suggestions, map."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from biobank.identifiers import Kind, format_id
+from biobank.models import Container, Placement, ProductUnit
+from biobank.services.errors import ConflictError, ServiceError
+from biobank.services.storage import (
+    container_create,
+    container_move,
+    free_position_suggest,
+    position_parse,
+    temperature_record,
+    unit_check_in,
+    unit_check_out,
+    unit_move,
+    unit_place,
+    unit_remove,
+)
+from biobank.services.units import unit_transition
+
+from .factories import make_box, make_box_type, make_storage_unit, make_units
+
+
+GOOD = format_id(Kind.UNIT, 1)
+WRONG_CHECK = GOOD[:-1] + ("A" if GOOD[-1] != "A" else "B")
+
+
+@pytest.fixture
+def box(trial: Any, tech: Any) -> Container:
+    return make_box(actor=tech, name="Box A")
+
+
+def test_place_into_given_position(box: Container, tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    placement = unit_place(unit=unit, container=box, position="c5", actor=tech)
+    unit.refresh_from_db()
+    assert unit.status == "stored"
+    assert (placement.row, placement.column, placement.position) == (3, 5, "C5")
+    event = unit.events.latest("id")
+    assert event.action == "store" and event.data == {"container": box.code, "position": "C5"}
+    assert box.code in event.data.values() and "Box A" in event.location
+
+
+def test_place_next_free_fills_holes_in_row_order(box: Container, tech: Any) -> None:
+    units = make_units(actor=tech, count=4)
+    unit_place(unit=units[0], container=box, position="A1", actor=tech)
+    unit_place(unit=units[1], container=box, position="A3", actor=tech)
+    assert unit_place(unit=units[2], container=box, actor=tech).position == "A2"
+    assert unit_place(unit=units[3], container=box, actor=tech).position == "A4"
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [("A1", (1, 1)), ("a01", (1, 1)), ("I9", (9, 9)), ("10", (2, 1)), ("81", (9, 9))],
+)
+def test_position_labels(trial: Any, label: str, expected: tuple[int, int]) -> None:
+    assert position_parse(box_type=make_box_type(), label=label) == expected
+
+
+@pytest.mark.parametrize("label", ["J1", "A10", "0", "82", "ZZ", "", "A-1-1"])
+def test_bad_positions_name_the_box_range(trial: Any, label: str) -> None:
+    with pytest.raises(ServiceError) as info:
+        position_parse(box_type=make_box_type(), label=label)
+    assert info.value.field == "position"
+    assert "A1" in info.value.message and "I9" in info.value.message
+
+
+def test_numeric_labelling(trial: Any) -> None:
+    box_type = make_box_type(rows=10, columns=10, row_labelling="numbers")
+    assert box_type.position_label(3, 7) == "3-7"
+    assert position_parse(box_type=box_type, label="3-7") == (3, 7)
+
+
+def test_position_taken_is_a_conflict(box: Container, tech: Any) -> None:
+    first, second = make_units(actor=tech, count=2)
+    unit_place(unit=first, container=box, position="B2", actor=tech)
+    with pytest.raises(ConflictError) as info:
+        unit_place(unit=second, container=box, position="B2", actor=tech)
+    assert first.code in info.value.message
+    second.refresh_from_db()
+    assert second.status == "frozen"  # nothing written: the store step rolled back too
+    assert not second.events.filter(action="store").exists()
+
+
+def test_wrong_kind_of_unit_for_box(trial: Any, tech: Any) -> None:
+    vial_box = make_box(actor=tech, accepts="cryovial")
+    bag = make_units(actor=tech, count=1)[0]
+    with pytest.raises(ServiceError) as info:
+        unit_place(unit=bag, container=vial_box, actor=tech)
+    assert info.value.code == "wrong_container_type"
+
+
+def test_box_full(trial: Any, tech: Any) -> None:
+    tiny = make_box(actor=tech, rows=1, columns=2)
+    units = make_units(actor=tech, count=3)
+    unit_place(unit=units[0], container=tiny, actor=tech)
+    unit_place(unit=units[1], container=tiny, actor=tech)
+    with pytest.raises(ServiceError) as info:
+        unit_place(unit=units[2], container=tiny, actor=tech)
+    assert info.value.code == "box_full"
+
+
+def test_container_without_positions_holds_many(trial: Any, tech: Any) -> None:
+    su = make_storage_unit(actor=tech)
+    canister = container_create(name="Canister 1", kind="canister", storage_unit=su, actor=tech)
+    units = make_units(actor=tech, count=3)
+    for unit in units:
+        assert unit_place(unit=unit, container=canister, actor=tech).position == ""
+    with pytest.raises(ServiceError):
+        unit_place(
+            unit=make_units(actor=tech, count=1)[0], container=canister, position="A1", actor=tech
+        )
+
+
+def test_move_records_from_and_to(box: Container, tech: Any) -> None:
+    other = make_box(actor=tech, name="Box B")
+    unit = make_units(actor=tech, count=1)[0]
+    first = unit_place(unit=unit, container=box, position="A1", actor=tech)
+    second = unit_move(unit=unit, container=other, position="D4", actor=tech, reason="reorganise")
+    first.refresh_from_db()
+    assert first.ended_at is not None and first.end_reason == "moved"
+    assert second.position == "D4" and second.ended_at is None
+    event = unit.events.latest("id")
+    assert event.action == "move" and event.reason == "reorganise"
+    assert event.data["from_container"] == box.code and event.data["container"] == other.code
+    unit.refresh_from_db()
+    assert unit.status == "stored"
+    # The old slot is free again.
+    assert (
+        unit_place(unit=make_units(actor=tech, count=1)[0], container=box, actor=tech).position
+        == "A1"
+    )
+
+
+def test_move_to_same_place_is_refused(box: Container, tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    unit_place(unit=unit, container=box, position="A1", actor=tech)
+    with pytest.raises(ServiceError):
+        unit_move(unit=unit, container=box, position="A1", actor=tech)
+
+
+def test_check_out_keeps_the_slot_reserved(box: Container, tech: Any) -> None:
+    unit, intruder = make_units(actor=tech, count=2)
+    unit_place(unit=unit, container=box, position="E5", actor=tech)
+    out = unit_check_out(unit=unit, actor=tech, reason="QC sampling")
+    assert out.checked_out_at is not None and out.ended_at is None
+    with pytest.raises(ConflictError):
+        unit_place(unit=intruder, container=box, position="E5", actor=tech)
+    # And the suggestion skips it.
+    assert free_position_suggest(box=box).position == "A1"
+    back = unit_check_in(unit=unit, actor=tech)
+    assert back.pk == out.pk and back.checked_out_at is None
+    unit.refresh_from_db()
+    assert unit.status == "stored"
+    assert list(unit.events.values_list("action", flat=True))[-2:] == ["check_out", "check_in"]
+
+
+def test_check_in_without_check_out_is_refused(box: Container, tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    unit_place(unit=unit, container=box, actor=tech)
+    with pytest.raises(ServiceError):
+        unit_check_in(unit=unit, actor=tech)
+
+
+def test_release_and_discard_free_the_slot(box: Container, tech: Any) -> None:
+    released, discarded = make_units(actor=tech, count=2)
+    unit_place(unit=released, container=box, position="A1", actor=tech)
+    unit_place(unit=discarded, container=box, position="A2", actor=tech)
+    unit_check_out(unit=released, actor=tech)
+    unit_transition(unit=released, action="release", actor=tech)
+    unit_transition(unit=discarded, action="discard", actor=tech, reason="bag cracked")
+    assert not Placement.objects.filter(container=box, ended_at__isnull=True).exists()
+    assert Placement.objects.get(unit=discarded).end_reason == "discard"
+
+
+def test_remove_needs_reason_and_frees_slot(box: Container, tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    unit_place(unit=unit, container=box, actor=tech)
+    with pytest.raises(ServiceError):
+        unit_remove(unit=unit, actor=tech, reason="")
+    unit_remove(unit=unit, actor=tech, reason="shipped to Ulm in dry shipper")
+    unit.refresh_from_db()
+    assert unit.status == "frozen"
+    assert not Placement.objects.filter(unit=unit, ended_at__isnull=True).exists()
+
+
+def test_placement_steps_are_refused_outside_storage_services(box: Container, tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    with pytest.raises(ServiceError) as info:
+        unit_transition(unit=unit, action="store", actor=tech)
+    assert info.value.code == "use_storage_service"
+
+
+def test_database_refuses_double_booking(box: Container, tech: Any) -> None:
+    first, second = make_units(actor=tech, count=2)
+    placement = unit_place(unit=first, container=box, position="A1", actor=tech)
+    now = timezone.now()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Placement.objects.create(
+            unit=second,
+            container=box,
+            row=1,
+            column=1,
+            position="A1",
+            placed_at=now,
+            placed_by=tech,
+        )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Placement.objects.create(
+            unit=first, container=box, row=2, column=2, position="B2", placed_at=now, placed_by=tech
+        )
+    # An ended placement does not block the slot.
+    Placement.objects.filter(pk=placement.pk).update(ended_at=now)
+    Placement.objects.create(
+        unit=second, container=box, row=1, column=1, position="A1", placed_at=now, placed_by=tech
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_technicians_race_for_one_slot(postgres_only: None) -> None:
+    from .factories import load_trial, make_user
+
+    load_trial()
+    tech = make_user("racer")
+    box = make_box(actor=tech)
+    units = make_units(actor=tech, count=2)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def place(unit: ProductUnit) -> None:
+        try:
+            barrier.wait()
+            unit_place(unit=unit, container=box, position="A1", actor=tech)
+            outcomes.append("placed")
+        except ConflictError as exc:
+            outcomes.append(f"conflict: {exc.message}")
+        except Exception as exc:
+            outcomes.append(f"unexpected: {exc!r}")
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=place, args=(u,)) for u in units]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o.split(":")[0] for o in outcomes) == ["conflict", "placed"], outcomes
+    assert Placement.objects.filter(container=box, ended_at__isnull=True).count() == 1
+    statuses = sorted(
+        ProductUnit.objects.filter(pk__in=[u.pk for u in units]).values_list("status", flat=True)
+    )
+    assert statuses == ["frozen", "stored"]
+
+
+def test_suggestion_prefers_fullest_box_that_accepts(trial: Any, tech: Any) -> None:
+    su = make_storage_unit(actor=tech)
+    rack = container_create(name="Rack", kind="rack", storage_unit=su, actor=tech)
+    emptyish = make_box(actor=tech, parent=rack, name="Box 1")
+    fuller = make_box(actor=tech, parent=rack, name="Box 2")
+    vials_only = make_box(actor=tech, parent=rack, name="Box 3", accepts="cryovial")
+    units = make_units(actor=tech, count=4)
+    unit_place(unit=units[0], container=emptyish, actor=tech)
+    unit_place(unit=units[1], container=fuller, position="A1", actor=tech)
+    unit_place(unit=units[2], container=fuller, position="A3", actor=tech)
+    suggestion = free_position_suggest(storage_unit=su, container_type="cryobag")
+    assert (suggestion.box, suggestion.position) == (fuller, "A2")
+    assert "Box 2" in suggestion.reason and "2/81" in suggestion.reason
+    assert vials_only != suggestion.box
+
+
+def test_suggestion_when_everything_is_full(trial: Any, tech: Any) -> None:
+    su = make_storage_unit(actor=tech)
+    tiny = make_box(actor=tech, storage_unit=su, rows=1, columns=1)
+    unit_place(unit=make_units(actor=tech, count=1)[0], container=tiny, actor=tech)
+    with pytest.raises(ServiceError) as info:
+        free_position_suggest(storage_unit=su, container_type="cryobag")
+    assert info.value.code == "storage_full"
+
+
+def test_suggestion_query_count_does_not_grow(
+    trial: Any, tech: Any, django_assert_max_num_queries: Any
+) -> None:
+    su = make_storage_unit(actor=tech)
+    rack = container_create(name="Rack", kind="rack", storage_unit=su, actor=tech)
+    for i in range(30):
+        make_box(actor=tech, parent=rack, name=f"Box {i}")
+    with django_assert_max_num_queries(4):
+        free_position_suggest(storage_unit=su, container_type="cryobag")
+
+
+def test_container_paths_and_moves(trial: Any, tech: Any) -> None:
+    su = make_storage_unit(actor=tech, name="Tank X")
+    rack_a = container_create(name="Rack A", kind="rack", storage_unit=su, actor=tech)
+    rack_b = container_create(name="Rack B", kind="rack", storage_unit=su, actor=tech)
+    box = make_box(actor=tech, parent=rack_a, name="Box 7")
+    assert box.path == "HUS › Tank X › Rack A › Box 7" and box.depth == 1
+    container_move(container=rack_a, parent=rack_b, actor=tech)
+    box.refresh_from_db()
+    assert box.path == "HUS › Tank X › Rack B › Rack A › Box 7" and box.depth == 2
+    with pytest.raises(ServiceError):
+        container_move(container=rack_b, parent=Container.objects.get(name="Rack A"), actor=tech)
+    with pytest.raises(ServiceError):
+        container_create(name="Inner", kind="rack", parent=box, actor=tech)
+
+
+def test_temperature_log_flags_out_of_range(trial: Any, tech: Any) -> None:
+    su = make_storage_unit(actor=tech)
+    ok = temperature_record(storage_unit=su, temperature_c="-190.5", actor=tech)
+    warm = temperature_record(
+        storage_unit=su,
+        temperature_c=Decimal("-140"),
+        actor=tech,
+        at=timezone.now() - timezone.timedelta(hours=1),
+    )
+    assert (ok.out_of_range, warm.out_of_range) == (False, True)
+    with pytest.raises(ServiceError) as info:
+        temperature_record(storage_unit=su, temperature_c="cold", actor=tech)
+    assert info.value.field == "temperature_c"
+
+
+# --- admin -----------------------------------------------------------------------------------
+
+
+def _fill(box: Container, tech: Any, count: int) -> list[ProductUnit]:
+    units = make_units(actor=tech, count=count)
+    for unit in units:
+        unit_place(unit=unit, container=box, actor=tech)
+    return units
+
+
+def _map_queries(client: Any, box: Container) -> int:
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(reverse("admin:biobank_container_change", args=[box.pk]))
+    assert response.status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_box_map_page_query_count_is_constant(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    small = make_box(actor=tech, rows=2, columns=2)
+    big = make_box(actor=tech, rows=10, columns=10, name="Big box")
+    _fill(small, tech, 1)
+    _fill(big, tech, 12)
+    _map_queries(admin_client_tech, small)  # warm per-process caches (content types)
+    assert _map_queries(admin_client_tech, small) == _map_queries(admin_client_tech, big)
+    assert _map_queries(admin_client_tech, big) <= 25
+
+
+def test_box_map_links_units_and_free_positions(
+    box: Container, tech: Any, admin_client_tech: Any
+) -> None:
+    unit = _fill(box, tech, 1)[0]
+    html = admin_client_tech.get(
+        reverse("admin:biobank_container_change", args=[box.pk])
+    ).content.decode()
+    assert reverse("admin:biobank_productunit_change", args=[unit.pk]) in html
+    assert f"{reverse('admin:biobank_container_place', args=[box.pk])}?position=A2" in html
+    assert "1 of 81 positions used" in html
+
+
+def test_place_from_map_by_scanning(box: Container, tech: Any, admin_client_tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    url = reverse("admin:biobank_container_place", args=[box.pk])
+    response = admin_client_tech.post(
+        f"{url}?position=B3", {"unit": f"]C0{unit.code.lower()}\r\n", "position": "B3"}
+    )
+    assert response.status_code == 302
+    assert Placement.objects.get(unit=unit).position == "B3"
+
+
+@pytest.mark.parametrize(
+    ("scan", "message"),
+    [
+        (WRONG_CHECK, "check character"),
+        ("ZZ0000001A", "unknown prefix"),
+        ("BX0000001", "not an identifier"),
+    ],
+)
+def test_place_form_explains_bad_scans(
+    box: Container, admin_client_tech: Any, scan: str, message: str
+) -> None:
+    url = reverse("admin:biobank_container_place", args=[box.pk])
+    response = admin_client_tech.post(url, {"unit": scan, "position": ""})
+    assert response.status_code == 200
+    assert message in response.content.decode()
+
+
+def test_place_form_taken_slot_is_a_form_error(
+    box: Container, tech: Any, admin_client_tech: Any
+) -> None:
+    first, second = make_units(actor=tech, count=2)
+    unit_place(unit=first, container=box, position="A1", actor=tech)
+    url = reverse("admin:biobank_container_place", args=[box.pk])
+    response = admin_client_tech.post(url, {"unit": second.code, "position": "A1"})
+    assert response.status_code == 200
+    assert "already taken" in response.content.decode()
+
+
+def test_storage_unit_page_shows_occupancy_and_temperatures(
+    box: Container, tech: Any, admin_client_tech: Any
+) -> None:
+    _fill(box, tech, 3)
+    temperature_record(storage_unit=box.storage_unit, temperature_c="-120", actor=tech)
+    html = admin_client_tech.get(
+        reverse("admin:biobank_storageunit_change", args=[box.storage_unit_id])
+    ).content.decode()
+    assert "3 of 81 positions used" in html
+    assert "OUT OF RANGE" in html
+
+
+def test_unit_search_shows_location_path_and_history(
+    box: Container, tech: Any, admin_client_tech: Any
+) -> None:
+    unit = _fill(box, tech, 1)[0]
+    other = make_box(actor=tech, name="Box Z")
+    unit_move(unit=unit, container=other, actor=tech)
+    listing = admin_client_tech.get(
+        reverse("admin:biobank_productunit_changelist"), {"q": unit.code}
+    )
+    assert "Box Z" in listing.content.decode()
+    page = admin_client_tech.get(
+        reverse("admin:biobank_productunit_change", args=[unit.pk])
+    ).content.decode()
+    assert "Box A" in page and "Box Z" in page and "moved" in page
+
+
+def test_unit_list_query_count_is_constant(
+    trial: Any, tech: Any, admin_client_tech: Any, django_assert_max_num_queries: Any
+) -> None:
+    box = make_box(actor=tech)
+    _fill(box, tech, 10)
+    with django_assert_max_num_queries(12):
+        admin_client_tech.get(reverse("admin:biobank_productunit_changelist"))
+
+
+def test_add_container_with_duplicate_name_is_form_error(
+    box: Container, tech: Any, admin_client_tech: Any
+) -> None:
+    data = {
+        "name": box.name,
+        "kind": "box",
+        "parent": box.parent_id,
+        "box_type": box.box_type_id,
+        "storage_unit": "",
+    }
+    response = admin_client_tech.post(reverse("admin:biobank_container_add"), data)
+    assert response.status_code == 200
+    assert "already exists" in response.content.decode()
