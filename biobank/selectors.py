@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
+from biobank.blinding import can_see_allocation
 from biobank.models import CustodyEvent, Participant, ProductUnit, Visit
 
 
@@ -14,10 +16,20 @@ class ParticipantChain:
     participant: Participant
     visits: list[Visit]
     events: list[CustodyEvent]
+    show_products: bool
 
 
-def participant_chain(*, participant: Participant) -> ParticipantChain:
-    """Visits → aspirate → processing → units, and every event, in a fixed number of queries."""
+# Events a blinded user may see: collection/receipt of aspirates and the (blinded) dose steps.
+BLINDED_EVENT_KINDS = ("aspirate", "dose")
+
+
+def participant_chain(*, participant: Participant, user: Any) -> ParticipantChain:
+    """Visits → aspirate → processing → units, and every event, in a fixed number of queries.
+
+    For blinded users, products (processing, units) and their events are left out: which
+    aspirate was expanded and released would tell the arm.
+    """
+    show_products = can_see_allocation(user) and user.has_perm("biobank.view_productunit")
     visits = list(
         Visit.objects.filter(participant=participant)
         .select_related("visit_type", "aspirate", "aspirate__processing", "aspirate__site")
@@ -27,11 +39,15 @@ def participant_chain(*, participant: Participant) -> ParticipantChain:
                 queryset=ProductUnit.objects.select_related("freezing_run").order_by("code"),
             ),
             "aspirate__processing__qc_results",
+            "doses",
         )
         .order_by("visit_type__order")
     )
+    events = events_for(participant=participant)
+    if not show_products:
+        events = events.filter(item_kind__in=BLINDED_EVENT_KINDS)
     return ParticipantChain(
-        participant=participant, visits=visits, events=list(events_for(participant=participant))
+        participant=participant, visits=visits, events=list(events), show_products=show_products
     )
 
 

@@ -193,3 +193,86 @@ def make_box(
         box_type=make_box_type(rows=rows, columns=columns, accepts=accepts),
         actor=actor,
     )
+
+
+def make_printer(
+    *,
+    name: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 9100,
+    dpi: int = 300,
+    label_template: str = "cryobag",
+    active: bool = True,
+) -> Any:
+    from biobank.models import Printer
+
+    return Printer.objects.create(
+        name=name or f"Zebra {next(_counter)}",
+        host=host,
+        port=port,
+        dpi=dpi,
+        label_template=label_template,
+        active=active,
+    )
+
+
+PASSWORD = "correct-horse-battery"
+
+
+def qc_pass(*, processing: Processing, actor: Any) -> None:
+    from biobank.services.processing import qc_result_record
+
+    for test, result, value in [
+        ("sterility", "negative", None),
+        ("mycoplasma", "negative", None),
+        ("endotoxin", "0.2 EU/mL", Decimal("0.2")),
+        ("immunophenotype", "meets ISCT", None),
+        ("viability", "92 %", Decimal("92")),
+    ]:
+        qc_result_record(
+            processing=processing, test=test, result=result, value=value, passed=True, actor=actor
+        )
+
+
+def make_released_product_units(
+    *, actor: Any, participant: Participant, count: int = 2, visit: str = "BASELINE"
+) -> list[ProductUnit]:
+    """Stored units of a QC-passed, QC-released product of this participant."""
+    from biobank.services.release import processing_qc_release
+
+    units = make_units(actor=actor, count=count, stored=True, participant=participant, visit=visit)
+    processing = units[0].processing
+    qc_pass(processing=processing, actor=actor)
+    processing_qc_release(processing=processing, actor=qa_signer(), password=PASSWORD)
+    return units
+
+
+def qa_signer() -> Any:
+    """A QA person who signs releases in tests where the actor's role does not matter."""
+    User = get_user_model()
+    existing = User.objects.filter(username="qa-signer").first()
+    return existing or make_user("qa-signer")
+
+
+def make_dose(*, actor: Any, arm: str = "A", visit: str = "M6", ready: bool = True) -> Any:
+    """A dose for a participant's treatment visit (arm A at M6 = placebo; B at M6 = MSC)."""
+    from biobank.services.release import dose_make_ready, dose_prepare, dose_release
+
+    participant = make_participant(actor=actor, arm=arm)
+    if (arm, visit) in (("B", "M6"), ("A", "BASELINE")):
+        other = "BASELINE" if visit == "M6" else "M6"
+        make_released_product_units(actor=actor, participant=participant, visit=other)
+    dose = dose_prepare(visit=participant.visits.get(visit_type__code=visit), actor=actor)
+    if ready:
+        dose_release(dose=dose, actor=qa_signer(), password=PASSWORD)
+        msc = dose.unit_id is not None
+        dose_make_ready(
+            dose=dose,
+            actor=actor,
+            ready_at=past(hours=1),
+            expires_at=past(hours=-5),
+            post_thaw_cell_count=20_000_000 if msc else None,
+            post_thaw_viability_pct=Decimal("88") if msc else None,
+        )
+    dose.refresh_from_db()
+    return dose

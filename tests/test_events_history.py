@@ -11,9 +11,10 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from biobank.models import CustodyEvent, Site
 from biobank.services.aspirates import aspirate_receive
 from biobank.services.errors import ServiceError
+from biobank.services.release import processing_qc_release
 from biobank.services.units import unit_transition
 
-from .factories import make_aspirate, make_units, past
+from .factories import PASSWORD, make_aspirate, make_units, past, qc_pass
 
 
 def test_receipt_writes_event_and_history(trial: Any, tech: Any) -> None:
@@ -49,6 +50,8 @@ def test_receipt_writes_event_and_history(trial: Any, tech: Any) -> None:
 
 def test_whole_chain_is_logged_in_order(trial: Any, tech: Any) -> None:
     unit = make_units(actor=tech, count=1, stored=True)[0]
+    qc_pass(processing=unit.processing, actor=tech)
+    processing_qc_release(processing=unit.processing, actor=tech, password=PASSWORD)
     for action in ("release", "thaw", "administer"):
         unit_transition(unit=unit, action=action, actor=tech)
     actions = list(
@@ -65,6 +68,7 @@ def test_whole_chain_is_logged_in_order(trial: Any, tech: Any) -> None:
         ("processing", "cryopreserve"),
         ("aspirate", "complete_processing"),
         ("unit", "store"),
+        ("processing", "qc_release"),
         ("unit", "release"),
         ("unit", "thaw"),
         ("unit", "administer"),

@@ -9,15 +9,21 @@ import pytest
 from biobank.models import (
     AspirateStatus,
     CustodyEvent,
+    DoseStatus,
     ProcessingStatus,
     UnitStatus,
 )
 from biobank.services.errors import ServiceError, TransitionError
 from biobank.services.lifecycle import TRANSITIONS, allowed_actions, transition_apply
 
-from .factories import make_accepted_aspirate, make_processing, make_units
+from .factories import make_accepted_aspirate, make_dose, make_processing, make_units
 
-STATUSES = {"aspirate": AspirateStatus, "processing": ProcessingStatus, "unit": UnitStatus}
+STATUSES = {
+    "aspirate": AspirateStatus,
+    "processing": ProcessingStatus,
+    "unit": UnitStatus,
+    "dose": DoseStatus,
+}
 CASES = [
     (kind, action, status)
     for kind, table in TRANSITIONS.items()
@@ -33,6 +39,8 @@ def _item_in(kind: str, status: str, actor: Any) -> Any:
         item = make_accepted_aspirate(actor=actor)
     elif kind == "processing":
         item = make_processing(actor=actor, harvested=True)
+    elif kind == "dose":
+        item = make_dose(actor=actor)
     else:
         item = make_units(actor=actor, count=1)[0]
     type(item).objects.filter(pk=item.pk).update(status=status, status_reason="set up for test")

@@ -14,6 +14,7 @@ from django.utils import timezone
 from biobank.identifiers import Kind, format_id
 from biobank.models import Container, Placement, ProductUnit
 from biobank.services.errors import ConflictError, ServiceError
+from biobank.services.release import processing_qc_release
 from biobank.services.storage import (
     container_create,
     container_move,
@@ -28,8 +29,7 @@ from biobank.services.storage import (
 )
 from biobank.services.units import unit_transition
 
-from .factories import make_box, make_box_type, make_storage_unit, make_units
-
+from .factories import PASSWORD, make_box, make_box_type, make_storage_unit, make_units, qc_pass
 
 GOOD = format_id(Kind.UNIT, 1)
 WRONG_CHECK = GOOD[:-1] + ("A" if GOOD[-1] != "A" else "B")
@@ -174,6 +174,8 @@ def test_check_in_without_check_out_is_refused(box: Container, tech: Any) -> Non
 
 def test_release_and_discard_free_the_slot(box: Container, tech: Any) -> None:
     released, discarded = make_units(actor=tech, count=2)
+    qc_pass(processing=released.processing, actor=tech)
+    processing_qc_release(processing=released.processing, actor=tech, password=PASSWORD)
     unit_place(unit=released, container=box, position="A1", actor=tech)
     unit_place(unit=discarded, container=box, position="A2", actor=tech)
     unit_check_out(unit=released, actor=tech)

@@ -1,3 +1,3 @@
-from . import samples, storage, trial
+from . import printing, release, samples, storage, trial
 
-__all__ = ["samples", "storage", "trial"]
+__all__ = ["printing", "release", "samples", "storage", "trial"]

@@ -26,8 +26,11 @@ from biobank.services import aspirates as aspirate_services
 from biobank.services import processing as processing_services
 from biobank.services import storage as storage_services
 from biobank.services.lifecycle import TRANSITIONS
+from biobank.services.release import qc_release_problems
 from biobank.services.units import unit_transition
 
+from .printing import LabelPreviewMixin, print_labels
+from .release import QC_RELEASE_STEP
 from .steps import ConfirmForm, OptionalReasonForm, ReasonForm, Step, make_action
 from .trial import BaseAdmin
 from .widgets import events_table
@@ -128,15 +131,16 @@ ASPIRATE_STEPS = [
 
 
 @admin.register(Aspirate)
-class AspirateAdmin(ReadOnlyItemAdmin):
+class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     list_display = ["code", "participant", "visit", "site", "status", "collected_at", "volume_ml"]
     list_filter = ["status", "site", "anticoagulant", "condition", "visit__visit_type"]
     search_fields = ["code", "participant__code", "participant__pseudonym"]
     list_select_related = ["participant", "visit__visit_type", "visit__participant", "site"]
     date_hierarchy = "collected_at"
-    actions = [make_action(s) for s in ASPIRATE_STEPS]
+    actions = [*(make_action(s) for s in ASPIRATE_STEPS), print_labels]
     fields = [
         "code",
+        "label_preview",
         "participant",
         "visit",
         "site",
@@ -247,7 +251,7 @@ class ProcessingAdmin(ReadOnlyItemAdmin):
     list_filter = ["status"]
     search_fields = ["code", "aspirate__code", "participant__code", "participant__pseudonym"]
     list_select_related = ["aspirate", "participant"]
-    actions = [make_action(s) for s in PROCESSING_STEPS]
+    actions = [make_action(s) for s in [*PROCESSING_STEPS, QC_RELEASE_STEP]]
     inlines = [PassageInline, QcResultInline]
     fields = [
         "code",
@@ -261,12 +265,23 @@ class ProcessingAdmin(ReadOnlyItemAdmin):
         "harvest_passage",
         "harvest_cell_count",
         "harvest_viability_pct",
+        "qc_release_display",
         "custody_log",
     ]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # started from an aspirate ("Start processing")
+
+    @admin.display(description="QC release")
+    def qc_release_display(self, obj: Processing) -> str:
+        from biobank.models import QcRelease
+
+        release = QcRelease.objects.filter(processing=obj).select_related("signature").first()
+        if release is None:
+            problems = qc_release_problems(obj)
+            return "Not released" + (f": {'; '.join(problems)}" if problems else ": ready to sign")
+        return str(release.signature)
 
 
 @admin.register(FreezingRun)
@@ -372,7 +387,7 @@ UNIT_STEPS = [
 
 
 @admin.register(ProductUnit)
-class ProductUnitAdmin(ReadOnlyItemAdmin):
+class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     list_display = [
         "code",
         "participant",
@@ -393,9 +408,10 @@ class ProductUnitAdmin(ReadOnlyItemAdmin):
         "placements__container__code",
     ]
     list_select_related = ["participant", "aspirate"]
-    actions = [make_action(s) for s in UNIT_STEPS]
+    actions = [*(make_action(s) for s in UNIT_STEPS), print_labels]
     fields = [
         "code",
+        "label_preview",
         "participant",
         "aspirate",
         "processing",

@@ -49,6 +49,7 @@ class Step:
     label: str
     form: type[forms.Form]
     run: Callable[[Any, Any, dict[str, Any]], Any]
+    permission: str | None = None  # hide the action from users without it
 
 
 def make_action(step: Step) -> Callable[..., HttpResponse | None]:
@@ -63,7 +64,7 @@ def make_action(step: Step) -> Callable[..., HttpResponse | None]:
                 with transaction.atomic():
                     for item in queryset.order_by("pk"):
                         current = str(item)
-                        step.run(item, request.user, form.cleaned_data)
+                        step.run(item, request.user, {**form.cleaned_data, "_request": request})
                         done.append(current)
             except ServiceError as exc:
                 modeladmin.message_user(
@@ -91,6 +92,7 @@ def make_action(step: Step) -> Callable[..., HttpResponse | None]:
             },
         )
 
+    action.required_perm = step.permission  # type: ignore[attr-defined]
     action.__name__ = f"step_{step.name}"
     action.short_description = f"{step.label}…"  # type: ignore[attr-defined]
     return action
@@ -105,6 +107,10 @@ class NoDeleteAdminMixin:
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)  # type: ignore[misc]
         actions.pop("delete_selected", None)
+        for name in list(actions):
+            perm = getattr(actions[name][0], "required_perm", None)
+            if perm and not request.user.has_perm(perm):
+                del actions[name]
         return actions
 
 
@@ -124,3 +130,14 @@ def check_with_service(form: forms.Form, call: Callable[[], Any]) -> None:
     except ServiceError as exc:
         field = exc.field if exc.field in form.fields else None
         form.add_error(field, exc.message)
+
+
+def concealed_lookup_allowed(
+    lookup: str, request: HttpRequest | None, fields: tuple[str, ...]
+) -> bool:
+    """Blinded users may not filter on concealed fields, not even by editing the URL."""
+    from biobank.blinding import can_see_allocation
+
+    if request is not None and can_see_allocation(request.user):
+        return True
+    return lookup.split("__")[0] not in fields

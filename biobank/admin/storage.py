@@ -30,6 +30,7 @@ from biobank.services.storage import (
     unit_place,
 )
 
+from .printing import LabelPreviewMixin, print_labels
 from .steps import check_with_service
 from .trial import BaseAdmin
 
@@ -78,13 +79,14 @@ def _form_with_actor(form_class: type[forms.ModelForm], actor: Any) -> type[form
 
 
 @admin.register(StorageUnit)
-class StorageUnitAdmin(BaseAdmin):
+class StorageUnitAdmin(LabelPreviewMixin, BaseAdmin):
     form = StorageUnitForm
     list_display = ["code", "name", "site", "kind", "temperature_range", "active"]
     list_filter = ["site", "kind", "active"]
     search_fields = ["code", "name"]
     list_select_related = ["site"]
     change_form_template = "admin/biobank/storageunit/change_form.html"
+    actions = [print_labels]
 
     @admin.display(description="Set range")
     def temperature_range(self, obj: StorageUnit) -> str:
@@ -95,7 +97,7 @@ class StorageUnitAdmin(BaseAdmin):
         return _form_with_actor(form, request.user)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return ["code", "site"] if obj is not None else []
+        return ["code", "label_preview", "site"] if obj is not None else []
 
     def save_model(self, request: HttpRequest, obj: StorageUnit, form: Any, change: bool) -> None:
         if change:
@@ -158,13 +160,14 @@ class PlaceForm(forms.Form):
 
 
 @admin.register(Container)
-class ContainerAdmin(BaseAdmin):
+class ContainerAdmin(LabelPreviewMixin, BaseAdmin):
     form = ContainerForm
     list_display = ["code", "name", "kind", "path", "box_type", "active"]
     list_filter = ["kind", "storage_unit", "box_type", "active"]
     search_fields = ["code", "name", "path"]
     list_select_related = ["box_type"]
     change_form_template = "admin/biobank/container/change_form.html"
+    actions = [print_labels]
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, **kwargs)
@@ -173,10 +176,11 @@ class ContainerAdmin(BaseAdmin):
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
             return ["name", "kind", "storage_unit", "parent", "box_type"]
-        return ["code", "name", "kind", "path", "box_type", "active"]
+        return ["code", "label_preview", "name", "kind", "path", "box_type", "active"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return ["code", "name", "kind", "path", "box_type"] if obj is not None else []
+        readonly = ["code", "label_preview", "name", "kind", "path", "box_type"]
+        return readonly if obj is not None else []
 
     def save_model(self, request: HttpRequest, obj: Container, form: Any, change: bool) -> None:
         if change:

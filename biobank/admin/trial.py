@@ -12,7 +12,9 @@ from biobank.models import Arm, ArmSchedule, Participant, Site, Study, Visit, Vi
 from biobank.selectors import participant_chain
 from biobank.services.trial import participant_enroll
 
-from .steps import NoDeleteAdminMixin
+from .printing import LabelPreviewMixin, print_labels
+from .release import PREPARE_DOSE_STEP, UNBLIND_STEP
+from .steps import NoDeleteAdminMixin, concealed_lookup_allowed, make_action
 
 
 class BaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
@@ -93,18 +95,19 @@ class ParticipantForm(forms.ModelForm):
 
 
 @admin.register(Participant)
-class ParticipantAdmin(BaseAdmin):
+class ParticipantAdmin(LabelPreviewMixin, BaseAdmin):
     form = ParticipantForm
     list_display = ["pseudonym", "code", "site", "enrolled_on"]
     list_filter = ["site", "study"]
     search_fields = ["code", "pseudonym"]
     list_select_related = ["site", "arm"]
     change_form_template = "admin/biobank/participant/change_form.html"
+    actions = [print_labels, make_action(UNBLIND_STEP)]
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fields = ["pseudonym", "study", "site", "arm", "enrolled_on", "weight_kg"]
         if obj is not None:
-            fields = ["code", *fields]
+            fields = ["code", "label_preview", *fields]
         if not can_see_allocation(request.user):
             fields.remove("arm")
         return fields
@@ -113,7 +116,12 @@ class ParticipantAdmin(BaseAdmin):
         if obj is None:
             return []
         # Identity and allocation never change after enrolment.
-        return ["code", "pseudonym", "study", "site", "arm", "enrolled_on"]
+        return ["code", "label_preview", "pseudonym", "study", "site", "arm", "enrolled_on"]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return concealed_lookup_allowed(lookup, request, ("arm", "doses", "units")) and (
+            super().lookup_allowed(lookup, value, request)
+        )
 
     def get_list_display(self, request: HttpRequest) -> list[str]:
         if can_see_allocation(request.user):
@@ -148,12 +156,13 @@ class ParticipantAdmin(BaseAdmin):
         extra_context = extra_context or {}
         participant = self.get_object(request, object_id)
         if participant is not None:
-            extra_context["chain"] = participant_chain(participant=participant)
+            extra_context["chain"] = participant_chain(participant=participant, user=request.user)
         return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(Visit)
 class VisitAdmin(BaseAdmin):
+    actions = [make_action(PREPARE_DOSE_STEP)]
     list_display = ["participant", "visit_type", "scheduled_on", "done_on"]
     list_filter = ["visit_type", "participant__site"]
     search_fields = ["participant__code", "participant__pseudonym"]

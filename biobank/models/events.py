@@ -5,6 +5,7 @@ from django.db import models
 
 from .aspirate import Aspirate
 from .processing import Processing
+from .release import Dose
 from .trial import Participant, Site
 from .unit import ProductUnit
 
@@ -27,6 +28,9 @@ class CustodyEvent(models.Model):
     unit = models.ForeignKey(
         ProductUnit, on_delete=models.PROTECT, related_name="events", null=True, blank=True
     )
+    dose = models.ForeignKey(
+        Dose, on_delete=models.PROTECT, related_name="events", null=True, blank=True
+    )
     action = models.CharField(max_length=32)
     from_status = models.CharField(max_length=20, blank=True)
     to_status = models.CharField(max_length=20)
@@ -44,10 +48,11 @@ class CustodyEvent(models.Model):
         ordering = ["at", "id"]
         constraints = [
             models.CheckConstraint(
+                # At most one of the item links is set.
                 condition=(
-                    models.Q(aspirate__isnull=False, processing__isnull=True, unit__isnull=True)
-                    | models.Q(aspirate__isnull=True, processing__isnull=False, unit__isnull=True)
-                    | models.Q(aspirate__isnull=True, processing__isnull=True, unit__isnull=False)
+                    models.Q(processing__isnull=True, unit__isnull=True, dose__isnull=True)
+                    | models.Q(aspirate__isnull=True, unit__isnull=True, dose__isnull=True)
+                    | models.Q(aspirate__isnull=True, processing__isnull=True, dose__isnull=True)
                     | models.Q(aspirate__isnull=True, processing__isnull=True, unit__isnull=True)
                 ),
                 name="custodyevent_at_most_one_item",

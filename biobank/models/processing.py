@@ -41,6 +41,7 @@ class Processing(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        permissions = [("approve_qc_release", "Can sign the QC release of a product")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=ProcessingStatus.values),

@@ -119,7 +119,10 @@ class Participant(models.Model):
 
     class Meta:
         ordering = ["pseudonym"]
-        permissions = [("view_allocation", "Can see arm allocation and product identity")]
+        permissions = [
+            ("view_allocation", "Can see arm allocation and product identity"),
+            ("emergency_unblind", "Can unblind one participant in an emergency"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(weight_kg__isnull=True) | models.Q(weight_kg__gt=0),

@@ -14,6 +14,8 @@ from biobank.models import (
     Aspirate,
     AspirateStatus,
     CustodyEvent,
+    Dose,
+    DoseStatus,
     Processing,
     ProcessingStatus,
     ProductUnit,
@@ -23,7 +25,7 @@ from biobank.models import (
 
 from .errors import ServiceError, TransitionError
 
-A, P, U = AspirateStatus, ProcessingStatus, UnitStatus
+A, P, U, D = AspirateStatus, ProcessingStatus, UnitStatus, DoseStatus
 
 
 @dataclass(frozen=True)
@@ -78,16 +80,25 @@ TRANSITIONS: dict[str, dict[str, Transition]] = {
     },
 }
 
+TRANSITIONS["dose"] = {
+    "release": _t([D.PREPARED], D.RELEASED),
+    "make_ready": _t([D.RELEASED], D.READY),
+    "dispatch": _t([D.READY], D.DISPATCHED),
+    "administer": _t([D.DISPATCHED], D.ADMINISTERED),
+    "cancel": _t([D.PREPARED, D.RELEASED, D.READY, D.DISPATCHED], D.CANCELLED, needs_reason=True),
+}
+
 KIND_OF: dict[type[models.Model], str] = {
     Aspirate: "aspirate",
     Processing: "processing",
     ProductUnit: "unit",
+    Dose: "dose",
 }
 
 # Allow for clocks that differ a little between a scanner PC and the server.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
-Item = Aspirate | Processing | ProductUnit
+Item = Aspirate | Processing | ProductUnit | Dose
 
 
 def allowed_actions(item: Item) -> list[str]:
@@ -131,6 +142,8 @@ def event_record(
         links["processing"] = item
     elif isinstance(item, ProductUnit):
         links["unit"] = item
+    elif isinstance(item, Dose):
+        links["dose"] = item
     return CustodyEvent.objects.create(
         participant_id=participant_id,
         item_code=item_code,

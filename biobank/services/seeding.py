@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from dateutil.relativedelta import relativedelta
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models, transaction
+from django.utils import timezone
 
 from biobank.models import (
     Arm,
@@ -31,6 +32,15 @@ from biobank.models import (
 from .aspirates import aspirate_collect, aspirate_discard, aspirate_receive
 from .errors import ServiceError
 from .processing import passage_record, processing_harvest, processing_start, qc_result_record
+from .release import (
+    dose_administer,
+    dose_dispatch,
+    dose_make_ready,
+    dose_prepare,
+    dose_release,
+    processing_qc_release,
+    visit_treatment,
+)
 from .storage import (
     container_create,
     free_position_suggest,
@@ -123,7 +133,9 @@ def _at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
 
 
 @transaction.atomic
-def demo_data_load(*, data: dict[str, Any], actor: AbstractBaseUser) -> dict[str, int]:
+def demo_data_load(
+    *, data: dict[str, Any], actor: AbstractBaseUser, password: str
+) -> dict[str, int]:
     """Participants and aspirates driven through the real services to their demo stage."""
     study = Study.objects.get(code="NCT04749667")
     sites = {s.code: s for s in Site.objects.filter(study=study)}
@@ -153,7 +165,13 @@ def demo_data_load(*, data: dict[str, Any], actor: AbstractBaseUser) -> dict[str
             if Aspirate.objects.filter(visit=visit).exists():
                 continue
             _drive_aspirate(
-                visit=visit, spec=spec, actor=actor, lab=lab, tank=tank, retain_vials=retain_vials
+                visit=visit,
+                spec=spec,
+                actor=actor,
+                password=password,
+                lab=lab,
+                tank=tank,
+                retain_vials=retain_vials,
             )
             counts["aspirates"] += 1
     return counts
@@ -228,6 +246,7 @@ def _drive_aspirate(
     lab: Any,
     tank: StorageUnit,
     retain_vials: int,
+    password: str,
 ) -> None:
     stage = spec["stage"]
     if stage not in STAGES:
@@ -354,13 +373,53 @@ def _drive_aspirate(
         )
     if stage == "stored":
         return
-    first = units[0]
-    release_day = visit.scheduled_on + relativedelta(months=6)
-    for action, reached, hour in [
-        ("release", "released", 8),
-        ("thaw", "thawed", 9),
-        ("administer", "administered", 12),
-    ]:
-        unit_transition(unit=first, action=action, actor=actor, at=_at(release_day, hour))
-        if reached == stage:
-            return
+    processing_qc_release(processing=processing, actor=actor, password=password)
+    if stage == "stored":
+        return
+    _drive_dose(visit=visit, unit=units[0], stage=stage, actor=actor, password=password)
+
+
+def _drive_dose(
+    *, visit: Any, unit: Any, stage: str, actor: AbstractBaseUser, password: str
+) -> None:
+    """Release the first unit: as a blinded dose at the next MSC visit, or plainly."""
+    participant = visit.participant
+    msc_visit = (
+        participant.visits.filter(visit_type__order__gt=visit.visit_type.order)
+        .select_related("visit_type", "participant")
+        .order_by("visit_type__order")
+        .first()
+    )
+    if msc_visit is None or visit_treatment(msc_visit) != "MSC":
+        release_day = visit.scheduled_on + relativedelta(months=6)
+        for action, reached, hour in [
+            ("release", "released", 8),
+            ("thaw", "thawed", 9),
+            ("administer", "administered", 12),
+        ]:
+            unit_transition(unit=unit, action=action, actor=actor, at=_at(release_day, hour))
+            if reached == stage:
+                return
+        return
+    dose = dose_prepare(visit=msc_visit, actor=actor, unit=unit)
+    dose_release(dose=dose, actor=actor, password=password)
+    if stage == "released":
+        return
+    ready = timezone.now() - dt.timedelta(hours=2)
+    dose_make_ready(
+        dose=dose,
+        actor=actor,
+        ready_at=ready,
+        expires_at=ready + dt.timedelta(hours=6),
+        post_thaw_cell_count=27_000_000,
+        post_thaw_viability_pct=Decimal("88.5"),
+    )
+    if stage == "thawed":
+        return
+    dose_dispatch(dose_scan=dose.code, participant_scan=participant.code, actor=actor)
+    dose_administer(
+        dose_scan=dose.code,
+        participant_scan=participant.code,
+        actor=actor,
+        administered_by="Dr. Demo Neurologist",
+    )

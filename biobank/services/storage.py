@@ -6,10 +6,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Min, Q
+from django.db.models import Count, F, Min, OuterRef, Q, Subquery
 
 from biobank.identifiers import Kind
 from biobank.models import (
@@ -26,6 +27,7 @@ from biobank.models import (
     TemperatureReading,
 )
 from biobank.models.storage import ROW_LETTERS
+from biobank.scanning.rack_csv import RackCell, RackRead
 
 from .errors import ConflictError, ServiceError
 from .identifiers import identifier_allocate
@@ -555,3 +557,189 @@ def temperature_record(
         recorded_by=actor,
         note=note[:200],
     )
+
+
+# --- rack scanner ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RackDiff:
+    position: str
+    row: int
+    column: int
+    state: str  # match | new | moved_here | mismatch | missing | no_read | empty | bad_tube
+    file_tube: str
+    system_unit: str
+    note: str
+
+
+def rack_scan_compare(*, box: Container, read: RackRead) -> list[RackDiff]:
+    """Compare a rack-scanner read with what the system believes is in ``box``."""
+    box_type = box.box_type
+    here = {
+        (p.row, p.column): p.unit.code
+        for p in Placement.objects.filter(container=box, ended_at__isnull=True).select_related(
+            "unit"
+        )
+    }
+    tubes = [c.tube for c in read.cells if c.status == "ok" and c.parsed is not None]
+    known = {u.code: u for u in units_with_place(ProductUnit.objects.filter(code__in=tubes))}
+    cells = {}
+    for cell in read.cells:
+        try:
+            row, col = position_parse(box_type=box_type, label=cell.position)
+        except ServiceError:
+            continue
+        cells[(row, col)] = cell
+    diffs = []
+    for row in range(1, box_type.rows + 1):
+        for col in range(1, box_type.columns + 1):
+            label = box_type.position_label(row, col)
+            system = here.get((row, col), "")
+            cell = cells.get((row, col))
+            state, tube, note = _rack_state(cell, system, known, box)
+            diffs.append(RackDiff(label, row, col, state, tube, system, note))
+    return diffs
+
+
+def units_with_place(queryset: Any) -> Any:
+    current = Placement.objects.filter(unit=OuterRef("pk"), ended_at__isnull=True)
+    return queryset.annotate(
+        place_container=Subquery(current.values("container_id")[:1]),
+        place_label=Subquery(current.values("position")[:1]),
+        place_code=Subquery(current.values("container__code")[:1]),
+    )
+
+
+def _rack_state(
+    cell: RackCell | None, system: str, known: dict[str, ProductUnit], box: Container
+) -> tuple[str, str, str]:
+    if cell is None or cell.status == "empty":
+        if system:
+            return "missing", "", "the system has a unit here; the rack shows none"
+        return "empty", "", ""
+    if cell.status == "no_read":
+        return "no_read", "NO READ", "tube present but unreadable: not verified"
+    tube = cell.tube or ""
+    if cell.parsed is None:
+        return "bad_tube", tube, cell.id_error or "not a valid identifier"
+    unit = known.get(tube)
+    if unit is None:
+        return "bad_tube", tube, "no such unit is registered"
+    if tube == system:
+        return "match", tube, ""
+    if system:
+        return "mismatch", tube, f"the system has {system} here"
+    if unit.place_container is None:
+        return "new", tube, f"{unit.get_status_display().lower()}, will be stored here"
+    where = f"{unit.place_code} {unit.place_label}".strip()
+    if unit.place_container == box.pk:
+        return "moved_here", tube, f"the system has it at {unit.place_label}"
+    return "moved_here", tube, f"the system has it in {where}"
+
+
+@transaction.atomic
+def rack_scan_apply(
+    *,
+    box: Container,
+    read: RackRead,
+    actor: AbstractBaseUser,
+    remove_missing: bool = False,
+) -> dict[str, int]:
+    """Make the system match the rack, all or nothing.
+
+    Tubes read in the file are stored at their positions (placed if unplaced, moved if
+    elsewhere). Units the system has in the box but the rack shows as empty, or that are
+    displaced by another tube, block the import unless ``remove_missing`` takes them out of
+    storage. NO READ positions are left as they are.
+    """
+    if read.errors:
+        raise ServiceError(
+            f"The file has {len(read.errors)} problem(s); first: {read.errors[0]}",
+            code="bad_file",
+            field="file",
+        )
+    box = (
+        Container.objects.select_for_update()
+        .select_related("box_type", "storage_unit")
+        .get(pk=box.pk)
+    )
+    diffs = rack_scan_compare(box=box, read=read)
+    bad = [d for d in diffs if d.state == "bad_tube"]
+    if bad:
+        listed = ", ".join(f"{d.position} {d.file_tube} ({d.note})" for d in bad[:5])
+        raise ServiceError(f"Unknown or invalid tubes: {listed}.", code="bad_tubes", field="file")
+    incoming = {d.file_tube: d for d in diffs if d.state in ("new", "moved_here", "mismatch")}
+    displaced = [
+        d
+        for d in diffs
+        if (d.state == "missing" or d.state == "mismatch") and d.system_unit not in incoming
+    ]
+    if displaced and not remove_missing:
+        listed = ", ".join(f"{d.system_unit} at {d.position}" for d in displaced[:5])
+        raise ServiceError(
+            f"{len(displaced)} unit(s) the system has in {box.code} are not in the rack: {listed}. "
+            "Find them, or choose to remove them from storage.",
+            code="units_missing",
+            field="remove_missing",
+        )
+    when = check_time(None)
+    for diff in displaced:
+        unit = ProductUnit.objects.get(code=diff.system_unit)
+        unit_remove(
+            unit=unit,
+            actor=actor,
+            reason=f"Rack scan of {box.code}: not found at {diff.position}",
+            at=when,
+        )
+    units = {u.code: u for u in ProductUnit.objects.filter(code__in=incoming)}
+    # Free every slot first, so tubes can swap places inside the box.
+    previous: dict[str, Placement | None] = {}
+    for code in incoming:
+        current = _open_placement(units[code])
+        previous[code] = current
+        if current is not None:
+            _end(current, actor=actor, at=when, reason=f"rack scan of {box.code}")
+    counts = {"stored": 0, "moved": 0, "removed": len(displaced), "unchanged": 0}
+    for code, diff in incoming.items():
+        unit, before = units[code], previous[code]
+        label = diff.position
+        if before is None:
+            transition_apply(
+                item=unit,
+                action="store",
+                actor=actor,
+                at=when,
+                site=box.storage_unit.site,
+                location=_where(box, label),
+                data={"container": box.code, "position": label, "source": "rack scan"},
+            )
+            counts["stored"] += 1
+        else:
+            transition_apply(
+                item=unit,
+                action="move",
+                actor=actor,
+                at=when,
+                site=box.storage_unit.site,
+                location=_where(box, label),
+                data={
+                    "from_container": before.container.code,
+                    "from_position": before.position,
+                    "container": box.code,
+                    "position": label,
+                    "source": "rack scan",
+                },
+            )
+            counts["moved"] += 1
+        _insert_placement(
+            unit=unit,
+            container=box,
+            row=diff.row,
+            col=diff.column,
+            label=label,
+            actor=actor,
+            at=when,
+        )
+    counts["unchanged"] = sum(1 for d in diffs if d.state == "match")
+    return counts

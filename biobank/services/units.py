@@ -14,6 +14,7 @@ from biobank.models import (
     Processing,
     ProcessingStatus,
     ProductUnit,
+    QcRelease,
     UnitStatus,
 )
 
@@ -193,12 +194,24 @@ def unit_transition(
             field="action",
         )
     with transaction.atomic():
+        if action == "release":
+            unit_release_check(unit)
         event = transition_apply(
             item=unit, action=action, actor=actor, reason=reason, at=at, location=location
         )
         if action in LEAVES_STORAGE:
             placement_close(unit=unit, actor=actor, at=event.at, reason=action)
     return unit
+
+
+def unit_release_check(unit: ProductUnit) -> None:
+    """A unit may leave the biobank only if its product's QC release is signed."""
+    if not QcRelease.objects.filter(processing_id=unit.processing_id).exists():
+        raise ServiceError(
+            f"{unit.code} cannot be released: the QC results of its product are not signed off.",
+            code="qc_not_released",
+            field="unit",
+        )
 
 
 def unit_discard(*, unit: ProductUnit, actor: AbstractBaseUser, reason: str) -> ProductUnit:

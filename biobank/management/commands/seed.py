@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from biobank.services.errors import ServiceError
+from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
 from biobank.services.seeding import demo_data_load, trial_definition_load
 
 SEEDS = Path(settings.BASE_DIR) / "seeds"
@@ -31,11 +32,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             with transaction.atomic():
+                roles = roles_sync()
+                self.stdout.write(f"roles: {', '.join(roles)}")
                 trial = trial_definition_load(data=_read("trial.json"))
                 self.stdout.write(f"trial definition: {trial['created_or_changed']} rows changed")
                 user = _demo_user() if options["demo"] or options["demo_user"] else None
                 if options["demo"]:
-                    counts = demo_data_load(data=_read("demo.json"), actor=user)
+                    counts = demo_data_load(
+                        data=_read("demo.json"), actor=user, password=DEMO_PASSWORD
+                    )
                     self.stdout.write(
                         f"demo data: {counts['participants']} participants and "
                         f"{counts['aspirates']} aspirates added"
@@ -43,7 +48,9 @@ class Command(BaseCommand):
         except ServiceError as exc:
             raise CommandError(f"seed refused: {exc.message}") from exc
         if user is not None:
-            self.stdout.write(f"demo login: {DEMO_USERNAME} / {DEMO_PASSWORD}")
+            self.stdout.write(f"demo login: {DEMO_USERNAME} / {DEMO_PASSWORD} (superuser)")
+            for username, role in _role_users():
+                self.stdout.write(f"  {username} / {DEMO_PASSWORD} ({role})")
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -54,9 +61,35 @@ def _read(name: str) -> dict[str, Any]:
         raise CommandError(f"cannot read {path}: {exc}") from exc
 
 
+ROLE_USERS = [
+    ("lab", LAB, "Lena", "Lab"),
+    ("qa", QA, "Quentin", "Quality"),
+    ("clinician", CLINICIAN, "Clara", "Clinician"),
+    ("monitor", MONITOR, "Mona", "Monitor"),
+    ("trialadmin", ADMINISTRATOR, "Adam", "Admin"),
+]
+
+
 def _demo_user() -> Any:
+    from django.contrib.auth.models import Group
+
     User = get_user_model()
     user = User.objects.filter(username=DEMO_USERNAME).first()
     if user is None:
         user = User.objects.create_superuser(DEMO_USERNAME, "demo@example.org", DEMO_PASSWORD)
+    for username, role, first, last in ROLE_USERS:
+        if not User.objects.filter(username=username).exists():
+            member = User.objects.create_user(
+                username,
+                f"{username}@example.org",
+                DEMO_PASSWORD,
+                is_staff=True,
+                first_name=first,
+                last_name=last,
+            )
+            member.groups.add(Group.objects.get(name=role))
     return user
+
+
+def _role_users() -> list[tuple[str, str]]:
+    return [(username, role) for username, role, _, _ in ROLE_USERS]

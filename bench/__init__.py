@@ -1,0 +1,1 @@
+"""Benchmarks at biobank scale: data set builder, bench-only settings and the runner."""

@@ -1,0 +1,221 @@
+"""Figures, targets and verdicts from the JSON that ``bench/measure.py`` writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.dataset import ENGINE_NAMES
+
+SCAN_RATIO_TARGET = 2.0
+ZPL_TARGET = 1000
+SUGGEST_TARGET_MS = 50
+
+
+@dataclass
+class Figure:
+    name: str
+    value: str
+    target: str = ""
+    ok: bool | None = None  # None: no target
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.ok is None else ("PASS" if self.ok else "MISS")
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f} ms" if value < 100 else f"{value:,.0f} ms"
+
+
+def figures(result: dict[str, Any], small: dict[str, Any] | None) -> list[Figure]:
+    out: list[Figure] = []
+    http = result.get("http")
+    if http:
+        lat = http["latency"]
+        out.append(
+            Figure(
+                "Scan via API (POST /api/scan/, random units), p50 / p99",
+                f"{_ms(lat['scan_p50_ms'])} / {_ms(lat['scan_p99_ms'])}",
+            )
+        )
+        out.append(
+            Figure(
+                "Floor: minimal authenticated DRF endpoint, p50 / p99",
+                f"{_ms(lat['floor_p50_ms'])} / {_ms(lat['floor_p99_ms'])}",
+            )
+        )
+        out.append(
+            Figure(
+                "Scan p99 ÷ floor p99 (p50 ratio in brackets)",
+                f"{lat['ratio_p99']:.2f}× ({lat['ratio_p50']:.2f}×), "
+                f"{lat['requests']:,} pairs, {lat['errors']} errors",
+                f"< {SCAN_RATIO_TARGET:g}×",
+                lat["ratio_p99"] < SCAN_RATIO_TARGET and lat["errors"] == 0,
+            )
+        )
+        for key, label in (
+            ("load_scan", "Load test: scan"),
+            ("load_floor", "Load test: floor (reference)"),
+            ("static", "Load test: static file via whitenoise"),
+        ):
+            load = http[key]
+            out.append(
+                Figure(
+                    f"{label}, {load['connections']} connections",
+                    f"{load['per_s']:,.0f} req/s ({load['requests']:,} requests in "
+                    f"{load['seconds']} s, p99 {_ms(load['p99_ms'])}), {load['errors']} errors",
+                    "0 errors",
+                    load["errors"] == 0,
+                )
+            )
+    labels = result.get("labels")
+    if labels:
+        for fmt in ("zpl", "png", "svg", "pdf"):
+            rows = [r for r in labels if r["format"] == fmt]
+            ours = " / ".join(_n(r["per_s"]) for r in rows)
+            base = " / ".join(_n(r["baseline_per_s"]) for r in rows)
+            slowest = min(r["per_s"] for r in rows)
+            names = "/".join(r["template"] for r in rows)
+            target, ok = ("", None)
+            if fmt == "zpl":
+                target, ok = f"> {ZPL_TARGET:,}/s", slowest > ZPL_TARGET
+            out.append(
+                Figure(
+                    f"Labels/s {fmt.upper()} ({names}); raw library",
+                    f"{ours}; raw {base}",
+                    target,
+                    ok,
+                )
+            )
+    if http and http.get("labels_http"):
+        rows = http["labels_http"]
+        out.append(
+            Figure(
+                "Labels/s via API, 1 client (" + "/".join(r["format"] for r in rows) + ")",
+                " / ".join(_n(r["per_s"]) for r in rows)
+                + f", {sum(r['errors'] for r in rows)} errors",
+            )
+        )
+    admin = result.get("admin")
+    if admin:
+        small_by_page = {p["page"]: p for p in (small or {}).get("admin", [])}
+        small_units = (small or {}).get("units")
+        for page in admin:
+            other = small_by_page.get(page["page"])
+            ok_status = page["status"] == 200 and page["queries_stable"]
+            if other is not None:
+                same = other["queries"] == page["queries"] and other["status"] == 200
+                value = (
+                    f"{page['queries']} queries (at {small_units:,} units: {other['queries']}), "
+                    f"{_ms(page['ms'])} (at {small_units:,}: {_ms(other['ms'])})"
+                )
+            else:
+                same = ok_status
+                value = f"{page['queries']} queries, {_ms(page['ms'])}"
+            if page["status"] != 200:
+                value += f", HTTP {page['status']}"
+            targeted = page["targeted"]
+            out.append(
+                Figure(
+                    f"Admin: {page['page']}",
+                    value,
+                    "constant queries" if targeted else "",
+                    (same and ok_status) if targeted else None,
+                )
+            )
+    service = result.get("service")
+    if service:
+        s = service["suggest"]
+        out.append(
+            Figure(
+                f"Free-position suggestion, storage unit with {s['boxes']:,} boxes",
+                f"median {_ms(s['median_ms'])}, max {_ms(s['max_ms'])} over {s['runs']} runs, "
+                f"{s['queries']} queries",
+                f"< {SUGGEST_TARGET_MS} ms (median)",
+                s["median_ms"] < SUGGEST_TARGET_MS,
+            )
+        )
+        for key in ("store", "store_rack"):
+            st = service.get(key)
+            if st is None:
+                continue
+            if "error" in st:
+                mode = "rack-scan import" if key == "store_rack" else "service"
+                out.append(Figure(f"Store a 96-unit 8×12 box in one go ({mode})", st["error"]))
+                continue
+            out.append(
+                Figure(
+                    f"Store a {st['units']}-unit 8×12 box in one go ({st['mode']})",
+                    f"{_ms(st['ms'])} ({st['ms_per_unit']:.1f} ms/unit, {st['queries']:,} "
+                    f"queries), {st['stored']}/{st['units']} stored",
+                )
+            )
+    return out
+
+
+def header(result: dict[str, Any]) -> str:
+    info = result["dataset"]
+    counts = info["counts"]
+    size = info["size_bytes"] / 1024**3
+    return (
+        f"{ENGINE_NAMES[result['engine']]}, {result['units']:,} units "
+        f"({counts.get('biobank.Participant', 0):,} participants, "
+        f"{counts.get('biobank.Aspirate', 0):,} aspirates, {info['boxes']:,} boxes in "
+        f"{info['tanks']} tanks, {counts.get('biobank.CustodyEvent', 0):,} custody events; "
+        f"built in {info['seconds']:.0f} s, {size:.2f} GiB)"
+    )
+
+
+def text(result: dict[str, Any], small: dict[str, Any] | None) -> str:
+    rows = figures(result, small)
+    width = max(len(f.name) for f in rows)
+    vwidth = min(max(len(f.value) for f in rows), 96)
+    lines = [f"== {header(result)} ==", ""]
+    lines.append(f"{'figure':<{width}}  {'value':<{vwidth}}  {'target':<22}result")
+    lines.append("-" * (width + vwidth + 32))
+    for f in rows:
+        lines.append(f"{f.name:<{width}}  {f.value:<{vwidth}}  {f.target:<22}{f.verdict}")
+    load = result["machine"].get("load_average_at_start")
+    end = result.get("load_average_at_end")
+    if load and end:
+        lines.append("")
+        lines.append(
+            f"load average at start {load[0]:.1f}, at end {end[0]:.1f} on "
+            f"{result['machine']['nproc']} cores (other work on the machine makes timings noisy)"
+        )
+    misses = [f.name for f in rows if f.ok is False]
+    lines.append(f"targets: {sum(f.ok is True for f in rows)} PASS, {len(misses)} MISS")
+    return "\n".join(lines)
+
+
+def markdown(results: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> str:
+    """One table, a column per database, for the README."""
+    columns = [figures(r, s) for r, s in results]
+    names = [f.name for f in columns[0]]
+    heads = [f"{ENGINE_NAMES[r['engine']]}, {r['units']:,} units" for r, _ in results]
+    lines = [
+        "| figure | target | " + " | ".join(heads) + " |",
+        "|---|---|" + "---|" * len(heads),
+    ]
+    for i, name in enumerate(names):
+        target = next((c[i].target for c in columns if i < len(c) and c[i].target), "")
+        cells = []
+        for c in columns:
+            f = c[i] if i < len(c) and c[i].name == name else None
+            cells.append("" if f is None else f"{f.value} {f.verdict and f'**{f.verdict}**'}")
+        lines.append(f"| {name} | {target} | " + " | ".join(x.strip() for x in cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_line(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    return (
+        f"{m['nproc']} cores ({m['cpu']}), {m['ram']} RAM, {m['os']}; Python {m['python']}, "
+        f"Django {m['django']}, gunicorn {m['gunicorn']}, SQLite {m['sqlite']}, "
+        f"PostgreSQL {m['postgresql']}; {m['date']}"
+    )

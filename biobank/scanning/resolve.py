@@ -1,0 +1,122 @@
+"""One resolver: any scanned string → the registered item it names, or a clear refusal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Model
+from django.urls import NoReverseMatch, reverse
+
+from biobank.identifiers import Kind
+from biobank.models import (
+    Aspirate,
+    Container,
+    Dose,
+    FreezingRun,
+    Participant,
+    Processing,
+    ProductUnit,
+    StorageUnit,
+)
+from biobank.selectors_storage import location_of
+from biobank.services.errors import NotFound, ServiceError
+
+from .clean import ScanError, resolve_scan_text
+
+# Kind → (model, select_related, API resource name).
+MODELS: dict[Kind, tuple[type[Model], tuple[str, ...], str]] = {
+    Kind.PARTICIPANT: (Participant, ("site",), "participants"),
+    Kind.ASPIRATE: (Aspirate, ("site", "participant", "visit__visit_type"), "aspirates"),
+    Kind.PROCESSING: (Processing, ("participant",), "processings"),
+    Kind.FREEZING_RUN: (FreezingRun, ("processing",), "freezing-runs"),
+    Kind.UNIT: (ProductUnit, ("participant",), "units"),
+    Kind.STORAGE_UNIT: (StorageUnit, ("site",), "storage-units"),
+    Kind.CONTAINER: (Container, ("box_type", "storage_unit"), "containers"),
+    Kind.BOX: (Container, ("box_type", "storage_unit"), "containers"),
+    Kind.DOSE: (Dose, ("participant", "visit__visit_type"), "doses"),
+}
+
+
+@dataclass
+class ScanResult:
+    kind: Kind
+    code: str
+    item: Any
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return getattr(self.item, "status", "") or ""
+
+    @property
+    def status_display(self) -> str:
+        getter = getattr(self.item, "get_status_display", None)
+        return getter() if getter else ""
+
+    @property
+    def location(self) -> str:
+        item = self.item
+        if isinstance(item, ProductUnit):
+            return location_of(item)
+        if isinstance(item, Container):
+            return item.path
+        if isinstance(item, StorageUnit):
+            return f"{item.site.code} › {item.name}"
+        if isinstance(item, Aspirate | Participant):
+            return item.site.name
+        return ""
+
+    @property
+    def admin_url(self) -> str:
+        meta = self.item._meta
+        return reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[self.item.pk])
+
+    @property
+    def api_url(self) -> str | None:
+        resource = MODELS[self.kind][2]
+        try:
+            return reverse(f"{resource}-detail", kwargs={"code": self.code})
+        except NoReverseMatch:
+            return None
+
+    @property
+    def label_url(self) -> str | None:
+        try:
+            return reverse("label-render", kwargs={"code": self.code, "fmt": "png"})
+        except NoReverseMatch:
+            return None
+
+
+class ScanRefused(ServiceError):
+    """A scan that is not a valid identifier (400), with the scanner-specific reason."""
+
+
+def scan_resolve(*, raw: str, kinds: set[Kind] | None = None) -> ScanResult:
+    """Resolve a scan; ``kinds`` limits what this screen accepts (e.g. only units)."""
+    try:
+        scan = resolve_scan_text(raw if isinstance(raw, str) else "")
+    except ScanError as exc:
+        raise ScanRefused(exc.message, code=exc.code, field="code") from exc
+    kind = scan.parsed.kind
+    if kinds is not None and kind not in kinds:
+        wanted = " or ".join(sorted(k.label for k in kinds))
+        raise ScanRefused(
+            f"{scan.value} is a {kind.label}; this screen expects a {wanted}.",
+            code="wrong_kind",
+            field="code",
+        )
+    if kind not in MODELS:
+        raise NotFound(
+            f"No {kind.label} {scan.value} is registered.", code="not_found", field="code"
+        )
+    model, related, _ = MODELS[kind]
+    item = model.objects.select_related(*related).filter(code=scan.value).first()
+    if item is None:
+        raise NotFound(
+            f"{scan.value} is a valid {kind.label} barcode, but no such {kind.label} is "
+            "registered here.",
+            code="not_found",
+            field="code",
+        )
+    return ScanResult(kind, scan.value, item, [r.description for r in scan.removed])

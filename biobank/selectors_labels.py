@@ -1,0 +1,258 @@
+"""From a scanned or typed identifier to the item it names and what its label shows.
+
+Lookups are by kind (the identifier's prefix), one query per kind however many codes are
+asked for. The label text comes from ``biobank.labels.content_for``, which takes plain
+values only: nothing here passes an arm or a treatment on, so no label can show them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from django.utils import timezone
+
+from biobank.identifiers import IdentifierError, Kind, ParsedId, parse_id
+from biobank.labels import TEMPLATES, LabelContent, LabelTemplate
+from biobank.labels import content_for as build
+from biobank.models import (
+    Aspirate,
+    Container,
+    ContainerType,
+    FreezingRun,
+    Participant,
+    Processing,
+    ProductUnit,
+    StorageUnit,
+)
+from biobank.services.errors import NotFound, ServiceError
+
+MAX_CODE_LENGTH = 32
+# Stock lower than this (the 38×13 mm cryovial label) gets the short form of the text.
+SMALL_LABEL_HEIGHT_MM = 20
+
+
+def is_small(template: LabelTemplate) -> bool:
+    return template.height_mm < SMALL_LABEL_HEIGHT_MM
+
+
+@dataclass(frozen=True)
+class LabelSubject:
+    """An item that gets a label: its identifier, the item and its default stock."""
+
+    code: str
+    kind: Kind
+    item: Model
+    template: str
+
+    def content_for(self, template: LabelTemplate | None = None) -> LabelContent:
+        """The label text on ``template`` (default: the item's own stock)."""
+        chosen = template if template is not None else TEMPLATES[self.template]
+        return _SOURCES[self.kind].content(self.item, is_small(chosen))
+
+    @property
+    def content(self) -> LabelContent:
+        return self.content_for()
+
+
+def _local(value: Any) -> Any:
+    return timezone.localtime(value) if timezone.is_aware(value) else value
+
+
+def _participant(p: Participant, small: bool) -> LabelContent:
+    return build.participant_label_content(
+        code=p.code, pseudonym=p.pseudonym, study_code=p.study.code
+    )
+
+
+def _aspirate(a: Aspirate, small: bool) -> LabelContent:
+    return build.aspirate_label_content(
+        code=a.code,
+        pseudonym=a.participant.pseudonym,
+        study_code=a.participant.study.code,
+        visit_name=a.visit.visit_type.name,
+        collected_at=_local(a.collected_at),
+        collected_by=a.collected_by,
+        small=small,
+    )
+
+
+def _unit(u: ProductUnit, small: bool) -> LabelContent:
+    return build.unit_label_content(
+        code=u.code,
+        pseudonym=u.participant.pseudonym,
+        study_code=u.participant.study.code,
+        visit_name=u.aspirate.visit.visit_type.name,
+        collected_on=_local(u.aspirate.collected_at),
+        cell_number=u.cell_number,
+        volume_ml=u.volume_ml,
+        cryoprotectant=u.cryoprotectant,
+        small=small,
+    )
+
+
+def _processing(p: Processing, small: bool) -> LabelContent:
+    return build.processing_label_content(
+        code=p.code,
+        pseudonym=p.participant.pseudonym,
+        study_code=p.participant.study.code,
+        aspirate_code=p.aspirate.code,
+        started_at=_local(p.started_at),
+    )
+
+
+def _freezing_run(r: FreezingRun, small: bool) -> LabelContent:
+    return build.freezing_run_label_content(
+        code=r.code,
+        pseudonym=r.processing.participant.pseudonym,
+        processing_code=r.processing.code,
+        started_at=_local(r.started_at),
+    )
+
+
+def _container(c: Container, small: bool) -> LabelContent:
+    return build.container_label_content(
+        code=c.code,
+        name=c.name,
+        kind=c.get_kind_display(),
+        path=c.path,
+        box_type=c.box_type.name if c.box_type_id else "",
+    )
+
+
+def _storage_unit(s: StorageUnit, small: bool) -> LabelContent:
+    return build.storage_unit_label_content(
+        code=s.code,
+        name=s.name,
+        kind=s.get_kind_display(),
+        site=s.site.name,
+        min_c=s.min_temperature_c,
+        max_c=s.max_temperature_c,
+    )
+
+
+@dataclass(frozen=True)
+class _Source:
+    model: type[Model]
+    related: tuple[str, ...]
+    content: Callable[[Any, bool], LabelContent]  # (item, small stock?)
+
+    def queryset(self) -> QuerySet[Any]:
+        return self.model._default_manager.select_related(*self.related)
+
+
+_SOURCES: dict[Kind, _Source] = {
+    Kind.PARTICIPANT: _Source(Participant, ("study",), _participant),
+    Kind.ASPIRATE: _Source(Aspirate, ("participant__study", "visit__visit_type"), _aspirate),
+    Kind.PROCESSING: _Source(Processing, ("participant__study", "aspirate"), _processing),
+    Kind.FREEZING_RUN: _Source(FreezingRun, ("processing__participant",), _freezing_run),
+    Kind.UNIT: _Source(ProductUnit, ("participant__study", "aspirate__visit__visit_type"), _unit),
+    Kind.STORAGE_UNIT: _Source(StorageUnit, ("site",), _storage_unit),
+    Kind.CONTAINER: _Source(Container, ("box_type",), _container),
+    Kind.BOX: _Source(Container, ("box_type",), _container),
+}
+LABELLED_KINDS: tuple[Kind, ...] = tuple(_SOURCES)
+
+
+def default_template_for(item: Model) -> str:
+    """The label stock an item is printed on unless another is asked for. No queries."""
+    if isinstance(item, ProductUnit):
+        return "cryovial" if item.container_type == ContainerType.CRYOVIAL else "cryobag"
+    if isinstance(item, Participant):
+        return "participant"
+    if isinstance(item, Container):
+        return "box"
+    if isinstance(item, StorageUnit):
+        return "storage_unit"
+    # Aspirate tube/bag; culture vessels and freezing-run sheets use the same stock.
+    return "aspirate"
+
+
+def label_content_for(item: Model, template: LabelTemplate | None = None) -> LabelContent:
+    """The label text of one item (a Participant, Aspirate, ProductUnit, ...) on
+    ``template`` (default: its own stock)."""
+    chosen = template if template is not None else TEMPLATES[default_template_for(item)]
+    for source in _SOURCES.values():
+        if isinstance(item, source.model):
+            return source.content(item, is_small(chosen))
+    raise ServiceError(f"{type(item).__name__} has no label.", code="no_label")
+
+
+def _parse(raw: object, where: str, field: str) -> ParsedId:
+    """``where`` prefixes messages ("Code 2 of 5: "), empty for a single code."""
+    if not isinstance(raw, str):
+        raise ServiceError(f"{where}The identifier must be text.", code="invalid", field=field)
+    if len(raw.strip()) > MAX_CODE_LENGTH:
+        # Never echo a long string back: it was pasted text, not a scan.
+        raise ServiceError(
+            f"{where}{len(raw.strip())} characters is too long for an identifier.",
+            code="too_long",
+            field=field,
+        )
+    try:
+        parsed = parse_id(raw)
+    except IdentifierError as exc:
+        raise ServiceError(f"{where}{exc.message}", code=exc.code, field=field) from exc
+    if parsed.kind not in _SOURCES:
+        raise NotFound(
+            f"{where}{parsed.value} is a {parsed.kind.label} identifier; there is no "
+            f"{parsed.kind.label} label to look up here.",
+            code="not_found",
+            field=field,
+        )
+    return parsed
+
+
+def label_subjects_get(*, codes: Sequence[object], field: str = "codes") -> list[LabelSubject]:
+    """The items named by ``codes``, in the given order (repeats allowed).
+
+    Raises ``ServiceError`` (400) for a code that is not an identifier and ``NotFound``
+    (404) for one that names nothing; the message gives the code and its position.
+    """
+    parsed = [
+        _parse(raw, f"Code {i + 1} of {len(codes)}: ", f"{field}.{i}")
+        for i, raw in enumerate(codes)
+    ]
+    by_kind: dict[Kind, set[str]] = {}
+    for p in parsed:
+        by_kind.setdefault(p.kind, set()).add(p.value)
+    found: dict[str, Model] = {}
+    for kind, values in by_kind.items():
+        for item in _SOURCES[kind].queryset().filter(code__in=values):
+            found[item.code] = item
+    subjects = []
+    for i, p in enumerate(parsed):
+        item = found.get(p.value)
+        if item is None:
+            raise NotFound(
+                f"Code {i + 1} of {len(parsed)}: no {p.kind.label} {p.value} is registered.",
+                code="not_found",
+                field=f"{field}.{i}",
+            )
+        subjects.append(
+            LabelSubject(
+                code=p.value,
+                kind=p.kind,
+                item=item,
+                template=default_template_for(item),
+            )
+        )
+    return subjects
+
+
+def label_subject_get(*, code: object) -> LabelSubject:
+    """One item by its identifier; errors as ``label_subjects_get`` but without a position."""
+    parsed = _parse(code, "", "code")
+    item = _SOURCES[parsed.kind].queryset().filter(code=parsed.value).first()
+    if item is None:
+        raise NotFound(
+            f"No {parsed.kind.label} {parsed.value} is registered.", code="not_found", field="code"
+        )
+    return LabelSubject(
+        code=parsed.value,
+        kind=parsed.kind,
+        item=item,
+        template=default_template_for(item),
+    )

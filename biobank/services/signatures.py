@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.utils import timezone
+
+from biobank.models import Signature, SignatureMeaning
+
+from .errors import ServiceError
+
+
+class PermissionRefused(ServiceError):
+    status_code = 403
+
+
+def require_perm(user: AbstractBaseUser, perm: str, what: str) -> None:
+    if not (user and user.is_active and user.has_perm(perm)):
+        raise PermissionRefused(f"You are not authorised to {what}.", code="permission_denied")
+
+
+def signature_sign(
+    *, user: AbstractBaseUser, password: str, meaning: str, record: str
+) -> Signature:
+    """Sign after re-authentication (21 CFR 11.200): the password is asked again every time."""
+    if meaning not in SignatureMeaning.values:
+        raise ServiceError("Unknown signature meaning.", field="meaning")
+    if not password or not user.check_password(password):
+        raise ServiceError(
+            "The password is not correct: the signature was not applied.",
+            code="bad_signature_password",
+            field="password",
+        )
+    name = user.get_full_name() if hasattr(user, "get_full_name") else ""
+    return Signature.objects.create(
+        signer=user,
+        signer_name=(name or user.get_username())[:200],
+        signed_at=timezone.now(),
+        meaning=meaning,
+        record=record,
+    )

@@ -1,0 +1,537 @@
+"""The label API: every kind of item, every format decodes back to its identifier; errors
+are JSON; hostile text cannot become printer commands; no label shows allocation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import io
+import re
+import xml.etree.ElementTree as ET
+import zoneinfo
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import pypdfium2 as pdfium
+import pytest
+import zxingcpp
+from django.utils import timezone
+from PIL import Image, ImageDraw
+from rest_framework.test import APIClient
+
+from biobank.identifiers import Kind, format_id
+from biobank.labels import FORMATS, LabelError, get_template, render
+from biobank.labels.content_for import dose_label_content
+from biobank.models import Site, Study
+from biobank.selectors_labels import label_subject_get
+from biobank.services.aspirates import aspirate_collect
+from biobank.services.printing import MAX_BATCH_CODES
+from biobank.services.trial import participant_enroll
+from biobank.services.units import UnitSpec, units_create
+
+from .factories import make_participant, make_processing, make_units, make_user, past
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _decode(image: Image.Image) -> list[str]:
+    return sorted(result.text for result in zxingcpp.read_barcodes(image.convert("L")))
+
+
+def _png_codes(data: bytes) -> list[str]:
+    return _decode(Image.open(io.BytesIO(data)))
+
+
+def _pdf_codes(data: bytes, dpi: int = 300) -> list[list[str]]:
+    """Barcodes found on each page of a PDF, rasterised at ``dpi``."""
+    document = pdfium.PdfDocument(data)
+    return [_decode(page.render(scale=dpi / 72).to_pil()) for page in document]
+
+
+def _svg_codes(data: bytes) -> list[str]:
+    """Redraw the SVG's module rectangles and decode them."""
+    root = ET.fromstring(data)
+    _, _, width, height = (int(v) for v in root.get("viewBox", "").split())
+    image = Image.new("1", (width, height), 1)
+    draw = ImageDraw.Draw(image)
+    for rect in root.iter(f"{SVG_NS}rect"):
+        if rect.get("fill") == "#fff":
+            continue
+        x, y, w, h = (int(rect.get(a, "0")) for a in ("x", "y", "width", "height"))
+        draw.rectangle((x, y, x + w - 1, y + h - 1), fill=0)
+    return _decode(image)
+
+
+def _fields(zpl: str) -> list[str]:
+    """Unescaped ^FD data of a ZPL label (^FH: _XX is one UTF-8 byte)."""
+    out = []
+    for raw in re.findall(r"\^FD([^\^~]*)\^FS", zpl):
+        data = re.sub(rb"_([0-9A-F]{2})", lambda m: bytes([int(m.group(1), 16)]), raw.encode())
+        out.append(data.decode("utf-8"))
+    return out
+
+
+def _error(response: Any, status: int | tuple[int, ...]) -> dict[str, Any]:
+    statuses = (status,) if isinstance(status, int) else status
+    assert response.status_code in statuses, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) >= {"code", "message", "fields"}
+    return body
+
+
+def _cryovial(actor: Any) -> Any:
+    processing = make_processing(actor=actor, harvested=True)
+    return units_create(
+        processing=processing,
+        specs=[UnitSpec(container_type="cryovial", cell_number=5_000_000, volume_ml=Decimal("1"))],
+        actor=actor,
+        created_at=past(days=8),
+    )[0]
+
+
+@pytest.fixture
+def api(tech: Any) -> APIClient:
+    client = APIClient()
+    client.force_login(tech)
+    return client
+
+
+@pytest.fixture
+def items(trial: Any, tech: Any) -> SimpleNamespace:
+    units = make_units(actor=tech, count=3, stored=True)
+    unit = units[0]
+    box = unit.placements.get().container
+    return SimpleNamespace(
+        unit=unit,
+        units=units,
+        cryovial=_cryovial(tech),
+        aspirate=unit.aspirate,
+        participant=unit.participant,
+        processing=unit.processing,
+        freezing_run=unit.freezing_run,
+        box=box,
+        rack=box.parent,
+        storage_unit=box.storage_unit,
+    )
+
+
+KINDS = [
+    "unit",
+    "cryovial",
+    "aspirate",
+    "participant",
+    "processing",
+    "freezing_run",
+    "box",
+    "rack",
+    "storage_unit",
+]
+
+
+# --- one label ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_png_from_api_decodes_to_the_id(api: APIClient, items: Any, kind: str) -> None:
+    code = getattr(items, kind).code
+    response = api.get(f"/api/labels/{code}.png")
+    assert response.status_code == 200, response.content[:300]
+    assert response["Content-Type"] == "image/png"
+    assert _png_codes(response.content) == [code]
+
+
+@pytest.mark.parametrize("kind", ["unit", "cryovial", "box", "storage_unit", "participant"])
+@pytest.mark.parametrize("dpi", [203, 600])
+def test_png_at_every_dpi_decodes(api: APIClient, items: Any, kind: str, dpi: int) -> None:
+    code = getattr(items, kind).code
+    response = api.get(f"/api/labels/{code}.png", {"dpi": dpi})
+    assert response.status_code == 200
+    image = Image.open(io.BytesIO(response.content))
+    assert round(image.info["dpi"][0]) == dpi
+    assert _decode(image) == [code]
+
+
+def test_default_template_follows_the_item(api: APIClient, items: Any) -> None:
+    expected = {
+        "unit": "cryobag",
+        "cryovial": "cryovial",
+        "aspirate": "aspirate",
+        "participant": "participant",
+        "box": "box",
+        "rack": "box",
+        "storage_unit": "storage_unit",
+    }
+    for kind, template in expected.items():
+        code = getattr(items, kind).code
+        response = api.get(f"/api/labels/{code}.png")
+        assert f'filename="{code}-{template}-300dpi.png"' in response["Content-Disposition"]
+        size = Image.open(io.BytesIO(response.content)).size
+        t = get_template(template)
+        assert size == (t.width_dots, t.height_dots)
+
+
+@pytest.mark.parametrize("kind", ["unit", "cryovial", "aspirate", "box", "storage_unit"])
+def test_svg_and_pdf_decode(api: APIClient, items: Any, kind: str) -> None:
+    code = getattr(items, kind).code
+    svg = api.get(f"/api/labels/{code}.svg")
+    assert svg.status_code == 200
+    assert svg["Content-Type"] == "image/svg+xml"
+    assert "default-src 'none'" in svg["Content-Security-Policy"]
+    assert _svg_codes(svg.content) == [code]
+    pdf = api.get(f"/api/labels/{code}.pdf")
+    assert pdf.status_code == 200
+    assert pdf["Content-Type"] == "application/pdf"
+    assert _pdf_codes(pdf.content) == [[code]]
+
+
+def test_zpl_is_text_with_one_label(api: APIClient, items: Any) -> None:
+    code = items.unit.code
+    response = api.get(f"/api/labels/{code}.zpl", {"dpi": "203"})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    assert response["Cache-Control"] == "private, no-store"
+    zpl = response.content.decode("ascii")
+    assert zpl.startswith("^XA") and zpl.rstrip().endswith("^XZ")
+    assert zpl.count("^XA") == 1 and zpl.count("^XZ") == 1
+    assert code in _fields(zpl)
+    assert "^PW559" in zpl  # 70 mm at 203 dpi
+
+
+def test_template_query_parameter(api: APIClient, items: Any) -> None:
+    code = items.participant.code
+    response = api.get(f"/api/labels/{code}.png", {"template": "cryovial", "dpi": 600})
+    assert response.status_code == 200
+    assert f"{code}-cryovial-600dpi.png" in response["Content-Disposition"]
+    assert _png_codes(response.content) == [code]
+
+
+@pytest.mark.parametrize("kind", ["unit", "aspirate", "box", "storage_unit"])
+def test_any_item_fits_a_vial_label(api: APIClient, items: Any, kind: str) -> None:
+    """On small stock the text is the short form, so a bag's unit or an aspirate tube can
+    still get a vial-sized label."""
+    code = getattr(items, kind).code
+    response = api.get(f"/api/labels/{code}.png", {"template": "cryovial", "dpi": 203})
+    assert response.status_code == 200, response.content[:300]
+    assert _png_codes(response.content) == [code]
+
+
+def test_lowercase_id_in_path_is_accepted(api: APIClient, items: Any) -> None:
+    response = api.get(f"/api/labels/{items.unit.code.lower()}.png")
+    assert response.status_code == 200
+    assert _png_codes(response.content) == [items.unit.code]
+
+
+def test_token_authentication(items: Any, tech: Any) -> None:
+    from rest_framework.authtoken.models import Token
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=tech).key}")
+    assert client.get(f"/api/labels/{items.unit.code}.zpl").status_code == 200
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def test_unknown_id_is_404_json(api: APIClient, trial: Any) -> None:
+    code = format_id(Kind.UNIT, 9_999_999)
+    body = _error(api.get(f"/api/labels/{code}.png"), 404)
+    assert body["code"] == "not_found"
+    assert code in body["message"]
+
+
+def test_dose_id_has_no_label_yet(api: APIClient, trial: Any) -> None:
+    body = _error(api.get(f"/api/labels/{format_id(Kind.DOSE, 1)}.png"), 404)
+    assert "dose" in body["message"]
+
+
+def test_wrong_check_character_is_400_naming_it(api: APIClient, items: Any) -> None:
+    code = items.unit.code
+    wrong = code[:-1] + ("0" if code[-1] != "0" else "1")
+    body = _error(api.get(f"/api/labels/{wrong}.png"), 400)
+    assert body["code"] == "bad_check_character"
+    assert "check character" in body["message"] and wrong in body["message"]
+    assert "code" in body["fields"]
+
+
+def test_not_an_identifier_is_400(api: APIClient, trial: Any) -> None:
+    body = _error(api.get("/api/labels/HELLO.png"), 400)
+    assert body["code"] == "bad_format"
+    body = _error(api.get("/api/labels/ZZ0000001A.png"), 400)
+    assert body["code"] == "unknown_prefix"
+    body = _error(api.get(f"/api/labels/{'A' * 200}.png"), 400)
+    assert len(body["message"]) < 200  # a long input is not echoed
+
+
+def test_unknown_or_missing_format_is_json(api: APIClient, items: Any) -> None:
+    body = _error(api.get(f"/api/labels/{items.unit.code}.gif"), (400, 404))
+    assert body["code"] == "unknown_format" and "format" in body["fields"]
+    body = _error(api.get(f"/api/labels/{items.unit.code}"), (400, 404))
+    assert "zpl" in body["message"]
+    _error(api.get(f"/api/labels/{items.unit.code}.tar.gz"), (400, 404))
+
+
+@pytest.mark.parametrize("dpi", ["150", "abc", "300.0", "9" * 50])
+def test_bad_dpi_is_400(api: APIClient, items: Any, dpi: str) -> None:
+    body = _error(api.get(f"/api/labels/{items.unit.code}.png", {"dpi": dpi}), 400)
+    assert body["code"] == "invalid_dpi"
+    assert "dpi" in body["fields"]
+    assert "203, 300, 600" in body["message"]
+
+
+def test_unknown_template_is_400(api: APIClient, items: Any) -> None:
+    body = _error(api.get(f"/api/labels/{items.unit.code}.png", {"template": "poster"}), 400)
+    assert body["code"] == "unknown_template" and "template" in body["fields"]
+
+
+def test_text_that_does_not_fit_is_422(api: APIClient, trial: Any, tech: Any) -> None:
+    study = Study.objects.get()
+    participant = participant_enroll(
+        study=study,
+        site=Site.objects.get(code="HUS"),
+        pseudonym="W" * 32,
+        enrolled_on=dt.date(2025, 1, 1),
+        actor=tech,
+    )
+    body = _error(api.get(f"/api/labels/{participant.code}.png?template=cryovial"), 422)
+    assert body["code"] == "label_does_not_fit"
+
+
+def test_errors_are_json_even_when_the_client_asks_for_an_image(api: APIClient, trial: Any) -> None:
+    code = format_id(Kind.UNIT, 9_999_999)
+    response = api.get(f"/api/labels/{code}.png", HTTP_ACCEPT="image/png")
+    _error(response, 404)
+
+
+def test_unauthenticated_is_refused(items: Any) -> None:
+    client = APIClient()
+    for response in (
+        client.get(f"/api/labels/{items.unit.code}.png"),
+        client.post(
+            "/api/labels/batch/", {"codes": [items.unit.code], "format": "zpl"}, format="json"
+        ),
+        client.get("/api/print-jobs/"),
+        client.get("/api/printers/"),
+    ):
+        _error(response, (401, 403))
+
+
+# --- batches -----------------------------------------------------------------------------
+
+
+def test_batch_pdf_sheet_decodes_every_id(api: APIClient, items: Any) -> None:
+    codes = [u.code for u in items.units]
+    response = api.post("/api/labels/batch/", {"codes": codes, "format": "pdf"}, format="json")
+    assert response.status_code == 200, response.content[:300]
+    assert response["Content-Type"] == "application/pdf"
+    pages = _pdf_codes(response.content)
+    assert len(pages) == 1  # one A4 sheet
+    assert pages[0] == sorted(codes)
+
+
+def test_batch_pdf_mixed_items_need_one_template(api: APIClient, items: Any) -> None:
+    codes = [items.unit.code, items.aspirate.code, items.participant.code]
+    mixed = api.post("/api/labels/batch/", {"codes": codes, "format": "pdf"}, format="json")
+    body = _error(mixed, 400)
+    assert body["code"] == "mixed_templates" and "template" in body["fields"]
+    response = api.post(
+        "/api/labels/batch/",
+        {"codes": codes, "format": "pdf", "template": "aspirate", "dpi": 600},
+        format="json",
+    )
+    assert response.status_code == 200, response.content[:300]
+    assert _pdf_codes(response.content, dpi=600) == [sorted(codes)]
+
+
+def test_batch_zpl_is_one_stream_in_order(api: APIClient, items: Any) -> None:
+    codes = [
+        items.unit.code,
+        items.cryovial.code,
+        items.aspirate.code,
+        items.participant.code,
+        items.box.code,
+        items.storage_unit.code,
+        items.unit.code,  # repeats are printed again
+    ]
+    response = api.post("/api/labels/batch/", {"codes": codes, "format": "zpl"}, format="json")
+    assert response.status_code == 200, response.content[:300]
+    assert response["Content-Type"].startswith("text/plain")
+    zpl = response.content.decode("ascii")
+    labels = [part for part in zpl.split("^XZ") if part.strip()]
+    assert len(labels) == len(codes) and zpl.count("^XA") == len(codes)
+    for label, code in zip(labels, codes, strict=True):
+        assert code in _fields(label)  # the barcode's field data, unescaped
+
+
+def test_batch_errors_name_the_code_and_position(api: APIClient, items: Any) -> None:
+    good = items.unit.code
+    bad = good[:-1] + ("0" if good[-1] != "0" else "1")
+    body = _error(
+        api.post("/api/labels/batch/", {"codes": [good, bad], "format": "zpl"}, format="json"),
+        400,
+    )
+    assert "Code 2 of 2" in body["message"] and bad in body["message"]
+    assert "codes.1" in body["fields"]
+    missing = format_id(Kind.ASPIRATE, 9_999_999)
+    body = _error(
+        api.post(
+            "/api/labels/batch/", {"codes": [good, good, missing], "format": "pdf"}, format="json"
+        ),
+        404,
+    )
+    assert "Code 3 of 3" in body["message"] and missing in body["message"]
+
+
+def test_batch_request_validation(api: APIClient, items: Any) -> None:
+    code = items.unit.code
+    post = api.post
+    _error(post("/api/labels/batch/", {"codes": [code], "format": "png"}, format="json"), 400)
+    _error(post("/api/labels/batch/", {"codes": [], "format": "zpl"}, format="json"), 400)
+    _error(post("/api/labels/batch/", {"codes": code, "format": "zpl"}, format="json"), 400)
+    too_many = {"codes": [code] * (MAX_BATCH_CODES + 1), "format": "zpl"}
+    _error(post("/api/labels/batch/", too_many, format="json"), 400)
+    bad_dpi = {"codes": [code], "format": "zpl", "dpi": 72}
+    assert "dpi" in _error(post("/api/labels/batch/", bad_dpi, format="json"), 400)["fields"]
+    assert api.get("/api/labels/batch/").status_code == 405
+
+
+# --- blinding and hostile text -----------------------------------------------------------
+
+
+def test_hostile_text_is_escaped_in_zpl_from_the_api(api: APIClient, trial: Any, tech: Any) -> None:
+    hostile = "^XZ~JR^XA~JA"
+    participant = participant_enroll(
+        study=Study.objects.get(),
+        site=Site.objects.get(code="HUS"),
+        pseudonym=f"X{hostile}",
+        enrolled_on=dt.date(2025, 1, 1),
+        actor=tech,
+    )
+    aspirate = aspirate_collect(
+        visit=participant.visits.get(visit_type__code="BASELINE"),
+        volume_ml=Decimal("50"),
+        anticoagulant="heparin",
+        collected_at=past(days=1),
+        collected_by=f"Dr. {hostile}^FS\\",
+        actor=tech,
+    )
+    single = [
+        api.get(f"/api/labels/{item.code}.zpl").content.decode("ascii")
+        for item in (participant, aspirate)
+    ]
+    batch = api.post(
+        "/api/labels/batch/",
+        {"codes": [participant.code, aspirate.code], "format": "zpl"},
+        format="json",
+    ).content.decode("ascii")
+    for zpl, labels in ((single[0], 1), (single[1], 1), (batch, 2)):
+        assert zpl.count("^XA") == labels and zpl.count("^XZ") == labels
+        assert "~" not in zpl  # no control command at all, escaped or not
+        assert "_5EXZ_7EJR" in zpl
+    assert f"X{hostile}" in _fields(single[0])
+    assert any(hostile in field for field in _fields(single[1]))
+
+
+def _label_text(code: str) -> str:
+    content = label_subject_get(code=code).content
+    return " ".join([content.title, *content.lines])
+
+
+def test_no_label_shows_allocation(api: APIClient, trial: Any, tech: Any) -> None:
+    texts = []
+    for arm in ("A", "B"):
+        participant = make_participant(actor=tech, arm=arm)
+        unit = make_units(actor=tech, count=1, stored=True, participant=participant)[0]
+        box = unit.placements.get().container
+        for item in (unit, unit.aspirate, unit.participant, unit.processing, box):
+            texts.append(_label_text(item.code))
+    for text in texts:
+        for word in ("arm", "msc", "placebo", "saline", "nacl"):
+            assert not re.search(rf"\b{word}\b", text, re.IGNORECASE), (word, text)
+
+
+def _dose(**changes: Any) -> dict[str, Any]:
+    values = {
+        "study_code": "NCT04749667",
+        "participant_pseudonym": "SMART-HUS-01",
+        "visit_name": "Month 6",
+        "dose_id": format_id(Kind.DOSE, 7),
+        "expires_at": dt.datetime(2025, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")),
+        "emergency_contact": "Haukeland University Hospital, Neurology: +47 55 97 50 00",
+    }
+    return {**values, **changes}
+
+
+def test_dose_label_is_identical_for_msc_and_placebo() -> None:
+    # Two doses (one MSC, one saline in the lab's records) with the same label values.
+    msc, placebo = dose_label_content(**_dose()), dose_label_content(**_dose())
+    assert msc == placebo
+    for fmt in FORMATS:
+        for dpi in (203, 300):
+            template = get_template("dose", dpi)
+            assert render(msc, template, fmt) == render(placebo, template, fmt)
+    text = " ".join([msc.title, *msc.lines])
+    assert msc.title == "MSC or 0.9 % NaCl"
+    for part in ("NCT04749667", "SMART-HUS-01", "Month 6", "intrathecal", "2025-09-01 14:30"):
+        assert part in text
+    assert "For clinical trial use only" in msc.lines
+    assert any(line.startswith("Emergency: Haukeland") for line in msc.lines)
+    # There is no way to tell the function what the dose contains.
+    parameters = set(inspect.signature(dose_label_content).parameters)
+    assert not parameters & {"arm", "treatment", "product", "is_placebo", "contents"}
+
+
+def test_dose_label_decodes_and_refuses_a_naive_expiry() -> None:
+    content = dose_label_content(**_dose())
+    png = render(content, get_template("dose"), "png")
+    assert _png_codes(png) == [format_id(Kind.DOSE, 7)]
+    with pytest.raises(LabelError, match="timezone-aware"):
+        dose_label_content(**_dose(expires_at=dt.datetime(2025, 9, 1, 14, 30)))
+
+
+def test_label_times_are_local(trial: Any, tech: Any) -> None:
+    participant = make_participant(actor=tech)
+    at = dt.datetime(2025, 6, 1, 22, 30, tzinfo=dt.UTC)  # 00:30 next day in Oslo (CEST)
+    aspirate = aspirate_collect(
+        visit=participant.visits.get(visit_type__code="BASELINE"),
+        volume_ml=Decimal("50"),
+        anticoagulant="heparin",
+        collected_at=at,
+        collected_by="Dr. Test",
+        actor=tech,
+    )
+    assert timezone.get_current_timezone_name() == "Europe/Oslo"
+    assert "2025-06-02 00:30" in _label_text(aspirate.code)
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+def test_schema_describes_binary_label_responses(api: APIClient) -> None:
+    response = api.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    label = paths["/api/labels/{code}.{fmt}"]["get"]
+    content = label["responses"]["200"]["content"]
+    assert content["image/png"]["schema"] == {"type": "string", "format": "binary"}
+    assert content["application/pdf"]["schema"]["format"] == "binary"
+    assert set(content) == {"image/png", "application/pdf", "image/svg+xml", "text/plain"}
+    for code in ("400", "404", "422"):
+        assert code in label["responses"]
+    batch = paths["/api/labels/batch/"]["post"]
+    assert set(batch["responses"]["200"]["content"]) == {"application/pdf", "text/plain"}
+    assert "503" in paths["/api/print-jobs/"]["post"]["responses"]
+    assert "/api/print-jobs/{id}/" in paths and "/api/printers/" in paths
+
+
+def test_unblinded_and_blinded_users_get_the_same_label(items: Any) -> None:
+    blinded, unblinded = APIClient(), APIClient()
+    blinded.force_login(make_user("blinded", unblinded=False))
+    unblinded.force_login(make_user("unblinded"))
+    for item in (items.unit, items.participant, items.aspirate):
+        url = f"/api/labels/{item.code}.zpl"
+        assert blinded.get(url).content == unblinded.get(url).content

@@ -1,0 +1,422 @@
+"""Release for delayed injection: both arms through the crossover, identity, expiry, signatures,
+emergency unblinding, the due list, and every blinded surface."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import reverse
+from django.utils import timezone
+
+from biobank.models import Dose, IdentityCheck, QcRelease, Signature, Unblinding
+from biobank.services.errors import ServiceError
+from biobank.services.release import (
+    dose_administer,
+    dose_cancel,
+    dose_dispatch,
+    dose_make_ready,
+    dose_prepare,
+    dose_propose,
+    dose_release,
+    doses_due,
+    participant_unblind,
+    processing_qc_release,
+)
+from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
+from biobank.services.units import unit_transition
+
+from .factories import (
+    PASSWORD,
+    make_dose,
+    make_participant,
+    make_released_product_units,
+    make_units,
+    make_user,
+    past,
+    qc_pass,
+)
+
+CONCEALED = ["MSC", "Placebo", "PLACEBO", "placebo", "Arm A", "Arm B", "arm A", "arm B", "NaCl"]
+
+
+@pytest.fixture
+def roles(trial: Any) -> dict[str, Any]:
+    roles_sync()
+    users = {}
+    for name in (LAB, QA, CLINICIAN, MONITOR, ADMINISTRATOR):
+        user = make_user(name.split()[0].lower() + "_user")
+        user.user_permissions.clear()
+        user.groups.add(Group.objects.get(name=name))
+        users[name] = type(user).objects.get(pk=user.pk)
+    return users
+
+
+def _ready(dose: Dose, actor: Any, qa: Any, *, expires_in: float = 4) -> Dose:
+    dose_release(dose=dose, actor=qa, password=PASSWORD)
+    msc = dose.unit_id is not None
+    dose_make_ready(
+        dose=dose,
+        actor=actor,
+        ready_at=past(hours=0.5),
+        expires_at=timezone.now() + dt.timedelta(hours=expires_in),
+        post_thaw_cell_count=25_000_000 if msc else None,
+        post_thaw_viability_pct=Decimal("86.0") if msc else None,
+    )
+    return dose
+
+
+def _treat(dose: Dose, roles: dict[str, Any]) -> Dose:
+    _ready(dose, roles[LAB], roles[QA])
+    code, participant = dose.code, dose.participant.code
+    dose_dispatch(dose_scan=f"]C0{code}", participant_scan=participant, actor=roles[CLINICIAN])
+    dose_administer(
+        dose_scan=code.lower(),
+        participant_scan=participant,
+        actor=roles[CLINICIAN],
+        administered_by="Dr. Neuro",
+    )
+    dose.refresh_from_db()
+    return dose
+
+
+@pytest.mark.parametrize("arm", ["A", "B"])
+def test_whole_crossover_for_each_arm(roles: dict[str, Any], arm: str) -> None:
+    lab = roles[LAB]
+    participant = make_participant(actor=lab, arm=arm)
+    # Both aspirates are taken, processed and stored, whatever the arm.
+    units = {
+        visit: make_released_product_units(actor=lab, participant=participant, visit=visit)
+        for visit in ("BASELINE", "M6")
+    }
+    # Arm A gets MSC from its baseline product at baseline; arm B gets it at month 6.
+    msc_visit = "BASELINE" if arm == "A" else "M6"
+    for visit_code in ("BASELINE", "M6"):
+        visit = participant.visits.get(visit_type__code=visit_code)
+        proposal = dose_propose(visit=visit)
+        dose = _treat(dose_prepare(visit=visit, actor=lab), roles)
+        assert dose.status == "administered" and dose.administered_by == "Dr. Neuro"
+        if visit_code == msc_visit:
+            assert proposal.treatment == "MSC"
+            assert dose.unit == units["BASELINE"][0] == proposal.unit
+            dose.unit.refresh_from_db()
+            assert dose.unit.status == "administered"
+            assert dose.unit.participant == participant  # chain of identity
+        else:
+            assert proposal.treatment == "PLACEBO" and dose.unit is None
+        visit.refresh_from_db()
+        assert visit.done_on is not None
+    assert IdentityCheck.objects.filter(matched=True).count() == 4
+
+
+def test_msc_proposal_is_never_another_persons_unit(roles: dict[str, Any]) -> None:
+    lab = roles[LAB]
+    mine = make_participant(actor=lab, arm="B")
+    other = make_participant(actor=lab, arm="B")
+    make_released_product_units(actor=lab, participant=other)
+    visit = mine.visits.get(visit_type__code="M6")
+    with pytest.raises(ServiceError) as info:
+        dose_propose(visit=visit)
+    assert info.value.code == "no_unit"
+    foreign = other.units.first()
+    with pytest.raises(ServiceError) as info:
+        dose_prepare(visit=visit, actor=lab, unit=foreign)
+    assert info.value.code == "identity_mismatch"
+    assert not Dose.objects.exists()
+
+
+def test_wrong_participant_scan_is_refused_and_recorded(roles: dict[str, Any]) -> None:
+    dose = _ready(make_dose(actor=roles[LAB], arm="B", ready=False), roles[LAB], roles[QA])
+    stranger = make_participant(actor=roles[LAB])
+    for call in (dose_dispatch, dose_administer):
+        with pytest.raises(ServiceError) as info:
+            call(dose_scan=dose.code, participant_scan=stranger.code, actor=roles[CLINICIAN])
+        assert info.value.status_code == 409 and info.value.code == "identity_mismatch"
+        assert "IDENTITY MISMATCH" in info.value.message
+        assert not any(word in info.value.message for word in CONCEALED)
+    dose.refresh_from_db()
+    assert dose.status == "ready"
+    checks = IdentityCheck.objects.filter(dose=dose, matched=False)
+    assert checks.count() == 2
+    assert checks.first().participant_scan == stranger.code
+
+
+def test_garbage_participant_scan_is_not_a_match(roles: dict[str, Any]) -> None:
+    dose = _ready(make_dose(actor=roles[LAB], ready=False), roles[LAB], roles[QA])
+    with pytest.raises(ServiceError):
+        dose_dispatch(dose_scan=dose.code, participant_scan="PT0000001Q", actor=roles[CLINICIAN])
+    assert IdentityCheck.objects.get().message.startswith("IDENTITY NOT CONFIRMED")
+
+
+def test_expired_dose_cannot_be_dispatched_or_administered(roles: dict[str, Any]) -> None:
+    dose = make_dose(actor=roles[LAB], arm="B", ready=False)
+    dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
+    dose_make_ready(
+        dose=dose,
+        actor=roles[LAB],
+        ready_at=past(hours=8),
+        expires_at=past(hours=2),
+        post_thaw_cell_count=20_000_000,
+        post_thaw_viability_pct=Decimal("85"),
+    )
+    with pytest.raises(ServiceError) as info:
+        dose_dispatch(
+            dose_scan=dose.code, participant_scan=dose.participant.code, actor=roles[CLINICIAN]
+        )
+    assert info.value.code == "expired" and "EXPIRED" in info.value.message
+    Dose.objects.filter(pk=dose.pk).update(status="dispatched")
+    with pytest.raises(ServiceError) as info:
+        dose_administer(
+            dose_scan=dose.code, participant_scan=dose.participant.code, actor=roles[CLINICIAN]
+        )
+    assert info.value.code == "expired"
+    dose.refresh_from_db()
+    assert dose.administered_at is None
+
+
+def test_unsigned_qc_release_blocks_unit_release(roles: dict[str, Any]) -> None:
+    lab, qa = roles[LAB], roles[QA]
+    unit = make_units(actor=lab, count=1, stored=True)[0]
+    with pytest.raises(ServiceError) as info:
+        unit_transition(unit=unit, action="release", actor=qa)
+    assert info.value.code == "qc_not_released"
+    # QC incomplete: refused with what is missing.
+    with pytest.raises(ServiceError) as info:
+        processing_qc_release(processing=unit.processing, actor=qa, password=PASSWORD)
+    assert info.value.code == "qc_not_met" and "Sterility" in info.value.message
+    qc_pass(processing=unit.processing, actor=lab)
+    # Wrong password: no signature, no release.
+    with pytest.raises(ServiceError) as info:
+        processing_qc_release(processing=unit.processing, actor=qa, password="guess")
+    assert info.value.field == "password"
+    # A technician may not sign.
+    with pytest.raises(ServiceError) as info:
+        processing_qc_release(processing=unit.processing, actor=lab, password=PASSWORD)
+    assert info.value.status_code == 403
+    assert not Signature.objects.exists() and not QcRelease.objects.exists()
+    release = processing_qc_release(processing=unit.processing, actor=qa, password=PASSWORD)
+    assert release.signature.signer == qa and release.signature.meaning == "qc_release"
+    assert release.signature.meaning == "qc_release"
+    unit_transition(unit=unit, action="release", actor=qa)
+
+
+def test_low_viability_after_thaw_is_refused(roles: dict[str, Any]) -> None:
+    dose = make_dose(actor=roles[LAB], arm="B", ready=False)
+    dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
+    with pytest.raises(ServiceError) as info:
+        dose_make_ready(
+            dose=dose,
+            actor=roles[LAB],
+            expires_at=timezone.now() + dt.timedelta(hours=4),
+            post_thaw_cell_count=10,
+            post_thaw_viability_pct=Decimal("55"),
+        )
+    assert info.value.code == "viability_too_low"
+
+
+def test_cancelled_msc_dose_returns_its_unit(roles: dict[str, Any]) -> None:
+    dose = make_dose(actor=roles[LAB], arm="B", ready=False)
+    dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
+    dose_cancel(dose=dose, actor=roles[LAB], reason="visit postponed")
+    dose.unit.refresh_from_db()
+    assert dose.unit.status == "frozen"
+    # The visit can get a new dose.
+    assert dose_propose(visit=dose.visit) is not None
+
+
+def test_dose_release_needs_qa_and_password(roles: dict[str, Any]) -> None:
+    dose = make_dose(actor=roles[LAB], ready=False)
+    with pytest.raises(ServiceError) as info:
+        dose_release(dose=dose, actor=roles[LAB], password=PASSWORD)
+    assert info.value.status_code == 403
+    with pytest.raises(ServiceError):
+        dose_release(dose=dose, actor=roles[QA], password="wrong")
+    dose.refresh_from_db()
+    assert dose.status == "prepared" and dose.release_signature is None
+
+
+def test_emergency_unblinding(roles: dict[str, Any], client: Any) -> None:
+    participant = make_participant(actor=roles[LAB], arm="B")
+    with pytest.raises(ServiceError) as info:
+        participant_unblind(
+            participant=participant, actor=roles[MONITOR], password=PASSWORD, reason="x" * 20
+        )
+    assert info.value.status_code == 403
+    with pytest.raises(ServiceError) as info:
+        participant_unblind(
+            participant=participant, actor=roles[CLINICIAN], password=PASSWORD, reason=""
+        )
+    assert info.value.field == "reason"
+    result = participant_unblind(
+        participant=participant,
+        actor=roles[CLINICIAN],
+        password=PASSWORD,
+        reason="Severe adverse event: meningitis suspected",
+    )
+    assert "Arm B" in result.arm and ("Month 6", "Autologous BM-MSC") in result.schedule
+    assert result.record.signature.meaning == "unblinding"
+    # Recorded in the custody log and visible to the trial's administrators only.
+    assert participant.events.filter(action="emergency_unblinding").exists()
+    client.force_login(roles[ADMINISTRATOR])
+    listing = client.get(reverse("admin:biobank_unblinding_changelist")).content.decode()
+    assert participant.pseudonym in listing and "meningitis" in listing
+    client.force_login(roles[MONITOR])
+    assert client.get(reverse("admin:biobank_unblinding_changelist")).status_code == 403
+    assert Unblinding.objects.count() == 1
+
+
+def test_unblinding_through_admin_action(roles: dict[str, Any], client: Any) -> None:
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+
+    participant = make_participant(actor=roles[LAB], arm="A")
+    client.force_login(roles[CLINICIAN])
+    response = client.post(
+        reverse("admin:biobank_participant_changelist"),
+        {
+            "action": "step_unblind",
+            ACTION_CHECKBOX_NAME: [participant.pk],
+            "apply_step": "1",
+            "reason": "Emergency surgery, treating team needs to know",
+            "password": PASSWORD,
+        },
+        follow=True,
+    )
+    assert "UNBLINDED" in response.content.decode() and "Arm A" in response.content.decode()
+
+
+def test_due_list(roles: dict[str, Any], client: Any) -> None:
+    lab = roles[LAB]
+    participant = make_participant(actor=lab, arm="B")
+    units = make_released_product_units(actor=lab, participant=participant)
+    rows = doses_due(within_days=9999, today=dt.date(2025, 9, 1))
+    mine = [r for r in rows if r.visit.participant == participant]
+    assert [(r.visit.visit_type.code, r.treatment) for r in mine] == [
+        ("BASELINE", "PLACEBO"),
+        ("M6", "MSC"),
+    ]
+    assert mine[1].unit == units[0] and units[0].code in mine[1].todo
+    client.force_login(lab)
+    html = client.get(reverse("admin:due"), {"days": "9999"}).content.decode()
+    assert units[0].code in html and "MSC" in html
+    client.force_login(roles[CLINICIAN])
+    html = client.get(reverse("admin:due"), {"days": "9999"}).content.decode()
+    assert participant.pseudonym in html
+    assert units[0].code not in html and "MSC" not in html and "PLACEBO" not in html
+
+
+# --- blinded surfaces --------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_doses(roles: dict[str, Any]) -> tuple[Dose, Dose]:
+    msc = make_dose(actor=roles[LAB], arm="B", ready=False)
+    saline = make_dose(actor=roles[LAB], arm="A", ready=False)
+    for dose in (msc, saline):
+        _ready(dose, roles[LAB], roles[QA])
+        dose.refresh_from_db()
+    assert msc.treatment == "MSC" and saline.treatment == "PLACEBO"
+    return msc, saline
+
+
+def _assert_blind(html: str, *extra: str) -> None:
+    for word in [*CONCEALED, *extra]:
+        assert word not in html, word
+
+
+@pytest.mark.parametrize("role", [CLINICIAN, MONITOR])
+def test_blinded_admin_pages(
+    roles: dict[str, Any], two_doses: tuple[Dose, Dose], client: Any, role: str
+) -> None:
+    msc, saline = two_doses
+    client.force_login(roles[role])
+    unit_code = msc.unit.code
+    pages = [
+        reverse("admin:biobank_dose_changelist"),
+        reverse("admin:biobank_dose_change", args=[msc.pk]),
+        reverse("admin:biobank_dose_change", args=[saline.pk]),
+        reverse("admin:biobank_dose_history", args=[msc.pk]),
+        reverse("admin:biobank_participant_changelist"),
+        reverse("admin:biobank_participant_change", args=[msc.participant_id]),
+        reverse("admin:biobank_participant_history", args=[msc.participant_id]),
+        reverse("admin:index"),
+    ]
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        _assert_blind(response.content.decode(), unit_code, "post_thaw", "Post-thaw")
+    # Searching by the unit's code must not find the MSC dose.
+    found = client.get(reverse("admin:biobank_dose_changelist"), {"q": unit_code}).content.decode()
+    assert msc.code not in found
+    # Concealed filters through crafted URLs are refused.
+    for params in ("treatment=MSC", "treatment__exact=PLACEBO", "unit__isnull=True"):
+        response = client.get(reverse("admin:biobank_dose_changelist") + "?" + params)
+        assert response.status_code in (302, 400), params
+    # Product records are out of reach altogether.
+    for name in ("productunit", "processing", "custodyevent", "placement", "arm", "armschedule"):
+        assert client.get(reverse(f"admin:biobank_{name}_changelist")).status_code == 403, name
+
+
+def test_dose_pages_look_the_same_for_msc_and_saline(
+    roles: dict[str, Any], two_doses: tuple[Dose, Dose], client: Any
+) -> None:
+    msc, saline = two_doses
+    client.force_login(roles[CLINICIAN])
+
+    def shape(dose: Dose) -> str:
+        html = client.get(reverse("admin:biobank_dose_change", args=[dose.pk])).content.decode()
+        for value in (dose.code, dose.participant.pseudonym, dose.participant.code):
+            html = html.replace(value, "X")
+        html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+        return "".join(c for c in html if not c.isdigit())
+
+    assert shape(msc) == shape(saline)
+
+
+def test_unblinded_roles_see_identity(
+    roles: dict[str, Any], two_doses: tuple[Dose, Dose], client: Any
+) -> None:
+    msc, _ = two_doses
+    client.force_login(roles[LAB])
+    html = client.get(reverse("admin:biobank_dose_change", args=[msc.pk])).content.decode()
+    assert msc.unit.code in html and "Autologous BM-MSC" in html
+
+
+def test_scan_api_for_a_dose_is_blind(roles: dict[str, Any], two_doses: tuple[Dose, Dose]) -> None:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(roles[CLINICIAN])
+    for dose in two_doses:
+        body = client.post("/api/scan/", {"code": dose.code}, format="json").json()
+        _assert_blind(str(body), two_doses[0].unit.code)
+
+
+def test_dose_history_has_no_concealed_fields(two_doses: tuple[Dose, Dose]) -> None:
+    names = {f.name for f in Dose.history.model._meta.fields}
+    assert not names & {"treatment", "unit", "post_thaw_cell_count", "post_thaw_viability_pct"}
+
+
+def test_dose_events_are_identical_in_shape(two_doses: tuple[Dose, Dose]) -> None:
+    msc, saline = two_doses
+
+    def steps(dose: Dose) -> list[tuple[str, str, str, dict[str, Any]]]:
+        return [(e.action, e.from_status, e.to_status, e.data) for e in dose.events.order_by("id")]
+
+    assert steps(msc) == steps(saline)
+
+
+def test_roles_are_groups_with_permissions(roles: dict[str, Any]) -> None:
+    assert roles[LAB].has_perm("biobank.view_allocation")
+    assert roles[QA].has_perm("biobank.approve_qc_release")
+    assert not roles[CLINICIAN].has_perm("biobank.view_allocation")
+    assert not roles[MONITOR].has_perm("biobank.change_dose")
+    assert not roles[MONITOR].has_perm("biobank.view_productunit")
+    assert roles[ADMINISTRATOR].has_perm("biobank.view_unblinding")
+    before = {g.name: set(g.permissions.values_list("pk", flat=True)) for g in Group.objects.all()}
+    roles_sync()
+    after = {g.name: set(g.permissions.values_list("pk", flat=True)) for g in Group.objects.all()}
+    assert before == after

@@ -1,0 +1,158 @@
+"""The scan-first admin pages, driven the way a keyboard-wedge scanner drives them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.urls import reverse
+
+from biobank.models import Placement, ProductUnit
+from biobank.services.storage import unit_place
+
+from .factories import make_aspirate, make_box, make_units, make_user
+
+
+def scan(client: Any, page: str, code: str, **extra: Any) -> str:
+    url = reverse(f"admin:scan_{page}")
+    response = client.post(url, {"code": code, **extra})
+    assert response.status_code == 302
+    return client.get(url).content.decode()
+
+
+def feedback(html: str) -> str:
+    start = html.index('id="scan-feedback"')
+    return html[start : html.index("</div>", start)]
+
+
+def test_index_lists_scan_pages(trial: Any, admin_client_tech: Any) -> None:
+    html = admin_client_tech.get(reverse("admin:index")).content.decode()
+    for page in ("find", "receive", "store", "checkout", "verify", "rack-import"):
+        assert reverse(f"admin:scan_{page}") in html
+
+
+def test_pages_autofocus_the_scan_field(trial: Any, admin_client_tech: Any) -> None:
+    html = admin_client_tech.get(reverse("admin:scan_store")).content.decode()
+    assert 'id="scan-input" name="code" autofocus' in html
+
+
+def test_find_lands_on_the_item(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    response = admin_client_tech.post(reverse("admin:scan_find"), {"code": f"]C0{unit.code}\r\n"})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:biobank_productunit_change", args=[unit.pk])
+
+
+def test_find_explains_a_bad_scan(trial: Any, admin_client_tech: Any) -> None:
+    html = scan(admin_client_tech, "find", "ZZ0000001A")
+    assert "unknown prefix" in feedback(html) and "error" in feedback(html)
+
+
+def test_receive_one_after_another(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    first, second = make_aspirate(actor=tech), make_aspirate(actor=tech)
+    html = scan(admin_client_tech, "receive", first.code, temperature_c="19.5", condition="intact")
+    assert "received and accepted" in feedback(html)
+    html = scan(admin_client_tech, "receive", second.code.lower())  # settings are sticky
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("accepted", "accepted")
+    assert str(second.transport_temperature_c) == "19.5"
+    html = scan(admin_client_tech, "receive", first.code)
+    assert "already received" in feedback(html)
+
+
+def test_receive_damaged_quarantines(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    aspirate = make_aspirate(actor=tech)
+    html = scan(admin_client_tech, "receive", aspirate.code, temperature_c="", condition="leaking")
+    aspirate.refresh_from_db()
+    assert aspirate.status == "quarantined" and "QUARANTINED" in feedback(html)
+
+
+def test_receive_refuses_other_kinds(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    html = scan(admin_client_tech, "receive", unit.code)
+    assert "expects a aspirate" in feedback(html) or "expects an aspirate" in feedback(html)
+
+
+def test_store_box_then_units_then_undo(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    box = make_box(actor=tech)
+    units = make_units(actor=tech, count=3)
+    html = scan(admin_client_tech, "store", units[0].code)
+    assert "Scan the box first" in feedback(html)
+    scan(admin_client_tech, "store", box.code)
+    scan(admin_client_tech, "store", units[0].code)
+    scan(admin_client_tech, "store", "c3")
+    html = scan(admin_client_tech, "store", units[1].code)
+    assert f"{units[1].code} → {box.code} C3" in feedback(html)
+    scan(admin_client_tech, "store", units[2].code)
+    positions = dict(Placement.objects.filter(ended_at=None).values_list("unit__code", "position"))
+    assert positions == {units[0].code: "A1", units[1].code: "C3", units[2].code: "A2"}
+    response = admin_client_tech.post(reverse("admin:scan_store"), {"do": "undo"})
+    assert response.status_code == 302
+    units[2].refresh_from_db()
+    assert units[2].status == "frozen"
+    assert not Placement.objects.filter(unit=units[2], ended_at=None).exists()
+    assert "Undo" in units[2].events.latest("id").reason
+
+
+def test_store_moves_a_stored_unit_and_undo_moves_it_back(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    old, new = make_box(actor=tech), make_box(actor=tech)
+    unit = make_units(actor=tech, count=1)[0]
+    unit_place(unit=unit, container=old, position="E5", actor=tech)
+    scan(admin_client_tech, "store", new.code)
+    html = scan(admin_client_tech, "store", unit.code)
+    assert "moved from" in feedback(html)
+    admin_client_tech.post(reverse("admin:scan_store"), {"do": "undo"})
+    placement = Placement.objects.get(unit=unit, ended_at=None)
+    assert (placement.container, placement.position) == (old, "E5")
+
+
+def test_check_out_then_in(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    box = make_box(actor=tech)
+    unit = make_units(actor=tech, count=1)[0]
+    unit_place(unit=unit, container=box, position="A7", actor=tech)
+    html = scan(admin_client_tech, "checkout", unit.code)
+    assert "CHECKED OUT" in feedback(html)
+    unit.refresh_from_db()
+    assert unit.status == "checked_out"
+    html = scan(admin_client_tech, "checkout", unit.code)
+    assert f"put it back at {box.code} A7" in feedback(html)
+    html = scan(admin_client_tech, "checkout", unit.code, mode="in")
+    assert "error" in feedback(html)
+
+
+def test_verify_shows_missing_extra_and_misplaced(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    box, other = make_box(actor=tech), make_box(actor=tech)
+    units = make_units(actor=tech, count=4)
+    for unit, pos in zip(units[:3], ["A1", "A2", "A3"], strict=True):
+        unit_place(unit=unit, container=box, position=pos, actor=tech)
+    unit_place(unit=units[3], container=other, actor=tech)
+    scan(admin_client_tech, "verify", box.code)
+    scan(admin_client_tech, "verify", units[0].code)
+    scan(admin_client_tech, "verify", "A3")
+    scan(admin_client_tech, "verify", units[1].code)  # really at A2
+    html = scan(admin_client_tech, "verify", units[3].code)
+    assert "1 ok, 1 missing, 1 extra, 1 in the wrong place" in html
+    assert "not expected here" in feedback(html)
+
+
+def test_blinded_read_only_user_cannot_store(trial: Any, client: Any) -> None:
+    monitor = make_user("monitor", unblinded=False)
+    monitor.user_permissions.remove(
+        *monitor.user_permissions.filter(codename__startswith="change_")
+    )
+    client.force_login(monitor)
+    assert client.get(reverse("admin:scan_store")).status_code == 403
+    assert client.get(reverse("admin:scan_find")).status_code == 200
+
+
+@pytest.mark.parametrize("page", ["find", "receive", "store", "checkout", "verify", "rack-import"])
+def test_hostile_scan_never_500(trial: Any, admin_client_tech: Any, page: str) -> None:
+    for raw in ["", "\x00", "]C0", "A" * 5000, "<b>x</b>", "UN0000001Q", "%s%s%s"]:
+        html = scan(admin_client_tech, page, raw)
+        assert "<b>x</b>" not in html
+    assert ProductUnit.objects.count() == 0
