@@ -140,21 +140,26 @@ def figures(result: dict[str, Any], small: dict[str, Any] | None) -> list[Figure
                 s["median_ms"] < SUGGEST_TARGET_MS,
             )
         )
-        for key in ("store", "store_rack"):
-            st = service.get(key)
-            if st is None:
-                continue
-            if "error" in st:
-                mode = "rack-scan import" if key == "store_rack" else "service"
-                out.append(Figure(f"Store a 96-unit 8×12 box in one go ({mode})", st["error"]))
-                continue
-            out.append(
-                Figure(
-                    f"Store a {st['units']}-unit 8×12 box in one go ({st['mode']})",
-                    f"{_ms(st['ms'])} ({st['ms_per_unit']:.1f} ms/unit, {st['queries']:,} "
-                    f"queries), {st['stored']}/{st['units']} stored",
-                )
+    stores = [("one request", (http or {}).get("store"))]
+    stores += [(k, (service or {}).get(k)) for k in ("store", "store_rack")]
+    for key, st in stores:
+        if st is None:
+            continue
+        if "error" in st:
+            out.append(Figure(f"Store a 96-unit 8×12 box ({key})", st["error"]))
+            continue
+        ok = st["stored"] == st["units"] and st.get("status", 200) == 200
+        status = f", HTTP {st['status']}" if "status" in st else ""
+        queries = f"{st['queries']:,} queries" if st["queries"] >= 0 else "queries not counted"
+        out.append(
+            Figure(
+                f"Store a {st['units']}-unit 8×12 box: {st['mode']}",
+                f"{_ms(st['ms'])} ({st['ms_per_unit']:.1f} ms/unit, {queries}), "
+                f"{st['stored']}/{st['units']} stored{status}",
+                "all stored" if key == "one request" else "",
+                ok if key == "one request" else None,
             )
+        )
     return out
 
 

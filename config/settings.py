@@ -132,6 +132,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Sample tracking for the NCT04749667 autologous MSC trial.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Concealed fields are left out for blinded users, so no read-only field is "required".
+    "COMPONENT_NO_READ_ONLY_REQUIRED": True,
 }
 
 LOGIN_URL = "admin:login"

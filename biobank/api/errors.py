@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from biobank.services.errors import ServiceError
+
+logger = logging.getLogger(__name__)
 
 
 def _flatten(detail: Any) -> dict[str, list[str]]:
@@ -33,6 +37,17 @@ def _flatten(detail: Any) -> dict[str, list[str]]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
         return Response(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, IntegrityError):
+        # A database invariant caught what the services did not: still a clear 409, not a 500.
+        logger.warning("integrity error reached the API: %s", exc)
+        return Response(
+            {
+                "code": "conflict",
+                "message": "The change conflicts with the current data and was not saved.",
+                "fields": {},
+            },
+            status=status.HTTP_409_CONFLICT,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -1,10 +1,24 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import SimpleRouter
 
-from . import labels
+from . import labels, views
 from .scan import ScanView
 
+router = SimpleRouter(trailing_slash=True)
+router.register("participants", views.ParticipantViewSet, basename="participants")
+router.register("visits", views.VisitViewSet, basename="visits")
+router.register("aspirates", views.AspirateViewSet, basename="aspirates")
+router.register("processings", views.ProcessingViewSet, basename="processings")
+router.register("units", views.UnitViewSet, basename="units")
+router.register("storage-units", views.StorageUnitViewSet, basename="storage-units")
+router.register("containers", views.ContainerViewSet, basename="containers")
+router.register("events", views.EventViewSet, basename="events")
+router.register("doses", views.DoseViewSet, basename="doses")
+
 urlpatterns = [
+    path("auth/token/", obtain_auth_token, name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("scan/", ScanView.as_view(), name="scan"),
@@ -18,4 +32,5 @@ urlpatterns = [
     path("printers/", labels.PrinterList.as_view(), name="printer-list"),
     path("print-jobs/", labels.PrintJobList.as_view(), name="printjob-list"),
     path("print-jobs/<int:pk>/", labels.PrintJobDetail.as_view(), name="printjob-detail"),
+    *router.urls,
 ]

@@ -138,6 +138,14 @@ def aspirate_release_quarantine(
 
 
 def aspirate_reject(*, aspirate: Aspirate, actor: AbstractBaseUser, reason: str) -> Aspirate:
+    """Reject a quarantined aspirate. At arrival, rejection is a receipt decision instead."""
+    if aspirate.status == AspirateStatus.COLLECTED:
+        raise ServiceError(
+            f"{aspirate.code} has not been received: record its receipt with decision "
+            "'reject' (transport temperature and condition are required).",
+            code="use_receive",
+            field="status",
+        )
     transition_apply(item=aspirate, action="reject", actor=actor, reason=reason)
     return aspirate
 

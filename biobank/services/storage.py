@@ -29,9 +29,9 @@ from biobank.models import (
 from biobank.models.storage import ROW_LETTERS
 from biobank.scanning.rack_csv import RackCell, RackRead
 
-from .errors import ConflictError, ServiceError
+from .errors import ConflictError, ServiceError, TransitionError
 from .identifiers import identifier_allocate
-from .lifecycle import check_time, transition_apply
+from .lifecycle import TRANSITIONS, check_time, transition_apply
 
 SEPARATOR = " › "
 
@@ -387,6 +387,14 @@ def unit_place(
 ) -> Placement:
     """Store a frozen unit: into the given position, or the first free one of a box."""
     when = check_time(at)
+    if unit.status not in TRANSITIONS["unit"]["store"].sources:
+        # Say what is wrong with the unit before anything about the box.
+        raise TransitionError(
+            f"Cannot store {unit.code}: it is {unit.status}; only a frozen, unplaced unit "
+            "can be stored (use move for a stored one).",
+            code="invalid_transition",
+            field="unit",
+        )
     row, col, label = _resolve_slot(unit, container, position)
     transition_apply(
         item=unit,

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+
+
+class RolePermission(BasePermission):
+    """Reads need the model's view permission; each write names the permission it needs.
+
+    The same Django permissions (held through role groups) govern the admin, so a role
+    can do the same things in both.
+    """
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        if request.method in SAFE_METHODS:
+            return user.has_perm(f"biobank.view_{view.model_name}")
+        needed = view.write_permissions.get(getattr(view, "action", None) or "", None)
+        if needed is None:
+            needed = f"biobank.change_{view.model_name}"
+        return user.has_perm(needed)

@@ -1,0 +1,500 @@
+"""Read serializers (items addressed by barcode ID) and the input serializers of actions.
+
+Concealed fields (arm, MSC/saline, the unit behind a dose, post-thaw figures) are dropped
+from the output for users who may not see allocation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from biobank.blinding import can_see_allocation
+from biobank.models import (
+    Anticoagulant,
+    Aspirate,
+    Condition,
+    Container,
+    ContainerType,
+    CustodyEvent,
+    Dose,
+    Participant,
+    Passage,
+    Processing,
+    ProductUnit,
+    QcResult,
+    QcTest,
+    StorageUnit,
+    Visit,
+)
+
+Code = serializers.SlugRelatedField
+
+
+def code_field(**kwargs: Any) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(slug_field="code", read_only=True, **kwargs)
+
+
+class ConcealingSerializer(serializers.ModelSerializer):
+    concealed: tuple[str, ...] = ()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if self.concealed and not can_see_allocation(getattr(request, "user", None)):
+            for name in self.concealed:
+                data.pop(name, None)
+        return data
+
+
+class ParticipantSerializer(ConcealingSerializer):
+    concealed = ("arm",)
+    study = code_field()
+    site = code_field()
+    arm = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Participant
+        fields = ["code", "pseudonym", "study", "site", "arm", "enrolled_on", "weight_kg"]
+
+
+class VisitSerializer(serializers.ModelSerializer):
+    participant = code_field()
+    visit_type = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = Visit
+        fields = ["id", "participant", "visit_type", "scheduled_on", "done_on"]
+
+
+class AspirateSerializer(serializers.ModelSerializer):
+    participant = code_field()
+    site = code_field()
+    visit = serializers.CharField(source="visit.visit_type.code", read_only=True)
+    received_by = serializers.CharField(
+        source="received_by.username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = Aspirate
+        fields = [
+            "code",
+            "participant",
+            "visit",
+            "site",
+            "status",
+            "status_reason",
+            "volume_ml",
+            "anticoagulant",
+            "collected_at",
+            "collected_by",
+            "received_at",
+            "received_by",
+            "transport_temperature_c",
+            "condition",
+        ]
+
+
+class PassageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Passage
+        fields = ["number", "passaged_at", "cell_count", "viability_pct"]
+
+
+class QcResultSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = QcResult
+        fields = ["test", "result", "value", "passed", "tested_at"]
+
+
+class ProcessingSerializer(serializers.ModelSerializer):
+    aspirate = code_field()
+    participant = code_field()
+    passages = PassageSerializer(many=True, read_only=True)
+    qc_results = QcResultSerializer(many=True, read_only=True)
+    qc_release = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Processing
+        fields = [
+            "code",
+            "aspirate",
+            "participant",
+            "status",
+            "status_reason",
+            "started_at",
+            "harvested_at",
+            "harvest_passage",
+            "harvest_cell_count",
+            "harvest_viability_pct",
+            "passages",
+            "qc_results",
+            "qc_release",
+        ]
+
+    def get_qc_release(self, obj: Processing) -> str | None:
+        release = getattr(obj, "qc_release", None)
+        return str(release.signature) if release else None
+
+
+class LocationSerializer(serializers.Serializer):
+    container = serializers.CharField()
+    path = serializers.CharField()
+    position = serializers.CharField(allow_blank=True)
+    checked_out = serializers.BooleanField()
+
+
+class UnitSerializer(serializers.ModelSerializer):
+    participant = code_field()
+    aspirate = code_field()
+    processing = code_field()
+    freezing_run = code_field(allow_null=True)
+    location = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ProductUnit
+        fields = [
+            "code",
+            "participant",
+            "aspirate",
+            "processing",
+            "container_type",
+            "status",
+            "status_reason",
+            "cell_number",
+            "volume_ml",
+            "cryoprotectant",
+            "freezing_run",
+            "created_at",
+            "location",
+        ]
+
+    def get_location(self, obj: ProductUnit) -> dict[str, Any] | None:
+        code = getattr(obj, "location_code", None)
+        if not code:
+            return None
+        return {
+            "container": code,
+            "path": obj.location_path,
+            "position": obj.location_position or "",
+            "checked_out": obj.location_checked_out is not None,
+        }
+
+
+class StorageUnitSerializer(serializers.ModelSerializer):
+    site = code_field()
+
+    class Meta:
+        model = StorageUnit
+        fields = [
+            "code",
+            "site",
+            "name",
+            "kind",
+            "min_temperature_c",
+            "max_temperature_c",
+            "active",
+        ]
+
+
+class ContainerSerializer(serializers.ModelSerializer):
+    storage_unit = code_field()
+    parent = code_field(allow_null=True)
+    box_type = serializers.CharField(source="box_type.name", read_only=True, allow_null=True)
+    rows = serializers.IntegerField(source="box_type.rows", read_only=True, allow_null=True)
+    columns = serializers.IntegerField(source="box_type.columns", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Container
+        fields = [
+            "code",
+            "name",
+            "kind",
+            "path",
+            "storage_unit",
+            "parent",
+            "box_type",
+            "rows",
+            "columns",
+            "active",
+        ]
+
+
+class PositionSerializer(serializers.Serializer):
+    position = serializers.CharField()
+    row = serializers.IntegerField()
+    column = serializers.IntegerField()
+    unit = serializers.CharField(allow_null=True)
+    checked_out = serializers.BooleanField()
+
+
+class EventSerializer(serializers.ModelSerializer):
+    participant = code_field()
+    actor = serializers.CharField(source="actor.username", read_only=True)
+    site = code_field(allow_null=True)
+
+    class Meta:
+        model = CustodyEvent
+        fields = [
+            "id",
+            "item_code",
+            "item_kind",
+            "participant",
+            "action",
+            "from_status",
+            "to_status",
+            "actor",
+            "at",
+            "recorded_at",
+            "site",
+            "location",
+            "reason",
+            "data",
+        ]
+
+
+class DoseSerializer(ConcealingSerializer):
+    concealed = ("treatment", "unit", "post_thaw_cell_count", "post_thaw_viability_pct")
+    participant = code_field()
+    visit = serializers.CharField(source="visit.visit_type.code", read_only=True)
+    unit = code_field(allow_null=True)
+    release_signature = serializers.SerializerMethodField()
+    expired = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dose
+        fields = [
+            "code",
+            "participant",
+            "visit",
+            "status",
+            "status_reason",
+            "route",
+            "volume_ml",
+            "treatment",
+            "unit",
+            "prepared_at",
+            "release_signature",
+            "ready_at",
+            "post_thaw_cell_count",
+            "post_thaw_viability_pct",
+            "expires_at",
+            "expired",
+            "dispatched_at",
+            "administered_at",
+            "administered_by",
+        ]
+
+    def get_release_signature(self, obj: Dose) -> str | None:
+        return str(obj.release_signature) if obj.release_signature_id else None
+
+    def get_expired(self, obj: Dose) -> bool:
+        from django.utils import timezone
+
+        return obj.expires_at is not None and obj.expires_at < timezone.now()
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+class ReasonInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class OptionalReasonInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class EmptyInput(serializers.Serializer):
+    at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class PasswordInput(serializers.Serializer):
+    password = serializers.CharField(
+        max_length=200, write_only=True, style={"input_type": "password"}
+    )
+
+
+class EnrolInput(serializers.Serializer):
+    pseudonym = serializers.CharField(max_length=32)
+    site = serializers.CharField(max_length=16)
+    enrolled_on = serializers.DateField()
+    arm = serializers.CharField(max_length=8, required=False, allow_null=True, default=None)
+    weight_kg = serializers.DecimalField(
+        max_digits=5, decimal_places=1, required=False, allow_null=True, default=None, min_value=1
+    )
+
+
+class UnblindInput(PasswordInput):
+    reason = serializers.CharField(max_length=2000)
+
+
+class CollectInput(serializers.Serializer):
+    participant = serializers.CharField(max_length=80)
+    visit = serializers.CharField(max_length=16, help_text="Visit type code, e.g. BASELINE or M6")
+    volume_ml = serializers.DecimalField(max_digits=6, decimal_places=1, min_value=0, max_value=500)
+    anticoagulant = serializers.ChoiceField(choices=Anticoagulant.choices)
+    collected_at = serializers.DateTimeField()
+    collected_by = serializers.CharField(max_length=100)
+
+
+class ReceiveInput(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["accept", "quarantine", "reject"])
+    temperature_c = serializers.DecimalField(
+        max_digits=4, decimal_places=1, required=False, allow_null=True, default=None
+    )
+    condition = serializers.ChoiceField(choices=Condition.choices)
+    received_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class PassageInput(serializers.Serializer):
+    number = serializers.IntegerField(min_value=0, max_value=30)
+    cell_count = serializers.IntegerField(min_value=1, max_value=10**13)
+    viability_pct = serializers.DecimalField(
+        max_digits=4, decimal_places=1, min_value=0, max_value=100
+    )
+    passaged_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class HarvestInput(serializers.Serializer):
+    cell_count = serializers.IntegerField(min_value=1, max_value=10**13)
+    viability_pct = serializers.DecimalField(
+        max_digits=4, decimal_places=1, min_value=0, max_value=100
+    )
+    passage = serializers.IntegerField(min_value=0, max_value=30)
+    harvested_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class QcResultInput(serializers.Serializer):
+    test = serializers.ChoiceField(choices=QcTest.choices)
+    result = serializers.CharField(max_length=200)
+    value = serializers.DecimalField(
+        max_digits=10, decimal_places=3, required=False, allow_null=True, default=None
+    )
+    passed = serializers.BooleanField()
+    tested_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class QcReleaseInput(PasswordInput):
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class UnitSpecInput(serializers.Serializer):
+    container_type = serializers.ChoiceField(choices=ContainerType.choices)
+    cell_number = serializers.IntegerField(min_value=1, max_value=10**12)
+    volume_ml = serializers.DecimalField(
+        max_digits=6, decimal_places=2, min_value=0, max_value=1000
+    )
+    cryoprotectant = serializers.CharField(max_length=100, required=False, default="10 % DMSO")
+
+
+class UnitsCreateInput(serializers.Serializer):
+    units = UnitSpecInput(many=True, allow_empty=False, max_length=200)
+    created_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class FreezingRunInput(serializers.Serializer):
+    units = serializers.ListField(
+        child=serializers.CharField(max_length=80),
+        required=False,
+        max_length=200,
+        help_text="Default: every unit not yet frozen",
+    )
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField()
+    rate_c_per_min = serializers.DecimalField(
+        max_digits=4, decimal_places=2, required=False, default=-1
+    )
+    program = serializers.CharField(
+        max_length=100, required=False, default="-1 °C/min to -80 °C, then LN2"
+    )
+
+
+class StoreInput(serializers.Serializer):
+    container = serializers.CharField(max_length=80, help_text="Box or container ID (BX…/CT…)")
+    position = serializers.CharField(max_length=8, required=False, allow_blank=True, default="")
+    at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class MoveInput(StoreInput):
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class PlacementInput(serializers.Serializer):
+    unit = serializers.CharField(max_length=80)
+    position = serializers.CharField(max_length=8, required=False, allow_blank=True, default="")
+
+
+class BoxStoreInput(serializers.Serializer):
+    placements = PlacementInput(many=True, allow_empty=False, max_length=1000)
+
+
+class DosePrepareInput(serializers.Serializer):
+    participant = serializers.CharField(max_length=80)
+    visit = serializers.CharField(max_length=16)
+    unit = serializers.CharField(max_length=80, required=False, allow_null=True, default=None)
+
+
+class DoseReadyInput(serializers.Serializer):
+    ready_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    expires_at = serializers.DateTimeField()
+    post_thaw_cell_count = serializers.IntegerField(
+        min_value=1, max_value=10**12, required=False, allow_null=True, default=None
+    )
+    post_thaw_viability_pct = serializers.DecimalField(
+        max_digits=4,
+        decimal_places=1,
+        min_value=0,
+        max_value=100,
+        required=False,
+        allow_null=True,
+        default=None,
+    )
+
+
+class IdentityInput(serializers.Serializer):
+    participant_scan = serializers.CharField(
+        max_length=200, trim_whitespace=False, help_text="The participant ID as scanned"
+    )
+    dose_scan = serializers.CharField(
+        max_length=200,
+        trim_whitespace=False,
+        required=False,
+        help_text="The dose label as scanned (default: this dose)",
+    )
+
+
+class AdministerInput(IdentityInput):
+    administered_by = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default=""
+    )
+    route = serializers.CharField(max_length=30, required=False, default="intrathecal")
+
+
+class UnblindingOutput(serializers.Serializer):
+    participant = serializers.CharField()
+    arm = serializers.CharField()
+    schedule = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    signature = serializers.CharField()
+
+
+class SuggestionSerializer(serializers.Serializer):
+    container = serializers.CharField()
+    path = serializers.CharField()
+    position = serializers.CharField(allow_blank=True)
+    reason = serializers.CharField()
+
+
+class DueSerializer(serializers.Serializer):
+    participant = serializers.CharField()
+    pseudonym = serializers.CharField()
+    visit = serializers.CharField()
+    scheduled_on = serializers.DateField()
+    dose = serializers.CharField(allow_null=True)
+    dose_status = serializers.CharField(allow_null=True)
+    treatment = serializers.CharField(required=False)
+    unit = serializers.CharField(required=False, allow_null=True)
+    todo = serializers.CharField(required=False)
