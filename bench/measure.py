@@ -313,7 +313,7 @@ def store_box_http(base: str, token: str) -> dict[str, Any]:
             store_route(box2.code), _store_body(box2, units2), content_type="application/json"
         )
     return {
-        "mode": f"HTTP POST {url.replace(box.code, '<code>')}",
+        "mode": f"HTTP POST {url.replace(box.code, '{code}')}",
         "box": box.code,
         "units": len(units),
         "stored": stored,

@@ -151,9 +151,11 @@ def scan_one_query() -> Iterator[None]:
         # MODELS[Kind.UNIT]: no select_related("participant"), nothing reads it:
         Kind.UNIT: (ProductUnit, (), "units"),
 
-        # in scan_resolve():
-        base = _units() if kind is Kind.UNIT else model.objects
-        item = base.select_related(*related).filter(code=scan.value).first()
+        # in scan_resolve() (select_related() with no names would join every FK):
+        queryset = _units() if kind is Kind.UNIT else model.objects.all()
+        if related:
+            queryset = queryset.select_related(*related)
+        item = queryset.filter(code=scan.value).first()
 
         # in ScanResult.location, for a ProductUnit:
         if hasattr(item, "loc_code"):
@@ -189,7 +191,7 @@ def scan_one_query() -> Iterator[None]:
         class objects:  # stands in for the model manager
             @staticmethod
             def select_related(*related: str) -> Any:
-                return ProductUnit.objects.annotate(
+                units = ProductUnit.objects.annotate(
                     open_placement=FilteredRelation(
                         "placements", condition=Q(placements__ended_at__isnull=True)
                     ),
@@ -197,7 +199,9 @@ def scan_one_query() -> Iterator[None]:
                     loc_code=F("open_placement__container__code"),
                     loc_position=F("open_placement__position"),
                     loc_checked_out=F("open_placement__checked_out_at"),
-                ).select_related(*related)
+                )
+                # select_related() with no names would join every foreign key.
+                return units.select_related(*related) if related else units
 
     resolve.ScanResult.location = property(location)
     # No select_related("participant") for units: the scan result does not use it.

@@ -21,6 +21,7 @@ from biobank.models import (
     Aspirate,
     Container,
     ContainerType,
+    Dose,
     FreezingRun,
     Participant,
     Processing,
@@ -133,6 +134,29 @@ def _storage_unit(s: StorageUnit, small: bool) -> LabelContent:
     )
 
 
+def _dose(d: Dose, small: bool) -> LabelContent:
+    # Same inputs for MSC and saline: the treatment is never passed (see dose_label_content).
+    if d.expires_at is None:
+        raise LabelUnprintable(
+            f"{d.code} has no expiry yet: its label is printed when the dose is thawed or "
+            "prepared.",
+            code="dose_not_ready",
+            field="code",
+        )
+    return build.dose_label_content(
+        study_code=d.participant.study.code,
+        participant_pseudonym=d.participant.pseudonym,
+        visit_name=d.visit.visit_type.name,
+        dose_id=d.code,
+        expires_at=_local(d.expires_at),
+        emergency_contact=d.participant.study.emergency_contact,
+    )
+
+
+class LabelUnprintable(ServiceError):
+    status_code = 422
+
+
 @dataclass(frozen=True)
 class _Source:
     model: type[Model]
@@ -152,6 +176,7 @@ _SOURCES: dict[Kind, _Source] = {
     Kind.STORAGE_UNIT: _Source(StorageUnit, ("site",), _storage_unit),
     Kind.CONTAINER: _Source(Container, ("box_type",), _container),
     Kind.BOX: _Source(Container, ("box_type",), _container),
+    Kind.DOSE: _Source(Dose, ("participant__study", "visit__visit_type"), _dose),
 }
 LABELLED_KINDS: tuple[Kind, ...] = tuple(_SOURCES)
 
@@ -166,6 +191,8 @@ def default_template_for(item: Model) -> str:
         return "box"
     if isinstance(item, StorageUnit):
         return "storage_unit"
+    if isinstance(item, Dose):
+        return "dose"
     # Aspirate tube/bag; culture vessels and freezing-run sheets use the same stock.
     return "aspirate"
 

@@ -420,3 +420,38 @@ def test_roles_are_groups_with_permissions(roles: dict[str, Any]) -> None:
     roles_sync()
     after = {g.name: set(g.permissions.values_list("pk", flat=True)) for g in Group.objects.all()}
     assert before == after
+
+
+def test_dose_labels_are_identical_for_msc_and_saline(
+    roles: dict[str, Any], two_doses: tuple[Dose, Dose]
+) -> None:
+    from rest_framework.test import APIClient
+
+    msc, saline = two_doses
+    # Same visit, expiry and study values: only the code and pseudonym may differ.
+    saline_visit = saline.visit
+    Dose.objects.filter(pk=saline.pk).update(expires_at=msc.expires_at)
+    client = APIClient()
+    client.force_authenticate(roles[CLINICIAN])
+    bodies = {}
+    for dose in (msc, saline):
+        response = client.get(f"/api/labels/{dose.code}.zpl")
+        assert response.status_code == 200, response.content
+        text = response.content.decode("ascii")
+        text = text.replace(dose.code, "ID").replace(dose.participant.pseudonym, "P")
+        text = text.replace(dose.visit.visit_type.name, "V")
+        # Coordinates shift with the width of the pseudonym; the content must not differ.
+        bodies[dose.treatment] = re.sub(r"\d+", "#", text)
+    assert bodies["MSC"] == bodies["PLACEBO"]
+    assert "MSC or 0.9" in bodies["MSC"] or "_" in bodies["MSC"]
+    assert saline_visit is not None
+
+
+def test_dose_label_before_preparation_is_a_clear_error(roles: dict[str, Any]) -> None:
+    from rest_framework.test import APIClient
+
+    dose = make_dose(actor=roles[LAB], ready=False)
+    client = APIClient()
+    client.force_authenticate(roles[LAB])
+    response = client.get(f"/api/labels/{dose.code}.png")
+    assert response.status_code == 422 and response.json()["code"] == "dose_not_ready"

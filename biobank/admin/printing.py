@@ -131,6 +131,7 @@ def print_labels(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]
 ) -> HttpResponse | None:
     """Send the selected items' labels to a printer as one print job."""
+    # (also hidden from users without the permission, see NoDeleteAdminMixin.get_actions)
     if not request.user.has_perm(PRINT_PERMISSION):
         modeladmin.message_user(request, "You may not print labels.", messages.ERROR)
         return None
@@ -209,3 +210,6 @@ class LabelPreviewMixin:
             f"{template.height_mm:g}",
             links,
         )
+
+
+print_labels.required_perm = PRINT_PERMISSION  # type: ignore[attr-defined]

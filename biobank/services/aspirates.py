@@ -28,7 +28,9 @@ def aspirate_collect(
     site: Site | None = None,
 ) -> Aspirate:
     """Record a bone-marrow aspirate taken at a visit; its label gets a new AS… ID."""
-    visit = Visit.objects.select_for_update().select_related("participant").get(pk=visit.pk)
+    visit = (
+        Visit.objects.select_for_update(of=("self",)).select_related("participant").get(pk=visit.pk)
+    )
     if Aspirate.objects.filter(visit=visit).exists():
         raise ServiceError(
             f"Visit {visit} already has an aspirate.", code="duplicate", field="visit"

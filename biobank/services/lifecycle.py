@@ -196,7 +196,7 @@ def transition_apply(
             field="reason",
         )
     when = check_time(at)
-    locked = model.objects.select_for_update().get(pk=item.pk)
+    locked = model.objects.select_for_update(of=("self",)).get(pk=item.pk)
     if locked.status not in transition.sources:
         allowed = ", ".join(sorted(transition.sources))
         raise TransitionError(

@@ -69,7 +69,7 @@ def passage_record(
     actor: AbstractBaseUser,
     passaged_at: datetime | None = None,
 ) -> Passage:
-    processing = Processing.objects.select_for_update().get(pk=processing.pk)
+    processing = Processing.objects.select_for_update(of=("self",)).get(pk=processing.pk)
     if processing.status != "in_culture":
         raise ServiceError(
             f"{processing.code} is {processing.status}; passages are recorded while in culture.",
@@ -148,7 +148,7 @@ def qc_result_record(
         )
     if not result.strip():
         raise ServiceError("The result as reported is required.", field="result")
-    processing = Processing.objects.select_for_update().get(pk=processing.pk)
+    processing = Processing.objects.select_for_update(of=("self",)).get(pk=processing.pk)
     if processing.status == "failed":
         raise ServiceError(
             f"{processing.code} has failed; no further QC is recorded.", field="processing"

@@ -87,7 +87,7 @@ def processing_qc_release(
 ) -> QcRelease:
     """Sign the product's QC results as meeting the release specification."""
     require_perm(actor, "biobank.approve_qc_release", "sign a QC release")
-    processing = Processing.objects.select_for_update().get(pk=processing.pk)
+    processing = Processing.objects.select_for_update(of=("self",)).get(pk=processing.pk)
     if QcRelease.objects.filter(processing=processing).exists():
         raise ConflictError(f"{processing.code} is already QC-released.", code="already_released")
     problems = qc_release_problems(processing)
@@ -180,7 +180,7 @@ def dose_prepare(*, visit: Visit, actor: AbstractBaseUser, unit: ProductUnit | N
     """Plan the dose of a treatment visit; for MSC, reserve the participant's own unit."""
     require_perm(actor, "biobank.prepare_dose", "prepare doses")
     visit = (
-        Visit.objects.select_for_update()
+        Visit.objects.select_for_update(of=("self",))
         .select_related("participant", "visit_type")
         .get(pk=visit.pk)
     )
@@ -195,7 +195,7 @@ def dose_prepare(*, visit: Visit, actor: AbstractBaseUser, unit: ProductUnit | N
     else:
         unit = unit or dose_propose(visit=visit).unit
         assert unit is not None
-        unit = ProductUnit.objects.select_for_update().get(pk=unit.pk)
+        unit = ProductUnit.objects.select_for_update(of=("self",)).get(pk=unit.pk)
         if unit.participant_id != visit.participant_id:
             raise ServiceError(
                 f"Chain of identity: {unit.code} belongs to another participant and can never "
@@ -243,7 +243,7 @@ def _dose_event(
 def dose_release(*, dose: Dose, actor: AbstractBaseUser, password: str) -> Dose:
     """QA signs the dose's release; an MSC dose releases its unit from the biobank."""
     require_perm(actor, "biobank.release_dose", "release doses")
-    dose = Dose.objects.select_for_update().select_related("unit").get(pk=dose.pk)
+    dose = Dose.objects.select_for_update(of=("self",)).select_related("unit").get(pk=dose.pk)
     if dose.status != DoseStatus.PREPARED:
         raise ServiceError(
             f"{dose.code} is {dose.get_status_display().lower()}.",
@@ -286,7 +286,7 @@ def dose_make_ready(
         raise ServiceError(
             f"The expiry is more than {MAX_SHELF_LIFE} after thawing.", field="expires_at"
         )
-    dose = Dose.objects.select_for_update().select_related("unit").get(pk=dose.pk)
+    dose = Dose.objects.select_for_update(of=("self",)).select_related("unit").get(pk=dose.pk)
     changes: dict[str, object] = {"ready_at": ready_at, "expires_at": expires_at}
     if dose.unit is not None:
         if post_thaw_cell_count is None or int(post_thaw_cell_count) <= 0:

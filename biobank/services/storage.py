@@ -135,7 +135,7 @@ def container_move(
     storage_unit: StorageUnit | None = None,
 ) -> Container:
     """Move a container (with everything in it) under another parent or storage unit."""
-    container = Container.objects.select_for_update().get(pk=container.pk)
+    container = Container.objects.select_for_update(of=("self",)).get(pk=container.pk)
     if parent is not None:
         if parent.is_box:
             raise ServiceError(f"{parent.code} is a box; boxes hold units only.", field="parent")
@@ -294,7 +294,7 @@ def free_position_suggest(
 
 def _open_placement(unit: ProductUnit) -> Placement | None:
     return (
-        Placement.objects.select_for_update()
+        Placement.objects.select_for_update(of=("self",))
         .select_related("container")
         .filter(unit=unit, ended_at__isnull=True)
         .first()
@@ -668,7 +668,7 @@ def rack_scan_apply(
             field="file",
         )
     box = (
-        Container.objects.select_for_update()
+        Container.objects.select_for_update(of=("self",))
         .select_related("box_type", "storage_unit")
         .get(pk=box.pk)
     )

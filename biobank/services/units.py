@@ -45,7 +45,7 @@ def units_create(
     created_at: datetime | None = None,
 ) -> list[ProductUnit]:
     """Fill the harvested product into units (bags or vials), each with its own UN… ID."""
-    processing = Processing.objects.select_for_update().get(pk=processing.pk)
+    processing = Processing.objects.select_for_update(of=("self",)).get(pk=processing.pk)
     if processing.status != ProcessingStatus.HARVESTED:
         raise ServiceError(
             f"{processing.code} is {processing.status}; units are filled from a harvested product.",
