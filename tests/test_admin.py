@@ -32,6 +32,15 @@ CHANGELISTS = [
     "productunit",
     "custodyevent",
     "idsequence",
+    "passage",
+    "qcresult",
+    "storageunit",
+    "container",
+    "placement",
+    "temperaturereading",
+    "dose",
+    "identitycheck",
+    "signature",
 ]
 
 
@@ -243,3 +252,51 @@ def test_collect_aspirate_in_admin_writes_event(
     aspirate = Aspirate.objects.get(visit=visit)
     assert aspirate.code.startswith("AS")
     assert aspirate.events.get().action == "collect"
+
+
+def test_processing_walk_in_admin(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    from .factories import make_processing
+
+    processing = make_processing(actor=tech)
+    pk = [processing.pk]
+
+    def step(name: str, **data: Any) -> str:
+        html = _action(
+            admin_client_tech, "processing", f"step_{name}", pk, apply_step="1", at="", **data
+        )
+        return html.content.decode()
+
+    assert "done for" in step("passage", number="0", cell_count="2000000", viability_pct="96.0")
+    for test in ("sterility", "mycoplasma", "endotoxin", "immunophenotype", "viability"):
+        assert "done for" in step("qc_result", test=test, result="ok", value="", passed="on")
+    assert "done for" in step("harvest", cell_count="100000000", viability_pct="92.0", passage="2")
+    html = step(
+        "fill_units",
+        container_type="cryobag",
+        count="3",
+        cell_number="200000000",
+        volume_ml="10",
+        cryoprotectant="10 % DMSO",
+    )
+    assert "nothing was changed" in html and "more than" in html
+    html = step(
+        "fill_units",
+        container_type="cryobag",
+        count="3",
+        cell_number="30000000",
+        volume_ml="10",
+        cryoprotectant="10 % DMSO",
+    )
+    assert "done for" in html
+    html = step(
+        "freeze",
+        started_at_0="",
+        started_at="2025-06-01 10:00",
+        finished_at="2025-06-01 12:00",
+        rate_c_per_min="-1",
+        program="p",
+    )
+    assert "done for" in html, html[:3000]
+    processing.refresh_from_db()
+    assert processing.status == "cryopreserved"
+    assert set(processing.units.values_list("status", flat=True)) == {"frozen"}

@@ -7,10 +7,12 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
+from biobank.identifiers import Kind
 from biobank.models import (
     Aspirate,
     Condition,
     Container,
+    ContainerType,
     CustodyEvent,
     FreezingRun,
     IdSequence,
@@ -18,6 +20,7 @@ from biobank.models import (
     Processing,
     ProductUnit,
     QcResult,
+    QcTest,
 )
 from biobank.scanning.clean import ScanError, resolve_scan_text
 from biobank.selectors import events_for
@@ -27,11 +30,24 @@ from biobank.services import processing as processing_services
 from biobank.services import storage as storage_services
 from biobank.services.lifecycle import TRANSITIONS
 from biobank.services.release import qc_release_problems
-from biobank.services.units import unit_transition
+from biobank.services.units import (
+    MAX_UNITS_PER_PROCESSING,
+    UnitSpec,
+    freezing_run_record,
+    unit_transition,
+    units_create,
+)
 
 from .printing import LabelPreviewMixin, print_labels
 from .release import QC_RELEASE_STEP
-from .steps import ConfirmForm, OptionalReasonForm, ReasonForm, Step, make_action
+from .steps import (
+    ConfirmForm,
+    NoDeleteAdminMixin,
+    OptionalReasonForm,
+    ReasonForm,
+    Step,
+    make_action,
+)
 from .trial import BaseAdmin
 from .widgets import events_table
 
@@ -133,10 +149,17 @@ ASPIRATE_STEPS = [
 @admin.register(Aspirate)
 class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     list_display = ["code", "participant", "visit", "site", "status", "collected_at", "volume_ml"]
-    list_filter = ["status", "site", "anticoagulant", "condition", "visit__visit_type"]
+    list_filter = [
+        "status",
+        "site",
+        "anticoagulant",
+        "condition",
+        "visit__visit_type",
+        ("collected_at", admin.DateFieldListFilter),
+    ]
+    show_full_result_count = False
     search_fields = ["code", "participant__code", "participant__pseudonym"]
     list_select_related = ["participant", "visit__visit_type", "visit__participant", "site"]
-    date_hierarchy = "collected_at"
     actions = [*(make_action(s) for s in ASPIRATE_STEPS), print_labels]
     fields = [
         "code",
@@ -198,7 +221,90 @@ class HarvestForm(ConfirmForm):
     passage = forms.IntegerField(min_value=0, max_value=30)
 
 
+class PassageForm(ConfirmForm):
+    number = forms.IntegerField(min_value=0, max_value=30, label="Passage (P…)")
+    cell_count = forms.IntegerField(min_value=1)
+    viability_pct = forms.DecimalField(min_value=0, max_value=100, decimal_places=1)
+
+
+class QcForm(ConfirmForm):
+    test = forms.ChoiceField(choices=QcTest.choices)
+    result = forms.CharField(max_length=200, help_text="As reported, e.g. negative, 0.2 EU/mL")
+    value = forms.DecimalField(required=False, max_digits=10, decimal_places=3)
+    passed = forms.BooleanField(required=False, help_text="Meets the specification")
+
+
+class FillForm(ConfirmForm):
+    container_type = forms.ChoiceField(choices=ContainerType.choices)
+    count = forms.IntegerField(min_value=1, max_value=MAX_UNITS_PER_PROCESSING, label="Units")
+    cell_number = forms.IntegerField(min_value=1, label="Cells per unit")
+    volume_ml = forms.DecimalField(
+        min_value=0, max_value=1000, decimal_places=2, label="mL per unit"
+    )
+    cryoprotectant = forms.CharField(max_length=100, initial="10 % DMSO")
+
+
+class FreezeForm(forms.Form):
+    started_at = forms.DateTimeField()
+    finished_at = forms.DateTimeField()
+    rate_c_per_min = forms.DecimalField(max_digits=4, decimal_places=2, initial=-1)
+    program = forms.CharField(max_length=100, initial="-1 °C/min to -80 °C, then LN2")
+
+
+def _fill(item: Processing, user: Any, d: dict[str, Any]) -> Any:
+    spec = UnitSpec(
+        container_type=d["container_type"],
+        cell_number=d["cell_number"],
+        volume_ml=d["volume_ml"],
+        cryoprotectant=d["cryoprotectant"],
+    )
+    return units_create(processing=item, specs=[spec] * d["count"], actor=user, created_at=d["at"])
+
+
+def _freeze(item: Processing, user: Any, d: dict[str, Any]) -> Any:
+    return freezing_run_record(
+        processing=item,
+        units=list(item.units.filter(status="created")),
+        started_at=d["started_at"],
+        finished_at=d["finished_at"],
+        rate_c_per_min=d["rate_c_per_min"],
+        program=d["program"],
+        actor=user,
+    )
+
+
 PROCESSING_STEPS = [
+    Step(
+        "passage",
+        "Record passage",
+        PassageForm,
+        lambda item, user, d: processing_services.passage_record(
+            processing=item,
+            number=d["number"],
+            cell_count=d["cell_count"],
+            viability_pct=d["viability_pct"],
+            actor=user,
+            passaged_at=d["at"],
+        ),
+    ),
+    Step(
+        "qc_result",
+        "Record QC result",
+        QcForm,
+        lambda item, user, d: processing_services.qc_result_record(
+            processing=item,
+            test=d["test"],
+            result=d["result"],
+            value=d["value"],
+            passed=d["passed"],
+            actor=user,
+            tested_at=d["at"],
+        ),
+    ),
+    Step("fill_units", "Fill units", FillForm, _fill, permission="biobank.add_productunit"),
+    Step(
+        "freeze", "Record freezing run", FreezeForm, _freeze, permission="biobank.add_freezingrun"
+    ),
     Step(
         "harvest",
         "Harvest",
@@ -243,6 +349,25 @@ class QcResultInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(Passage)
+class PassageAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
+    list_display = ["processing", "number", "passaged_at", "cell_count", "viability_pct"]
+    search_fields = ["processing__code"]
+    list_select_related = ["processing"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # recorded from the processing ("Record passage")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(QcResult)
+class QcResultAdmin(PassageAdmin):
+    list_display = ["processing", "test", "result", "value", "passed", "tested_at"]
+    list_filter = ["test", "passed"]
 
 
 @admin.register(Processing)
@@ -405,8 +530,30 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
         "processing__code",
         "participant__code",
         "participant__pseudonym",
-        "placements__container__code",
     ]
+    show_full_result_count = False
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+        """A scanned or typed ID is an exact, indexed match (a box lists what is in it)."""
+        try:
+            scan = resolve_scan_text(search_term)
+        except ScanError:
+            return super().get_search_results(request, queryset, search_term)
+        field = {
+            Kind.UNIT: "code",
+            Kind.ASPIRATE: "aspirate__code",
+            Kind.PROCESSING: "processing__code",
+            Kind.PARTICIPANT: "participant__code",
+        }.get(scan.parsed.kind)
+        if field:
+            return queryset.filter(**{field: scan.value}), False
+        if scan.parsed.kind in (Kind.BOX, Kind.CONTAINER):
+            inside = queryset.filter(
+                placements__container__code=scan.value, placements__ended_at__isnull=True
+            )
+            return inside, False
+        return super().get_search_results(request, queryset, search_term)
+
     list_select_related = ["participant", "aspirate"]
     actions = [*(make_action(s) for s in UNIT_STEPS), print_labels]
     fields = [
@@ -482,6 +629,30 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
 # --- logs ----------------------------------------------------------------------------------
 
 
+class ItemKindFilter(admin.SimpleListFilter):
+    title = "item kind"
+    parameter_name = "item_kind"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(k, k) for k in ("participant", "aspirate", "processing", "unit", "dose")]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        return queryset.filter(item_kind=self.value()) if self.value() else queryset
+
+
+class ActionFilter(ItemKindFilter):
+    title = "step"
+    parameter_name = "action"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        actions = {a for table in TRANSITIONS.values() for a in table}
+        actions |= {"collect", "start", "create", "prepare", "qc_release", "emergency_unblinding"}
+        return [(a, a.replace("_", " ")) for a in sorted(actions)]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        return queryset.filter(action=self.value()) if self.value() else queryset
+
+
 @admin.register(CustodyEvent)
 class CustodyEventAdmin(admin.ModelAdmin):
     list_display = [
@@ -495,10 +666,11 @@ class CustodyEventAdmin(admin.ModelAdmin):
         "site",
         "reason",
     ]
-    list_filter = ["item_kind", "action", "to_status", "site"]
+    # Fixed-value filters: Django's default would scan the whole log for distinct values.
+    list_filter = [ItemKindFilter, ActionFilter, "site", ("at", admin.DateFieldListFilter)]
+    show_full_result_count = False
     search_fields = ["item_code", "participant__code", "participant__pseudonym", "reason"]
     list_select_related = ["actor", "site"]
-    date_hierarchy = "at"
     readonly_fields = [f.name for f in CustodyEvent._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -305,10 +305,10 @@ class PlacementAdmin(admin.ModelAdmin):
         "ended_at",
         "end_reason",
     ]
-    list_filter = ["container__storage_unit", "ended_at"]
+    list_filter = ["container__storage_unit", ("placed_at", admin.DateFieldListFilter)]
+    show_full_result_count = False
     search_fields = ["unit__code", "container__code", "container__path"]
     list_select_related = ["unit", "container", "placed_by"]
-    date_hierarchy = "placed_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -63,6 +63,7 @@ class Aspirate(models.Model):
 
     class Meta:
         ordering = ["-collected_at"]
+        indexes = [models.Index(fields=["collected_at", "id"], name="aspirate_collected_at_id_idx")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(volume_ml__gt=0) & models.Q(volume_ml__lte=500),

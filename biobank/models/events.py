@@ -58,7 +58,10 @@ class CustodyEvent(models.Model):
                 name="custodyevent_at_most_one_item",
             )
         ]
-        indexes = [models.Index(fields=["participant", "at"])]
+        indexes = [
+            models.Index(fields=["participant", "at"]),
+            models.Index(fields=["at", "id"], name="custodyevent_at_id_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.item_code} {self.action}"

@@ -213,7 +213,10 @@ class Placement(models.Model):
                 name="placement_ends_after_start",
             ),
         ]
-        indexes = [models.Index(fields=["container", "ended_at"])]
+        indexes = [
+            models.Index(fields=["container", "ended_at"]),
+            models.Index(fields=["placed_at", "id"], name="placement_placed_at_id_idx"),
+        ]
 
     def __str__(self) -> str:
         where = f"{self.container.code} {self.position}".strip()

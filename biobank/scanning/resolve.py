@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Model
+from django.db.models import F, FilteredRelation, Model, Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 
 from biobank.identifiers import Kind
@@ -30,7 +30,7 @@ MODELS: dict[Kind, tuple[type[Model], tuple[str, ...], str]] = {
     Kind.ASPIRATE: (Aspirate, ("site", "participant", "visit__visit_type"), "aspirates"),
     Kind.PROCESSING: (Processing, ("participant",), "processings"),
     Kind.FREEZING_RUN: (FreezingRun, ("processing",), "freezing-runs"),
-    Kind.UNIT: (ProductUnit, ("participant",), "units"),
+    Kind.UNIT: (ProductUnit, (), "units"),
     Kind.STORAGE_UNIT: (StorageUnit, ("site",), "storage-units"),
     Kind.CONTAINER: (Container, ("box_type", "storage_unit"), "containers"),
     Kind.BOX: (Container, ("box_type", "storage_unit"), "containers"),
@@ -58,7 +58,14 @@ class ScanResult:
     def location(self) -> str:
         item = self.item
         if isinstance(item, ProductUnit):
-            return location_of(item)
+            if not hasattr(item, "loc_code"):
+                return location_of(item)
+            if not item.loc_code:
+                return ""
+            text = f"{item.loc_path} ({item.loc_code}) {item.loc_position}"
+            if item.loc_checked_out:
+                text += " — checked out, slot reserved"
+            return text.strip()
         if isinstance(item, Container):
             return item.path
         if isinstance(item, StorageUnit):
@@ -88,6 +95,19 @@ class ScanResult:
             return None
 
 
+def _units_with_place() -> QuerySet[ProductUnit]:
+    """Units with their open placement joined in: a scan is one query (the hot path)."""
+    return ProductUnit.objects.annotate(
+        open_placement=FilteredRelation(
+            "placements", condition=Q(placements__ended_at__isnull=True)
+        ),
+        loc_path=F("open_placement__container__path"),
+        loc_code=F("open_placement__container__code"),
+        loc_position=F("open_placement__position"),
+        loc_checked_out=F("open_placement__checked_out_at"),
+    )
+
+
 class ScanRefused(ServiceError):
     """A scan that is not a valid identifier (400), with the scanner-specific reason."""
 
@@ -111,7 +131,10 @@ def scan_resolve(*, raw: str, kinds: set[Kind] | None = None) -> ScanResult:
             f"No {kind.label} {scan.value} is registered.", code="not_found", field="code"
         )
     model, related, _ = MODELS[kind]
-    item = model.objects.select_related(*related).filter(code=scan.value).first()
+    queryset = _units_with_place() if kind is Kind.UNIT else model.objects.all()
+    if related:  # select_related() without names would join every foreign key
+        queryset = queryset.select_related(*related)
+    item = queryset.filter(code=scan.value).first()
     if item is None:
         raise NotFound(
             f"{scan.value} is a valid {kind.label} barcode, but no such {kind.label} is "

@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Min, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from biobank.identifiers import Kind
 from biobank.models import (
@@ -260,25 +261,35 @@ def free_position_suggest(
         return Suggestion(box, *found, label, f"first free position in {box.name} ({box.code})")
     if storage_unit is None:
         raise ServiceError("Give a box or a storage unit.", field="storage_unit")
-    candidates = (
+    # Count open placements per box in a subquery: joining every placement a box ever had
+    # (ended ones pile up over the years) and counting twice made this slow at scale.
+    open_count = (
+        Placement.objects.filter(container=OuterRef("pk"), ended_at__isnull=True)
+        .order_by()
+        .values("container")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    rows = (
         Container.objects.filter(storage_unit=storage_unit, kind=ContainerKind.BOX, active=True)
         .filter(_accepts(container_type))
         .annotate(
-            used=Count("placements", filter=Q(placements__ended_at__isnull=True)),
+            used=Coalesce(Subquery(open_count), 0),
             capacity=F("box_type__rows") * F("box_type__columns"),
         )
-        .filter(used__lt=F("capacity"))
-        .select_related("box_type")
-        .order_by("-used", "path", "id")
+        .values_list("pk", "used", "capacity", "path")
     )
-    best = candidates.first()
-    if best is None:
+    with_space = [row for row in rows if row[1] < row[2]]
+    if not with_space:
         kind = f" for {container_type}s" if container_type else ""
         raise ServiceError(
             f"No box with free space{kind} in {storage_unit.name} ({storage_unit.code}).",
             code="storage_full",
             field="storage_unit",
         )
+    pk, used, capacity, _ = min(with_space, key=lambda r: (-r[1], r[3], r[0]))
+    best = Container.objects.select_related("box_type").get(pk=pk)
+    best.used, best.capacity = used, capacity
     found = first_free_position(box=best)
     assert found is not None  # used < capacity
     label = best.box_type.position_label(*found)
