@@ -56,6 +56,15 @@ def resolve(raw: Any, kinds: set[Kind], field: str) -> Any:
         raise
 
 
+def visit_of(raw_participant: Any, visit_code: str) -> Visit:
+    """A participant's visit from a participant ID and a visit type code (BASELINE, M6...)."""
+    participant = resolve(raw_participant, {Kind.PARTICIPANT}, "participant")
+    visit = participant.visits.filter(visit_type__code=visit_code.strip().upper()).first()
+    if visit is None:
+        raise ServiceError(f"{participant.pseudonym} has no visit {visit_code}.", field="visit")
+    return visit
+
+
 class BaseViewSet(viewsets.GenericViewSet):
     lookup_field = "code"
     lookup_value_regex = "[^/]+"
@@ -229,12 +238,7 @@ class AspirateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
     @extend_schema(request=s.CollectInput, responses={201: s.AspirateSerializer})
     def create(self, request: Request) -> Response:
         def call(d: dict[str, Any]) -> Aspirate:
-            participant = resolve(d["participant"], {Kind.PARTICIPANT}, "participant")
-            visit = participant.visits.filter(visit_type__code=d["visit"].strip().upper()).first()
-            if visit is None:
-                raise ServiceError(
-                    f"{participant.pseudonym} has no visit {d['visit']}.", field="visit"
-                )
+            visit = visit_of(d["participant"], d["visit"])
             return aspirate_services.aspirate_collect(
                 visit=visit,
                 volume_ml=d["volume_ml"],
@@ -763,12 +767,7 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
     @extend_schema(request=s.DosePrepareInput, responses={201: s.DoseSerializer})
     def create(self, request: Request) -> Response:
         def call(d: dict[str, Any]) -> Dose:
-            participant = resolve(d["participant"], {Kind.PARTICIPANT}, "participant")
-            visit = participant.visits.filter(visit_type__code=d["visit"].strip().upper()).first()
-            if visit is None:
-                raise ServiceError(
-                    f"{participant.pseudonym} has no visit {d['visit']}.", field="visit"
-                )
+            visit = visit_of(d["participant"], d["visit"])
             unit = resolve(d["unit"], {Kind.UNIT}, "unit") if d.get("unit") else None
             return release_services.dose_prepare(visit=visit, actor=request.user, unit=unit)
 
