@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
@@ -27,7 +29,18 @@ schema.app = application
 
 
 @pytest.fixture
-def auth_header(db: None) -> dict[str, str]:
+def wsgi_keeps_test_connection() -> Any:
+    """Calling the WSGI app directly fires request_finished, whose close_old_connections
+    would close the test's open transaction on PostgreSQL (Django's test client avoids it)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def auth_header(db: None, wsgi_keeps_test_connection: None) -> dict[str, str]:
     load_trial()
     user = make_user("fuzzer", is_superuser=True)
     # Some real data, so that generated IDs sometimes hit something.

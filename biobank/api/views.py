@@ -471,7 +471,12 @@ def _unit_step(
 
     def step(self: Any, request: Request, code: str) -> Response:
         unit = self.get_object()
-        return self.run(request, input_class, lambda d: call(unit, request.user, d) or unit)
+
+        def apply(d: dict[str, Any]) -> ProductUnit:
+            call(unit, request.user, d)  # returns a placement or the unit: answer with the unit
+            return unit
+
+        return self.run(request, input_class, apply)
 
     # The router maps the HTTP method to the function's name: set it before decorating.
     step.__name__ = name
