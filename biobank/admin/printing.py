@@ -25,7 +25,7 @@ from biobank.selectors_labels import default_template_for
 from biobank.services.errors import ServiceError
 from biobank.services.printing import MAX_COPIES, print_job_submit
 
-from .steps import NoDeleteAdminMixin
+from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin
 
 PRINT_PERMISSION = "biobank.add_printjob"
 PREVIEW_PX_PER_MM = 5
@@ -59,7 +59,7 @@ class PrinterAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(PrintJob)
-class PrintJobAdmin(SimpleHistoryAdmin):
+class PrintJobAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     """The print log: written by print jobs only, never edited or deleted."""
 
     list_display = [
@@ -98,15 +98,6 @@ class PrintJobAdmin(SimpleHistoryAdmin):
     def codes(self, obj: PrintJob) -> str:
         codes = [str(c) for c in obj.item_codes or []]
         return ", ".join(codes[:5]) + (f" (+{len(codes) - 5})" if len(codes) > 5 else "")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- on every labelled item ------------------------------------------------------------------

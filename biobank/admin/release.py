@@ -15,6 +15,7 @@ from biobank.services import release as release_services
 from .steps import (
     ConfirmForm,
     NoDeleteAdminMixin,
+    ReadOnlyAdminMixin,
     ReasonForm,
     Step,
     concealed_lookup_allowed,
@@ -215,7 +216,7 @@ class DoseAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(IdentityCheck)
-class IdentityCheckAdmin(admin.ModelAdmin):
+class IdentityCheckAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["checked_at", "stage", "dose_scan", "participant_scan", "verdict", "checked_by"]
     list_filter = ["matched", "stage"]
     search_fields = ["dose_scan", "participant_scan", "expected_participant"]
@@ -226,15 +227,6 @@ class IdentityCheckAdmin(admin.ModelAdmin):
         if obj.matched:
             return "match"
         return format_html('<strong style="color:#b00">{}</strong>', obj.message)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Signature)

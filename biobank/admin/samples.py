@@ -42,8 +42,8 @@ from .printing import LabelPreviewMixin, print_labels
 from .release import QC_RELEASE_STEP
 from .steps import (
     ConfirmForm,
-    NoDeleteAdminMixin,
     OptionalReasonForm,
+    ReadOnlyAdminMixin,
     ReasonForm,
     Step,
     make_action,
@@ -352,16 +352,10 @@ class QcResultInline(admin.TabularInline):
 
 
 @admin.register(Passage)
-class PassageAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
+class PassageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["processing", "number", "passaged_at", "cell_count", "viability_pct"]
     search_fields = ["processing__code"]
-    list_select_related = ["processing"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # recorded from the processing ("Record passage")
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    list_select_related = ["processing"]  # recorded from the processing ("Record passage")
 
 
 @admin.register(QcResult)
@@ -410,7 +404,7 @@ class ProcessingAdmin(ReadOnlyItemAdmin):
 
 
 @admin.register(FreezingRun)
-class FreezingRunAdmin(BaseAdmin):
+class FreezingRunAdmin(ReadOnlyAdminMixin, BaseAdmin):
     list_display = ["code", "processing", "program", "rate_c_per_min", "started_at", "finished_at"]
     search_fields = ["code", "processing__code"]
     list_select_related = ["processing"]
@@ -423,12 +417,6 @@ class FreezingRunAdmin(BaseAdmin):
         "rate_c_per_min",
         "program",
     ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- units ---------------------------------------------------------------------------------
@@ -654,7 +642,7 @@ class ActionFilter(ItemKindFilter):
 
 
 @admin.register(CustodyEvent)
-class CustodyEventAdmin(admin.ModelAdmin):
+class CustodyEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "at",
         "item_code",
@@ -673,25 +661,7 @@ class CustodyEventAdmin(admin.ModelAdmin):
     list_select_related = ["actor", "site"]
     readonly_fields = [f.name for f in CustodyEvent._meta.fields]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(IdSequence)
-class IdSequenceAdmin(admin.ModelAdmin):
+class IdSequenceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["prefix", "last_number"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

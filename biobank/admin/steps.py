@@ -114,6 +114,16 @@ class NoDeleteAdminMixin:
         return actions
 
 
+class ReadOnlyAdminMixin(NoDeleteAdminMixin):
+    """Records that only services write (logs, results, signatures): view, never edit."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
 class _DryRun(Exception):
     """Raised to roll back a trial run of a service inside form validation."""
 

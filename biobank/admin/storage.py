@@ -31,7 +31,7 @@ from biobank.services.storage import (
 )
 
 from .printing import LabelPreviewMixin, print_labels
-from .steps import check_with_service
+from .steps import ReadOnlyAdminMixin, check_with_service
 from .trial import BaseAdmin
 
 
@@ -292,7 +292,7 @@ class ContainerAdmin(LabelPreviewMixin, BaseAdmin):
 
 
 @admin.register(Placement)
-class PlacementAdmin(admin.ModelAdmin):
+class PlacementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Location history: every stay of every unit, open or ended."""
 
     list_display = [
@@ -309,15 +309,6 @@ class PlacementAdmin(admin.ModelAdmin):
     show_full_result_count = False
     search_fields = ["unit__code", "container__code", "container__path"]
     list_select_related = ["unit", "container", "placed_by"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class TemperatureForm(forms.ModelForm):

@@ -470,52 +470,65 @@ def unit_move(
     )
 
 
-@transaction.atomic
 def unit_check_out(
     *, unit: ProductUnit, actor: AbstractBaseUser, reason: str = "", at: datetime | None = None
 ) -> Placement:
     """Take a unit out of its slot for a while; the slot stays reserved for its return."""
+    return _reserved_slot_step(
+        unit=unit,
+        action="check_out",
+        actor=actor,
+        at=at,
+        reason=reason,
+        history_reason=reason or "checked out",
+        missing=f"{unit.code} is not in storage.",
+    )
+
+
+def unit_check_in(
+    *, unit: ProductUnit, actor: AbstractBaseUser, at: datetime | None = None
+) -> Placement:
+    """Return a checked-out unit to its reserved slot."""
+    return _reserved_slot_step(
+        unit=unit,
+        action="check_in",
+        actor=actor,
+        at=at,
+        reason="",
+        history_reason="checked in",
+        missing=f"{unit.code} has no reserved slot.",
+    )
+
+
+@transaction.atomic
+def _reserved_slot_step(
+    *,
+    unit: ProductUnit,
+    action: str,
+    actor: AbstractBaseUser,
+    at: datetime | None,
+    reason: str,
+    history_reason: str,
+    missing: str,
+) -> Placement:
+    """Check out or in: the placement stays open either way; only its mark changes."""
     when = check_time(at)
     current = _open_placement(unit)
     if current is None:
-        raise ServiceError(f"{unit.code} is not in storage.", field="unit")
+        raise ServiceError(missing, field="unit")
     transition_apply(
         item=unit,
-        action="check_out",
+        action=action,
         actor=actor,
         at=when,
         reason=reason,
         location=_where(current.container, current.position),
         data={"container": current.container.code, "position": current.position},
     )
-    current.checked_out_at = when
-    current.checked_out_by = actor
-    current._change_reason = reason or "checked out"
-    current._history_user = actor
-    current.save()
-    return current
-
-
-@transaction.atomic
-def unit_check_in(
-    *, unit: ProductUnit, actor: AbstractBaseUser, at: datetime | None = None
-) -> Placement:
-    """Return a checked-out unit to its reserved slot."""
-    when = check_time(at)
-    current = _open_placement(unit)
-    if current is None:
-        raise ServiceError(f"{unit.code} has no reserved slot.", field="unit")
-    transition_apply(
-        item=unit,
-        action="check_in",
-        actor=actor,
-        at=when,
-        location=_where(current.container, current.position),
-        data={"container": current.container.code, "position": current.position},
-    )
-    current.checked_out_at = None
-    current.checked_out_by = None
-    current._change_reason = "checked in"
+    out = action == "check_out"
+    current.checked_out_at = when if out else None
+    current.checked_out_by = actor if out else None
+    current._change_reason = history_reason
     current._history_user = actor
     current.save()
     return current
