@@ -64,6 +64,7 @@ def units_with_location(queryset: QuerySet[ProductUnit]) -> QuerySet[ProductUnit
     """Annotate each unit with its current container path and position in one query."""
     current = Placement.objects.filter(unit=OuterRef("pk"), ended_at__isnull=True)
     return queryset.annotate(
+        location_container_id=Subquery(current.values("container_id")[:1]),
         location_path=Subquery(current.values("container__path")[:1]),
         location_code=Subquery(current.values("container__code")[:1]),
         location_position=Subquery(current.values("position")[:1]),

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from biobank.blinding import can_see_allocation
-from biobank.models import Dose, IdentityCheck, Signature, Unblinding, Visit
+from biobank.models import Dose, IdentityCheck, Signature, Unblinding
 from biobank.services import release as release_services
 
 from .steps import (
@@ -245,10 +245,3 @@ class UnblindingAdmin(IdentityCheckAdmin):
     list_filter = []
     search_fields = ["participant__code", "participant__pseudonym", "reason"]
     list_select_related = ["participant", "signature"]
-
-
-def visit_actions() -> list[Any]:
-    return [make_action(PREPARE_DOSE_STEP)]
-
-
-__all__ = ["QC_RELEASE_STEP", "UNBLIND_STEP", "Visit", "visit_actions"]

@@ -29,8 +29,6 @@ from biobank.models import (
     Visit,
 )
 
-Code = serializers.SlugRelatedField
-
 
 def code_field(**kwargs: Any) -> serializers.SlugRelatedField:
     return serializers.SlugRelatedField(slug_field="code", read_only=True, **kwargs)

@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -29,6 +28,7 @@ from biobank.models import (
 )
 from biobank.models.storage import ROW_LETTERS
 from biobank.scanning.rack_csv import RackCell, RackRead
+from biobank.selectors_storage import units_with_location
 
 from .errors import ConflictError, ServiceError, TransitionError
 from .identifiers import identifier_allocate
@@ -615,7 +615,7 @@ def rack_scan_compare(*, box: Container, read: RackRead) -> list[RackDiff]:
         )
     }
     tubes = [c.tube for c in read.cells if c.status == "ok" and c.parsed is not None]
-    known = {u.code: u for u in units_with_place(ProductUnit.objects.filter(code__in=tubes))}
+    known = {u.code: u for u in units_with_location(ProductUnit.objects.filter(code__in=tubes))}
     cells = {}
     for cell in read.cells:
         try:
@@ -632,15 +632,6 @@ def rack_scan_compare(*, box: Container, read: RackRead) -> list[RackDiff]:
             state, tube, note = _rack_state(cell, system, known, box)
             diffs.append(RackDiff(label, row, col, state, tube, system, note))
     return diffs
-
-
-def units_with_place(queryset: Any) -> Any:
-    current = Placement.objects.filter(unit=OuterRef("pk"), ended_at__isnull=True)
-    return queryset.annotate(
-        place_container=Subquery(current.values("container_id")[:1]),
-        place_label=Subquery(current.values("position")[:1]),
-        place_code=Subquery(current.values("container__code")[:1]),
-    )
 
 
 def _rack_state(
@@ -662,11 +653,11 @@ def _rack_state(
         return "match", tube, ""
     if system:
         return "mismatch", tube, f"the system has {system} here"
-    if unit.place_container is None:
+    if unit.location_container_id is None:
         return "new", tube, f"{unit.get_status_display().lower()}, will be stored here"
-    where = f"{unit.place_code} {unit.place_label}".strip()
-    if unit.place_container == box.pk:
-        return "moved_here", tube, f"the system has it at {unit.place_label}"
+    where = f"{unit.location_code} {unit.location_position}".strip()
+    if unit.location_container_id == box.pk:
+        return "moved_here", tube, f"the system has it at {unit.location_position}"
     return "moved_here", tube, f"the system has it in {where}"
 
 
