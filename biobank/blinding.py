@@ -1,11 +1,5 @@
-"""Who may see allocation (arm) and product identity (MSC or saline)."""
+"""Kept for imports written before the visibility policy; see ``biobank.visibility``."""
 
-from __future__ import annotations
+from biobank.visibility import ALLOCATION_PERMISSION, can_see_allocation
 
-from typing import Any
-
-ALLOCATION_PERMISSION = "biobank.view_allocation"
-
-
-def can_see_allocation(user: Any) -> bool:
-    return bool(user and user.is_authenticated and user.has_perm(ALLOCATION_PERMISSION))
+__all__ = ["ALLOCATION_PERMISSION", "can_see_allocation"]
