@@ -13,6 +13,17 @@ class BiobankAdminSite(admin.AdminSite):
     index_title = "Sample tracking"
     index_template = "admin/biobank_index.html"
 
+    def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
+        """Every ModelAdmin answers through the visibility policy, by construction."""
+        from django.contrib.admin import ModelAdmin
+
+        from biobank.admin.policy import PolicyAdminMixin
+
+        admin_class = admin_class or ModelAdmin
+        if not issubclass(admin_class, PolicyAdminMixin):
+            admin_class = type(admin_class.__name__, (PolicyAdminMixin, admin_class), {})
+        super().register(model_or_iterable, admin_class, **options)
+
     def get_urls(self) -> list[Any]:
         from biobank.scanning import views
 
@@ -32,8 +43,8 @@ class BiobankAdminSite(admin.AdminSite):
         from django.core.exceptions import PermissionDenied
         from django.template.response import TemplateResponse
 
-        from biobank.blinding import can_see_allocation
         from biobank.services.release import doses_due
+        from biobank.visibility import can_see_allocation
 
         if not request.user.has_perm("biobank.view_dose"):
             raise PermissionDenied

@@ -135,6 +135,7 @@ class LabelView(APIView):
         rendered = label_render(
             code=code,
             fmt=fmt,
+            viewer=request.user,
             template=request.query_params.get("template") or None,
             dpi=request.query_params.get("dpi") or None,
         )
@@ -184,7 +185,8 @@ class LabelBatchView(APIView):
         },
         examples=[
             OpenApiExample(
-                "Two units as ZPL", value={"codes": ["UN0000001X", "UN0000002V"], "format": "zpl"}
+                "A participant and a dose as ZPL",
+                value={"codes": ["PT0000001E", "DS0000001D"], "format": "zpl"},
             )
         ],
     )
@@ -195,6 +197,7 @@ class LabelBatchView(APIView):
         rendered = labels_batch_render(
             codes=data["codes"],
             fmt=data["format"],
+            viewer=request.user,
             template=data.get("template"),
             dpi=data.get("dpi"),
         )

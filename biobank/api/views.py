@@ -18,7 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from biobank.blinding import can_see_allocation
+from biobank.errors import NotFound, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import (
     Aspirate,
@@ -40,25 +40,26 @@ from biobank.services import processing as processing_services
 from biobank.services import release as release_services
 from biobank.services import storage as storage_services
 from biobank.services import units as unit_services
-from biobank.services.errors import NotFound, ServiceError
 from biobank.services.trial import participant_enroll
+from biobank.visibility import can_see_allocation, policy_for
 
 from . import serializers as s
 from .permissions import RolePermission
 
 
-def resolve(raw: Any, kinds: set[Kind], field: str) -> Any:
-    """An item from an ID given in a request body, as tolerant as a scan, with the field named."""
+def resolve(raw: Any, kinds: set[Kind], field: str, *, viewer: Any) -> Any:
+    """An item from an ID given in a request body, as tolerant as a scan, with the field named;
+    kinds the viewer may not see are refused by the scan resolver's visibility check."""
     try:
-        return scan_resolve(raw=str(raw or ""), kinds=kinds).item
+        return scan_resolve(raw=str(raw or ""), viewer=viewer, kinds=kinds).item
     except ServiceError as exc:
         exc.field = field
         raise
 
 
-def visit_of(raw_participant: Any, visit_code: str) -> Visit:
+def visit_of(raw_participant: Any, visit_code: str, *, viewer: Any) -> Visit:
     """A participant's visit from a participant ID and a visit type code (BASELINE, M6...)."""
-    participant = resolve(raw_participant, {Kind.PARTICIPANT}, "participant")
+    participant = resolve(raw_participant, {Kind.PARTICIPANT}, "participant", viewer=viewer)
     visit = participant.visits.filter(visit_type__code=visit_code.strip().upper()).first()
     if visit is None:
         raise ServiceError(f"{participant.pseudonym} has no visit {visit_code}.", field="visit")
@@ -98,6 +99,29 @@ class BaseViewSet(viewsets.GenericViewSet):
 
     def _reload(self, obj: Model) -> Model:
         return self.get_queryset().get(pk=obj.pk)
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        """Filters and orderings go through the visibility policy: a blinded user may not
+        filter or sort by what is hidden from them (no oracle through a query string)."""
+        policy = policy_for(self.request.user)
+        if not policy.unblinded:
+            filterset = getattr(self, "filterset_class", None)
+            declared = filterset.base_filters if filterset is not None else {}
+            lookups = [
+                (name, declared[name].field_name)
+                for name in self.request.query_params
+                if name in declared
+            ]
+            ordering = self.request.query_params.get("ordering", "")
+            lookups += [(o, o.lstrip("-")) for o in ordering.split(",") if o.strip()]
+            for name, lookup in lookups:
+                if not policy.lookup_allowed(queryset.model, lookup):
+                    raise ServiceError(
+                        f"{name} is not available to your role: the trial is blinded.",
+                        code="not_visible",
+                        field=name,
+                    )
+        return super().filter_queryset(queryset)
 
 
 # --- participants and visits -----------------------------------------------------------------
@@ -238,7 +262,7 @@ class AspirateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
     @extend_schema(request=s.CollectInput, responses={201: s.AspirateSerializer})
     def create(self, request: Request) -> Response:
         def call(d: dict[str, Any]) -> Aspirate:
-            visit = visit_of(d["participant"], d["visit"])
+            visit = visit_of(d["participant"], d["visit"], viewer=request.user)
             return aspirate_services.aspirate_collect(
                 visit=visit,
                 volume_ml=d["volume_ml"],
@@ -429,7 +453,9 @@ class ProcessingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVi
 
         def call(d: dict[str, Any]) -> Processing:
             if d.get("units"):
-                units = [resolve(raw, {Kind.UNIT}, "units") for raw in d["units"]]
+                units = [
+                    resolve(raw, {Kind.UNIT}, "units", viewer=request.user) for raw in d["units"]
+                ]
             else:
                 units = list(item.units.filter(status="created"))
             unit_services.freezing_run_record(
@@ -485,8 +511,8 @@ def _unit_step(
     return extend_schema(request=input_class, responses=s.UnitSerializer)(decorated)
 
 
-def _container(raw: str) -> Container:
-    return resolve(raw, {Kind.BOX, Kind.CONTAINER}, "container")
+def _container(raw: str, viewer: Any) -> Container:
+    return resolve(raw, {Kind.BOX, Kind.CONTAINER}, "container", viewer=viewer)
 
 
 class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
@@ -508,7 +534,7 @@ class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         s.StoreInput,
         lambda u, user, d: storage_services.unit_place(
             unit=u,
-            container=_container(d["container"]),
+            container=_container(d["container"], user),
             position=d["position"] or None,
             actor=user,
             at=d["at"],
@@ -519,7 +545,7 @@ class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         s.MoveInput,
         lambda u, user, d: storage_services.unit_move(
             unit=u,
-            container=_container(d["container"]),
+            container=_container(d["container"], user),
             position=d["position"] or None,
             reason=d["reason"],
             actor=user,
@@ -673,7 +699,7 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVie
         with transaction.atomic():
             for index, entry in enumerate(payload.validated_data["placements"]):
                 field = f"placements.{index}"
-                unit = resolve(entry["unit"], {Kind.UNIT}, f"{field}.unit")
+                unit = resolve(entry["unit"], {Kind.UNIT}, f"{field}.unit", viewer=request.user)
                 try:
                     storage_services.unit_place(
                         unit=unit,
@@ -731,9 +757,7 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet
 
     def get_queryset(self) -> QuerySet[CustodyEvent]:
         qs = CustodyEvent.objects.select_related("participant", "actor", "site")
-        if not can_see_allocation(self.request.user):
-            qs = qs.filter(item_kind__in=("aspirate", "dose"))
-        return qs
+        return policy_for(self.request.user).rows(qs)
 
     def get_object(self) -> Any:
         obj = self.get_queryset().filter(pk=self.kwargs.get("pk")).first()
@@ -772,8 +796,12 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
     @extend_schema(request=s.DosePrepareInput, responses={201: s.DoseSerializer})
     def create(self, request: Request) -> Response:
         def call(d: dict[str, Any]) -> Dose:
-            visit = visit_of(d["participant"], d["visit"])
-            unit = resolve(d["unit"], {Kind.UNIT}, "unit") if d.get("unit") else None
+            visit = visit_of(d["participant"], d["visit"], viewer=request.user)
+            unit = (
+                resolve(d["unit"], {Kind.UNIT}, "unit", viewer=request.user)
+                if d.get("unit")
+                else None
+            )
             return release_services.dose_prepare(visit=visit, actor=request.user, unit=unit)
 
         return self.run(request, s.DosePrepareInput, call, status=201)
@@ -862,7 +890,7 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
             raise ServiceError("days must be a whole number.", field="days") from exc
         if not 1 <= days <= 365:
             raise ServiceError("days must be 1–365.", field="days")
-        unblinded = can_see_allocation(request.user)
+        hidden = policy_for(request.user).hidden_fields("dose")
         rows = []
         for row in release_services.doses_due(within_days=days):
             item = {
@@ -872,10 +900,9 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
                 "scheduled_on": row.visit.scheduled_on,
                 "dose": row.dose.code if row.dose else None,
                 "dose_status": row.dose.status if row.dose else None,
+                "treatment": row.treatment,
+                "unit": row.unit.code if row.unit else None,
+                "todo": row.todo,
             }
-            if unblinded:
-                item.update(
-                    treatment=row.treatment, unit=row.unit.code if row.unit else None, todo=row.todo
-                )
-            rows.append(item)
+            rows.append({k: v for k, v in item.items() if k not in hidden})
         return Response(rows)  # plain dicts: concealed keys are absent, not null

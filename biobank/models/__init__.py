@@ -3,6 +3,7 @@ from .events import CustodyEvent
 from .identifiers import IdSequence
 from .printing import Printer, PrinterDpi, PrintJob, PrintJobStatus
 from .processing import Passage, Processing, ProcessingStatus, QcResult, QcTest
+from .randomisation import RandomisationEntry
 from .release import (
     Dose,
     DoseStatus,
@@ -60,6 +61,7 @@ __all__ = [
     "QcRelease",
     "QcResult",
     "QcTest",
+    "RandomisationEntry",
     "Signature",
     "SignatureMeaning",
     "Site",

@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views import View
 
+from biobank.errors import ServiceError
 from biobank.identifiers import Kind
 from biobank.models import (
     AspirateStatus,
@@ -31,7 +32,6 @@ from biobank.scanning.rack_csv import parse_rack_csv
 from biobank.scanning.resolve import ScanResult, scan_resolve
 from biobank.selectors_storage import location_of
 from biobank.services.aspirates import aspirate_receive
-from biobank.services.errors import ServiceError
 from biobank.services.release import dose_administer, dose_dispatch
 from biobank.services.storage import (
     position_parse,
@@ -43,6 +43,7 @@ from biobank.services.storage import (
     unit_place,
     unit_remove,
 )
+from biobank.visibility import policy_for
 
 RECENT = 15
 _POSITION = re.compile(r"^(?:[A-Za-z]\d{1,2}|\d{1,2}[-:]\d{1,2}|\d{1,3})$")
@@ -122,13 +123,15 @@ class ScanPage(View):
 
     def scan(self, request: HttpRequest, state: dict[str, Any], raw: str) -> Feedback | None:
         try:
-            result = scan_resolve(raw=raw, kinds=self.kinds(state))
+            result = scan_resolve(raw=raw, viewer=request.user, kinds=self.kinds(state))
             return self.handle(request, state, result)
         except ServiceError as exc:
             position = self.maybe_position(state, raw)
             if position is not None:
                 return position
-            return Feedback(False, exc.message, raw.strip()[:64])
+            # A code of a kind the user may not see is not echoed back either.
+            echo = "" if exc.code == "not_visible" else raw.strip()[:64]
+            return Feedback(False, policy_for(request.user).redact(exc.message), echo)
 
     def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
         return None
@@ -178,6 +181,8 @@ class FindPage(ScanPage):
     title = "Find"
     summary = "Scan anything and land on its page."
     prompt = "Scan any barcode"
+    # Blinded roles may find what the visibility policy lets them see (participants, doses).
+    permission = "biobank.view_participant"
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
         where = f" — {result.location}" if result.location else ""
@@ -640,7 +645,7 @@ class DosePage(ScanPage):
             )
             return Feedback(True, f"Identity confirmed: {dose.code} ADMINISTERED.", dose.code)
         except ServiceError as exc:
-            return Feedback(False, exc.message, pending["dose"])
+            return Feedback(False, policy_for(request.user).redact(exc.message), pending["dose"])
 
 
 PAGES: list[type[ScanPage]] = [

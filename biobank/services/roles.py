@@ -15,8 +15,19 @@ CLINICIAN = "Blinded clinician"
 MONITOR = "Monitor"
 ADMINISTRATOR = "Administrator"
 
-# Models a blinded role may see: nothing of them depends on the arm.
-BLINDED_VISIBLE = ["study", "site", "visittype", "participant", "visit", "aspirate", "dose"]
+# View permissions of blinded roles. What they then see of each model (rows, fields, custody
+# steps) is decided by the visibility policy, biobank.visibility.
+BLINDED_VISIBLE = [
+    "study",
+    "site",
+    "visittype",
+    "participant",
+    "visit",
+    "aspirate",
+    "dose",
+    "custodyevent",
+    "identitycheck",
+]
 LAB_MODELS = [
     "aspirate",
     "processing",
