@@ -150,6 +150,10 @@ class PolicyAdminMixin:
         choices = dict(type(obj)._meta.get_field("status").flatchoices)
         return str(choices.get(shown, shown))
 
+    def message_user(self, request: HttpRequest, message: Any, *args: Any, **kwargs: Any) -> None:
+        # Action messages often quote a service's refusal: no lab code reaches a blinded user.
+        super().message_user(request, self._policy(request).redact(str(message)), *args, **kwargs)
+
     # --- history pages (django-simple-history) -----------------------------------------------
 
     def get_history_queryset(self, request: HttpRequest, *args: Any) -> QuerySet[Any]:

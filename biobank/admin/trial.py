@@ -87,7 +87,7 @@ class RandomisationImportForm(forms.Form):
 
 
 @admin.register(RandomisationEntry)
-class RandomisationEntryAdmin(ReadOnlyAdminMixin, BaseAdmin):
+class RandomisationEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The concealed list (unblinded roles only, by the visibility policy); import replaces it
     until an entry is used."""
 

@@ -37,6 +37,7 @@ from biobank.services.printing import (
     print_job_submit,
     printer_get,
 )
+from biobank.visibility import policy_for
 
 TEMPLATE_NAMES = sorted(TEMPLATES)
 
@@ -295,6 +296,9 @@ class PrintJobList(generics.ListAPIView):
     filterset_fields = ["status", "printer"]
     ordering_fields = ["created_at", "id"]
 
+    def get_queryset(self) -> Any:
+        return policy_for(self.request.user).rows(super().get_queryset())
+
     @extend_schema(
         operation_id="print_jobs_create",
         summary="Send labels to a printer (ZPL over raw TCP)",
@@ -326,3 +330,6 @@ class PrintJobList(generics.ListAPIView):
 class PrintJobDetail(generics.RetrieveAPIView):
     queryset = PrintJob.objects.select_related("printer", "requested_by")
     serializer_class = PrintJobSerializer
+
+    def get_queryset(self) -> Any:
+        return policy_for(self.request.user).rows(super().get_queryset())
