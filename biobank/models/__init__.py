@@ -13,6 +13,7 @@ from .release import (
     SignatureMeaning,
     Unblinding,
 )
+from .reports import ExportKind, ExportLog
 from .storage import (
     Accepts,
     BoxType,
@@ -42,6 +43,8 @@ __all__ = [
     "CustodyEvent",
     "Dose",
     "DoseStatus",
+    "ExportKind",
+    "ExportLog",
     "FreezingRun",
     "IdSequence",
     "IdentityCheck",
