@@ -172,7 +172,9 @@ def _moment(raw: str, name: str, *, end: bool) -> dt.datetime | None:
     raw = (raw or "").strip()
     if not raw:
         return None
-    moment = parse_datetime(raw.replace(" ", "+", 1) if raw.count(" ") == 1 else raw)
+    # A "+" in a query string arrives as a space: put the offset sign back.
+    text = raw.replace(" ", "+", 1) if raw.count(" ") == 1 and "T" in raw else raw
+    moment = None if len(raw) == 10 else parse_datetime(text)
     if moment is None:
         day = parse_date(raw)
         if day is None:
