@@ -17,6 +17,7 @@ from typing import Any
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Model, Q, QuerySet
+from django.db.models.sql.constants import MULTI
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -192,6 +193,9 @@ def _moment(raw: str, name: str, *, end: bool) -> dt.datetime | None:
 
 def audit_filters_from(params: Mapping[str, str]) -> AuditFilters:
     """Filters from query parameters; a bad one is refused naming the parameter."""
+    for name in ("from", "to", "item", "participant", "user", "action", "source"):
+        if "\x00" in (params.get(name) or ""):
+            raise ServiceError(f"{name} contains a NUL character.", field=name)
     since = _moment(params.get("from", ""), "from", end=False)
     until = _moment(params.get("to", ""), "to", end=True)
     if since and until and since > until:
@@ -314,29 +318,47 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def _raw_ts(value: Any) -> str:
+    """A timestamp as the driver returns it (SQLite: UTC text; PostgreSQL: aware datetime)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.replace(" ", "T", 1) + "+00:00"
+    return iso(value)
+
+
 def audit_event_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any]]:
-    """Event rows in ``audit_columns()`` order, read in chunks (constant memory)."""
+    """Event rows in ``audit_columns()`` order, fetched in chunks (a server-side cursor on
+    PostgreSQL), so memory stays flat whatever the number of events.
+
+    Rows are read without Django's per-value converters: the JSON text is passed through as
+    stored, timestamps are formatted once. That is most of the export's speed.
+    """
     extra = event_extra_columns()
     qs = audit_events(user=user, filters=filters).values_list(*_EVENT_VALUES, *extra)
-    for row in qs.iterator(chunk_size=CHUNK):
-        yield [
-            "event",
-            row[0],
-            iso(row[1]),
-            iso(row[2]),
-            row[3],
-            row[4],
-            row[5],
-            row[6],
-            row[7],
-            row[8],
-            row[9] or "",
-            row[10] or "",
-            row[11],
-            row[12],
-            _json(row[13]),
-            *(_plain(v) if v is not None else "" for v in row[14:]),
-        ]
+    compiler = qs.query.get_compiler(using=qs.db)
+    chunks = compiler.execute_sql(MULTI, chunked_fetch=True, chunk_size=CHUNK)
+    for chunk in chunks:
+        for row in chunk:
+            data = row[13]
+            yield [
+                "event",
+                row[0],
+                _raw_ts(row[1]),
+                _raw_ts(row[2]),
+                row[3],
+                row[4],
+                row[5],
+                row[6],
+                row[7],
+                row[8],
+                row[9] or "",
+                row[10] or "",
+                row[11],
+                row[12],
+                data if isinstance(data, str) else _json(data),
+                *(_plain(v) if v is not None else "" for v in row[14:]),
+            ]
 
 
 def history_models() -> list[tuple[str, type[Model]]]:

@@ -15,7 +15,8 @@ from typing import Any
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -40,6 +41,7 @@ from biobank.services.reports import export_record
 from biobank.services.signatures import PermissionRefused
 
 AUDIT_PERMISSION = "biobank.export_audit_trail"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _require(user: Any, perm: str, what: str, kind: str | None = None) -> None:
@@ -49,7 +51,7 @@ def _require(user: Any, perm: str, what: str, kind: str | None = None) -> None:
 
 
 def _participant(code: str) -> Participant:
-    code = (code or "").strip().upper()
+    code = (code or "").strip().upper().replace("\x00", "")
     found = Participant.objects.select_related("study", "site", "arm").filter(code=code).first()
     if found is None:
         found = (
@@ -65,7 +67,7 @@ def _participant(code: str) -> Participant:
 
 
 def _storage_unit(code: str) -> StorageUnit:
-    code = (code or "").strip().upper()
+    code = (code or "").strip().upper().replace("\x00", "")
     found = StorageUnit.objects.filter(code=code).first()
     if found is None:
         raise NotFound(
@@ -186,8 +188,7 @@ def inventory_response(*, user: Any, fmt: str, params: Mapping[str, str]) -> Any
             ),
         ]
     )
-    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    return _attachment(HttpResponse(content, content_type=xlsx), name)
+    return _attachment(HttpResponse(content, content_type=XLSX), name)
 
 
 def _chart_response(chart: charts.Chart) -> HttpResponse:
@@ -236,15 +237,49 @@ FILTER_PARAMS = [
 ]
 
 
+COUNTS = inline_serializer(
+    "InventoryCount",
+    fields={
+        "participant": serializers.CharField(),
+        "pseudonym": serializers.CharField(),
+        "stored": serializers.IntegerField(),
+        "total": serializers.IntegerField(),
+        "by_status": serializers.DictField(child=serializers.IntegerField()),
+    },
+    many=True,
+)
+INVENTORY_ROWS = inline_serializer(
+    "InventoryRow",
+    fields={name: serializers.CharField(allow_blank=True) for name in INVENTORY_COLUMNS},
+    many=True,
+)
+
+CHART_RESPONSES = {
+    (200, "image/svg+xml"): OpenApiTypes.BINARY,
+    (200, "image/png"): OpenApiTypes.BINARY,
+}
+
+
 class ParticipantReportView(APIView):
-    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={
+            (200, "application/pdf"): OpenApiTypes.BINARY,
+            (200, "application/json"): OpenApiTypes.OBJECT,
+        }
+    )
     def get(self, request: Request, code: str, fmt: str) -> HttpResponse:
         """The participant chain report (PDF or JSON); blinded roles get the blinded version."""
         return participant_report_response(user=request.user, code=code, fmt=fmt)
 
 
 class AuditExportView(APIView):
-    @extend_schema(parameters=FILTER_PARAMS, responses={(200, "text/csv"): OpenApiTypes.STR})
+    @extend_schema(
+        parameters=FILTER_PARAMS,
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+        },
+    )
     def get(self, request: Request, fmt: str) -> StreamingHttpResponse:
         """The audit trail (custody events and/or field history), streamed as CSV or JSON Lines."""
         return audit_export_response(user=request.user, fmt=fmt, params=request.query_params)
@@ -256,7 +291,11 @@ class InventoryView(APIView):
             OpenApiParameter("storage_unit", OpenApiTypes.STR),
             OpenApiParameter("participant", OpenApiTypes.STR),
         ],
-        responses={(200, "text/csv"): OpenApiTypes.STR},
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, XLSX): OpenApiTypes.BINARY,
+            (200, "application/json"): INVENTORY_ROWS,
+        },
     )
     def get(self, request: Request, fmt: str) -> Any:
         """Every stored unit with its location, by storage unit, box and position."""
@@ -264,7 +303,7 @@ class InventoryView(APIView):
 
 
 class InventoryCountsView(APIView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: COUNTS})
     def get(self, request: Request) -> HttpResponse:
         """Per participant: units stored and units by status."""
         _require(request.user, "biobank.view_productunit", "see the inventory", "unit")
@@ -283,7 +322,7 @@ class WhereaboutsView(APIView):
 class TemperatureChartView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("days", OpenApiTypes.INT)],
-        responses={(200, "image/svg+xml"): OpenApiTypes.BINARY},
+        responses=CHART_RESPONSES,
     )
     def get(self, request: Request, code: str, fmt: str) -> HttpResponse:
         """Temperature log of a storage unit with the allowed range and excursions marked."""
@@ -294,14 +333,14 @@ class TemperatureChartView(APIView):
 
 
 class OccupancyChartView(APIView):
-    @extend_schema(responses={(200, "image/svg+xml"): OpenApiTypes.BINARY})
+    @extend_schema(responses=CHART_RESPONSES)
     def get(self, request: Request, code: str, fmt: str) -> HttpResponse:
         """Box-by-box occupancy heat map of a storage unit."""
         return _chart_response(occupancy_chart_for(user=request.user, code=code, fmt=fmt))
 
 
 class CrossoverChartView(APIView):
-    @extend_schema(responses={(200, "image/svg+xml"): OpenApiTypes.BINARY})
+    @extend_schema(responses=CHART_RESPONSES)
     def get(self, request: Request, code: str, fmt: str) -> HttpResponse:
         """Visits, aspirations and doses of one participant (blinded wording when blinded)."""
         return _chart_response(crossover_chart_for(user=request.user, code=code, fmt=fmt))

@@ -66,6 +66,9 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+SHORT = 14  # characters that fit in the narrowest column at 7 pt
+
+
 def _table(
     rows: list[dict[str, Any]],
     columns: list[tuple[str, str]],
@@ -74,13 +77,20 @@ def _table(
 ) -> Table | Paragraph:
     if not rows:
         return Paragraph("None recorded.", st["body"])
-    data = [[Paragraph(escape(title), st["head"]) for _key, title in columns]]
+    regular = _fonts()[0]
+    data: list[list[Any]] = [[Paragraph(escape(title), st["head"]) for _key, title in columns]]
     for row in rows:
-        data.append([Paragraph(escape(_text(row.get(key))), st["cell"]) for key, _t in columns])
+        cells: list[Any] = []
+        for key, _title in columns:
+            text = _text(row.get(key))
+            # Paragraphs wrap but cost ~10× a plain cell: only for text that may need it.
+            cells.append(Paragraph(escape(text), st["cell"]) if len(text) > SHORT else text)
+        data.append(cells)
     table = Table(data, colWidths=widths, repeatRows=1)
     table.setStyle(
         TableStyle(
             [
+                ("FONT", (0, 1), (-1, -1), regular, 7, 8.5),
                 ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
                 ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eef6")),
                 ("VALIGN", (0, 0), (-1, -1), "TOP"),
