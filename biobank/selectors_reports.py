@@ -28,7 +28,6 @@ from biobank.models import (
     CustodyEvent,
     Dose,
     DoseStatus,
-    IdentityCheck,
     Participant,
     Placement,
     ProductUnit,
@@ -319,12 +318,23 @@ def _json(value: Any) -> str:
 
 
 def _raw_ts(value: Any) -> str:
-    """A timestamp as the driver returns it (SQLite: UTC text; PostgreSQL: aware datetime)."""
+    """A timestamp as the driver returns it: SQLite gives naive UTC (text or datetime),
+    PostgreSQL an aware datetime."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value.replace(" ", "T", 1) + "+00:00"
-    return iso(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC).isoformat()
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def _raw(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return _raw_ts(value)
+    return _plain(value)
 
 
 def audit_event_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any]]:
@@ -357,7 +367,7 @@ def audit_event_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any]]
                 row[11],
                 row[12],
                 data if isinstance(data, str) else _json(data),
-                *(_plain(v) if v is not None else "" for v in row[14:]),
+                *(_raw(v) for v in row[14:]),
             ]
 
 
@@ -690,7 +700,8 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
             "code": d.code,
             "visit": d.visit.visit_type.code,
             "product": visibility.BLINDED_PRODUCT if blinded else Treatment(d.treatment).label,
-            "status": _dose_status(d, blinded),
+            # The label of a planned dose reads "unit reserved or saline planned": fine for all.
+            "status": DoseStatus(d.status).label,
             "route": d.route,
             "volume_ml": _plain(d.volume_ml),
             "prepared_at": iso(d.prepared_at),
@@ -795,11 +806,6 @@ def _prefetch_placements() -> Any:
         "placements",
         queryset=Placement.objects.select_related("container__storage_unit"),
     )
-
-
-def _dose_status(dose: Dose, blinded: bool) -> str:
-    # The status label of a planned dose names "unit reserved or saline planned": fine for all.
-    return DoseStatus(dose.status).label
 
 
 # --- inventory -------------------------------------------------------------------------------
@@ -1002,9 +1008,8 @@ def crossover_timeline(*, participant: Participant, user: Any) -> list[TimelineP
         status=DoseStatus.CANCELLED
     ):
         when = d.administered_at or d.ready_at or d.prepared_at
-        product = (
-            visibility.BLINDED_PRODUCT if blinded else Treatment(d.treatment).label.split(" (")[0]
-        )
+        # Blinded pages name no product at all (not even the blinded pack name).
+        product = "blinded dose" if blinded else Treatment(d.treatment).label.split(" (")[0]
         points.append(
             TimelinePoint(
                 "Dose",
@@ -1014,7 +1019,3 @@ def crossover_timeline(*, participant: Participant, user: Any) -> list[TimelineP
             )
         )
     return points
-
-
-def identity_checks_for(participant: Participant) -> QuerySet[IdentityCheck]:
-    return IdentityCheck.objects.filter(dose__participant=participant)
