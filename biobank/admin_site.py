@@ -35,8 +35,10 @@ class BiobankAdminSite(admin.AdminSite):
             )
             for page in views.PAGES
         ]
+        from biobank.admin.reports import report_urls
+
         due = path("due/", self.admin_view(self.due_view), name="due")
-        return [due, *scan, *super().get_urls()]
+        return [due, *scan, *report_urls(self), *super().get_urls()]
 
     def due_view(self, request: Any) -> Any:
         """Treatment visits coming up: what to thaw or prepare, and which unit is reserved."""

@@ -14,6 +14,7 @@ from .release import (
     SignatureMeaning,
     Unblinding,
 )
+from .reports import ExportKind, ExportLog
 from .storage import (
     Accepts,
     BoxType,
@@ -43,6 +44,8 @@ __all__ = [
     "CustodyEvent",
     "Dose",
     "DoseStatus",
+    "ExportKind",
+    "ExportLog",
     "FreezingRun",
     "IdSequence",
     "IdentityCheck",

@@ -56,7 +56,14 @@ def _codenames() -> dict[str, list[str]]:
     lab_write = [f"{verb}_{m}" for m in LAB_MODELS for verb in ("add", "change")]
     return {
         LAB: every_view + lab_write + ["view_allocation", "prepare_dose", "add_participant"],
-        QA: [*every_view, "view_allocation", "approve_qc_release", "release_dose", "change_dose"],
+        QA: [
+            *every_view,
+            "view_allocation",
+            "approve_qc_release",
+            "release_dose",
+            "change_dose",
+            "export_audit_trail",
+        ],
         CLINICIAN: [
             *blinded_view,
             "view_identitycheck",
@@ -64,7 +71,7 @@ def _codenames() -> dict[str, list[str]]:
             "administer_dose",
             "emergency_unblind",
         ],
-        MONITOR: [*blinded_view, "view_identitycheck", "view_signature"],
+        MONITOR: [*blinded_view, "view_identitycheck", "view_signature", "export_audit_trail"],
         ADMINISTRATOR: [
             p.codename for p in Permission.objects.filter(content_type__app_label="biobank")
         ],
