@@ -294,10 +294,8 @@ def _participant_of(code: str) -> Participant:
 
 
 def audit_events(*, user: Any, filters: AuditFilters) -> QuerySet[CustodyEvent]:
-    qs = CustodyEvent.objects.all()
-    kinds = visible_kinds(user)
-    if kinds is not None:
-        qs = qs.filter(item_kind__in=kinds)
+    # The visibility policy's rows: blinded users get the blinded-safe steps only.
+    qs = visibility.policy_for(user).rows(CustodyEvent.objects.all())
     if filters.since:
         qs = qs.filter(at__gte=filters.since)
     if filters.until:
@@ -348,9 +346,13 @@ def audit_event_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any]]
     qs = audit_events(user=user, filters=filters).values_list(*_EVENT_VALUES, *extra)
     compiler = qs.query.get_compiler(using=qs.db)
     chunks = compiler.execute_sql(MULTI, chunked_fetch=True, chunk_size=CHUNK)
+    policy = visibility.policy_for(user)
     for chunk in chunks:
         for row in chunk:
             data = row[13]
+            if not policy.unblinded:
+                row = _blinded_event_row(policy, row)
+                data = row[13]
             yield [
                 "event",
                 row[0],
@@ -369,6 +371,28 @@ def audit_event_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any]]
                 data if isinstance(data, str) else _json(data),
                 *(_raw(v) for v in row[14:]),
             ]
+
+
+def _blinded_event_row(policy: visibility.Policy, row: Any) -> list[Any]:
+    """An event row as the policy shows it to a blinded user: whitelisted data, statuses as
+    mapped, lab codes redacted from free text."""
+    row = list(row)
+    data = row[13]
+    if isinstance(data, str):
+        data = json.loads(data or "{}")
+    event = _EventView(item_kind=row[4], data=data)
+    row[7] = policy.event_status(event, row[7])
+    row[8] = policy.event_status(event, row[8])
+    row[11] = policy.redact(row[11] or "")
+    row[12] = policy.redact(row[12] or "")
+    row[13] = policy.event_data(event)
+    return row
+
+
+@dataclass
+class _EventView:
+    item_kind: str
+    data: dict[str, Any]
 
 
 def history_models() -> list[tuple[str, type[Model]]]:
@@ -403,6 +427,9 @@ def audit_history_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any
             continue
         names = {f.name for f in hmodel._meta.concrete_fields}
         qs = hmodel.objects.all()
+        mapped = visibility.policy_for(user).mapped_statuses(kind)
+        if mapped and "status" in names:
+            qs = qs.exclude(status__in=mapped)  # versions a blinded user may not see
         if participant is not None:
             if kind == "participant":
                 qs = qs.filter(id=participant.pk)
@@ -587,6 +614,8 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
         for v in visits
     ]
     aspirates = [v.aspirate for v in visits if hasattr(v, "aspirate")]
+    for a in aspirates:  # shown as the policy says, never saved
+        a.status = visibility.policy_for(user).status_of("aspirate", a.status)
     body["aspirates"] = [
         {
             "code": a.code,
@@ -744,7 +773,8 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
         for kind, sig in sorted(signatures, key=lambda ks: (ks[1].signed_at, ks[1].pk))
         if _event_visible(user, kind)
     ]
-    events = [e for e in events_for(participant=p) if _event_visible(user, e.item_kind)]
+    policy = visibility.policy_for(user)
+    events = list(policy.rows(events_for(participant=p)))
     body["events"] = [
         {
             "n": n,
@@ -753,13 +783,13 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
             "item_kind": e.item_kind,
             "item_code": e.item_code,
             "action": e.action,
-            "from_status": e.from_status,
-            "to_status": e.to_status,
+            "from_status": policy.event_status(e, e.from_status),
+            "to_status": policy.event_status(e, e.to_status),
             "user": e.actor.get_username(),
             "site": e.site.code if e.site else "",
-            "location": e.location,
-            "reason": e.reason,
-            "data": e.data,
+            "location": policy.redact(e.location),
+            "reason": policy.redact(e.reason),
+            "data": policy.event_data(e),
             **{c: _plain(getattr(e, c)) for c in event_extra_columns()},
         }
         for n, e in enumerate(events, start=1)

@@ -30,7 +30,7 @@ def append_only(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('biobank', '0007_scale_indexes'),
+        ('biobank', '0008_randomisation'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
