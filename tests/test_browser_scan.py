@@ -28,8 +28,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+def _chromium(language: str = "en-GB", size: str = "1400,1000") -> Any:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -45,11 +44,21 @@ def browser() -> Iterator[Any]:
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        "--window-size=1400,1000",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--window-size={size}",
+        f"--lang={language}",
+        f"--accept-lang={language}",
     ):
         options.add_argument(flag)
+    options.add_experimental_option("prefs", {"intl.accept_languages": language})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    return driver
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    driver = _chromium()
     try:
         yield driver
     finally:
@@ -58,16 +67,20 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def tech_in_browser(browser: Any, live_server: Any) -> Any:
-    from selenium.webdriver.common.by import By
-
     load_trial()
     user = make_user("benchtech")
+    _login(browser, live_server, "benchtech")
+    return user
+
+
+def _login(browser: Any, live_server: Any, username: str) -> None:
+    from selenium.webdriver.common.by import By
+
     browser.get(live_server.url + reverse("admin:login"))
-    browser.find_element(By.NAME, "username").send_keys("benchtech")
+    browser.find_element(By.NAME, "username").send_keys(username)
     password = browser.find_element(By.NAME, "password")
     password.send_keys("correct-horse-battery\n")
     _wait(browser, lambda d: "/admin/login" not in d.current_url)
-    return user
 
 
 def _wait(browser: Any, condition: Any, timeout: float = 10) -> Any:
@@ -105,11 +118,33 @@ def _open(browser: Any, live_server: Any, page: str) -> None:
 
 
 def test_find_page(browser: Any, live_server: Any, tech_in_browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
     unit = make_units(actor=tech_in_browser, count=1)[0]
     _open(browser, live_server, "find")
-    browser.switch_to.active_element.send_keys(f"]C0{unit.code.lower()}\n")
-    _wait(browser, lambda d: f"/productunit/{unit.pk}/change/" in d.current_url)
-    assert unit.code in browser.page_source
+    text = _scan(browser, f"]C0{unit.code.lower()}")
+    # The answer shows in place, with a link to the item; the scan field keeps focus.
+    assert unit.code in text and "✔" in text
+    assert browser.current_url.endswith(reverse("admin:scan_find"))
+    link = browser.find_element(By.ID, "scan-open").get_attribute("href")
+    assert link.endswith(reverse("admin:biobank_productunit_change", args=[unit.pk]))
+    assert browser.switch_to.active_element.get_attribute("id") == "scan-input"
+
+
+def test_find_two_scans_back_to_back(browser: Any, live_server: Any, tech_in_browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    first, second = make_units(actor=tech_in_browser, count=2)
+    _open(browser, live_server, "find")
+    # One burst of keystrokes, as a scanner types two labels with no pause between them.
+    browser.switch_to.active_element.send_keys(f"{first.code}\n{second.code}\n")
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#scan-recent tr")) == 2)
+    rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#scan-recent tr")]
+    assert second.code in rows[0] and first.code in rows[1]
+    assert all("✔" in r for r in rows), rows
+    assert second.code in browser.find_element(By.ID, "scan-feedback").text
+    assert browser.switch_to.active_element.get_attribute("id") == "scan-input"
+    assert browser.find_element(By.ID, "scan-input").get_attribute("value") == ""
 
 
 def test_find_page_bad_check_character(
@@ -169,7 +204,7 @@ def test_verify_page(browser: Any, live_server: Any, tech_in_browser: Any) -> No
     from selenium.webdriver.common.by import By
 
     summary = browser.find_element(By.ID, "verdict-summary").text
-    assert summary == "1 ok, 1 missing, 0 extra, 0 in the wrong place"
+    assert summary == "1 ok, 1 to scan, 0 missing, 0 extra, 0 in the wrong place"
 
 
 def test_rack_import_page(

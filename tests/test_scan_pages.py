@@ -36,11 +36,14 @@ def test_pages_autofocus_the_scan_field(trial: Any, admin_client_tech: Any) -> N
     assert 'id="scan-input" name="code" autofocus' in html
 
 
-def test_find_lands_on_the_item(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+def test_find_answers_in_place_with_a_link(trial: Any, tech: Any, admin_client_tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
     response = admin_client_tech.post(reverse("admin:scan_find"), {"code": f"]C0{unit.code}\r\n"})
     assert response.status_code == 302
-    assert response["Location"] == reverse("admin:biobank_productunit_change", args=[unit.pk])
+    assert response["Location"] == reverse("admin:scan_find")  # stays in scan mode
+    html = admin_client_tech.get(reverse("admin:scan_find")).content.decode()
+    link = reverse("admin:biobank_productunit_change", args=[unit.pk])
+    assert f'href="{link}" id="scan-open"' in html
 
 
 def test_find_explains_a_bad_scan(trial: Any, admin_client_tech: Any) -> None:
@@ -136,8 +139,11 @@ def test_verify_shows_missing_extra_and_misplaced(
     scan(admin_client_tech, "verify", "A3")
     scan(admin_client_tech, "verify", units[1].code)  # really at A2
     html = scan(admin_client_tech, "verify", units[3].code)
-    assert "1 ok, 1 missing, 1 extra, 1 in the wrong place" in html
+    assert "1 ok, 1 to scan, 0 missing, 1 extra, 1 in the wrong place" in html
     assert "not expected here" in feedback(html)
+    admin_client_tech.post(reverse("admin:scan_verify"), {"do": "done"})
+    html = admin_client_tech.get(reverse("admin:scan_verify")).content.decode()
+    assert "1 ok, 0 to scan, 1 missing, 1 extra, 1 in the wrong place" in html
 
 
 def test_blinded_read_only_user_cannot_store(trial: Any, client: Any) -> None:

@@ -604,6 +604,7 @@ class RackDiff:
     file_tube: str
     system_unit: str
     note: str
+    tube_placed: bool = False  # the file's tube has a place in storage now (a move, not a store)
 
 
 def rack_scan_compare(*, box: Container, read: RackRead) -> list[RackDiff]:
@@ -631,7 +632,8 @@ def rack_scan_compare(*, box: Container, read: RackRead) -> list[RackDiff]:
             system = here.get((row, col), "")
             cell = cells.get((row, col))
             state, tube, note = _rack_state(cell, system, known, box)
-            diffs.append(RackDiff(label, row, col, state, tube, system, note))
+            placed = tube in known and known[tube].location_container_id is not None
+            diffs.append(RackDiff(label, row, col, state, tube, system, note, placed))
     return diffs
 
 
@@ -679,7 +681,7 @@ class RackPlan:
 
     @property
     def counts(self) -> dict[str, int]:
-        moved = sum(1 for d in self.incoming.values() if d.state != "new")
+        moved = sum(1 for d in self.incoming.values() if d.tube_placed)
         return {
             "stored": len(self.incoming) - moved,
             "moved": moved,
