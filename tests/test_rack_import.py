@@ -81,7 +81,8 @@ def test_mismatch_says_where_the_system_has_the_tube(trial: Any, tech: Any) -> N
     read = parse_rack_csv(f"A1,{there.code}\n".encode(), rows=9, cols=9)
     row = rack_scan_compare(box=box, read=read)[0]
     assert row.state == "mismatch"
-    assert row.note == f"the system has {here.code} here; the system has {there.code} in {other.code} B2"
+    where = f"the system has {there.code} in {other.code} B2"
+    assert row.note == f"the system has {here.code} here; {where}"
 
 
 def test_apply_refuses_when_units_would_vanish(rack: dict[str, Any], tech: Any) -> None:

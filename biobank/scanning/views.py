@@ -49,6 +49,18 @@ from biobank.services.storage import (
 )
 
 RECENT = 15
+# Kind names as the lab reads them (Kind.label is the code's English word).
+KIND_WORDS = {
+    Kind.PARTICIPANT: gettext_lazy("participant"),
+    Kind.ASPIRATE: gettext_lazy("aspirate"),
+    Kind.PROCESSING: gettext_lazy("processing"),
+    Kind.FREEZING_RUN: gettext_lazy("freezing run"),
+    Kind.UNIT: gettext_lazy("unit"),
+    Kind.STORAGE_UNIT: gettext_lazy("storage unit"),
+    Kind.CONTAINER: gettext_lazy("container"),
+    Kind.BOX: gettext_lazy("box"),
+    Kind.DOSE: gettext_lazy("dose"),
+}
 _POSITION = re.compile(r"^(?:[A-Za-z]\d{1,2}|\d{1,2}[-:]\d{1,2}|\d{1,3})$")
 
 
@@ -209,7 +221,8 @@ class FindPage(ScanPage):
         status = f" ({result.status_display})" if result.status_display else ""
         return Feedback(
             True,
-            f"{_(result.kind.label).capitalize()} {result.code}{status}{where}",
+            f"{str(KIND_WORDS.get(result.kind, result.kind.label)).capitalize()} "
+            f"{result.code}{status}{where}",
             result.code,
             result.admin_url,
         )
@@ -754,7 +767,10 @@ class DosePage(ScanPage):
 
     def extra_context(self, request: HttpRequest, state: dict[str, Any]) -> dict[str, Any]:
         return {
-            "stages": IdentityStage.choices,
+            "stages": [
+                (IdentityStage.DISPATCH, _("Before dispatch (lab)")),
+                (IdentityStage.ADMINISTRATION, _("At the bedside")),
+            ],
             "stage": state.get("stage", IdentityStage.DISPATCH),
             "pending": state.get("pending", {}),
         }
