@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.urls import path, reverse
+from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 
 # The lab's workflows, in the order of a sample's life; each model sits in one of them.
@@ -20,6 +21,41 @@ WORKFLOWS: list[tuple[str, str, list[str]]] = [
     ("settings", _("Audit and settings"), ["custodyevent", "signature", "printer", "printjob",
                                            "idsequence", "user", "group", "tokenproxy"]),
 ]  # fmt: skip
+
+
+# The models' plural names as the home page and sidebar show them, for the catalogue (the
+# models themselves keep their English verbose names; the admin translates at display time).
+MODEL_NAMES = [
+    gettext_noop("Arm schedules"),
+    gettext_noop("Arms"),
+    gettext_noop("Aspirates"),
+    gettext_noop("Box types"),
+    gettext_noop("Containers"),
+    gettext_noop("Custody events"),
+    gettext_noop("Doses"),
+    gettext_noop("Freezing runs"),
+    gettext_noop("Groups"),
+    gettext_noop("Id sequences"),
+    gettext_noop("Identity checks"),
+    gettext_noop("Participants"),
+    gettext_noop("Passages"),
+    gettext_noop("Placements"),
+    gettext_noop("Print jobs"),
+    gettext_noop("Printers"),
+    gettext_noop("Processings"),
+    gettext_noop("Product units"),
+    gettext_noop("Qc results"),
+    gettext_noop("Signatures"),
+    gettext_noop("Sites"),
+    gettext_noop("Storage units"),
+    gettext_noop("Studies"),
+    gettext_noop("Temperature readings"),
+    gettext_noop("Tokens"),
+    gettext_noop("Unblindings"),
+    gettext_noop("Users"),
+    gettext_noop("Visit types"),
+    gettext_noop("Visits"),
+]
 
 
 class BiobankAdminSite(admin.AdminSite):
@@ -54,7 +90,7 @@ class BiobankAdminSite(admin.AdminSite):
         if app_label is not None:
             return super().get_app_list(request, app_label)
         models = {
-            m["object_name"].lower(): m
+            m["object_name"].lower(): {**m, "name": gettext(str(m["name"]))}
             for app in self._build_app_dict(request).values()
             for m in app["models"]
         }
