@@ -54,21 +54,20 @@ def _browser(size: str) -> object:
 def _codes(env: dict[str, str]) -> dict[str, str]:
     """A few identifiers from the demo data (asked through Django, not guessed)."""
     script = (
-        "from biobank.models import Container, ProductUnit, StorageUnit, Dose, Participant\n"
+        "from biobank.models import Container, ProductUnit, Dose, Participant\n"
         "box = Container.objects.filter(box_type__isnull=False, placements__ended_at=None)"
         ".distinct().first()\n"
         "unit = ProductUnit.objects.filter(placements__ended_at=None).first()\n"
-        "su = StorageUnit.objects.first()\n"
         "dose = Dose.objects.exclude(status='administered').first()\n"
         "other = Participant.objects.exclude(pk=dose.participant_id).first() if dose else None\n"
-        "print(box.code, unit.code, su.pk, dose.code if dose else '-',\n"
+        "print(box.code, unit.code, box.pk, dose.code if dose else '-',\n"
         "      other.code if other else '-')\n"
     )
     out = subprocess.run(
         [PYTHON, "manage.py", "shell", "-c", script],
         cwd=ROOT, env=env, check=True, capture_output=True, text=True,
     ).stdout.split()[-5:]  # fmt: skip
-    return dict(zip(["box", "unit", "storage_unit", "dose", "other"], out, strict=True))
+    return dict(zip(["box", "unit", "box_pk", "dose", "other"], out, strict=True))
 
 
 def main() -> None:
@@ -120,7 +119,8 @@ def main() -> None:
         shot("find")
         scan("verify", codes["box"])
         shot("verify")
-        driver.get(f"{base}/admin/biobank/storageunit/{codes['storage_unit']}/change/")
+        driver.get(f"{base}/admin/biobank/container/{codes['box_pk']}/change/")
+        driver.execute_script("document.getElementById('box-map').scrollIntoView()")
         shot("freezer-map")
         if codes["dose"] != "-" and codes["other"] != "-":
             scan("dose", codes["dose"], codes["other"])  # the wrong participant: refused
