@@ -425,7 +425,9 @@ def test_rack_import_words_and_apply_only_when_possible(
 
     def upload(path: Any) -> str:
         browser.find_element(By.NAME, "file").send_keys(str(path))
-        browser.find_element(By.ID, "upload").click()
+        old = browser.find_element(By.ID, "upload")
+        old.click()
+        _wait(browser, lambda d: not _attached(old))  # the new page, not the last preview
         _wait(browser, lambda d: d.find_elements(By.ID, "rack-preview"))
         return browser.find_element(By.ID, "rack-preview").text
 
