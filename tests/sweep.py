@@ -32,6 +32,7 @@ TREATMENT_WORDS = re.compile(r"\bBM-MSCs?\b|\bMSCs?\b|placebo|saline|\bNaCl\b", 
 COUNT_WORDS = re.compile(r"viabilit|cell[ _-]?(?:count|number)|post[ _-]?thaw", re.IGNORECASE)
 ARM_KEYS = re.compile(r"\"arm\"\s*:|\"treatment\"\s*:|\bArm [A-Z]\b")
 LABEL_FORMATS = ("zpl", "svg", "png", "pdf")
+OTHER_FORMATS = ("json", "jsonl", "csv", "xlsx", "pdf", "svg", "png", "zpl")
 TEXT_TYPES = ("text/", "application/json", "application/vnd.oai.openapi", "image/svg")
 # Documentation pages describe fields by name (e.g. post_thaw_cell_count); they hold no
 # data, so only identifiers and arms are looked for there.
@@ -174,8 +175,12 @@ class Filler:
             ct = ContentType.objects.get(app_label="biobank", model="participant")
             first = apps.get_model("biobank", "Participant").objects.first()
             return [{"content_type_id": ct.pk, "object_id": first.pk if first else 1}]
-        if params == {"code", "fmt"}:
+        if params == {"code", "fmt"} and route.template.startswith("/api/labels/"):
             return [{"code": c, "fmt": f} for c in self.all_codes for f in LABEL_FORMATS]
+        if params == {"code", "fmt"}:  # reports and charts: a few items of every kind
+            return [{"code": c, "fmt": f} for c in self.sampled_codes for f in OTHER_FORMATS]
+        if params == {"fmt"}:
+            return [{"fmt": f} for f in OTHER_FORMATS]
         if params == {"rest"}:
             return [{"rest": c} for c in self.sampled_codes]
         if params == {"code"}:
