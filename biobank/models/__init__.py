@@ -1,5 +1,5 @@
 from .aspirate import Anticoagulant, Aspirate, AspirateStatus, Condition
-from .events import CustodyEvent
+from .events import AuditChainHead, CustodyEvent
 from .identifiers import IdSequence
 from .printing import Printer, PrinterDpi, PrintJob, PrintJobStatus
 from .processing import Passage, Processing, ProcessingStatus, QcResult, QcTest
@@ -36,6 +36,7 @@ __all__ = [
     "ArmSchedule",
     "Aspirate",
     "AspirateStatus",
+    "AuditChainHead",
     "BoxType",
     "Condition",
     "Container",

@@ -23,6 +23,7 @@ from biobank.models import (
     UnitStatus,
 )
 
+from .audit import event_record_bulk
 from .errors import ServiceError, TransitionError
 
 A, P, U, D = AspirateStatus, ProcessingStatus, UnitStatus, DoseStatus
@@ -134,7 +135,7 @@ def event_record(
     reason: str = "",
     data: dict[str, Any] | None = None,
 ) -> CustodyEvent:
-    """Append one chain-of-custody row. Callers are services inside their transaction."""
+    """Append one chain-of-custody row (hash-chained). Callers are services in their transaction."""
     links: dict[str, Any] = {}
     if isinstance(item, Aspirate):
         links["aspirate"] = item
@@ -144,7 +145,7 @@ def event_record(
         links["unit"] = item
     elif isinstance(item, Dose):
         links["dose"] = item
-    return CustodyEvent.objects.create(
+    event = CustodyEvent(
         participant_id=participant_id,
         item_code=item_code,
         item_kind=item_kind,
@@ -159,6 +160,7 @@ def event_record(
         data=data or {},
         **links,
     )
+    return event_record_bulk([event])[0]
 
 
 @transaction.atomic

@@ -442,13 +442,19 @@ def unit_move(
     at: datetime | None = None,
 ) -> Placement:
     when = check_time(at)
+    # Lock the unit first: concurrent moves then queue here and each sees the last one's
+    # placement, instead of finding the placement it waited for already ended.
+    ProductUnit.objects.select_for_update(of=("self",)).filter(pk=unit.pk).first()
     current = _open_placement(unit)
     if current is None:
         raise ServiceError(f"{unit.code} has no place to move from.", field="unit")
     row, col, label = _resolve_slot(unit, container, position)
     if current.container_id == container.pk and (current.row, current.column) == (row, col):
-        raise ServiceError(
-            f"{unit.code} is already at {label or container.code}.", field="position"
+        # The step is already done (e.g. by a concurrent identical move): a conflict.
+        raise ConflictError(
+            f"{unit.code} is already at {label or container.code}.",
+            code="already_there",
+            field="position",
         )
     transition_apply(
         item=unit,
