@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from biobank.models import (
@@ -184,6 +185,7 @@ class UnitSerializer(PolicySerializer):
             "location",
         ]
 
+    @extend_schema_field(LocationSerializer(allow_null=True))
     def get_location(self, obj: ProductUnit) -> dict[str, Any] | None:
         code = getattr(obj, "location_code", None)
         if not code:
@@ -243,10 +245,22 @@ class PositionSerializer(serializers.Serializer):
     checked_out = serializers.BooleanField()
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": True,
+        "description": "Step details, keys per action (e.g. container, position).",
+    }
+)
+class EventDataField(serializers.JSONField):
+    pass
+
+
 class EventSerializer(PolicySerializer):
     participant = code_field()
     actor = serializers.CharField(source="actor.username", read_only=True)
     site = code_field(allow_null=True)
+    data = EventDataField(read_only=True)
 
     class Meta:
         model = CustodyEvent
@@ -495,10 +509,15 @@ class AdministerInput(IdentityInput):
     route = serializers.CharField(max_length=30, required=False, default="intrathecal")
 
 
+class ScheduleEntrySerializer(serializers.Serializer):
+    visit = serializers.CharField()
+    treatment = serializers.CharField()
+
+
 class UnblindingOutput(serializers.Serializer):
     participant = serializers.CharField()
     arm = serializers.CharField()
-    schedule = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    schedule = ScheduleEntrySerializer(many=True)
     signature = serializers.CharField()
 
 
