@@ -39,10 +39,14 @@ CHAIN_FIELDS = (
 GENESIS_HASH = "0" * 64
 
 
+_AT = CHAIN_FIELDS.index("at")
+_RECORDED_AT = CHAIN_FIELDS.index("recorded_at")
+_DATA = CHAIN_FIELDS.index("data")
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _canonical(value: Any) -> Any:
     """One spelling per value whatever the database gave back (jsonb rewrites 1e20 as an int)."""
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
@@ -52,15 +56,19 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def _instant(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
 def chain_hash(prev_hash: str, values: Mapping[str, Any]) -> str:
     """SHA-256 over the previous row's hash and this row's content (``CHAIN_FIELDS``)."""
-    content = json.dumps(
-        [_canonical(values.get(name)) for name in CHAIN_FIELDS],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+    items = [values.get(name) for name in CHAIN_FIELDS]
+    items[_AT] = _instant(items[_AT])
+    items[_RECORDED_AT] = _instant(items[_RECORDED_AT])
+    data = items[_DATA]
+    if data and not all(type(v) is str for v in data.values()):
+        items[_DATA] = _canonical(data)  # most events carry only strings: skip the walk
+    return hashlib.sha256(f"{prev_hash}\n{_ENCODER.encode(items)}".encode()).hexdigest()
 
 
 class CustodyEvent(models.Model):
