@@ -100,10 +100,13 @@ def test_verify_finds_rows_removed_from_the_end(trial: Any, tech: Any) -> None:
 def test_truncate_is_refused_on_postgres(postgres_only: None, trial: Any, tech: Any) -> None:
     make_units(actor=tech, count=1)
     before = CustodyEvent.objects.count()
-    with pytest.raises(DatabaseError, match="TRUNCATE refused"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL biobank.allow_truncate = 'off'")
-            cursor.execute("TRUNCATE biobank_custodyevent CASCADE")
+    with (
+        pytest.raises(DatabaseError, match="TRUNCATE refused"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET LOCAL biobank.allow_truncate = 'off'")
+        cursor.execute("TRUNCATE biobank_custodyevent CASCADE")
     assert CustodyEvent.objects.count() == before > 0
 
 
