@@ -30,6 +30,8 @@ def _behind_the_apps_back(sql: str, params: list[Any]) -> None:
     """Run SQL as someone with database access would: with the append-only triggers off."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # Run the test transaction's deferred FK checks now: ALTER TABLE waits for none.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute("ALTER TABLE biobank_custodyevent DISABLE TRIGGER USER")
             cursor.execute(sql, params)
             cursor.execute("ALTER TABLE biobank_custodyevent ENABLE TRIGGER USER")
@@ -105,6 +107,7 @@ def test_truncate_is_refused_on_postgres(postgres_only: None, trial: Any, tech: 
         transaction.atomic(),
         connection.cursor() as cursor,
     ):
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no pending FK checks in the way
         cursor.execute("SET LOCAL biobank.allow_truncate = 'off'")
         cursor.execute("TRUNCATE biobank_custodyevent CASCADE")
     assert CustodyEvent.objects.count() == before > 0
