@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+SESSION_SEEN = "_biobank_seen"
 
 logger = logging.getLogger("django.request")
 
@@ -95,3 +98,29 @@ class ApiJsonErrorsMiddleware:
         return error_response(
             500, "server_error", "The server failed to answer this request; it has been logged."
         )
+
+
+def session_mark_seen(sender: object, request: HttpRequest, **kwargs: object) -> None:
+    """At login (user_logged_in): the session is fresh, so the next minute needs no write."""
+    request.session[SESSION_SEEN] = int(time.time())
+
+
+class SessionIdleMiddleware:
+    """Idle timeout: push the session's expiry (SESSION_COOKIE_AGE) on as the user works.
+
+    At most once a minute, not on every request as SESSION_SAVE_EVERY_REQUEST would, so an
+    ordinary request does not write. Goes after SessionMiddleware (its save runs after us).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        session = getattr(request, "session", None)
+        user = getattr(request, "user", None)
+        if session is not None and user is not None and user.is_authenticated:
+            now = int(time.time())
+            if now - int(session.get(SESSION_SEEN, 0)) >= 60:
+                session[SESSION_SEEN] = now  # modified: SessionMiddleware saves a new expiry
+        return response

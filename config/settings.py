@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    "biobank.middleware.SessionIdleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -181,9 +182,9 @@ if os.environ.get("AXES_IPWARE_PROXY_COUNT"):
     AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 
 # --- sessions and tokens ----------------------------------------------------------------
-# Idle timeout (automatic logoff): every request pushes the expiry SESSION_IDLE_MINUTES on.
+# Idle timeout (automatic logoff): activity pushes the expiry SESSION_IDLE_MINUTES on
+# (biobank.middleware.SessionIdleMiddleware, at most one session write a minute).
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_IDLE_MINUTES", "30")) * 60
-SESSION_SAVE_EVERY_REQUEST = True
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 # API tokens stop working this many hours after issue (0: never); revoke by deleting.
 API_TOKEN_LIFETIME_HOURS = int(os.environ.get("API_TOKEN_LIFETIME_HOURS", "720"))

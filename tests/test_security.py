@@ -153,13 +153,23 @@ def test_successful_logins_are_recorded_and_visible_to_administrators(
         assert client.get(f"/admin/axes/{page}/").status_code == 200
 
 
-def test_idle_session_expires(client: Any, tech: Any, settings: Any) -> None:
-    assert settings.SESSION_COOKIE_AGE == 30 * 60 and settings.SESSION_SAVE_EVERY_REQUEST
+def test_idle_session_expires_and_activity_extends_it(
+    client: Any, tech: Any, settings: Any
+) -> None:
+    assert settings.SESSION_COOKIE_AGE == 30 * 60
     client.force_login(tech)
     assert client.get("/admin/").status_code == 200
-    session = Session.objects.get()
-    left = session.expire_date - timezone.now()
+    left = Session.objects.get().expire_date - timezone.now()
     assert dt.timedelta(minutes=29) < left <= dt.timedelta(minutes=30)
+    # Active a while ago, with five minutes left: the next request pushes the expiry on.
+    session = client.session
+    session["_biobank_seen"] = 0
+    session.save()
+    Session.objects.update(expire_date=timezone.now() + dt.timedelta(minutes=5))
+    assert client.get("/admin/").status_code == 200
+    left = Session.objects.get().expire_date - timezone.now()
+    assert left > dt.timedelta(minutes=29)
+    # Idle past the limit: logged off.
     Session.objects.update(expire_date=timezone.now() - dt.timedelta(seconds=1))
     response = client.get("/admin/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
