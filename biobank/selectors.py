@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +11,10 @@ from django.db.models import Prefetch, QuerySet
 
 from biobank.models import CustodyEvent, Participant, ProductUnit, Visit
 from biobank.visibility import policy_for
+
+# Per-capability selector modules live in biobank/selectors/ (e.g. biobank.selectors.shipments)
+# next to this module, which keeps its own name: __path__ lets them be imported as submodules.
+__path__ = [str(Path(__file__).with_suffix(""))]
 
 
 @dataclass

@@ -26,10 +26,26 @@ from .storage import (
     StorageUnit,
     TemperatureReading,
 )
+from .shipment import (
+    KIND_RANGE_C,
+    LoggerFile,
+    Shipment,
+    ShipmentItem,
+    ShipmentItemState,
+    ShipmentKind,
+    ShipmentStatus,
+)
 from .trial import Arm, ArmSchedule, Participant, Site, Study, Treatment, Visit, VisitType
 from .unit import ContainerType, FreezingRun, ProductUnit, UnitStatus
 
 __all__ = [
+    "KIND_RANGE_C",
+    "LoggerFile",
+    "Shipment",
+    "ShipmentItem",
+    "ShipmentItemState",
+    "ShipmentKind",
+    "ShipmentStatus",
     "Accepts",
     "Anticoagulant",
     "Arm",
