@@ -10,9 +10,14 @@ from typing import Any
 
 import pytest
 from django.db import close_old_connections, connection
-from django.urls import reverse
 from django.utils import timezone
 
+from biobank.logger_csv import (
+    LoggerCsvError,
+    excursion_summary,
+    excursions_find,
+    parse_logger_csv,
+)
 from biobank.models import (
     Aspirate,
     CustodyEvent,
@@ -25,12 +30,6 @@ from biobank.models import (
 )
 from biobank.services.aspirates import aspirate_receive
 from biobank.services.errors import ServiceError
-from biobank.services.logger_csv import (
-    LoggerCsvError,
-    excursion_summary,
-    excursions_find,
-    parse_logger_csv,
-)
 from biobank.services.release import dose_make_ready, dose_prepare, dose_release
 from biobank.services.shipments import (
     shipment_cancel,
@@ -67,9 +66,7 @@ def site(code: str) -> Site:
 
 
 def plan(tech: Any, src: str, dst: str, kind: str, **extra: Any) -> Shipment:
-    return shipment_create(
-        from_site=site(src), to_site=site(dst), kind=kind, actor=tech, **extra
-    )
+    return shipment_create(from_site=site(src), to_site=site(dst), kind=kind, actor=tech, **extra)
 
 
 def send(shipment: Shipment, codes: list[str], tech: Any) -> Shipment:
@@ -464,7 +461,7 @@ def test_two_packers_scan_the_same_item_into_two_shipments(postgres_only: None) 
 
 def test_logger_csv_formats() -> None:
     oslo = "Europe/Oslo"
-    comma = "Time,Temperature (°C)\n2026-11-20T08:00:00+01:00,5.2\n2026-11-20T08:10:00Z,\"6,1\"\n"
+    comma = 'Time,Temperature (°C)\n2026-11-20T08:00:00+01:00,5.2\n2026-11-20T08:10:00Z,"6,1"\n'
     readings = parse_logger_csv(comma.encode(), default_tz=oslo)
     assert [str(r.temperature_c) for r in readings] == ["5.2", "6.1"]
     assert readings[1].at == dt.datetime(2026, 11, 20, 8, 10, tzinfo=dt.UTC)

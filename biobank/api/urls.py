@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import SimpleRouter
 
-from . import labels, reports, views
+from . import labels, reports, shipments, views
 from .scan import ScanView
 
 router = SimpleRouter(trailing_slash=True)
@@ -16,6 +16,7 @@ router.register("storage-units", views.StorageUnitViewSet, basename="storage-uni
 router.register("containers", views.ContainerViewSet, basename="containers")
 router.register("events", views.EventViewSet, basename="events")
 router.register("doses", views.DoseViewSet, basename="doses")
+router.register("shipments", shipments.ShipmentViewSet, basename="shipments")
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),

@@ -15,6 +15,15 @@ from .release import (
     Unblinding,
 )
 from .reports import ExportKind, ExportLog
+from .shipment import (
+    KIND_RANGE_C,
+    LoggerFile,
+    Shipment,
+    ShipmentItem,
+    ShipmentItemState,
+    ShipmentKind,
+    ShipmentStatus,
+)
 from .storage import (
     Accepts,
     BoxType,
@@ -26,26 +35,11 @@ from .storage import (
     StorageUnit,
     TemperatureReading,
 )
-from .shipment import (
-    KIND_RANGE_C,
-    LoggerFile,
-    Shipment,
-    ShipmentItem,
-    ShipmentItemState,
-    ShipmentKind,
-    ShipmentStatus,
-)
 from .trial import Arm, ArmSchedule, Participant, Site, Study, Treatment, Visit, VisitType
 from .unit import ContainerType, FreezingRun, ProductUnit, UnitStatus
 
 __all__ = [
     "KIND_RANGE_C",
-    "LoggerFile",
-    "Shipment",
-    "ShipmentItem",
-    "ShipmentItemState",
-    "ShipmentKind",
-    "ShipmentStatus",
     "Accepts",
     "Anticoagulant",
     "Arm",
@@ -67,6 +61,7 @@ __all__ = [
     "IdentityCheck",
     "IdentityStage",
     "Labelling",
+    "LoggerFile",
     "Participant",
     "Passage",
     "Placement",
@@ -81,6 +76,11 @@ __all__ = [
     "QcResult",
     "QcTest",
     "RandomisationEntry",
+    "Shipment",
+    "ShipmentItem",
+    "ShipmentItemState",
+    "ShipmentKind",
+    "ShipmentStatus",
     "Signature",
     "SignatureMeaning",
     "Site",

@@ -250,7 +250,8 @@ def transition_apply(
         locked.status = transition.target
     if transition.needs_reason:
         locked.status_reason = reason
-    locked._change_reason = reason or action.replace("_", " ")
+    # The history's change reason column holds 100 characters; status_reason keeps it all.
+    locked._change_reason = (reason or action.replace("_", " "))[:100]
     locked._history_user = actor
     locked.save()
     event = event_record(

@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from biobank.identifiers import Kind
+from biobank.logger_csv import LoggerCsvError, excursion_summary, excursions_find, parse_logger_csv
 from biobank.models import (
     Aspirate,
     AspirateStatus,
@@ -47,7 +48,6 @@ from .aspirates import aspirate_receive
 from .errors import ConflictError, NotFound, ServiceError, TransitionError
 from .identifiers import identifier_allocate
 from .lifecycle import TRANSITIONS, check_time, transition_apply
-from .logger_csv import LoggerCsvError, excursion_summary, excursions_find, parse_logger_csv
 from .signatures import require_perm, signature_sign
 
 S = ShipmentItemState
@@ -108,7 +108,7 @@ def _step(
     locked.status = transition.target
     if transition.needs_reason:
         locked.status_reason = reason
-    locked._change_reason = reason or action.replace("_", " ")
+    locked._change_reason = (reason or action.replace("_", " "))[:100]
     locked._history_user = actor
     locked.save()
     shipment.__dict__.update(
@@ -217,9 +217,7 @@ def pack_refusal(*, shipment: Shipment, kind: str, item: Item) -> PackRefused | 
             field="scan",
         )
     held = (
-        ShipmentItem.objects.filter(active=True, **{kind: item})
-        .select_related("shipment")
-        .first()
+        ShipmentItem.objects.filter(active=True, **{kind: item}).select_related("shipment").first()
     )
     if held is not None:
         where = "this shipment" if held.shipment_id == shipment.pk else held.shipment.code
@@ -323,7 +321,7 @@ def _line(shipment: Shipment, raw: str, states: tuple[str, ...] | None = None) -
 
 
 def _save_line(line: ShipmentItem, actor: AbstractBaseUser, reason: str) -> None:
-    line._change_reason = reason
+    line._change_reason = reason[:100]
     line._history_user = actor
     line.save()
 
@@ -830,11 +828,6 @@ def shipment_logger_upload(
             if _quarantine(item, shipment, actor, when, evidence["reason"], evidence["data"]):
                 quarantined.append(line.item_code)
     return LoggerUpload(logger, quarantined)
-
-
-def readings_for(logger: LoggerFile) -> list[Any]:
-    """The stored file parsed again (for the chart)."""
-    return parse_logger_csv(logger.content, default_tz=settings.TIME_ZONE)
 
 
 __all__ = [

@@ -118,7 +118,9 @@ def parse_time(raw: str, *, line: int, default_tz: dt.tzinfo) -> dt.datetime:
         try:
             value = date_parser.parse(text, dayfirst=True)
         except (ValueError, OverflowError) as exc:
-            raise LoggerCsvError(f"'{raw}' is not a date-time.", code="bad_time", line=line) from exc
+            raise LoggerCsvError(
+                f"'{raw}' is not a date-time.", code="bad_time", line=line
+            ) from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=default_tz)
     return value
