@@ -514,3 +514,207 @@ def test_aspirate_status_stays_collected_in_transit(trial: Any, tech: Any) -> No
     aspirate = make_aspirate(actor=tech, participant=make_participant(actor=tech, site_code="UNN"))
     send(plan(tech, "UNN", "HUS", "ambient"), [aspirate.code], tech)
     assert Aspirate.objects.get(pk=aspirate.pk).status == "collected"
+
+
+# --- the API -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def role_users(trial: Any) -> dict[str, Any]:
+    from django.contrib.auth.models import Group
+
+    from biobank.services.roles import CLINICIAN, LAB, roles_sync
+
+    roles_sync()
+    users = {}
+    for name in (LAB, CLINICIAN):
+        user = make_user(name.split()[0].lower() + "-ship")
+        user.user_permissions.clear()
+        user.groups.add(Group.objects.get(name=name))
+        users[name] = type(user).objects.get(pk=user.pk)
+    return users
+
+
+def client_for(user: Any) -> Any:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_api_walks_a_dry_shipper_with_an_excursion(role_users: dict[str, Any]) -> None:
+    from biobank.services.roles import CLINICIAN, LAB
+
+    lab = role_users[LAB]
+    api = client_for(lab)
+    unit, _ = _unit_for_trondheim(lab)
+    response = api.post(
+        "/api/shipments/",
+        {"from_site": "HUS", "to_site": "STO", "kind": "dry_shipper", "logger_serial": "L-1"},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    code = response.json()["code"]
+    assert response.json()["temperature_range_c"] == ["-196", "-150"]
+    url = f"/api/shipments/{code}/"
+
+    bad = api.post(url + "pack/", {"scan": "AS0000001X"}, format="json")
+    assert bad.status_code == 400 and bad.json()["fields"] == {"scan": [bad.json()["message"]]}
+    assert api.post(url + "pack/", {"scan": unit.code}, format="json").status_code == 200
+    again = api.post(url + "pack/", {"scan": unit.code}, format="json")
+    assert (again.status_code, again.json()["code"]) == (409, "already_in_shipment")
+    wrong = api.post(url + "seal/", {"password": "nope"}, format="json")
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "bad_signature_password")
+    sealed = api.post(url + "seal/", {"password": PASSWORD}, format="json")
+    assert sealed.json()["status"] == "sealed" and sealed.json()["seal_signature"]
+    locked = api.post(url + "pack/", {"scan": unit.code}, format="json")
+    assert (locked.status_code, locked.json()["code"]) == (409, "manifest_locked")
+    shipped = api.post(url + "ship/", {"courier": "Bring", "tracking_ref": "370"}, format="json")
+    assert (shipped.json()["status"], shipped.json()["courier"]) == ("in_transit", "Bring")
+
+    scanned = api.post(url + "receive-scan/", {"scan": unit.code}, format="json")
+    assert scanned.json()["scan"]["extra"] is False
+    received = api.post(url + "receive/", {}, format="json")
+    assert received.json()["receipt"]["received"] == [unit.code]
+    assert received.json()["status"] == "received"
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    data = logger_csv(past(hours=2), ["-180", "-145,5", "-181"])
+    uploaded = api.post(
+        url + "logger/",
+        {"file": SimpleUploadedFile("trace.csv", data, content_type="text/csv")},
+        format="multipart",
+    )
+    assert uploaded.status_code == 200, uploaded.content
+    assert uploaded.json()["logger"]["quarantined"] == [unit.code]
+    assert ProductUnit.objects.get(pk=unit.pk).status == "quarantined"
+
+    chart = api.get(url + "chart/")
+    assert chart.status_code == 200 and b"<svg" in chart.content
+    manifest = api.get(url + "manifest/")
+    assert manifest["Content-Type"] == "application/pdf" and manifest.content[:4] == b"%PDF"
+    zpl = api.get(url + "label.zpl/")
+    assert zpl.status_code == 200 and b"^BQ" in zpl.content and code.encode() in zpl.content
+    assert api.get(url + "label.pdf/").content[:4] == b"%PDF"
+
+    # A blinded clinician sees the shipment but not the product unit inside it.
+    clinician = client_for(role_users[CLINICIAN])
+    seen = clinician.get(url)
+    assert seen.status_code == 200 and seen.json()["items"] == []
+    assert unit.code.encode() not in seen.content
+    assert clinician.post(url + "receive/", {}, format="json").status_code == 403
+
+
+def _released_dose(actor: Any, *, arm: str) -> Any:
+    """A released month-6 dose of a St. Olav participant (arm A: saline, arm B: MSC)."""
+    participant = make_participant(actor=actor, site_code="STO", arm=arm)
+    if arm == "B":
+        make_released_product_units(actor=actor, participant=participant, count=1)
+    dose = dose_prepare(visit=participant.visits.get(visit_type__code="M6"), actor=actor)
+    dose_release(dose=dose, actor=qa_signer(), password=PASSWORD)
+    return dose
+
+
+def _pdf_text(data: bytes) -> str:
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(data)
+    return "\n".join(page.get_textpage().get_text_range() for page in document)
+
+
+def test_blinded_manifest_names_doses_msc_or_saline(role_users: dict[str, Any]) -> None:
+    from biobank.services.roles import CLINICIAN, LAB
+
+    lab = role_users[LAB]
+    msc, saline = _released_dose(lab, arm="B"), _released_dose(lab, arm="A")
+    shipment = send(plan(lab, "HUS", "STO", "cool"), [msc.code, saline.code], lab)
+    url = f"/api/shipments/{shipment.code}/"
+
+    blinded = client_for(role_users[CLINICIAN]).get(url)
+    descriptions = {i["code"]: i["description"] for i in blinded.json()["items"]}
+    assert descriptions == {
+        msc.code: "Dose: MSC or 0.9 % NaCl",
+        saline.code: "Dose: MSC or 0.9 % NaCl",
+    }
+    for word in (b"Autologous", b"Placebo", b"UN0"):
+        assert word not in blinded.content
+    text = _pdf_text(client_for(role_users[CLINICIAN]).get(url + "manifest/").content)
+    assert "(blinded)" in text and text.count("MSC or 0.9 % NaCl") == 2
+    assert "Placebo" not in text and "Autologous" not in text
+
+    unblinded = client_for(lab).get(url).json()["items"]
+    assert {i["code"]: i["description"] for i in unblinded} == {
+        msc.code: "Dose: Autologous BM-MSC",
+        saline.code: "Dose: Placebo (0.9 % NaCl)",
+    }
+
+
+def test_shipment_list_has_bounded_queries(
+    role_users: dict[str, Any], django_assert_max_num_queries: Any
+) -> None:
+    from biobank.services.roles import LAB
+
+    lab = role_users[LAB]
+    for _ in range(5):
+        shipment = plan(lab, "HUS", "STO", "dry_shipper")
+        shipment_pack(shipment=shipment, scan=sto_units(lab, frozen=True)[0].code, actor=lab)
+    api = client_for(lab)
+    with django_assert_max_num_queries(6):
+        response = api.get("/api/shipments/")
+    assert response.status_code == 200 and response.json()["count"] == 5
+
+
+# --- the admin pages ---------------------------------------------------------------------------
+
+
+def test_admin_pack_and_receive_pages(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    unit = sto_units(tech)[0]
+    shipment = plan(tech, "HUS", "STO", "dry_shipper")
+    base = f"/admin/biobank/shipment/{shipment.pk}/"
+    assert admin_client_tech.get("/admin/biobank/shipment/").status_code == 200
+    page = admin_client_tech.get(base + "pack/")
+    assert page.status_code == 200 and b"Scan an item to pack" in page.content
+
+    response = admin_client_tech.post(
+        base + "step/pack/", {"scan": unit.code, "next": base + "pack/"}, follow=True
+    )
+    assert f"{unit.code} packed.".encode() in response.content
+    response = admin_client_tech.post(base + "step/pack/", {"scan": unit.code}, follow=True)
+    assert b"Refused" in response.content and b"already in this shipment" in response.content
+    admin_client_tech.post(base + "step/seal/", {"password": PASSWORD})
+    admin_client_tech.post(base + "step/ship/", {"courier": "", "tracking_ref": ""})
+    shipment.refresh_from_db()
+    assert shipment.status == "in_transit"
+
+    page = admin_client_tech.get(base + "receive/")
+    assert b"Scan an arriving item" in page.content
+    admin_client_tech.post(base + "step/receive_scan/", {"scan": unit.code})
+    admin_client_tech.post(base + "step/receive/", {})
+    upload = logger_csv(past(hours=2), ["-180", "-140", "-181"])
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = admin_client_tech.post(
+        base + "step/logger/", {"file": SimpleUploadedFile("t.csv", upload)}, follow=True
+    )
+    assert b"EXCURSION" in response.content
+    page = admin_client_tech.get(base + "change/")
+    assert page.status_code == 200
+    assert b'alt="Temperature logger trace, 3 readings' in page.content
+    assert admin_client_tech.get(base + "chart.svg").status_code == 200
+    assert admin_client_tech.get(base + "manifest.pdf").content[:4] == b"%PDF"
+    assert admin_client_tech.get(base + "label.zpl").status_code == 200
+    unit.refresh_from_db()
+    assert unit.status == "quarantined"
+
+
+def test_admin_add_form_refuses_the_same_site(trial: Any, admin_client_tech: Any) -> None:
+    hus = site("HUS").pk
+    response = admin_client_tech.post(
+        "/admin/biobank/shipment/add/",
+        {"from_site": hus, "to_site": hus, "kind": "ambient", "label": ""},
+    )
+    assert response.status_code == 200
+    assert b"from and to are the same site" in response.content
+    assert not Shipment.objects.exists()

@@ -50,8 +50,9 @@ class ShipmentForm(forms.ModelForm):
     def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.actor = actor
-        self.fields["label"].required = False
-        self.fields["label"].help_text = "Leave empty for 'FROM → TO'."
+        if "label" in self.fields:
+            self.fields["label"].required = False
+            self.fields["label"].help_text = "Leave empty for 'FROM → TO'."
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

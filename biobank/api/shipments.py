@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -330,15 +330,10 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
         shipment = self.get_object()
         return HttpResponse(manifest_pdf(shipment, request.user), content_type="application/pdf")
 
-    @extend_schema(
-        parameters=[OpenApiParameter("format", str, required=False, description="zpl or pdf")],
-        responses={(200, "application/pdf"): bytes, (200, "text/plain"): str},
-    )
-    @action(detail=True, methods=["get"])
-    def label(self, request: Request, code: str) -> HttpResponse:
-        fmt = request.query_params.get("format", "pdf")
-        if fmt not in ("zpl", "pdf", "png", "svg"):
-            raise ServiceError("format must be zpl, pdf, png or svg.", field="format")
+    @extend_schema(responses={(200, "application/pdf"): bytes, (200, "text/plain"): str})
+    @action(detail=True, methods=["get"], url_path=r"label\.(?P<fmt>zpl|pdf|png|svg)")
+    def label(self, request: Request, code: str, fmt: str) -> HttpResponse:
+        """The shipper label with its 2D code: label.zpl, label.pdf, label.png or label.svg."""
         shipment = self.get_object()
         return HttpResponse(shipper_label(shipment, fmt), content_type=content_type_for(fmt))
 
@@ -350,10 +345,6 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
         if chart is None:
             raise NotFound(f"{shipment.code} has no logger file yet.", code="no_logger_file")
         return HttpResponse(chart[0], content_type="image/svg+xml")
-
-    # ``format`` is this API's query parameter for labels, not DRF's content negotiation.
-    def get_format_suffix(self, **kwargs: Any) -> None:
-        return None
 
 
 def _visible_codes(shipment: Shipment, request: Request) -> set[str]:
