@@ -130,6 +130,18 @@ def parse_logger_csv(data: bytes | str, *, default_tz: dt.tzinfo | str = "UTC") 
     """Readings in time order; a ``LoggerCsvError`` names the line and the problem."""
     tz = ZoneInfo(default_tz) if isinstance(default_tz, str) else default_tz
     text = decode(data) if isinstance(data, bytes) else data.lstrip("\ufeff")
+    if "\x00" in text:
+        raise LoggerCsvError(
+            "This is not a text file (it contains NUL bytes): export the logger as CSV.",
+            code="not_text",
+        )
+    try:
+        return _parse(text, tz)
+    except csv.Error as exc:
+        raise LoggerCsvError(f"The CSV cannot be read: {exc}.", code="bad_csv") from exc
+
+
+def _parse(text: str, tz: dt.tzinfo) -> list[Reading]:
     lines = text.splitlines()
     header_at = None
     for index, line in enumerate(lines[:50]):

@@ -480,6 +480,9 @@ def test_logger_csv_formats() -> None:
     with pytest.raises(LoggerCsvError) as bad:
         parse_logger_csv(b"just;some;numbers\n1;2;3\n")
     assert bad.value.code == "no_header"
+    with pytest.raises(LoggerCsvError) as bad:
+        parse_logger_csv(b"Time;Temp\n\x00\x01\x02")
+    assert bad.value.code == "not_text"
 
 
 def test_excursions_how_long_and_how_far() -> None:
@@ -568,6 +571,7 @@ def test_api_walks_a_dry_shipper_with_an_excursion(role_users: dict[str, Any]) -
     assert (wrong.status_code, wrong.json()["code"]) == (400, "bad_signature_password")
     sealed = api.post(url + "seal/", {"password": PASSWORD}, format="json")
     assert sealed.json()["status"] == "sealed" and sealed.json()["seal_signature"]
+    assert sealed.json()["actions"] == ["ship", "cancel"]
     locked = api.post(url + "pack/", {"scan": unit.code}, format="json")
     assert (locked.status_code, locked.json()["code"]) == (409, "manifest_locked")
     shipped = api.post(url + "ship/", {"courier": "Bring", "tracking_ref": "370"}, format="json")

@@ -30,6 +30,7 @@ from biobank.selectors.shipments import (
 )
 from biobank.services import shipments as services
 from biobank.services.errors import NotFound, ServiceError
+from biobank.services.lifecycle import allowed_actions
 
 from .views import BaseViewSet
 
@@ -48,6 +49,7 @@ class ShipmentSerializer(serializers.ModelSerializer):
     temperature_range_c = serializers.SerializerMethodField()
     seal_signature = serializers.SerializerMethodField()
     items = serializers.SerializerMethodField()
+    actions = serializers.SerializerMethodField()
 
     class Meta:
         model = Shipment
@@ -69,11 +71,16 @@ class ShipmentSerializer(serializers.ModelSerializer):
             "manifest_digest",
             "shipped_at",
             "received_at",
+            "actions",
             "items",
         ]
 
     def get_temperature_range_c(self, obj: Shipment) -> list[str]:
         return [str(v) for v in obj.temperature_range]
+
+    def get_actions(self, obj: Shipment) -> list[str]:
+        """The shipment steps the transition table allows now."""
+        return allowed_actions(obj)
 
     def get_seal_signature(self, obj: Shipment) -> str | None:
         return str(obj.seal_signature) if obj.seal_signature_id else None

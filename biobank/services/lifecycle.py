@@ -20,6 +20,7 @@ from biobank.models import (
     Processing,
     ProcessingStatus,
     ProductUnit,
+    Shipment,
     ShipmentItem,
     ShipmentStatus,
     Site,
@@ -118,6 +119,7 @@ KIND_OF: dict[type[models.Model], str] = {
     Processing: "processing",
     ProductUnit: "unit",
     Dose: "dose",
+    Shipment: "shipment",  # for allowed_actions; its steps are applied by services.shipments
 }
 
 # Allow for clocks that differ a little between a scanner PC and the server.
@@ -126,7 +128,7 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 Item = Aspirate | Processing | ProductUnit | Dose
 
 
-def allowed_actions(item: Item) -> list[str]:
+def allowed_actions(item: Item | Shipment) -> list[str]:
     """Actions the table allows from the item's current status (for buttons and the API)."""
     table = TRANSITIONS[KIND_OF[type(item)]]
     return [action for action, t in table.items() if item.status in t.sources]

@@ -23,7 +23,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from biobank.identifiers import Kind
-from biobank.logger_csv import LoggerCsvError, excursion_summary, excursions_find, parse_logger_csv
+from biobank.logger_csv import (
+    LoggerCsvError,
+    decode,
+    excursion_summary,
+    excursions_find,
+    parse_logger_csv,
+)
 from biobank.models import (
     Aspirate,
     AspirateStatus,
@@ -803,9 +809,7 @@ def shipment_logger_upload(
         shipment=shipment,
         filename=(filename or "logger.csv")[:200],
         sha256=hashlib.sha256(data).hexdigest(),
-        content=data.decode("utf-8", errors="replace")
-        if not data.startswith((b"\xff\xfe", b"\xfe\xff"))
-        else data.decode("utf-16"),
+        content=decode(data),
         uploaded_by=actor,
         uploaded_at=timezone.now(),
         readings=len(readings),
