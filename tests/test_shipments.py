@@ -314,6 +314,9 @@ def test_sealing_needs_the_password_and_an_item(trial: Any, tech: Any) -> None:
     assert refused.value.code == "bad_signature_password"
     shipment.refresh_from_db()
     assert (shipment.status, shipment.seal_signature_id) == ("packing", None)
+    with pytest.raises(ServiceError) as refused:
+        shipment_cancel(shipment=shipment, actor=tech, reason="  ")
+    assert (refused.value.code, refused.value.field) == ("reason_required", "reason")
 
 
 def test_items_in_an_open_shipment_cannot_be_stored_moved_or_discarded(
