@@ -27,7 +27,7 @@ from biobank.selectors.shipments import (
 from biobank.services import shipments as services
 from biobank.services.errors import ServiceError
 
-from .steps import NoDeleteAdminMixin, check_with_service, concealed_lookup_allowed
+from .steps import NoDeleteAdminMixin, check_with_service
 
 PACK = "biobank.pack_shipment"
 RECEIVE = "biobank.receive_shipment"
@@ -210,11 +210,6 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
         if not count:
             return "–"
         return format_html('<strong style="color:#b00">{} in transit</strong>', count)
-
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        return concealed_lookup_allowed(lookup, request, ("items",)) and super().lookup_allowed(
-            lookup, value, request
-        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PACK)

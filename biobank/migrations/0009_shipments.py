@@ -9,7 +9,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('biobank', '0007_scale_indexes'),
+        ('biobank', '0008_exportlog'),
+        ('biobank', '0008_randomisation'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
