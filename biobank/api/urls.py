@@ -2,7 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from . import labels, reports, views
+from . import labels, reports, shipments, views
 from .auth import TokenObtainView
 from .scan import ScanView
 
@@ -16,6 +16,7 @@ router.register("storage-units", views.StorageUnitViewSet, basename="storage-uni
 router.register("containers", views.ContainerViewSet, basename="containers")
 router.register("events", views.EventViewSet, basename="events")
 router.register("doses", views.DoseViewSet, basename="doses")
+router.register("shipments", shipments.ShipmentViewSet, basename="shipments")
 
 urlpatterns = [
     path("auth/token/", TokenObtainView.as_view(), name="api-token"),

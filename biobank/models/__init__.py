@@ -15,6 +15,15 @@ from .release import (
     Unblinding,
 )
 from .reports import ExportKind, ExportLog
+from .shipment import (
+    KIND_RANGE_C,
+    LoggerFile,
+    Shipment,
+    ShipmentItem,
+    ShipmentItemState,
+    ShipmentKind,
+    ShipmentStatus,
+)
 from .storage import (
     Accepts,
     BoxType,
@@ -30,6 +39,7 @@ from .trial import Arm, ArmSchedule, Participant, Site, Study, Treatment, Visit,
 from .unit import ContainerType, FreezingRun, ProductUnit, UnitStatus
 
 __all__ = [
+    "KIND_RANGE_C",
     "Accepts",
     "Anticoagulant",
     "Arm",
@@ -52,6 +62,7 @@ __all__ = [
     "IdentityCheck",
     "IdentityStage",
     "Labelling",
+    "LoggerFile",
     "Participant",
     "Passage",
     "Placement",
@@ -66,6 +77,11 @@ __all__ = [
     "QcResult",
     "QcTest",
     "RandomisationEntry",
+    "Shipment",
+    "ShipmentItem",
+    "ShipmentItemState",
+    "ShipmentKind",
+    "ShipmentStatus",
     "Signature",
     "SignatureMeaning",
     "Site",

@@ -15,6 +15,7 @@ class SignatureMeaning(models.TextChoices):
     QC_RELEASE = "qc_release", "Approval: product QC results meet the release specification"
     DOSE_RELEASE = "dose_release", "Approval: dose released for administration"
     UNBLINDING = "unblinding", "Emergency unblinding of one participant"
+    SHIPMENT_SEAL = "shipment_seal", "Approval: shipment manifest checked and sealed"
 
 
 class Signature(models.Model):

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from biobank.models import (
@@ -19,6 +20,9 @@ from biobank.models import (
     Processing,
     ProcessingStatus,
     ProductUnit,
+    Shipment,
+    ShipmentItem,
+    ShipmentStatus,
     Site,
     UnitStatus,
 )
@@ -44,9 +48,11 @@ def _t(sources: list[str], target: str | None, needs_reason: bool = False) -> Tr
 TRANSITIONS: dict[str, dict[str, Transition]] = {
     "aspirate": {
         "accept": _t([A.COLLECTED], A.ACCEPTED),
-        "quarantine": _t([A.COLLECTED], A.QUARANTINED, needs_reason=True),
+        "quarantine": _t([A.COLLECTED, A.ACCEPTED], A.QUARANTINED, needs_reason=True),
         "reject": _t([A.COLLECTED, A.QUARANTINED], A.REJECTED, needs_reason=True),
         "release_quarantine": _t([A.QUARANTINED], A.ACCEPTED, needs_reason=True),
+        "ship": _t([A.COLLECTED], None),
+        "receive": _t([A.COLLECTED], None),
         "start_processing": _t([A.ACCEPTED], A.IN_PROCESSING),
         "complete_processing": _t([A.IN_PROCESSING], A.PROCESSED),
         "discard": _t(
@@ -67,10 +73,13 @@ TRANSITIONS: dict[str, dict[str, Transition]] = {
         "check_out": _t([U.STORED], U.CHECKED_OUT),
         "check_in": _t([U.CHECKED_OUT], U.STORED),
         "unstore": _t([U.STORED, U.CHECKED_OUT], U.FROZEN, needs_reason=True),
-        "quarantine": _t([U.STORED], U.QUARANTINED, needs_reason=True),
+        # FROZEN / RELEASED: a unit out of storage (in or after a shipment) can be quarantined.
+        "quarantine": _t([U.STORED, U.FROZEN, U.RELEASED], U.QUARANTINED, needs_reason=True),
         "lift_quarantine": _t([U.QUARANTINED], U.STORED, needs_reason=True),
         "release": _t([U.STORED, U.CHECKED_OUT], U.RELEASED),
         "return_to_stock": _t([U.RELEASED], U.FROZEN, needs_reason=True),
+        "ship": _t([U.FROZEN, U.RELEASED], None),
+        "receive": _t([U.FROZEN, U.RELEASED], None),
         "thaw": _t([U.RELEASED], U.THAWED),
         "administer": _t([U.THAWED], U.ADMINISTERED),
         "discard": _t(
@@ -85,15 +94,33 @@ TRANSITIONS["dose"] = {
     "release": _t([D.PREPARED], D.RELEASED),
     "make_ready": _t([D.RELEASED], D.READY),
     "dispatch": _t([D.READY], D.DISPATCHED),
+    "ship": _t([D.RELEASED, D.READY], None),
+    "receive": _t([D.RELEASED, D.READY], None),
     "administer": _t([D.DISPATCHED], D.ADMINISTERED),
     "cancel": _t([D.PREPARED, D.RELEASED, D.READY, D.DISPATCHED], D.CANCELLED, needs_reason=True),
 }
+
+S = ShipmentStatus
+# Shipment steps (services/shipments.py applies them; the items get their own ship/receive).
+TRANSITIONS["shipment"] = {
+    "pack": _t([S.PLANNED, S.PACKING], S.PACKING),
+    "seal": _t([S.PACKING], S.SEALED),
+    "ship": _t([S.SEALED], S.IN_TRANSIT),
+    "receive": _t([S.IN_TRANSIT, S.PARTIALLY_RECEIVED], S.RECEIVED),
+    "receive_partially": _t([S.IN_TRANSIT], S.PARTIALLY_RECEIVED),
+    "cancel": _t([S.PLANNED, S.PACKING, S.SEALED], S.CANCELLED, needs_reason=True),
+}
+
+# While an item is bound to an open shipment only these steps may touch it: it cannot be
+# stored, moved, thawed, dosed or discarded until it is received, unpacked or written off.
+IN_SHIPMENT_STEPS = frozenset({"ship", "receive"})
 
 KIND_OF: dict[type[models.Model], str] = {
     Aspirate: "aspirate",
     Processing: "processing",
     ProductUnit: "unit",
     Dose: "dose",
+    Shipment: "shipment",  # for allowed_actions; its steps are applied by services.shipments
 }
 
 # Allow for clocks that differ a little between a scanner PC and the server.
@@ -102,7 +129,7 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 Item = Aspirate | Processing | ProductUnit | Dose
 
 
-def allowed_actions(item: Item) -> list[str]:
+def allowed_actions(item: Item | Shipment) -> list[str]:
     """Actions the table allows from the item's current status (for buttons and the API)."""
     table = TRANSITIONS[KIND_OF[type(item)]]
     return [action for action, t in table.items() if item.status in t.sources]
@@ -198,7 +225,20 @@ def transition_apply(
             field="reason",
         )
     when = check_time(at)
-    locked = model.objects.select_for_update(of=("self",)).get(pk=item.pk)
+    rows = model.objects.select_for_update(of=("self",))
+    if kind in ("aspirate", "unit", "dose"):
+        # Same query: the open shipment holding the item, if any.
+        held = ShipmentItem.objects.filter(active=True, **{kind: OuterRef("pk")})
+        rows = rows.annotate(held_by_shipment=Subquery(held.values("shipment__code")[:1]))
+    locked = rows.get(pk=item.pk)
+    shipment = getattr(locked, "held_by_shipment", None)
+    if shipment and action not in IN_SHIPMENT_STEPS:
+        raise TransitionError(
+            f"Cannot {action.replace('_', ' ')} {locked.code}: it is in shipment {shipment}, "
+            "which has not been received.",
+            code="in_shipment",
+            field="status",
+        )
     if locked.status not in transition.sources:
         allowed = ", ".join(sorted(transition.sources))
         raise TransitionError(
@@ -214,7 +254,8 @@ def transition_apply(
         locked.status = transition.target
     if transition.needs_reason:
         locked.status_reason = reason
-    locked._change_reason = reason or action.replace("_", " ")
+    # The history's change reason column holds 100 characters; status_reason keeps it all.
+    locked._change_reason = (reason or action.replace("_", " "))[:100]
     locked._history_user = actor
     locked.save()
     event = event_record(

@@ -28,6 +28,7 @@ BLINDED_VISIBLE = [
     "custodyevent",
     "identitycheck",
 ]
+BLINDED_VISIBLE += ["shipment", "shipmentitem", "loggerfile"]
 LAB_MODELS = [
     "aspirate",
     "processing",
@@ -42,6 +43,7 @@ LAB_MODELS = [
     "temperaturereading",
     "dose",
     "printjob",
+    "shipment",
 ]
 
 
@@ -55,7 +57,10 @@ def _codenames() -> dict[str, list[str]]:
     blinded_view = [f"view_{m}" for m in BLINDED_VISIBLE]
     lab_write = [f"{verb}_{m}" for m in LAB_MODELS for verb in ("add", "change")]
     return {
-        LAB: every_view + lab_write + ["view_allocation", "prepare_dose", "add_participant"],
+        LAB: every_view
+        + lab_write
+        + ["view_allocation", "prepare_dose", "add_participant"]
+        + ["pack_shipment", "receive_shipment"],
         QA: [
             *every_view,
             "view_allocation",
