@@ -68,7 +68,8 @@ class Target:
 
     @property
     def db_name(self) -> str:
-        return f"biobank_bench_{self.units}"
+        # BENCH_DB_PREFIX keeps parallel checkouts on one server apart.
+        return f"{os.environ.get('BENCH_DB_PREFIX', 'biobank_bench')}_{self.units}"
 
     @property
     def sqlite_path(self) -> Path:

@@ -163,15 +163,6 @@ def event_record(
     data: dict[str, Any] | None = None,
 ) -> CustodyEvent:
     """Append one chain-of-custody row (hash-chained). Callers are services in their transaction."""
-    links: dict[str, Any] = {}
-    if isinstance(item, Aspirate):
-        links["aspirate"] = item
-    elif isinstance(item, Processing):
-        links["processing"] = item
-    elif isinstance(item, ProductUnit):
-        links["unit"] = item
-    elif isinstance(item, Dose):
-        links["dose"] = item
     event = CustodyEvent(
         participant_id=participant_id,
         item_code=item_code,
@@ -185,9 +176,192 @@ def event_record(
         location=location,
         reason=reason,
         data=data or {},
-        **links,
+        **_links(item),
     )
     return event_record_bulk([event])[0]
+
+
+def _links(item: Item | None) -> dict[str, Any]:
+    for model, name in _LINK.items():
+        if isinstance(item, model):
+            return {name: item}
+    return {}
+
+
+_LINK: dict[type[models.Model], str] = {
+    Aspirate: "aspirate",
+    Processing: "processing",
+    ProductUnit: "unit",
+    Dose: "dose",
+}
+
+
+@dataclass
+class Step:
+    """One item's step in a set-based transition (``transitions_apply_bulk``)."""
+
+    item: Item
+    action: str
+    reason: str = ""
+    site: Site | None = None
+    location: str = ""
+    changes: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+
+
+def _transition_of(kind: str, action: str, code: str, reason: str) -> Transition:
+    transition = TRANSITIONS[kind].get(action)
+    if transition is None:
+        raise TransitionError(
+            f"'{action}' is not a step for a {kind}. Steps: {', '.join(TRANSITIONS[kind])}.",
+            code="unknown_action",
+            field="action",
+        )
+    if transition.needs_reason and not reason:
+        raise ServiceError(
+            f"A reason is required to {action.replace('_', ' ')} {code}.",
+            code="reason_required",
+            field="reason",
+        )
+    return transition
+
+
+def _lockable(model: type[models.Model], kind: str) -> Any:
+    """Rows locked for a step, with (in the same query) the open shipment holding each."""
+    rows = model.objects.select_for_update(of=("self",))
+    if kind in ("aspirate", "unit", "dose"):
+        held = ShipmentItem.objects.filter(active=True, **{kind: OuterRef("pk")})
+        rows = rows.annotate(held_by_shipment=Subquery(held.values("shipment__code")[:1]))
+    return rows
+
+
+def _shipment_guard(locked: Any, action: str) -> None:
+    """An item in an open shipment takes only the shipment's own steps."""
+    shipment = getattr(locked, "held_by_shipment", None)
+    if shipment and action not in IN_SHIPMENT_STEPS:
+        raise TransitionError(
+            f"Cannot {action.replace('_', ' ')} {locked.code}: it is in shipment {shipment}, "
+            "which has not been received.",
+            code="in_shipment",
+            field="status",
+        )
+
+
+def _refuse(action: str, code: str, status: str, transition: Transition) -> TransitionError:
+    allowed = ", ".join(sorted(transition.sources))
+    return TransitionError(
+        f"Cannot {action.replace('_', ' ')} {code}: it is {status}; "
+        f"this step is allowed only from: {allowed}.",
+        code="invalid_transition",
+        field="status",
+    )
+
+
+@transaction.atomic
+def transitions_apply_bulk(
+    *, steps: list[Step], actor: AbstractBaseUser, at: datetime | None = None
+) -> list[CustodyEvent]:
+    """``transition_apply`` for many items of one kind in a fixed number of statements.
+
+    The same checks, refusals, saved states, history rows (with reasons) and events as
+    applying the steps one by one in list order; all or nothing. A refusal carries the
+    step's position in ``.index``. Rows are locked in one query, statuses written in one
+    UPDATE, history rows and events inserted in bulk.
+    """
+    if not steps:
+        return []
+    when = check_time(at)
+    model = type(steps[0].item)
+    kind = KIND_OF[model]
+    locked = _lockable(model, kind).in_bulk(
+        sorted({step.item.pk for step in steps})  # one lock order for every caller
+    )
+    status = {pk: row.status for pk, row in locked.items()}
+    plans = []
+    for index, step in enumerate(steps):
+        row = locked[step.item.pk]
+        reason = (step.reason or "").strip()
+        try:
+            transition = _transition_of(kind, step.action, row.code, reason)
+            _shipment_guard(row, step.action)
+            if status[row.pk] not in transition.sources:
+                raise _refuse(step.action, row.code, status[row.pk], transition)
+        except ServiceError as exc:
+            exc.index = index
+            raise
+        from_status = status[row.pk]
+        if transition.target is not None:
+            status[row.pk] = transition.target
+        plans.append((step, row, transition, reason, from_status))
+    if len(locked) != len(steps):
+        # An item twice: fall back to one by one (rare; keeps each history row exact).
+        return [
+            transition_apply(
+                item=step.item,
+                action=step.action,
+                actor=actor,
+                at=when,
+                reason=step.reason,
+                site=step.site,
+                location=step.location,
+                changes=step.changes,
+                data=step.data,
+            )
+            for step in steps
+        ]
+    fields: set[str] = set()
+    for step, row, transition, reason, _ in plans:
+        for name, value in (step.changes or {}).items():
+            setattr(row, name, value)
+            fields.add(model._meta.get_field(name).attname)
+        if transition.target is not None:
+            row.status = transition.target
+            fields.add("status")
+        if transition.needs_reason:
+            row.status_reason = reason
+            fields.add("status_reason")
+        row._change_reason = reason or step.action.replace("_", " ")
+        row._history_user = actor
+    rows_update(model, [row for _, row, *_ in plans], sorted(fields))
+    model.history.bulk_history_create([row for _, row, *_ in plans], update=True)
+    events = event_record_bulk(
+        [
+            CustodyEvent(
+                participant_id=row.participant_id,
+                item_code=row.code,
+                item_kind=kind,
+                action=step.action,
+                from_status=from_status,
+                to_status=row.status,
+                actor=actor,
+                at=when,
+                site=step.site,
+                location=step.location,
+                reason=reason,
+                data=step.data or {},
+                **_links(row),
+            )
+            for step, row, _, reason, from_status in plans
+        ]
+    )
+    for step, row, *_ in plans:
+        step.item.__dict__.update(
+            {k: v for k, v in row.__dict__.items() if not k.startswith("_") or k == "_state"}
+        )
+    return events
+
+
+def rows_update(model: type[models.Model], rows: list[Any], fields: list[str]) -> None:
+    """Write ``fields`` of ``rows``: one UPDATE when every row gets the same values."""
+    if not fields:
+        return
+    values = {tuple(getattr(row, f) for f in fields) for row in rows}
+    if len(values) == 1:
+        model.objects.filter(pk__in=[row.pk for row in rows]).update(
+            **dict(zip(fields, values.pop(), strict=True))
+        )
+    else:
+        model.objects.bulk_update(rows, fields)
 
 
 @transaction.atomic
@@ -225,20 +399,8 @@ def transition_apply(
             field="reason",
         )
     when = check_time(at)
-    rows = model.objects.select_for_update(of=("self",))
-    if kind in ("aspirate", "unit", "dose"):
-        # Same query: the open shipment holding the item, if any.
-        held = ShipmentItem.objects.filter(active=True, **{kind: OuterRef("pk")})
-        rows = rows.annotate(held_by_shipment=Subquery(held.values("shipment__code")[:1]))
-    locked = rows.get(pk=item.pk)
-    shipment = getattr(locked, "held_by_shipment", None)
-    if shipment and action not in IN_SHIPMENT_STEPS:
-        raise TransitionError(
-            f"Cannot {action.replace('_', ' ')} {locked.code}: it is in shipment {shipment}, "
-            "which has not been received.",
-            code="in_shipment",
-            field="status",
-        )
+    locked = _lockable(model, kind).get(pk=item.pk)
+    _shipment_guard(locked, action)
     if locked.status not in transition.sources:
         allowed = ", ".join(sorted(transition.sources))
         raise TransitionError(
