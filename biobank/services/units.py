@@ -19,9 +19,9 @@ from biobank.models import (
     UnitStatus,
 )
 
+from .audit import event_record_bulk
 from .errors import ServiceError
 from .identifiers import identifier_allocate, identifiers_allocate
-from .audit import event_record_bulk
 from .lifecycle import (
     Step,
     check_time,
