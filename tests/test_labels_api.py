@@ -532,6 +532,11 @@ def test_unblinded_and_blinded_users_get_the_same_label(items: Any) -> None:
     blinded, unblinded = APIClient(), APIClient()
     blinded.force_login(make_user("blinded", unblinded=False))
     unblinded.force_login(make_user("unblinded"))
-    for item in (items.unit, items.participant, items.aspirate):
-        url = f"/api/labels/{item.code}.zpl"
-        assert blinded.get(url).content == unblinded.get(url).content
+    url = f"/api/labels/{items.participant.code}.zpl"
+    assert blinded.get(url).content == unblinded.get(url).content
+    # Labels of lab records are not a blinded user's (the visibility policy): refused alike.
+    for item in (items.unit, items.aspirate):
+        refused = blinded.get(f"/api/labels/{item.code}.zpl")
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "not_visible"
+        assert unblinded.get(f"/api/labels/{item.code}.zpl").status_code == 200

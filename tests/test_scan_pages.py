@@ -183,7 +183,10 @@ def test_home_groups_by_workflow_per_role(trial: Any, admin_client_tech: Any, cl
     client.force_login(nurse)
     html = client.get(reverse("admin:index")).content.decode()
     assert 'id="wf-scan"' in html and 'id="wf-doses"' in html
-    assert 'id="wf-storage"' not in html and 'id="wf-settings"' not in html
+    assert 'id="wf-storage"' not in html
+    # Of audit and settings a clinician has the custody log only (blinded-safe rows).
+    assert reverse("admin:biobank_custodyevent_changelist") in html
+    assert reverse("admin:biobank_printer_changelist") not in html
     assert reverse("admin:scan_dose") in html and reverse("admin:scan_store") not in html
 
 
