@@ -155,6 +155,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # Concealed fields are left out for blinded users, so no read-only field is "required".
     "COMPONENT_NO_READ_ONLY_REQUIRED": True,
+    # Several models have a "kind"; each choice set gets its own component name.
+    "ENUM_NAME_OVERRIDES": {"ShipmentKindEnum": "biobank.models.ShipmentKind"},
 }
 
 LOGIN_URL = "admin:login"

@@ -15,7 +15,7 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -32,6 +32,7 @@ from biobank.services import shipments as services
 from biobank.services.errors import NotFound, ServiceError
 from biobank.services.lifecycle import allowed_actions
 
+from .serializers import PasswordInput, ReasonInput
 from .views import BaseViewSet
 
 
@@ -139,14 +140,6 @@ class AtInput(serializers.Serializer):
     at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
-class PasswordInput(serializers.Serializer):
-    password = serializers.CharField(max_length=200, write_only=True)
-
-
-class ReasonInput(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000)
-
-
 class LoggerInput(serializers.Serializer):
     file = serializers.FileField()
 
@@ -170,7 +163,6 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
     model_name = "shipment"
     serializer_class = ShipmentSerializer
     filterset_class = ShipmentFilter
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
     ordering = ["-created_at"]
     write_permissions = {
         "create": PACK,
@@ -312,7 +304,8 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
         )
 
     @extend_schema(request={"multipart/form-data": LoggerInput}, responses=ShipmentSerializer)
-    @action(detail=True, methods=["post"])
+    # The logger file is the one upload here: JSON everywhere else.
+    @action(detail=True, methods=["post"], parser_classes=[MultiPartParser])
     def logger(self, request: Request, code: str) -> Response:
         def fn(s: Shipment, d: dict[str, Any]) -> dict[str, Any]:
             upload = d["file"]
