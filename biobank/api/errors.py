@@ -126,4 +126,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.data = {"code": str(code), "message": str(detail), "fields": {}}
     if response.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
         response.data["code"] = "method_not_allowed"
+    # Every message goes through the visibility policy, whatever raised it.
+    policy = policy_for(getattr(context.get("request"), "user", None))
+    response.data["message"] = policy.redact(str(response.data["message"]))
     return response
