@@ -79,7 +79,11 @@ class ApiJsonErrorsMiddleware:
         code = _CODES.get(status, "server_error" if status >= 500 else "error")
         message = phrase + "."
         if status == 404:
-            message = f"Nothing at {request.path}. The API's operations are listed at /api/schema/."
+            # The path is the caller's own text, but it still goes through the policy.
+            from biobank.visibility import policy_for
+
+            path = policy_for(getattr(request, "user", None)).redact(request.path)
+            message = f"Nothing at {path}. The API's operations are listed at /api/schema/."
         converted = error_response(status, code, message)
         for header in ("Allow", "Retry-After", "WWW-Authenticate"):
             if header in response:
