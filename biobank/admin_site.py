@@ -33,7 +33,7 @@ class BiobankAdminSite(admin.AdminSite):
         from django.template.response import TemplateResponse
 
         from biobank.blinding import can_see_allocation
-        from biobank.services.release import doses_due
+        from biobank.services.doses import doses_due
 
         if not request.user.has_perm("biobank.view_dose"):
             raise PermissionDenied

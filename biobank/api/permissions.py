@@ -18,7 +18,8 @@ class RolePermission(BasePermission):
         if not (user and user.is_authenticated):
             return False
         if request.method in SAFE_METHODS:
-            return user.has_perm(f"biobank.view_{view.model_name}")
+            readers = getattr(view, "read_permissions", ()) or (f"biobank.view_{view.model_name}",)
+            return any(user.has_perm(perm) for perm in readers)
         needed = view.write_permissions.get(getattr(view, "action", None) or "", None)
         if needed is None:
             needed = f"biobank.change_{view.model_name}"

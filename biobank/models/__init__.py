@@ -6,6 +6,7 @@ from .processing import Passage, Processing, ProcessingStatus, QcResult, QcTest
 from .release import (
     Dose,
     DoseStatus,
+    DoseUnit,
     IdentityCheck,
     IdentityStage,
     QcRelease,
@@ -24,7 +25,18 @@ from .storage import (
     StorageUnit,
     TemperatureReading,
 )
-from .trial import Arm, ArmSchedule, Participant, Site, Study, Treatment, Visit, VisitType
+from .trial import (
+    Arm,
+    ArmSchedule,
+    DosePlan,
+    Participant,
+    Site,
+    Study,
+    Treatment,
+    Visit,
+    VisitType,
+    millions,
+)
 from .unit import ContainerType, FreezingRun, ProductUnit, UnitStatus
 
 __all__ = [
@@ -41,7 +53,9 @@ __all__ = [
     "ContainerType",
     "CustodyEvent",
     "Dose",
+    "DosePlan",
     "DoseStatus",
+    "DoseUnit",
     "FreezingRun",
     "IdSequence",
     "IdentityCheck",
@@ -72,4 +86,5 @@ __all__ = [
     "UnitStatus",
     "Visit",
     "VisitType",
+    "millions",
 ]

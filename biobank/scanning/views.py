@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.views import View
 
 from biobank.identifiers import Kind
@@ -31,8 +32,8 @@ from biobank.scanning.rack_csv import parse_rack_csv
 from biobank.scanning.resolve import ScanResult, scan_resolve
 from biobank.selectors_storage import location_of
 from biobank.services.aspirates import aspirate_receive
+from biobank.services.doses import dose_administer, dose_dispatch
 from biobank.services.errors import ServiceError
-from biobank.services.release import dose_administer, dose_dispatch
 from biobank.services.storage import (
     position_parse,
     rack_scan_apply,
@@ -590,6 +591,12 @@ class RackImportPage(ScanPage):
         }
 
 
+def dose_summary(dose: Any) -> str:
+    """What a blinded person checks on the syringe: plan, volume, expiry (same for MSC/saline)."""
+    expiry = f"{timezone.localtime(dose.expires_at):%Y-%m-%d %H:%M}" if dose.expires_at else "–"
+    return f"Plan: {dose.plan_display()}; {dose.volume_ml} mL; expires {expiry}."
+
+
 class DosePage(ScanPage):
     slug = "dose"
     title = "Dose identity check"
@@ -631,14 +638,22 @@ class DosePage(ScanPage):
                     participant_scan=pending["participant"],
                     actor=request.user,
                 )
-                return Feedback(True, f"Identity confirmed: {dose.code} DISPATCHED.", dose.code)
+                return Feedback(
+                    True,
+                    f"Identity confirmed: {dose.code} DISPATCHED. {dose_summary(dose)}",
+                    dose.code,
+                )
             dose = dose_administer(
                 dose_scan=pending["dose"],
                 participant_scan=pending["participant"],
                 actor=request.user,
                 administered_by=state.get("administered_by", ""),
             )
-            return Feedback(True, f"Identity confirmed: {dose.code} ADMINISTERED.", dose.code)
+            return Feedback(
+                True,
+                f"Identity confirmed: {dose.code} ADMINISTERED. {dose_summary(dose)}",
+                dose.code,
+            )
         except ServiceError as exc:
             return Feedback(False, exc.message, pending["dose"])
 
