@@ -242,7 +242,16 @@ class DoseAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         return concealed_lookup_allowed(
-            lookup, request, ("treatment", "unit", "units", "dose_units", "processing", "saline")
+            lookup,
+            request,
+            (
+                "unit",
+                "units",
+                "dose_units",
+                *UNBLINDED_DOSE_FIELDS,
+                "viable_cells",
+                "deviation_reason",
+            ),
         ) and super().lookup_allowed(lookup, value, request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

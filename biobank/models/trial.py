@@ -275,10 +275,10 @@ class Visit(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.participant.pseudonym} {self.visit_type.code}"
+
     def dose_plan(self) -> DosePlan | None:
         if self.weight_kg is None:
             return None
         return self.participant.study.dose_plan(self.weight_kg)
-
-    def __str__(self) -> str:
-        return f"{self.participant.pseudonym} {self.visit_type.code}"

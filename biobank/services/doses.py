@@ -66,6 +66,7 @@ def visit_weight_record(
 ) -> Visit:
     """Record the body weight measured at a treatment visit; the dose is computed from it."""
     require_perm(actor, "biobank.record_weight", "record body weight")
+    given = visit
     visit = (
         Visit.objects.select_for_update(of=("self",))
         .select_related("participant__study", "visit_type")
@@ -100,6 +101,9 @@ def visit_weight_record(
     visit._change_reason = "body weight recorded"
     visit._history_user = actor
     visit.save(update_fields=["weight_kg", "weight_measured_at", "weight_recorded_by"])
+    # The caller's object shows the saved weight too.
+    given.weight_kg, given.weight_measured_at = weight, when
+    given.weight_recorded_by = actor
     return visit
 
 
