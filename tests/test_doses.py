@@ -128,7 +128,8 @@ def test_weight_at_the_range_edges_is_recorded(roles: dict[str, Any], weight: st
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["weight_kg"] == f"{weight}.0" and body["weight_recorded_by"] == "blinded_user"
-    assert body["dose_plan"]["target"] == f"{weight}.0×10⁶"
+    # 250 kg: 1×10⁶/kg would be 250×10⁶, capped at the trial maximum.
+    assert body["dose_plan"]["target"] == {"30": "30.0×10⁶", "250": "100.0×10⁶"}[weight]
 
 
 def test_weight_is_who_when_and_not_in_the_future(roles: dict[str, Any]) -> None:
@@ -506,13 +507,13 @@ def _walk_dose(
     if dose["treatment"] == "PLACEBO":
         ready = {"saline_lot": "NACL-24-117"}
     elif dose["processing"]:
-        ready = {"post_thaw_cell_count": 78_000_000, "post_thaw_viability_pct": "92.0"}
+        ready = {"post_thaw_cell_count": 80_000_000, "post_thaw_viability_pct": "95.0"}
     else:
         ready = {
             "units": [
                 {
                     "unit": u["unit"],
-                    "post_thaw_cell_count": 20_000_000,
+                    "post_thaw_cell_count": 22_000_000,
                     "post_thaw_viability_pct": 90,
                 }
                 for u in dose["units"]
@@ -539,7 +540,7 @@ def test_both_arms_walk_the_crossover_through_the_api(roles: dict[str, Any], arm
         baseline = _walk_dose(roles, participant, "BASELINE", "80", processing=fresh.code)
         month6 = _walk_dose(roles, participant, "M6", "80.5")
         assert baseline["treatment"] == "MSC" and baseline["processing"] == fresh.code
-        assert baseline["units"] == [] and baseline["viable_cells"] == 71_760_000
+        assert baseline["units"] == [] and baseline["viable_cells"] == 76_000_000
         assert month6["treatment"] == "PLACEBO" and month6["saline_lot"] == "NACL-24-117"
     else:
         stored = make_released_product_units(
@@ -550,7 +551,7 @@ def test_both_arms_walk_the_crossover_through_the_api(roles: dict[str, Any], arm
         assert baseline["treatment"] == "PLACEBO"
         assert month6["treatment"] == "MSC" and month6["processing"] is None
         assert [u["unit"] for u in month6["units"]] == [u.code for u in stored[:4]]
-        assert month6["viable_cells"] == 72_000_000
+        assert month6["viable_cells"] == 79_200_000
         assert {
             u.status for u in ProductUnit.objects.filter(code__in=[s.code for s in stored])
         } == {"administered"}

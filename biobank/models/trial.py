@@ -44,7 +44,7 @@ class DosePlan:
             f"{self.weight_kg} kg × {millions(self.cells_per_kg)}/kg = target "
             f"{millions(self.target_cells)} cells{cap}; accepted "
             f"{millions(self.min_cells)}–{millions(self.max_window_cells)} "
-            f"(±{self.window_pct.normalize()} %)"
+            f"(±{format(self.window_pct.normalize(), 'f')} %)"
         )
 
 
