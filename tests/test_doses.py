@@ -74,7 +74,7 @@ def test_plan_from_the_trial_definition(trial: Any) -> None:
         79_750_000,
     )
     assert plan.summary() == (
-        "72.5 kg × 1.0×10⁶/kg = target 72.5×10⁶ cells; accepted 65.2×10⁶–79.7×10⁶ (±10 %)"
+        "72.5 kg × 1.0×10⁶/kg = target 72.5×10⁶ cells; accepted 65.25×10⁶–79.75×10⁶ (±10 %)"
     )
     # Exactly at the cap: the window stops at the maximum, it never goes above it.
     at_cap = study.dose_plan(Decimal("100.0"))
@@ -274,6 +274,9 @@ def test_documented_deviation_lets_an_out_of_window_dose_through(roles: dict[str
     assert "PI accepts" in unblinded["deviation"] and "qa_user" in unblinded["deviation"]
     blinded = api(roles[CLINICIAN]).get(f"/api/doses/{dose.code}/").json()
     assert "deviation" not in blinded and "PI accepts" not in str(blinded)
+    # Nothing in the dose's history says a deviation happened (only cell doses have one).
+    reasons = list(Dose.history.filter(id=dose.pk).values_list("history_change_reason", flat=True))
+    assert not any("deviation" in (r or "") for r in reasons)
 
 
 # --- which units -----------------------------------------------------------------------------

@@ -10,7 +10,14 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from biobank.blinding import can_see_allocation
-from biobank.models import Dose, IdentityCheck, Signature, Unblinding, millions
+from biobank.models import (
+    Dose,
+    IdentityCheck,
+    Signature,
+    SignatureMeaning,
+    Unblinding,
+    millions,
+)
 from biobank.services import doses as dose_services
 from biobank.services import release as release_services
 
@@ -337,6 +344,13 @@ class SignatureAdmin(IdentityCheckAdmin):
     list_filter = ["meaning"]
     search_fields = ["record", "signer_name"]
     list_select_related = []
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # Only cell doses have deviations: their signatures would reveal the product.
+        signatures = super().get_queryset(request)
+        if not can_see_allocation(request.user):
+            signatures = signatures.exclude(meaning=SignatureMeaning.DOSE_DEVIATION)
+        return signatures
 
 
 @admin.register(Unblinding)

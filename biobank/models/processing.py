@@ -82,6 +82,10 @@ class Processing(models.Model):
         hours = self.participant.study.fresh_shelf_life_hours
         return self.harvested_at + dt.timedelta(hours=hours)
 
+    def fresh_is_expired(self, at: dt.datetime) -> bool:
+        expires = self.fresh_expires_at()
+        return expires is None or at >= expires
+
 
 class Passage(models.Model):
     """One culture passage (P0…Pn) with its count."""
