@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test install migrate seed lint format check bench clean
+.PHONY: run test install migrate seed lint format check bench clean messages screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ format: install
 	$(BIN)/ruff check --fix .
 
 check: lint test
+
+# Norwegian catalogue: refresh the .po after changing strings, translate, then commit the
+# compiled .mo too (needs gettext: apt-get install -y gettext).
+messages: install
+	cd biobank && ../$(BIN)/python ../manage.py makemessages -l nb --no-location
+	cd biobank && ../$(BIN)/python ../manage.py compilemessages
+
+# README screenshots from the demo data (needs chromium + chromium-driver).
+screenshots: install
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache

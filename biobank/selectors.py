@@ -7,8 +7,8 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
-from biobank.blinding import can_see_allocation
 from biobank.models import CustodyEvent, Participant, ProductUnit, Visit
+from biobank.visibility import policy_for
 
 
 @dataclass
@@ -19,17 +19,14 @@ class ParticipantChain:
     show_products: bool
 
 
-# Events a blinded user may see: collection/receipt of aspirates and the (blinded) dose steps.
-BLINDED_EVENT_KINDS = ("aspirate", "dose")
-
-
 def participant_chain(*, participant: Participant, user: Any) -> ParticipantChain:
     """Visits → aspirate → processing → units, and every event, in a fixed number of queries.
 
-    For blinded users, products (processing, units) and their events are left out: which
-    aspirate was expanded and released would tell the arm.
+    What a blinded user sees is the visibility policy's: products (processing, units) and
+    their events are left out, aspirate statuses and event data shown as the policy says.
     """
-    show_products = can_see_allocation(user) and user.has_perm("biobank.view_productunit")
+    policy = policy_for(user)
+    show_products = policy.sees("unit") and user.has_perm("biobank.view_productunit")
     visits = list(
         Visit.objects.filter(participant=participant)
         .select_related("visit_type", "aspirate", "aspirate__processing", "aspirate__site")
@@ -43,11 +40,21 @@ def participant_chain(*, participant: Participant, user: Any) -> ParticipantChai
         )
         .order_by("visit_type__order")
     )
-    events = events_for(participant=participant)
-    if not show_products:
-        events = events.filter(item_kind__in=BLINDED_EVENT_KINDS)
+    events = list(policy.rows(events_for(participant=participant)))
+    if not policy.unblinded:
+        # Shown, never saved: the in-memory rows carry what this user may see.
+        for visit in visits:
+            aspirate = getattr(visit, "aspirate", None)
+            if aspirate is not None:
+                aspirate.status = policy.status_of("aspirate", aspirate.status)
+        for event in events:
+            event.from_status = policy.event_status(event, event.from_status)
+            event.to_status = policy.event_status(event, event.to_status)
+            event.reason = policy.redact(event.reason)
+            event.location = policy.redact(event.location)
+            event.data = policy.event_data(event)
     return ParticipantChain(
-        participant=participant, visits=visits, events=list(events), show_products=show_products
+        participant=participant, visits=visits, events=events, show_products=show_products
     )
 
 

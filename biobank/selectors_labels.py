@@ -14,6 +14,7 @@ from typing import Any
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 
+from biobank.errors import NotFound, ServiceError
 from biobank.identifiers import IdentifierError, Kind, ParsedId, parse_id
 from biobank.labels import TEMPLATES, LabelContent, LabelTemplate
 from biobank.labels import content_for as build
@@ -28,7 +29,7 @@ from biobank.models import (
     ProductUnit,
     StorageUnit,
 )
-from biobank.services.errors import NotFound, ServiceError
+from biobank.visibility import kind_of_identifier, policy_for
 
 MAX_CODE_LENGTH = 32
 # Stock lower than this (the 38×13 mm cryovial label) gets the short form of the text.
@@ -208,7 +209,7 @@ def label_content_for(item: Model, template: LabelTemplate | None = None) -> Lab
     raise ServiceError(f"{type(item).__name__} has no label.", code="no_label")
 
 
-def _parse(raw: object, where: str, field: str) -> ParsedId:
+def _parse(raw: object, where: str, field: str, viewer: Any) -> ParsedId:
     """``where`` prefixes messages ("Code 2 of 5: "), empty for a single code."""
     if not isinstance(raw, str):
         raise ServiceError(f"{where}The identifier must be text.", code="invalid", field=field)
@@ -223,6 +224,13 @@ def _parse(raw: object, where: str, field: str) -> ParsedId:
         parsed = parse_id(raw)
     except IdentifierError as exc:
         raise ServiceError(f"{where}{exc.message}", code=exc.code, field=field) from exc
+    try:
+        # Before any lookup: a label the viewer may not have is refused alike whether the
+        # item exists or not.
+        policy_for(viewer).require_label(kind_of_identifier(parsed.kind))
+    except ServiceError as exc:
+        exc.field = field
+        raise
     if parsed.kind not in _SOURCES:
         raise NotFound(
             f"{where}{parsed.value} is a {parsed.kind.label} identifier; there is no "
@@ -233,14 +241,16 @@ def _parse(raw: object, where: str, field: str) -> ParsedId:
     return parsed
 
 
-def label_subjects_get(*, codes: Sequence[object], field: str = "codes") -> list[LabelSubject]:
+def label_subjects_get(
+    *, codes: Sequence[object], viewer: Any, field: str = "codes"
+) -> list[LabelSubject]:
     """The items named by ``codes``, in the given order (repeats allowed).
 
     Raises ``ServiceError`` (400) for a code that is not an identifier and ``NotFound``
     (404) for one that names nothing; the message gives the code and its position.
     """
     parsed = [
-        _parse(raw, f"Code {i + 1} of {len(codes)}: ", f"{field}.{i}")
+        _parse(raw, f"Code {i + 1} of {len(codes)}: ", f"{field}.{i}", viewer)
         for i, raw in enumerate(codes)
     ]
     by_kind: dict[Kind, set[str]] = {}
@@ -270,9 +280,9 @@ def label_subjects_get(*, codes: Sequence[object], field: str = "codes") -> list
     return subjects
 
 
-def label_subject_get(*, code: object) -> LabelSubject:
+def label_subject_get(*, code: object, viewer: Any) -> LabelSubject:
     """One item by its identifier; errors as ``label_subjects_get`` but without a position."""
-    parsed = _parse(code, "", "code")
+    parsed = _parse(code, "", "code", viewer)
     item = _SOURCES[parsed.kind].queryset().filter(code=parsed.value).first()
     if item is None:
         raise NotFound(

@@ -50,6 +50,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -64,7 +65,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The project's templates first, so they can override the admin's own (app_list, base_site).
+        "DIRS": [BASE_DIR / "biobank" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -94,6 +96,10 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-gb"
+# English by default; a browser asking for Norwegian (nb, no, nn) gets Bokmål; the header
+# has a switch. Compiled catalogues are committed (biobank/locale/*/LC_MESSAGES/django.mo).
+LANGUAGES = [("en-gb", "English"), ("nb", "Norsk bokmål")]
+LOCALE_PATHS = [BASE_DIR / "biobank" / "locale"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "Europe/Oslo")
 USE_I18N = True
 USE_TZ = True

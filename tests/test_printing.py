@@ -77,11 +77,23 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
+class _LabUser:
+    """Renders the expected labels as an unblinded lab user sees them."""
+
+    is_authenticated = True
+
+    def has_perm(self, perm: str) -> bool:
+        return True
+
+
+_LAB = _LabUser()
+
+
 def _expected_zpl(codes: list[str], template: str, dpi: int, copies: int = 1) -> bytes:
     """What the printer must receive: the library's ZPL for each item's content."""
     stock = get_template(template, dpi)
     return b"".join(
-        render_zpl(label_subject_get(code=code).content_for(stock), stock) * copies
+        render_zpl(label_subject_get(code=code, viewer=_LAB).content_for(stock), stock) * copies
         for code in codes
     )
 

@@ -11,7 +11,12 @@ from django.urls import reverse
 from biobank.models import CustodyEvent, Placement
 from biobank.scanning.rack_csv import parse_rack_csv
 from biobank.services.errors import ServiceError
-from biobank.services.storage import rack_scan_apply, rack_scan_compare, unit_place
+from biobank.services.storage import (
+    rack_scan_apply,
+    rack_scan_compare,
+    rack_scan_plan,
+    unit_place,
+)
 
 from .factories import make_box, make_units
 
@@ -55,6 +60,29 @@ def test_preview_shows_every_difference(rack: dict[str, Any]) -> None:
     assert states == {"match": 86, "mismatch": 1, "no_read": 2, "missing": 1, "new": 5, "empty": 1}
     assert diffs["A5"].system_unit == units[4].code and diffs["A5"].file_tube == units[95].code
     assert diffs["B9"].state == "missing" and diffs["B9"].system_unit == units[20].code
+
+
+def test_preview_plan_counts_what_apply_does(rack: dict[str, Any], tech: Any) -> None:
+    # The mismatch row's system unit (units[4]) leaves storage too: 2 removed, not 1.
+    box, units = rack["box"], rack["units"]
+    read = parse_rack_csv(rack["csv"], rows=8, cols=12)
+    plan = rack_scan_plan(diffs=rack_scan_compare(box=box, read=read))
+    expected = {"stored": 6, "moved": 0, "removed": 2, "unchanged": 86}
+    assert plan.counts == expected
+    assert rack_scan_apply(box=box, read=read, actor=tech, remove_missing=True) == expected
+    assert sorted(d.system_unit for d in plan.displaced) == sorted([units[4].code, units[20].code])
+
+
+def test_mismatch_says_where_the_system_has_the_tube(trial: Any, tech: Any) -> None:
+    box, other = make_box(actor=tech), make_box(actor=tech)
+    here, there = make_units(actor=tech, count=2)
+    unit_place(unit=here, container=box, position="A1", actor=tech)
+    unit_place(unit=there, container=other, position="B2", actor=tech)
+    read = parse_rack_csv(f"A1,{there.code}\n".encode(), rows=9, cols=9)
+    row = rack_scan_compare(box=box, read=read)[0]
+    assert row.state == "mismatch"
+    where = f"the system has {there.code} in {other.code} B2"
+    assert row.note == f"the system has {here.code} here; {where}"
 
 
 def test_apply_refuses_when_units_would_vanish(rack: dict[str, Any], tech: Any) -> None:
@@ -108,7 +136,11 @@ def test_rack_import_page_preview_and_apply(rack: dict[str, Any], admin_client_t
     upload = SimpleUploadedFile("rack.csv", rack["csv"], content_type="text/csv")
     admin_client_tech.post(url, {"file": upload})
     html = admin_client_tech.get(url).content.decode()
-    assert "1 mismatch" in html and "2 no_read" in html and "1 missing" in html
+    # States in words; the mismatch row's displaced unit is counted, so preview == apply.
+    assert "1 different tube" in html and "2 tube not readable" in html
+    assert "1 missing from the rack" in html and ">no_read<" not in html
+    assert "store 6, move 0, remove 2 from storage, leave 86 unchanged" in html
+    assert 'id="remove-missing" required' in html
     admin_client_tech.post(url, {"do": "apply"})
     html = admin_client_tech.get(url).content.decode()
     assert "Nothing was changed" in html
@@ -125,4 +157,4 @@ def test_rack_import_page_shows_file_errors(trial: Any, tech: Any, admin_client_
     admin_client_tech.post(url, {"file": upload})
     html = admin_client_tech.get(url).content.decode()
     assert 'id="rack-errors"' in html
-    assert 'id="apply" disabled' in html
+    assert 'id="apply"' not in html  # apply is not offered when it can only fail

@@ -359,8 +359,12 @@ def test_blinded_admin_pages(
         response = client.get(reverse("admin:biobank_dose_changelist") + "?" + params)
         assert response.status_code in (302, 400), params
     # Product records are out of reach altogether.
-    for name in ("productunit", "processing", "custodyevent", "placement", "arm", "armschedule"):
+    for name in ("productunit", "processing", "placement", "arm", "armschedule"):
         assert client.get(reverse(f"admin:biobank_{name}_changelist")).status_code == 403, name
+    # The custody log shows the blinded-safe steps only (the visibility policy's rows).
+    log = client.get(reverse("admin:biobank_custodyevent_changelist"))
+    assert log.status_code == 200
+    _assert_blind(log.content.decode(), unit_code, "post_thaw", "Post-thaw")
 
 
 def test_dose_pages_look_the_same_for_msc_and_saline(

@@ -74,7 +74,7 @@ def test_every_kind_resolves(trial: Any, tech: Any) -> None:
         box.parent,
         box.storage_unit,
     ):
-        result = scan_resolve(raw=item.code)
+        result = scan_resolve(raw=item.code, viewer=tech)
         assert result.item == item
 
 
@@ -147,9 +147,10 @@ def test_scan_never_reveals_allocation(trial: Any, stored_unit: Any) -> None:
     assert "arm" not in str(body).lower().replace("pharm", "")
 
 
-def test_resolver_restricts_kinds(trial: Any, stored_unit: Any) -> None:
+def test_resolver_restricts_kinds(trial: Any, stored_unit: Any, tech: Any) -> None:
     with pytest.raises(ServiceError) as info:
-        scan_resolve(raw=stored_unit.aspirate.code, kinds={Kind.UNIT})
+        scan_resolve(raw=stored_unit.aspirate.code, viewer=tech, kinds={Kind.UNIT})
     assert info.value.code == "wrong_kind" and "aspirate" in info.value.message
-    with pytest.raises(NotFound):
-        scan_resolve(raw=format_id(Kind.BOX, 31337))
+    with pytest.raises(NotFound) as missing:
+        scan_resolve(raw=format_id(Kind.BOX, 31337), viewer=tech)
+    assert missing.value.code == "not_found"

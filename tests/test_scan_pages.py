@@ -36,11 +36,14 @@ def test_pages_autofocus_the_scan_field(trial: Any, admin_client_tech: Any) -> N
     assert 'id="scan-input" name="code" autofocus' in html
 
 
-def test_find_lands_on_the_item(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+def test_find_answers_in_place_with_a_link(trial: Any, tech: Any, admin_client_tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
     response = admin_client_tech.post(reverse("admin:scan_find"), {"code": f"]C0{unit.code}\r\n"})
     assert response.status_code == 302
-    assert response["Location"] == reverse("admin:biobank_productunit_change", args=[unit.pk])
+    assert response["Location"] == reverse("admin:scan_find")  # stays in scan mode
+    html = admin_client_tech.get(reverse("admin:scan_find")).content.decode()
+    link = reverse("admin:biobank_productunit_change", args=[unit.pk])
+    assert f'href="{link}" id="scan-open"' in html
 
 
 def test_find_explains_a_bad_scan(trial: Any, admin_client_tech: Any) -> None:
@@ -136,8 +139,11 @@ def test_verify_shows_missing_extra_and_misplaced(
     scan(admin_client_tech, "verify", "A3")
     scan(admin_client_tech, "verify", units[1].code)  # really at A2
     html = scan(admin_client_tech, "verify", units[3].code)
-    assert "1 ok, 1 missing, 1 extra, 1 in the wrong place" in html
+    assert "1 ok, 1 to scan, 0 missing, 1 extra, 1 in the wrong place" in html
     assert "not expected here" in feedback(html)
+    admin_client_tech.post(reverse("admin:scan_verify"), {"do": "done"})
+    html = admin_client_tech.get(reverse("admin:scan_verify")).content.decode()
+    assert "1 ok, 0 to scan, 1 missing, 1 extra, 1 in the wrong place" in html
 
 
 def test_blinded_read_only_user_cannot_store(trial: Any, client: Any) -> None:
@@ -156,3 +162,73 @@ def test_hostile_scan_never_500(trial: Any, admin_client_tech: Any, page: str) -
         html = scan(admin_client_tech, page, raw)
         assert "<b>x</b>" not in html
     assert ProductUnit.objects.count() == 0
+
+
+# --- the bench day (the browser tests cover the same in Chromium) -------------------------
+
+
+def test_home_groups_by_workflow_per_role(trial: Any, admin_client_tech: Any, client: Any) -> None:
+    from django.contrib.auth.models import Group
+
+    from biobank.services.roles import CLINICIAN, roles_sync
+
+    html = admin_client_tech.get(reverse("admin:index")).content.decode()
+    order = ["wf-scan", "wf-samples", "wf-storage", "wf-doses", "wf-trial", "wf-settings"]
+    positions = [html.index(f'id="{g}"') for g in order]
+    assert positions == sorted(positions)
+    roles_sync()
+    nurse = make_user("nurse")
+    nurse.user_permissions.clear()
+    nurse.groups.add(Group.objects.get(name=CLINICIAN))
+    client.force_login(nurse)
+    html = client.get(reverse("admin:index")).content.decode()
+    assert 'id="wf-scan"' in html and 'id="wf-doses"' in html
+    assert 'id="wf-storage"' not in html and 'id="wf-settings"' not in html
+    assert reverse("admin:scan_dose") in html and reverse("admin:scan_store") not in html
+
+
+def test_scanned_commands(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    box = make_box(actor=tech)
+    unit = make_units(actor=tech, count=1)[0]
+    scan(admin_client_tech, "store", box.code)
+    scan(admin_client_tech, "store", unit.code)
+    assert "Undone" in feedback(scan(admin_client_tech, "store", " cmd-undo "))
+    assert not Placement.objects.filter(ended_at=None).exists()
+    html = scan(admin_client_tech, "find", "CMD-FINISH")
+    assert "does nothing on this page" in feedback(html) and 'data-level="warn"' in html
+
+
+def test_command_sheet_pdf_and_zpl(trial: Any, admin_client_tech: Any) -> None:
+    pdf = admin_client_tech.get(reverse("admin:command_sheet", args=["pdf"]))
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+    zpl = admin_client_tech.get(reverse("admin:command_sheet", args=["zpl"])).content.decode()
+    assert zpl.count("^XA") == 5 and "^FDCMD-CHECKOUT^FS" in zpl
+    assert admin_client_tech.get(reverse("admin:command_sheet", args=["png"])).status_code == 404
+
+
+def test_position_outside_the_box(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    box = make_box(actor=tech, rows=2, columns=5)
+    scan(admin_client_tech, "store", box.code)
+    text = feedback(scan(admin_client_tech, "store", "C5"))
+    assert "Position C5 is outside this 2×5 box (A1…B5)." in text and "error" in text
+
+
+def test_forbidden_page_is_styled(trial: Any, client: Any) -> None:
+    monitor = make_user("monitor2", unblinded=False)
+    monitor.user_permissions.remove(
+        *monitor.user_permissions.filter(codename__startswith="change_")
+    )
+    client.force_login(monitor)
+    response = client.get(reverse("admin:scan_store"))
+    html = response.content.decode()
+    assert response.status_code == 403
+    assert 'id="site-name"' in html and 'id="way-back"' in html
+
+
+def test_due_list_marks_overdue(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    from .factories import make_participant
+
+    make_participant(actor=tech, arm="A")  # visits in 2025
+    html = admin_client_tech.get(reverse("admin:due"), {"days": "30"}).content.decode()
+    assert 'class="overdue"' in html and "OVERDUE by" in html

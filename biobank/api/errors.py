@@ -12,7 +12,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from biobank.services.errors import ServiceError
+from biobank.errors import ServiceError
+from biobank.visibility import policy_for
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,14 @@ def _flatten(detail: Any) -> dict[str, list[str]]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
-        return Response(exc.as_dict(), status=exc.status_code)
+        # Messages go through the visibility policy too: no lab-only identifier reaches a
+        # blinded user, not even in a refusal.
+        request = context.get("request")
+        policy = policy_for(getattr(request, "user", None))
+        body = exc.as_dict()
+        body["message"] = policy.redact(str(body["message"]))
+        body["fields"] = {k: [policy.redact(m) for m in v] for k, v in body["fields"].items()}
+        return Response(body, status=exc.status_code)
     if isinstance(exc, IntegrityError):
         # A database invariant caught what the services did not: still a clear 409, not a 500.
         logger.warning("integrity error reached the API: %s", exc)

@@ -37,6 +37,7 @@ from biobank.services.printing import (
     print_job_submit,
     printer_get,
 )
+from biobank.visibility import policy_for
 
 TEMPLATE_NAMES = sorted(TEMPLATES)
 
@@ -135,6 +136,7 @@ class LabelView(APIView):
         rendered = label_render(
             code=code,
             fmt=fmt,
+            viewer=request.user,
             template=request.query_params.get("template") or None,
             dpi=request.query_params.get("dpi") or None,
         )
@@ -184,7 +186,8 @@ class LabelBatchView(APIView):
         },
         examples=[
             OpenApiExample(
-                "Two units as ZPL", value={"codes": ["UN0000001X", "UN0000002V"], "format": "zpl"}
+                "A participant and a dose as ZPL",
+                value={"codes": ["PT0000001E", "DS0000001D"], "format": "zpl"},
             )
         ],
     )
@@ -195,6 +198,7 @@ class LabelBatchView(APIView):
         rendered = labels_batch_render(
             codes=data["codes"],
             fmt=data["format"],
+            viewer=request.user,
             template=data.get("template"),
             dpi=data.get("dpi"),
         )
@@ -292,6 +296,9 @@ class PrintJobList(generics.ListAPIView):
     filterset_fields = ["status", "printer"]
     ordering_fields = ["created_at", "id"]
 
+    def get_queryset(self) -> Any:
+        return policy_for(self.request.user).rows(super().get_queryset())
+
     @extend_schema(
         operation_id="print_jobs_create",
         summary="Send labels to a printer (ZPL over raw TCP)",
@@ -323,3 +330,6 @@ class PrintJobList(generics.ListAPIView):
 class PrintJobDetail(generics.RetrieveAPIView):
     queryset = PrintJob.objects.select_related("printer", "requested_by")
     serializer_class = PrintJobSerializer
+
+    def get_queryset(self) -> Any:
+        return policy_for(self.request.user).rows(super().get_queryset())

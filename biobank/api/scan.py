@@ -45,7 +45,7 @@ class ScanView(APIView):
     def post(self, request: Request) -> Response:
         payload = ScanRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        result = scan_resolve(raw=payload.validated_data["code"])
+        result = scan_resolve(raw=payload.validated_data["code"], viewer=request.user)
         return Response(
             {
                 "kind": result.kind.label,

@@ -1,7 +1,9 @@
 """Read serializers (items addressed by barcode ID) and the input serializers of actions.
 
-Concealed fields (arm, MSC/saline, the unit behind a dose, post-thaw figures) are dropped
-from the output for users who may not see allocation.
+Every model serializer answers through the visibility policy (``biobank.visibility``): the
+fields it hides for the user (arm, MSC/saline, the unit behind a dose, post-thaw figures)
+are absent from the output, statuses and event data are shown as the policy says, and free
+text is redacted of lab-only identifiers for blinded users.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from biobank.blinding import can_see_allocation
 from biobank.models import (
     Anticoagulant,
     Aspirate,
@@ -34,26 +35,41 @@ from biobank.models import (
     Visit,
     millions,
 )
+from biobank.visibility import Policy, kind_of_model, policy_for
 
 
 def code_field(**kwargs: Any) -> serializers.SlugRelatedField:
     return serializers.SlugRelatedField(slug_field="code", read_only=True, **kwargs)
 
 
-class ConcealingSerializer(serializers.ModelSerializer):
-    concealed: tuple[str, ...] = ()
+_FREE_TEXT = ("status_reason", "reason", "location", "message")
+
+
+def request_policy(context: dict[str, Any]) -> Policy:
+    request = context.get("request")
+    return policy_for(getattr(request, "user", None))
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    """A model serializer whose output the visibility policy filters, field by field."""
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         data = super().to_representation(instance)
-        request = self.context.get("request")
-        if self.concealed and not can_see_allocation(getattr(request, "user", None)):
-            for name in self.concealed:
-                data.pop(name, None)
+        policy = request_policy(self.context)
+        if policy.unblinded:
+            return data
+        kind = kind_of_model(self.Meta.model)
+        for name in policy.hidden_fields(kind):
+            data.pop(name, None)
+        if isinstance(data.get("status"), str):
+            data["status"] = policy.status_of(kind, data["status"])
+        for name in _FREE_TEXT:
+            if isinstance(data.get(name), str):
+                data[name] = policy.redact(data[name])
         return data
 
 
-class ParticipantSerializer(ConcealingSerializer):
-    concealed = ("arm",)
+class ParticipantSerializer(PolicySerializer):
     study = code_field()
     site = code_field()
     arm = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
@@ -88,7 +104,7 @@ class PlanSerializer(serializers.Serializer):
     summary = serializers.CharField()
 
 
-class VisitSerializer(serializers.ModelSerializer):
+class VisitSerializer(PolicySerializer):
     participant = code_field()
     visit_type = serializers.SlugRelatedField(slug_field="code", read_only=True)
     weight_recorded_by = serializers.CharField(
@@ -115,7 +131,7 @@ class VisitSerializer(serializers.ModelSerializer):
         return plan_output(obj.dose_plan())
 
 
-class AspirateSerializer(serializers.ModelSerializer):
+class AspirateSerializer(PolicySerializer):
     participant = code_field()
     site = code_field()
     visit = serializers.CharField(source="visit.visit_type.code", read_only=True)
@@ -143,19 +159,19 @@ class AspirateSerializer(serializers.ModelSerializer):
         ]
 
 
-class PassageSerializer(serializers.ModelSerializer):
+class PassageSerializer(PolicySerializer):
     class Meta:
         model = Passage
         fields = ["number", "passaged_at", "cell_count", "viability_pct"]
 
 
-class QcResultSerializer(serializers.ModelSerializer):
+class QcResultSerializer(PolicySerializer):
     class Meta:
         model = QcResult
         fields = ["test", "result", "value", "passed", "tested_at"]
 
 
-class ProcessingSerializer(serializers.ModelSerializer):
+class ProcessingSerializer(PolicySerializer):
     aspirate = code_field()
     participant = code_field()
     passages = PassageSerializer(many=True, read_only=True)
@@ -192,7 +208,7 @@ class LocationSerializer(serializers.Serializer):
     checked_out = serializers.BooleanField()
 
 
-class UnitSerializer(serializers.ModelSerializer):
+class UnitSerializer(PolicySerializer):
     participant = code_field()
     aspirate = code_field()
     processing = code_field()
@@ -229,7 +245,7 @@ class UnitSerializer(serializers.ModelSerializer):
         }
 
 
-class StorageUnitSerializer(serializers.ModelSerializer):
+class StorageUnitSerializer(PolicySerializer):
     site = code_field()
 
     class Meta:
@@ -245,7 +261,7 @@ class StorageUnitSerializer(serializers.ModelSerializer):
         ]
 
 
-class ContainerSerializer(serializers.ModelSerializer):
+class ContainerSerializer(PolicySerializer):
     storage_unit = code_field()
     parent = code_field(allow_null=True)
     box_type = serializers.CharField(source="box_type.name", read_only=True, allow_null=True)
@@ -276,7 +292,7 @@ class PositionSerializer(serializers.Serializer):
     checked_out = serializers.BooleanField()
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(PolicySerializer):
     participant = code_field()
     actor = serializers.CharField(source="actor.username", read_only=True)
     site = code_field(allow_null=True)
@@ -300,6 +316,14 @@ class EventSerializer(serializers.ModelSerializer):
             "data",
         ]
 
+    def to_representation(self, instance: CustodyEvent) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        policy = request_policy(self.context)
+        data["data"] = policy.event_data(instance)
+        data["from_status"] = policy.event_status(instance, data["from_status"])
+        data["to_status"] = policy.event_status(instance, data["to_status"])
+        return data
+
 
 class DoseUnitSerializer(serializers.ModelSerializer):
     unit = code_field()
@@ -310,18 +334,7 @@ class DoseUnitSerializer(serializers.ModelSerializer):
         fields = ["unit", "post_thaw_cell_count", "post_thaw_viability_pct", "viable_cells"]
 
 
-class DoseSerializer(ConcealingSerializer):
-    # Fields that differ between MSC and saline: dropped for blinded users.
-    concealed = (
-        "treatment",
-        "units",
-        "processing",
-        "post_thaw_cell_count",
-        "post_thaw_viability_pct",
-        "viable_cells",
-        "saline_lot",
-        "deviation",
-    )
+class DoseSerializer(PolicySerializer):
     participant = code_field()
     visit = serializers.CharField(source="visit.visit_type.code", read_only=True)
     units = serializers.SerializerMethodField()

@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import SimpleRouter
 
-from . import labels, views
+from . import labels, reports, views
 from .scan import ScanView
 
 router = SimpleRouter(trailing_slash=True)
@@ -33,5 +33,38 @@ urlpatterns = [
     path("printers/", labels.PrinterList.as_view(), name="printer-list"),
     path("print-jobs/", labels.PrintJobList.as_view(), name="printjob-list"),
     path("print-jobs/<int:pk>/", labels.PrintJobDetail.as_view(), name="printjob-detail"),
+    # Reports, exports, inventory and charts (issue 17).
+    re_path(
+        r"^reports/participants/(?P<code>[^/.]+)\.(?P<fmt>[a-z]+)$",
+        reports.ParticipantReportView.as_view(),
+        name="participant-report",
+    ),
+    re_path(
+        r"^exports/audit-trail\.(?P<fmt>[a-z]+)$",
+        reports.AuditExportView.as_view(),
+        name="audit-export",
+    ),
+    path("inventory/participants/", reports.InventoryCountsView.as_view(), name="inventory-counts"),
+    path(
+        "inventory/participants/<str:code>/",
+        reports.WhereaboutsView.as_view(),
+        name="inventory-whereabouts",
+    ),
+    re_path(r"^inventory\.(?P<fmt>[a-z]+)$", reports.InventoryView.as_view(), name="inventory"),
+    re_path(
+        r"^charts/temperature/(?P<code>[^/.]+)\.(?P<fmt>[a-z]+)$",
+        reports.TemperatureChartView.as_view(),
+        name="chart-temperature",
+    ),
+    re_path(
+        r"^charts/occupancy/(?P<code>[^/.]+)\.(?P<fmt>[a-z]+)$",
+        reports.OccupancyChartView.as_view(),
+        name="chart-occupancy",
+    ),
+    re_path(
+        r"^charts/crossover/(?P<code>[^/.]+)\.(?P<fmt>[a-z]+)$",
+        reports.CrossoverChartView.as_view(),
+        name="chart-crossover",
+    ),
     *router.urls,
 ]

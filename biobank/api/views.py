@@ -18,6 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from biobank.errors import NotFound, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import (
     Aspirate,
@@ -42,26 +43,26 @@ from biobank.services import processing as processing_services
 from biobank.services import release as release_services
 from biobank.services import storage as storage_services
 from biobank.services import units as unit_services
-from biobank.services.errors import NotFound, ServiceError
 from biobank.services.trial import participant_enroll
-from biobank.visibility import BLINDED_SAFE_KINDS, can_see_allocation
+from biobank.visibility import can_see_allocation, policy_for
 
 from . import serializers as s
 from .permissions import RolePermission
 
 
-def resolve(raw: Any, kinds: set[Kind], field: str) -> Any:
-    """An item from an ID given in a request body, as tolerant as a scan, with the field named."""
+def resolve(raw: Any, kinds: set[Kind], field: str, *, viewer: Any) -> Any:
+    """An item from an ID given in a request body, as tolerant as a scan, with the field named;
+    kinds the viewer may not see are refused by the scan resolver's visibility check."""
     try:
-        return scan_resolve(raw=str(raw or ""), kinds=kinds).item
+        return scan_resolve(raw=str(raw or ""), viewer=viewer, kinds=kinds).item
     except ServiceError as exc:
         exc.field = field
         raise
 
 
-def visit_of(raw_participant: Any, visit_code: str) -> Visit:
+def visit_of(raw_participant: Any, visit_code: str, *, viewer: Any) -> Visit:
     """A participant's visit from a participant ID and a visit type code (BASELINE, M6...)."""
-    participant = resolve(raw_participant, {Kind.PARTICIPANT}, "participant")
+    participant = resolve(raw_participant, {Kind.PARTICIPANT}, "participant", viewer=viewer)
     visit = participant.visits.filter(visit_type__code=visit_code.strip().upper()).first()
     if visit is None:
         raise ServiceError(f"{participant.pseudonym} has no visit {visit_code}.", field="visit")
@@ -101,6 +102,29 @@ class BaseViewSet(viewsets.GenericViewSet):
 
     def _reload(self, obj: Model) -> Model:
         return self.get_queryset().get(pk=obj.pk)
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        """Filters and orderings go through the visibility policy: a blinded user may not
+        filter or sort by what is hidden from them (no oracle through a query string)."""
+        policy = policy_for(self.request.user)
+        if not policy.unblinded:
+            filterset = getattr(self, "filterset_class", None)
+            declared = filterset.base_filters if filterset is not None else {}
+            lookups = [
+                (name, declared[name].field_name)
+                for name in self.request.query_params
+                if name in declared
+            ]
+            ordering = self.request.query_params.get("ordering", "")
+            lookups += [(o, o.lstrip("-")) for o in ordering.split(",") if o.strip()]
+            for name, lookup in lookups:
+                if not policy.lookup_allowed(queryset.model, lookup):
+                    raise ServiceError(
+                        f"{name} is not available to your role: the trial is blinded.",
+                        code="not_visible",
+                        field=name,
+                    )
+        return super().filter_queryset(queryset)
 
 
 # --- participants and visits -----------------------------------------------------------------
@@ -215,7 +239,7 @@ class VisitViewSet(mixins.ListModelMixin, BaseViewSet):
             request,
             s.WeightInput,
             lambda d: dose_services.visit_weight_record(
-                visit=visit_of(d["participant"], d["visit"]),
+                visit=visit_of(d["participant"], d["visit"], viewer=request.user),
                 weight_kg=d["weight_kg"],
                 measured_at=d["measured_at"],
                 actor=request.user,
@@ -259,7 +283,7 @@ class AspirateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
     @extend_schema(request=s.CollectInput, responses={201: s.AspirateSerializer})
     def create(self, request: Request) -> Response:
         def call(d: dict[str, Any]) -> Aspirate:
-            visit = visit_of(d["participant"], d["visit"])
+            visit = visit_of(d["participant"], d["visit"], viewer=request.user)
             return aspirate_services.aspirate_collect(
                 visit=visit,
                 volume_ml=d["volume_ml"],
@@ -450,7 +474,9 @@ class ProcessingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVi
 
         def call(d: dict[str, Any]) -> Processing:
             if d.get("units"):
-                units = [resolve(raw, {Kind.UNIT}, "units") for raw in d["units"]]
+                units = [
+                    resolve(raw, {Kind.UNIT}, "units", viewer=request.user) for raw in d["units"]
+                ]
             else:
                 units = list(item.units.filter(status="created"))
             unit_services.freezing_run_record(
@@ -506,8 +532,8 @@ def _unit_step(
     return extend_schema(request=input_class, responses=s.UnitSerializer)(decorated)
 
 
-def _container(raw: str) -> Container:
-    return resolve(raw, {Kind.BOX, Kind.CONTAINER}, "container")
+def _container(raw: str, viewer: Any) -> Container:
+    return resolve(raw, {Kind.BOX, Kind.CONTAINER}, "container", viewer=viewer)
 
 
 class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
@@ -529,7 +555,7 @@ class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         s.StoreInput,
         lambda u, user, d: storage_services.unit_place(
             unit=u,
-            container=_container(d["container"]),
+            container=_container(d["container"], user),
             position=d["position"] or None,
             actor=user,
             at=d["at"],
@@ -540,7 +566,7 @@ class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         s.MoveInput,
         lambda u, user, d: storage_services.unit_move(
             unit=u,
-            container=_container(d["container"]),
+            container=_container(d["container"], user),
             position=d["position"] or None,
             reason=d["reason"],
             actor=user,
@@ -694,7 +720,7 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVie
         with transaction.atomic():
             for index, entry in enumerate(payload.validated_data["placements"]):
                 field = f"placements.{index}"
-                unit = resolve(entry["unit"], {Kind.UNIT}, f"{field}.unit")
+                unit = resolve(entry["unit"], {Kind.UNIT}, f"{field}.unit", viewer=request.user)
                 try:
                     storage_services.unit_place(
                         unit=unit,
@@ -750,17 +776,9 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet
     lookup_field = "pk"
     lookup_value_regex = "[0-9]+"
 
-    # Whoever hands over and administers doses reads their log (dose events only).
-    read_permissions = ("biobank.view_custodyevent", "biobank.administer_dose")
-
     def get_queryset(self) -> QuerySet[CustodyEvent]:
         qs = CustodyEvent.objects.select_related("participant", "actor", "site")
-        if not self.request.user.has_perm("biobank.view_custodyevent"):
-            qs = qs.filter(item_kind="dose")
-        if not can_see_allocation(self.request.user):
-            # The policy's blinded-safe kinds (dose events carry no unit code and no figures).
-            qs = qs.filter(item_kind__in=sorted(BLINDED_SAFE_KINDS))
-        return qs
+        return policy_for(self.request.user).rows(qs)
 
     def get_object(self) -> Any:
         obj = self.get_queryset().filter(pk=self.kwargs.get("pk")).first()
@@ -807,11 +825,11 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         units (default: the suggestion) or a fresh product."""
 
         def call(d: dict[str, Any]) -> Dose:
-            visit = visit_of(d["participant"], d["visit"])
+            visit = visit_of(d["participant"], d["visit"], viewer=request.user)
             raw_units = [*d["units"], *([d["unit"]] if d.get("unit") else [])]
-            units = [resolve(raw, {Kind.UNIT}, "units") for raw in raw_units]
+            units = [resolve(raw, {Kind.UNIT}, "units", viewer=request.user) for raw in raw_units]
             processing = (
-                resolve(d["processing"], {Kind.PROCESSING}, "processing")
+                resolve(d["processing"], {Kind.PROCESSING}, "processing", viewer=request.user)
                 if d.get("processing")
                 else None
             )
@@ -932,7 +950,7 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
             raise ServiceError("days must be a whole number.", field="days") from exc
         if not 1 <= days <= 365:
             raise ServiceError("days must be 1–365.", field="days")
-        unblinded = can_see_allocation(request.user)
+        hidden = policy_for(request.user).hidden_fields("dose")
         rows = []
         for row in dose_services.doses_due(within_days=days):
             item = {
@@ -942,12 +960,11 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
                 "scheduled_on": row.visit.scheduled_on,
                 "dose": row.dose.code if row.dose else None,
                 "dose_status": row.dose.status if row.dose else None,
+                "treatment": row.treatment,
+                "units": [u.code for u in row.units],
+                "todo": row.todo,
             }
-            if unblinded:
-                item.update(
-                    treatment=row.treatment, units=[u.code for u in row.units], todo=row.todo
-                )
-            rows.append(item)
+            rows.append({k: v for k, v in item.items() if k not in hidden})
         return Response(rows)  # plain dicts: concealed keys are absent, not null
 
 

@@ -3,6 +3,7 @@ from .events import CustodyEvent
 from .identifiers import IdSequence
 from .printing import Printer, PrinterDpi, PrintJob, PrintJobStatus
 from .processing import Passage, Processing, ProcessingStatus, QcResult, QcTest
+from .randomisation import RandomisationEntry
 from .release import (
     Dose,
     DoseStatus,
@@ -14,6 +15,7 @@ from .release import (
     SignatureMeaning,
     Unblinding,
 )
+from .reports import ExportKind, ExportLog
 from .storage import (
     Accepts,
     BoxType,
@@ -56,6 +58,8 @@ __all__ = [
     "DosePlan",
     "DoseStatus",
     "DoseUnit",
+    "ExportKind",
+    "ExportLog",
     "FreezingRun",
     "IdSequence",
     "IdentityCheck",
@@ -74,6 +78,7 @@ __all__ = [
     "QcRelease",
     "QcResult",
     "QcTest",
+    "RandomisationEntry",
     "Signature",
     "SignatureMeaning",
     "Site",

@@ -62,7 +62,7 @@ class QcRelease(models.Model):
 
 
 class DoseStatus(models.TextChoices):
-    PREPARED = "prepared", "Planned (unit reserved or saline planned)"
+    PREPARED = "prepared", "Planned"
     RELEASED = "released", "Released"
     READY = "ready", "Thawed/prepared, in syringe"
     DISPATCHED = "dispatched", "Dispatched to clinic"

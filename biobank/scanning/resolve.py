@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import F, FilteredRelation, Model, Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 
+from biobank.errors import NotFound, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import (
     Aspirate,
@@ -20,7 +21,7 @@ from biobank.models import (
     StorageUnit,
 )
 from biobank.selectors_storage import location_of
-from biobank.services.errors import NotFound, ServiceError
+from biobank.visibility import Policy, kind_of_identifier, policy_for
 
 from .clean import ScanError, resolve_scan_text
 
@@ -40,19 +41,29 @@ MODELS: dict[Kind, tuple[type[Model], tuple[str, ...], str]] = {
 
 @dataclass
 class ScanResult:
+    """What a scan found, as the viewer's visibility policy lets them see it."""
+
     kind: Kind
     code: str
     item: Any
+    policy: Policy
     removed: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
+        return self.policy.status_of(kind_of_identifier(self.kind), self.item_status)
+
+    @property
+    def item_status(self) -> str:
+        """The real status, for the services a scan page calls (never shown as such)."""
         return getattr(self.item, "status", "") or ""
 
     @property
     def status_display(self) -> str:
-        getter = getattr(self.item, "get_status_display", None)
-        return getter() if getter else ""
+        if not self.status:
+            return ""
+        choices = dict(type(self.item)._meta.get_field("status").flatchoices)
+        return str(choices.get(self.status, self.status))
 
     @property
     def location(self) -> str:
@@ -89,6 +100,8 @@ class ScanResult:
 
     @property
     def label_url(self) -> str | None:
+        if not self.policy.may_label(kind_of_identifier(self.kind)):
+            return None
         try:
             return reverse("label-render", kwargs={"code": self.code, "fmt": "png"})
         except NoReverseMatch:
@@ -112,13 +125,23 @@ class ScanRefused(ServiceError):
     """A scan that is not a valid identifier (400), with the scanner-specific reason."""
 
 
-def scan_resolve(*, raw: str, kinds: set[Kind] | None = None) -> ScanResult:
-    """Resolve a scan; ``kinds`` limits what this screen accepts (e.g. only units)."""
+def scan_resolve(*, raw: str, viewer: Any, kinds: set[Kind] | None = None) -> ScanResult:
+    """Resolve a scan for ``viewer``; ``kinds`` limits what this screen accepts (e.g. units).
+
+    A kind the viewer may not see is refused before any lookup, so the answer is the same
+    whether such an item exists or not (no oracle).
+    """
     try:
         scan = resolve_scan_text(raw if isinstance(raw, str) else "")
     except ScanError as exc:
         raise ScanRefused(exc.message, code=exc.code, field="code") from exc
     kind = scan.parsed.kind
+    policy = policy_for(viewer)
+    try:
+        policy.require(kind_of_identifier(kind))
+    except ServiceError as exc:
+        exc.field = "code"
+        raise
     if kinds is not None and kind not in kinds:
         wanted = " or ".join(sorted(k.label for k in kinds))
         raise ScanRefused(
@@ -142,4 +165,4 @@ def scan_resolve(*, raw: str, kinds: set[Kind] | None = None) -> ScanResult:
             code="not_found",
             field="code",
         )
-    return ScanResult(kind, scan.value, item, [r.description for r in scan.removed])
+    return ScanResult(kind, scan.value, item, policy, [r.description for r in scan.removed])

@@ -13,13 +13,17 @@ from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views import View
 
+from biobank.errors import ServiceError
 from biobank.identifiers import Kind
+from biobank.labels.commands import COMMANDS, command_for, command_sheet_pdf, command_sheet_zpl
 from biobank.models import (
     AspirateStatus,
     Condition,
@@ -33,19 +37,32 @@ from biobank.scanning.resolve import ScanResult, scan_resolve
 from biobank.selectors_storage import location_of
 from biobank.services.aspirates import aspirate_receive
 from biobank.services.doses import dose_administer, dose_dispatch
-from biobank.services.errors import ServiceError
 from biobank.services.storage import (
     position_parse,
     rack_scan_apply,
     rack_scan_compare,
+    rack_scan_plan,
     unit_check_in,
     unit_check_out,
     unit_move,
     unit_place,
     unit_remove,
 )
+from biobank.visibility import policy_for
 
 RECENT = 15
+# Kind names as the lab reads them (Kind.label is the code's English word).
+KIND_WORDS = {
+    Kind.PARTICIPANT: gettext_lazy("participant"),
+    Kind.ASPIRATE: gettext_lazy("aspirate"),
+    Kind.PROCESSING: gettext_lazy("processing"),
+    Kind.FREEZING_RUN: gettext_lazy("freezing run"),
+    Kind.UNIT: gettext_lazy("unit"),
+    Kind.STORAGE_UNIT: gettext_lazy("storage unit"),
+    Kind.CONTAINER: gettext_lazy("container"),
+    Kind.BOX: gettext_lazy("box"),
+    Kind.DOSE: gettext_lazy("dose"),
+}
 _POSITION = re.compile(r"^(?:[A-Za-z]\d{1,2}|\d{1,2}[-:]\d{1,2}|\d{1,3})$")
 
 
@@ -55,13 +72,22 @@ class Feedback:
     message: str
     code: str = ""
     link: str = ""
+    # "ok" | "warn" | "error": the colour and the sound; empty means ok or error from ``ok``.
+    level: str = ""
+    # "out" | "in" for check-out / check-in: their own colour and icon.
+    mode: str = ""
+
+    def __post_init__(self) -> None:
+        self.message = str(self.message)  # lazy strings cannot go into the session
+        if not self.level:
+            self.level = "ok" if self.ok else "error"
 
 
 class ScanPage(View):
     slug: ClassVar[str]
-    title: ClassVar[str]
-    summary: ClassVar[str]
-    prompt: ClassVar[str] = "Scan"
+    title: ClassVar[Any]
+    summary: ClassVar[Any]
+    prompt: ClassVar[Any] = gettext_lazy("Scan")
     permission: ClassVar[str] = "biobank.view_productunit"
     site: admin.AdminSite | None = None
 
@@ -84,6 +110,7 @@ class ScanPage(View):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         state = self.state(request)
+        self.on_open(request, state)
         context = {
             **(self.site.each_context(request) if self.site else {}),
             "page": self,
@@ -91,6 +118,7 @@ class ScanPage(View):
             "state": state,
             "feedback": state.pop("feedback", None),
             "recent": state.get("recent", []),
+            "commands": COMMANDS,
             **self.extra_context(request, state),
         }
         self.save_state(request, state)
@@ -102,34 +130,41 @@ class ScanPage(View):
     def post(self, request: HttpRequest) -> HttpResponse:
         state = self.state(request)
         self.update_settings(request, state)
-        settings_only = not request.POST.get("code", "").strip() and (
-            set(request.POST) - {"code", "csrfmiddlewaretoken"}
-        )
+        raw = request.POST.get("code", "")
+        settings_only = not raw.strip() and (set(request.POST) - {"code", "csrfmiddlewaretoken"})
+        command = command_for(raw)
         if request.POST.get("do"):
             feedback = self.command(request, state, request.POST["do"])
+        elif command is not None:
+            feedback = self.command(request, state, command.action) or Feedback(
+                False,
+                _("The %(command)s barcode does nothing on this page.")
+                % {"command": command.title},
+                command.barcode,
+                level="warn",
+            )
         elif settings_only:
             feedback = None  # a sticky setting changed; nothing was scanned
         else:
-            feedback = self.scan(request, state, request.POST.get("code", ""))
+            feedback = self.scan(request, state, raw)
         if feedback is not None:
             state["feedback"] = feedback.__dict__
             state.setdefault("recent", []).insert(0, feedback.__dict__)
             del state["recent"][RECENT:]
-            if feedback.ok and feedback.link and request.POST.get("follow"):
-                self.save_state(request, state)
-                return HttpResponseRedirect(feedback.link)
         self.save_state(request, state)
         return HttpResponseRedirect(self.url())
 
     def scan(self, request: HttpRequest, state: dict[str, Any], raw: str) -> Feedback | None:
         try:
-            result = scan_resolve(raw=raw, kinds=self.kinds(state))
+            result = scan_resolve(raw=raw, viewer=request.user, kinds=self.kinds(state))
             return self.handle(request, state, result)
         except ServiceError as exc:
             position = self.maybe_position(state, raw)
             if position is not None:
                 return position
-            return Feedback(False, exc.message, raw.strip()[:64])
+            # A code of a kind the user may not see is not echoed back either.
+            echo = "" if exc.code == "not_visible" else raw.strip()[:64]
+            return Feedback(False, policy_for(request.user).redact(exc.message), echo)
 
     def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
         return None
@@ -146,6 +181,9 @@ class ScanPage(View):
     def update_settings(self, request: HttpRequest, state: dict[str, Any]) -> None:
         pass
 
+    def on_open(self, request: HttpRequest, state: dict[str, Any]) -> None:
+        """A GET: the page may take a setting from the link it was opened from."""
+
     def extra_context(self, request: HttpRequest, state: dict[str, Any]) -> dict[str, Any]:
         return {}
 
@@ -158,16 +196,17 @@ def _box_from_state(state: dict[str, Any]) -> Container | None:
     )
 
 
-def _position_in_box(state: dict[str, Any], raw: str) -> tuple[Container, str] | None:
-    """A scanned position label (e.g. from a box-position barcode) for the current box."""
+def _position_in_box(state: dict[str, Any], raw: str) -> tuple[Container, str] | Feedback | None:
+    """A scanned position label (e.g. from a box-position barcode) for the current box; a
+    position-shaped scan the box does not have is answered with the box's geometry."""
     text = raw.strip().upper()
     box = _box_from_state(state)
     if box is None or not box.is_box or not _POSITION.match(text):
         return None
     try:
         row, col = position_parse(box_type=box.box_type, label=text)
-    except ServiceError:
-        return None
+    except ServiceError as exc:
+        return Feedback(False, exc.message, text)
     return box, box.box_type.position_label(row, col)
 
 
@@ -176,31 +215,30 @@ def _position_in_box(state: dict[str, Any], raw: str) -> tuple[Container, str] |
 
 class FindPage(ScanPage):
     slug = "find"
-    title = "Find"
-    summary = "Scan anything and land on its page."
-    prompt = "Scan any barcode"
+    title = gettext_lazy("Find")
+    summary = gettext_lazy("Scan anything: see what and where it is, with a link to open it.")
+    prompt = gettext_lazy("Scan any barcode")
+    # Blinded roles may find what the visibility policy lets them see (participants, doses).
+    permission = "biobank.view_participant"
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
+        # The answer stays on this page (with an "open" link), so the next scan lands here.
         where = f" — {result.location}" if result.location else ""
         status = f" ({result.status_display})" if result.status_display else ""
         return Feedback(
             True,
-            f"{result.kind.label.capitalize()} {result.code}{status}{where}",
+            f"{str(KIND_WORDS.get(result.kind, result.kind.label)).capitalize()} "
+            f"{result.code}{status}{where}",
             result.code,
             result.admin_url,
         )
 
-    def post(self, request: HttpRequest) -> HttpResponse:
-        request.POST = request.POST.copy()
-        request.POST["follow"] = "1"
-        return super().post(request)
-
 
 class ReceivePage(ScanPage):
     slug = "receive"
-    title = "Receive aspirates"
-    summary = "Scan aspirates arriving in the lab, one after another."
-    prompt = "Scan an aspirate (AS…)"
+    title = gettext_lazy("Receive aspirates")
+    summary = gettext_lazy("Scan aspirates arriving in the lab, one after another.")
+    prompt = gettext_lazy("Scan an aspirate (AS…)")
     permission = "biobank.change_aspirate"
 
     def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
@@ -220,16 +258,20 @@ class ReceivePage(ScanPage):
         if aspirate.status != AspirateStatus.COLLECTED:
             return Feedback(
                 False,
-                f"{aspirate.code} was already received: {aspirate.get_status_display()}.",
+                _("%(code)s was already received: %(status)s.")
+                % {"code": aspirate.code, "status": aspirate.get_status_display()},
                 aspirate.code,
                 result.admin_url,
+                level="warn",
             )
         raw_temp = state.get("temperature_c", "")
         try:
             temperature = Decimal(raw_temp) if raw_temp else None
         except InvalidOperation:
             return Feedback(
-                False, f"Transport temperature '{raw_temp}' is not a number.", aspirate.code
+                False,
+                _("Transport temperature '%(value)s' is not a number.") % {"value": raw_temp},
+                aspirate.code,
             )
         condition = state.get("condition", Condition.INTACT)
         decision = "accept" if condition == Condition.INTACT else "quarantine"
@@ -243,23 +285,27 @@ class ReceivePage(ScanPage):
             if decision == "accept"
             else f"Condition at receipt: {Condition(condition).label}",
         )
-        verb = "accepted" if decision == "accept" else "QUARANTINED"
         who = aspirate.participant.pseudonym
+        if decision == "accept":
+            message = _("%(code)s received and accepted (%(who)s).")
+        else:
+            message = _("%(code)s received and QUARANTINED (%(who)s).")
         return Feedback(
             decision == "accept",
-            f"{aspirate.code} received and {verb} ({who}).",
+            message % {"code": aspirate.code, "who": who},
             aspirate.code,
             result.admin_url,
+            level="ok" if decision == "accept" else "warn",
         )
 
 
 class StorePage(ScanPage):
     slug = "store"
-    title = "Store units in a box"
-    summary = (
+    title = gettext_lazy("Store units in a box")
+    summary = gettext_lazy(
         "Scan a box, then units one by one; each goes to the next free or the scanned position."
     )
-    prompt = "Scan a box (BX…), a position (e.g. A5) or a unit (UN…)"
+    prompt = gettext_lazy("Scan a box (BX…), a position (e.g. A5) or a unit (UN…)")
     permission = "biobank.change_productunit"
 
     def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
@@ -276,23 +322,26 @@ class StorePage(ScanPage):
 
     def maybe_position(self, state: dict[str, Any], raw: str) -> Feedback | None:
         found = _position_in_box(state, raw)
-        if found is None:
-            return None
+        if found is None or isinstance(found, Feedback):
+            return found
         state["position"] = found[1]
-        return Feedback(True, f"Next unit goes to {found[1]}.", found[1])
+        return Feedback(
+            True, _("Next unit goes to %(position)s.") % {"position": found[1]}, found[1]
+        )
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
         if result.kind in (Kind.BOX, Kind.CONTAINER):
             state.update(box=result.item.pk, position=None)
             return Feedback(
                 True,
-                f"Storing into {result.item.path} ({result.code}). Now scan units.",
+                _("Storing into %(path)s (%(code)s). Now scan units.")
+                % {"path": result.item.path, "code": result.code},
                 result.code,
                 result.admin_url,
             )
         box = _box_from_state(state)
         if box is None:
-            return Feedback(False, "Scan the box first, then the units.", result.code)
+            return Feedback(False, _("Scan the box first, then the units."), result.code)
         unit: ProductUnit = result.item
         position = state.pop("position", None)
         before = location_of(unit)
@@ -317,7 +366,8 @@ class StorePage(ScanPage):
         else:
             return Feedback(
                 False,
-                f"{unit.code} is {unit.get_status_display().lower()}: it cannot be stored.",
+                _("%(code)s is %(status)s: it cannot be stored.")
+                % {"code": unit.code, "status": unit.get_status_display().lower()},
                 unit.code,
                 result.admin_url,
             )
@@ -325,7 +375,7 @@ class StorePage(ScanPage):
             0, {**undo, "code": unit.code, "position_label": placement.position}
         )
         del state["undo"][10:]
-        moved = f" (moved from {before})" if before else ""
+        moved = _(" (moved from %(where)s)") % {"where": before} if before else ""
         return Feedback(
             True,
             f"{unit.code} → {box.code} {placement.position}{moved}",
@@ -336,9 +386,11 @@ class StorePage(ScanPage):
     def command(self, request: HttpRequest, state: dict[str, Any], name: str) -> Feedback | None:
         if name == "done":
             state.update(box=None, position=None, undo=[])
-            return Feedback(True, "Box finished. Scan the next box.")
-        if name != "undo" or not state.get("undo"):
-            return Feedback(False, "Nothing to undo.")
+            return Feedback(True, _("Box finished. Scan the next box."))
+        if name != "undo":
+            return None
+        if not state.get("undo"):
+            return Feedback(False, _("Nothing to undo."), level="warn")
         last = state["undo"].pop(0)
         unit = ProductUnit.objects.get(pk=last["unit"])
         try:
@@ -350,7 +402,8 @@ class StorePage(ScanPage):
                 )
                 return Feedback(
                     True,
-                    f"Undone: {unit.code} is no longer stored (back to frozen, unplaced).",
+                    _("Undone: %(code)s is no longer stored (back to frozen, unplaced).")
+                    % {"code": unit.code},
                     unit.code,
                 )
             container = Container.objects.select_related("box_type", "storage_unit").get(
@@ -365,18 +418,23 @@ class StorePage(ScanPage):
             )
             return Feedback(
                 True,
-                f"Undone: {unit.code} is back at {container.code} {last['position']}.",
+                _("Undone: %(code)s is back at %(box)s %(position)s.")
+                % {"code": unit.code, "box": container.code, "position": last["position"]},
                 unit.code,
             )
         except ServiceError as exc:
-            return Feedback(False, f"Cannot undo {unit.code}: {exc.message}", unit.code)
+            return Feedback(
+                False,
+                _("Cannot undo %(code)s: %(reason)s") % {"code": unit.code, "reason": exc.message},
+                unit.code,
+            )
 
 
 class CheckOutPage(ScanPage):
     slug = "checkout"
-    title = "Check out / check in"
-    summary = "Scan units leaving their slot, or coming back to it."
-    prompt = "Scan a unit (UN…)"
+    title = gettext_lazy("Check out / check in")
+    summary = gettext_lazy("Scan units leaving their slot, or coming back to it.")
+    prompt = gettext_lazy("Scan a unit (UN…)")
     permission = "biobank.change_productunit"
 
     def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
@@ -388,9 +446,16 @@ class CheckOutPage(ScanPage):
 
     def extra_context(self, request: HttpRequest, state: dict[str, Any]) -> dict[str, Any]:
         return {
-            "modes": [("auto", "Automatic"), ("out", "Check out"), ("in", "Check in")],
+            "modes": [("auto", _("Automatic")), ("out", _("Check out")), ("in", _("Check in"))],
             "mode": state.get("mode", "auto"),
         }
+
+    def command(self, request: HttpRequest, state: dict[str, Any], name: str) -> Feedback | None:
+        words = {"auto": _("Automatic"), "out": _("Check out"), "in": _("Check in")}
+        if name.startswith("mode-") and name[5:] in words:
+            state["mode"] = name[5:]
+            return Feedback(True, _("Mode: %(mode)s.") % {"mode": words[name[5:]]})
+        return None
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
         unit: ProductUnit = result.item
@@ -402,57 +467,88 @@ class CheckOutPage(ScanPage):
             slot = f"{placement.container.code} {placement.position}"
             return Feedback(
                 True,
-                f"{unit.code} CHECKED OUT of {slot} (slot reserved).",
+                _("%(code)s CHECKED OUT of %(slot)s (slot reserved).")
+                % {"code": unit.code, "slot": slot},
                 unit.code,
                 result.admin_url,
+                mode="out",
             )
         placement = unit_check_in(unit=unit, actor=request.user)
         slot = f"{placement.container.code} {placement.position}"
         return Feedback(
             True,
-            f"{unit.code} CHECKED IN: put it back at {slot}.",
+            _("%(code)s CHECKED IN: put it back at %(slot)s.") % {"code": unit.code, "slot": slot},
             unit.code,
             result.admin_url,
+            mode="in",
         )
 
 
 class VerifyPage(ScanPage):
     slug = "verify"
-    title = "Verify a box"
-    summary = "Scan a box, then every unit in it: see what is missing, extra or misplaced."
-    prompt = "Scan a box (BX…), then a position (optional) and each unit"
+    title = gettext_lazy("Verify a box")
+    summary = gettext_lazy(
+        "Scan a box, then every unit in it: see what is missing, extra or misplaced."
+    )
+    prompt = gettext_lazy("Scan a box (BX…), then a position (optional) and each unit")
 
     def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
         return {Kind.BOX, Kind.CONTAINER, Kind.UNIT}
 
     def maybe_position(self, state: dict[str, Any], raw: str) -> Feedback | None:
         found = _position_in_box(state, raw)
-        if found is None:
-            return None
+        if found is None or isinstance(found, Feedback):
+            return found
         state["position"] = found[1]
-        return Feedback(True, f"Next unit is checked against position {found[1]}.", found[1])
+        return Feedback(
+            True,
+            _("Next unit is checked against position %(position)s.") % {"position": found[1]},
+            found[1],
+        )
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
         if result.kind in (Kind.BOX, Kind.CONTAINER):
-            state.update(box=result.item.pk, seen={}, position=None)
+            state.update(box=result.item.pk, seen={}, position=None, finished=False)
             return Feedback(
                 True,
-                f"Verifying {result.item.path} ({result.code}): scan every unit in it.",
+                _("Verifying %(path)s (%(code)s): scan every unit in it.")
+                % {"path": result.item.path, "code": result.code},
                 result.code,
             )
         if not state.get("box"):
-            return Feedback(False, "Scan the box first.", result.code)
+            return Feedback(False, _("Scan the box first."), result.code)
         position = state.pop("position", None) or ""
         state.setdefault("seen", {})[result.code] = position
         verdict = self._verdict(state)
         row = next((r for r in verdict["rows"] if r["code"] == result.code), None)
         ok = row is not None and row["state"] == "ok"
-        return Feedback(ok, f"{result.code}: {row['note'] if row else 'recorded'}", result.code)
+        note = row["note"] if row else _("recorded")
+        return Feedback(ok, f"{result.code}: {note}", result.code)
 
     def command(self, request: HttpRequest, state: dict[str, Any], name: str) -> Feedback | None:
         if name == "reset":
-            state.update(seen={}, position=None)
-            return Feedback(True, "Scans cleared; scan the units again.")
+            state.update(seen={}, position=None, finished=False)
+            return Feedback(True, _("Scans cleared; scan the units again."))
+        if name == "undo":
+            seen = state.get("seen", {})
+            if not seen:
+                return Feedback(False, _("Nothing to undo."), level="warn")
+            code = list(seen)[-1]
+            del seen[code]
+            return Feedback(True, _("Undone: %(code)s is to scan again.") % {"code": code}, code)
+        if name == "done" and state.get("box"):
+            state["finished"] = True
+            verdict = self._verdict(state)
+            clean = not (verdict["missing"] or verdict["extra"] or verdict["wrong"])
+            return Feedback(
+                clean,
+                _(
+                    "Box checked: %(ok)s ok, %(missing)s missing, %(extra)s extra, "
+                    "%(wrong)s in the wrong place."
+                )
+                % verdict,
+                level="ok" if clean else "warn",
+            )
         return None
 
     def extra_context(self, request: HttpRequest, state: dict[str, Any]) -> dict[str, Any]:
@@ -464,8 +560,11 @@ class VerifyPage(ScanPage):
     def _verdict(self, state: dict[str, Any]) -> dict[str, Any]:
         box = _box_from_state(state)
         seen: dict[str, str] = state.get("seen", {})
+        # Until the technician finishes, an unscanned unit is "to scan", not yet "missing".
+        finished = state.get("finished", False)
+        empty = {"rows": [], "ok": 0, "to_scan": 0, "missing": 0, "extra": 0, "wrong": 0}
         if box is None:
-            return {"rows": [], "missing": 0, "extra": 0, "wrong": 0}
+            return empty
         expected = {
             p.unit.code: p
             for p in box.placements.filter(ended_at__isnull=True).select_related("unit")
@@ -475,42 +574,69 @@ class VerifyPage(ScanPage):
             for u in ProductUnit.objects.filter(code__in=[c for c in seen if c not in expected])
         }
         rows = []
+        big = (10**6, 10**6)
         for code, placement in expected.items():
+            where = placement.position or box.code
+            sort = (placement.row or big[0], placement.column or big[1], code)
             if code not in seen:
-                rows.append(
-                    {
-                        "code": code,
-                        "state": "missing",
-                        "note": f"expected at {placement.position or box.code}, not scanned",
-                    }
-                )
+                state_name = "missing" if finished else "to_scan"
+                note = (
+                    _("expected at %(where)s, not scanned")
+                    if finished
+                    else _("expected at %(where)s")
+                ) % {"where": where}
             elif seen[code] and seen[code] != placement.position:
-                note = f"scanned at {seen[code]}, the system has it at {placement.position}"
-                rows.append({"code": code, "state": "wrong", "note": note})
+                state_name = "wrong"
+                note = _("scanned at %(scanned)s, the system has it at %(position)s") % {
+                    "scanned": seen[code],
+                    "position": placement.position,
+                }
             else:
-                at = f" at {placement.position}" if placement.position else ""
-                rows.append({"code": code, "state": "ok", "note": f"present{at}"})
+                state_name = "ok"
+                note = (
+                    _("present at %(position)s") % {"position": placement.position}
+                    if placement.position
+                    else _("present")
+                )
+            rows.append({"code": code, "state": state_name, "note": note, "sort": sort})
         for code in seen:
             if code not in expected:
-                where = elsewhere.get(code) or "not in storage"
+                where = elsewhere.get(code) or _("not in storage")
                 rows.append(
                     {
                         "code": code,
                         "state": "extra",
-                        "note": f"not expected here; the system has it: {where}",
+                        "note": _("not expected here; the system has it: %(where)s")
+                        % {"where": where},
+                        "sort": (*big, code),
                     }
                 )
         counts = {
-            s: sum(1 for r in rows if r["state"] == s) for s in ("ok", "missing", "extra", "wrong")
+            s: sum(1 for r in rows if r["state"] == s)
+            for s in ("ok", "to_scan", "missing", "extra", "wrong")
         }
-        return {"rows": sorted(rows, key=lambda r: (r["state"] == "ok", r["code"])), **counts}
+        return {"rows": sorted(rows, key=lambda r: r["sort"]), "finished": finished, **counts}
+
+
+STATE_WORDS = {
+    "match": gettext_lazy("matches"),
+    "new": gettext_lazy("new: will be stored here"),
+    "moved_here": gettext_lazy("moved here"),
+    "mismatch": gettext_lazy("different tube"),
+    "missing": gettext_lazy("missing from the rack"),
+    "no_read": gettext_lazy("tube not readable"),
+    "empty": gettext_lazy("empty"),
+    "bad_tube": gettext_lazy("unknown tube"),
+}
 
 
 class RackImportPage(ScanPage):
     slug = "rack-import"
-    title = "Rack-scanner import"
-    summary = "Upload a rack scanner's CSV, preview the differences, apply all or nothing."
-    prompt = "Scan the box (BX…) the rack file belongs to"
+    title = gettext_lazy("Rack-scanner import")
+    summary = gettext_lazy(
+        "Upload a rack scanner's CSV, preview the differences, apply all or nothing."
+    )
+    prompt = gettext_lazy("Scan the box (BX…) the rack file belongs to")
     permission = "biobank.change_productunit"
 
     def template_name(self) -> str:
@@ -521,7 +647,11 @@ class RackImportPage(ScanPage):
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
         state.update(box=result.item.pk, csv=None)
-        return Feedback(True, f"Box {result.code} selected: upload its rack file.", result.code)
+        return Feedback(
+            True,
+            _("Box %(code)s selected: upload its rack file.") % {"code": result.code},
+            result.code,
+        )
 
     def post(self, request: HttpRequest) -> HttpResponse:
         state = self.state(request)
@@ -529,13 +659,14 @@ class RackImportPage(ScanPage):
         if upload is not None:
             if upload.size > 1_000_000:
                 state["feedback"] = Feedback(
-                    False, "The file is larger than 1 MB: not a rack scan."
+                    False, _("The file is larger than 1 MB: not a rack scan.")
                 ).__dict__
             else:
                 state["csv"] = upload.read().decode("latin-1")  # bytes kept losslessly
                 state["filename"] = upload.name
                 state["feedback"] = Feedback(
-                    True, f"{upload.name} read: check the preview, then apply."
+                    True,
+                    _("%(name)s read: check the preview, then apply.") % {"name": upload.name},
                 ).__dict__
             self.save_state(request, state)
             return HttpResponseRedirect(self.url())
@@ -550,11 +681,13 @@ class RackImportPage(ScanPage):
 
     def command(self, request: HttpRequest, state: dict[str, Any], name: str) -> Feedback | None:
         box = _box_from_state(state)
-        if name == "clear":
+        if name in ("clear", "done"):
             state.update(csv=None)
-            return Feedback(True, "File cleared.")
-        if name != "apply" or box is None or not state.get("csv"):
-            return Feedback(False, "Scan the box and upload its file first.")
+            return Feedback(True, _("File cleared."))
+        if name != "apply":
+            return None
+        if box is None or not state.get("csv"):
+            return Feedback(False, _("Scan the box and upload its file first."))
         try:
             counts = rack_scan_apply(
                 box=box,
@@ -563,12 +696,15 @@ class RackImportPage(ScanPage):
                 remove_missing=request.POST.get("remove_missing") == "1",
             )
         except ServiceError as exc:
-            return Feedback(False, f"Nothing was changed. {exc.message}")
+            return Feedback(False, _("Nothing was changed. %(reason)s") % {"reason": exc.message})
         state.update(csv=None)
         return Feedback(
             True,
-            f"Applied to {box.code}: {counts['stored']} stored, {counts['moved']} moved, "
-            f"{counts['removed']} removed, {counts['unchanged']} unchanged.",
+            _(
+                "Applied to %(box)s: %(stored)s stored, %(moved)s moved, %(removed)s removed, "
+                "%(unchanged)s unchanged."
+            )
+            % {"box": box.code, **counts},
             box.code,
         )
 
@@ -578,16 +714,30 @@ class RackImportPage(ScanPage):
             return {"box": box}
         read = self._read(state, box)
         diffs = rack_scan_compare(box=box, read=read)
+        plan = rack_scan_plan(diffs=diffs)
         summary: dict[str, int] = {}
         for d in diffs:
             summary[d.state] = summary.get(d.state, 0) + 1
         return {
             "box": box,
             "read": read,
-            "diffs": [d for d in diffs if d.state != "empty"],
-            "summary": sorted(summary.items()),
+            # Empty positions are collapsed into one count; every other row is shown.
+            "diffs": [
+                {"d": d, "words": STATE_WORDS.get(d.state, d.state)}
+                for d in diffs
+                if d.state != "empty"
+            ],
+            "empty": summary.get("empty", 0),
+            "summary": [
+                (state_name, STATE_WORDS.get(state_name, state_name), n)
+                for state_name, n in sorted(summary.items())
+                if state_name != "empty"
+            ],
+            "plan": plan,
             "filename": state.get("filename", ""),
-            "can_apply": not read.errors and not summary.get("bad_tube"),
+            # Apply is offered only when it can succeed: no file errors, no unknown tubes;
+            # units to remove need the "remove" box ticked (the page enforces it).
+            "can_apply": not read.errors and not plan.blocked,
         }
 
 
@@ -599,12 +749,12 @@ def dose_summary(dose: Any) -> str:
 
 class DosePage(ScanPage):
     slug = "dose"
-    title = "Dose identity check"
-    summary = (
+    title = gettext_lazy("Dose identity check")
+    summary = gettext_lazy(
         "Before dispatch and at the bedside: scan the dose and the participant's ID. "
         "A mismatch is refused, recorded and shown."
     )
-    prompt = "Scan the dose (DS…) and the participant (PT…)"
+    prompt = gettext_lazy("Scan the dose (DS…) and the participant (PT…)")
     permission = "biobank.administer_dose"
 
     def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
@@ -616,19 +766,42 @@ class DosePage(ScanPage):
         if "administered_by" in request.POST:
             state["administered_by"] = request.POST["administered_by"].strip()[:200]
 
+    def on_open(self, request: HttpRequest, state: dict[str, Any]) -> None:
+        # The page it was opened from decides (?stage=administration from a bedside link);
+        # otherwise the role: a user who may not prepare doses is at the bedside.
+        if request.GET.get("stage") in IdentityStage.values:
+            state["stage"] = request.GET["stage"]
+        elif "stage" not in state:
+            lab = request.user.has_perm("biobank.prepare_dose") or request.user.has_perm(
+                "biobank.release_dose"
+            )
+            state["stage"] = IdentityStage.DISPATCH if lab else IdentityStage.ADMINISTRATION
+
     def extra_context(self, request: HttpRequest, state: dict[str, Any]) -> dict[str, Any]:
         return {
-            "stages": IdentityStage.choices,
+            "stages": [
+                (IdentityStage.DISPATCH, _("Before dispatch (lab)")),
+                (IdentityStage.ADMINISTRATION, _("At the bedside")),
+            ],
             "stage": state.get("stage", IdentityStage.DISPATCH),
             "pending": state.get("pending", {}),
         }
+
+    def command(self, request: HttpRequest, state: dict[str, Any], name: str) -> Feedback | None:
+        if name in ("undo", "done"):
+            state["pending"] = {}
+            return Feedback(True, _("Scans cleared: scan the dose and the participant again."))
+        return None
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
         pending = state.setdefault("pending", {})
         pending["dose" if result.kind is Kind.DOSE else "participant"] = result.code
         if not ("dose" in pending and "participant" in pending):
-            other = "participant's ID" if result.kind is Kind.DOSE else "dose"
-            return Feedback(True, f"{result.code} scanned. Now scan the {other}.", result.code)
+            if result.kind is Kind.DOSE:
+                message = _("%(code)s scanned. Now scan the participant's ID.")
+            else:
+                message = _("%(code)s scanned. Now scan the dose.")
+            return Feedback(True, message % {"code": result.code}, result.code)
         state["pending"] = {}
         stage = state.get("stage", IdentityStage.DISPATCH)
         try:
@@ -640,7 +813,9 @@ class DosePage(ScanPage):
                 )
                 return Feedback(
                     True,
-                    f"Identity confirmed: {dose.code} DISPATCHED. {dose_summary(dose)}",
+                    _("Identity confirmed: %(code)s DISPATCHED.") % {"code": dose.code}
+                    + " "
+                    + dose_summary(dose),
                     dose.code,
                 )
             dose = dose_administer(
@@ -651,11 +826,13 @@ class DosePage(ScanPage):
             )
             return Feedback(
                 True,
-                f"Identity confirmed: {dose.code} ADMINISTERED. {dose_summary(dose)}",
+                _("Identity confirmed: %(code)s ADMINISTERED.") % {"code": dose.code}
+                + " "
+                + dose_summary(dose),
                 dose.code,
             )
         except ServiceError as exc:
-            return Feedback(False, exc.message, pending["dose"])
+            return Feedback(False, policy_for(request.user).redact(exc.message), pending["dose"])
 
 
 PAGES: list[type[ScanPage]] = [
@@ -667,3 +844,24 @@ PAGES: list[type[ScanPage]] = [
     RackImportPage,
     DosePage,
 ]
+
+
+def command_sheet(request: HttpRequest, fmt: str) -> HttpResponse:
+    """The printable sheet of command barcodes (PDF for paper, ZPL for a label printer)."""
+    if not any(request.user.has_perm(p.permission) for p in PAGES):
+        raise PermissionDenied
+    titles = {
+        "CMD-UNDO": (_("UNDO"), _("Undo the last scan")),
+        "CMD-FINISH": (_("FINISH"), _("Finish the box / the check")),
+        "CMD-CHECKOUT": (_("CHECK OUT"), _("Check-out mode")),
+        "CMD-CHECKIN": (_("CHECK IN"), _("Check-in mode")),
+        "CMD-AUTO": (_("AUTO"), _("Automatic in/out mode")),
+    }
+    if fmt == "pdf":
+        response = HttpResponse(command_sheet_pdf(titles), content_type="application/pdf")
+    elif fmt == "zpl":
+        response = HttpResponse(command_sheet_zpl(titles), content_type="text/plain; charset=utf-8")
+    else:
+        raise Http404
+    response["Content-Disposition"] = f'inline; filename="scan-commands.{fmt}"'
+    return response

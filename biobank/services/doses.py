@@ -678,9 +678,11 @@ def identity_check(
     expected = ""
     matched = False
     try:
-        dose = scan_resolve(raw=dose_scan, kinds={Kind.DOSE}).item
+        dose = scan_resolve(raw=dose_scan, viewer=actor, kinds={Kind.DOSE}).item
         expected = dose.participant.code
-        participant = scan_resolve(raw=participant_scan, kinds={Kind.PARTICIPANT}).item
+        participant = scan_resolve(
+            raw=participant_scan, viewer=actor, kinds={Kind.PARTICIPANT}
+        ).item
         matched = participant.pk == dose.participant_id
         if matched:
             message = f"{dose.code} matches {participant.pseudonym} ({participant.code})."

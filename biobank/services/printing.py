@@ -133,14 +133,19 @@ def _where(index: int, total: int) -> str:
 
 
 def label_render(
-    *, code: str, fmt: str, template: str | None = None, dpi: int | str | None = None
+    *,
+    code: str,
+    fmt: str,
+    viewer: Any,
+    template: str | None = None,
+    dpi: int | str | None = None,
 ) -> RenderedLabels:
     """One label for the item ``code`` names, in ``fmt`` (zpl, png, svg or pdf), on its
     default stock unless ``template`` is given, at the template's dpi unless ``dpi`` is."""
     fmt = _format(fmt, FORMATS)
     if template:
         _template(template, dpi)  # a bad template or dpi is reported before the lookup
-    subject = label_subject_get(code=code)
+    subject = label_subject_get(code=code, viewer=viewer)
     chosen = _template(template or subject.template, dpi)
     data = _render(subject, chosen, fmt)
     filename = f"{subject.code}-{chosen.name}-{chosen.dpi}dpi.{fmt}"
@@ -151,6 +156,7 @@ def labels_batch_render(
     *,
     codes: Sequence[str],
     fmt: str,
+    viewer: Any,
     template: str | None = None,
     dpi: int | str | None = None,
 ) -> RenderedLabels:
@@ -161,7 +167,7 @@ def labels_batch_render(
     codes = _codes(codes, MAX_BATCH_CODES)
     if template:
         _template(template, dpi)
-    subjects = label_subjects_get(codes=codes)
+    subjects = label_subjects_get(codes=codes, viewer=viewer)
     total = len(subjects)
     filename = f"labels-{total}.{fmt}"
     if fmt == "zpl":
@@ -333,7 +339,7 @@ def print_job_submit(
         ) from exc
     if template:
         _template(template, printer.dpi)
-    subjects = label_subjects_get(codes=codes)
+    subjects = label_subjects_get(codes=codes, viewer=actor)
     used: list[str] = []
     parts: list[bytes] = []
     for i, subject in enumerate(subjects):

@@ -15,8 +15,19 @@ CLINICIAN = "Blinded clinician"
 MONITOR = "Monitor"
 ADMINISTRATOR = "Administrator"
 
-# Models a blinded role may see: nothing of them depends on the arm.
-BLINDED_VISIBLE = ["study", "site", "visittype", "participant", "visit", "aspirate", "dose"]
+# View permissions of blinded roles. What they then see of each model (rows, fields, custody
+# steps) is decided by the visibility policy, biobank.visibility.
+BLINDED_VISIBLE = [
+    "study",
+    "site",
+    "visittype",
+    "participant",
+    "visit",
+    "aspirate",
+    "dose",
+    "custodyevent",
+    "identitycheck",
+]
 LAB_MODELS = [
     "aspirate",
     "processing",
@@ -52,7 +63,14 @@ def _codenames() -> dict[str, list[str]]:
             "add_participant",
             "record_weight",
         ],
-        QA: [*every_view, "view_allocation", "approve_qc_release", "release_dose", "change_dose"],
+        QA: [
+            *every_view,
+            "view_allocation",
+            "approve_qc_release",
+            "release_dose",
+            "change_dose",
+            "export_audit_trail",
+        ],
         CLINICIAN: [
             *blinded_view,
             "view_identitycheck",
@@ -61,7 +79,7 @@ def _codenames() -> dict[str, list[str]]:
             "administer_dose",
             "emergency_unblind",
         ],
-        MONITOR: [*blinded_view, "view_identitycheck", "view_signature"],
+        MONITOR: [*blinded_view, "view_identitycheck", "view_signature", "export_audit_trail"],
         ADMINISTRATOR: [
             p.codename for p in Permission.objects.filter(content_type__app_label="biobank")
         ],

@@ -41,6 +41,7 @@ from .doses import (
 )
 from .errors import ServiceError
 from .processing import passage_record, processing_harvest, processing_start, qc_result_record
+from .randomisation import randomisation_in_use
 from .release import processing_qc_release
 from .storage import (
     container_create,
@@ -143,6 +144,7 @@ def demo_data_load(
     sites = {s.code: s for s in Site.objects.filter(study=study)}
     lab = next((s for s in sites.values() if s.is_lab), None)
     arms = {a.code: a for a in Arm.objects.filter(study=study)}
+    listed = randomisation_in_use(study=study)
     counts = {"participants": 0, "aspirates": 0, "containers": 0}
     counts["containers"] = _load_storage(data, actor)
     tank = StorageUnit.objects.get(name=data["store_units_in"], site=lab)
@@ -155,10 +157,17 @@ def demo_data_load(
                 site=sites[p["site"]],
                 pseudonym=p["pseudonym"],
                 enrolled_on=dt.date.fromisoformat(p["enrolled_on"]),
-                arm=arms[p["arm"]],
+                # The arm comes from the demo randomisation list when one is loaded.
+                arm=None if listed else arms[p["arm"]],
                 weight_kg=Decimal(str(p["weight_kg"])),
                 actor=actor,
             )
+            if participant.arm_id != arms[p["arm"]].pk:
+                raise ServiceError(
+                    f"Demo participant {participant.pseudonym} drew arm {participant.arm} from "
+                    f"the list, but the demo expects arm {p['arm']}: seeds are out of step.",
+                    code="seed_mismatch",
+                )
             counts["participants"] += 1
         for spec in p["aspirates"]:
             visit = participant.visits.select_related("visit_type").get(

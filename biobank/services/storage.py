@@ -201,7 +201,8 @@ def position_parse(*, box_type: BoxType, label: str) -> tuple[int, int]:
         )
     if not (1 <= row <= box_type.rows and 1 <= col <= box_type.columns):
         raise ServiceError(
-            f"Position {label} is outside the box ({box_type.position_label(1, 1)}…{last}).",
+            f"Position {label} is outside this {box_type.rows}×{box_type.columns} box "
+            f"({box_type.position_label(1, 1)}…{last}).",
             code="bad_position",
             field="position",
         )
@@ -603,6 +604,7 @@ class RackDiff:
     file_tube: str
     system_unit: str
     note: str
+    tube_placed: bool = False  # the file's tube has a place in storage now (a move, not a store)
 
 
 def rack_scan_compare(*, box: Container, read: RackRead) -> list[RackDiff]:
@@ -630,7 +632,8 @@ def rack_scan_compare(*, box: Container, read: RackRead) -> list[RackDiff]:
             system = here.get((row, col), "")
             cell = cells.get((row, col))
             state, tube, note = _rack_state(cell, system, known, box)
-            diffs.append(RackDiff(label, row, col, state, tube, system, note))
+            placed = tube in known and known[tube].location_container_id is not None
+            diffs.append(RackDiff(label, row, col, state, tube, system, note, placed))
     return diffs
 
 
@@ -652,13 +655,54 @@ def _rack_state(
     if tube == system:
         return "match", tube, ""
     if system:
-        return "mismatch", tube, f"the system has {system} here"
+        where = f"{unit.location_code} {unit.location_position}".strip()
+        there = f"; the system has {tube} in {where}" if where else f"; {tube} is not in storage"
+        return "mismatch", tube, f"the system has {system} here{there}"
     if unit.location_container_id is None:
         return "new", tube, f"{unit.get_status_display().lower()}, will be stored here"
     where = f"{unit.location_code} {unit.location_position}".strip()
     if unit.location_container_id == box.pk:
         return "moved_here", tube, f"the system has it at {unit.location_position}"
     return "moved_here", tube, f"the system has it in {where}"
+
+
+@dataclass(frozen=True)
+class RackPlan:
+    """What applying a compared rack scan would do; preview and apply both use it."""
+
+    incoming: dict[str, RackDiff]  # tube → its row: stored or moved to the row's position
+    displaced: list[RackDiff]  # rows whose system unit leaves storage (missing, or replaced)
+    bad: list[RackDiff]  # unknown or invalid tubes: the import cannot be applied
+    unchanged: int
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.bad)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        moved = sum(1 for d in self.incoming.values() if d.tube_placed)
+        return {
+            "stored": len(self.incoming) - moved,
+            "moved": moved,
+            "removed": len(self.displaced),
+            "unchanged": self.unchanged,
+        }
+
+
+def rack_scan_plan(*, diffs: list[RackDiff]) -> RackPlan:
+    """The writes a rack scan implies. A mismatch row both brings its tube in and displaces
+    the system's unit (unless that unit is read elsewhere in the same rack)."""
+    incoming = {d.file_tube: d for d in diffs if d.state in ("new", "moved_here", "mismatch")}
+    displaced = [
+        d for d in diffs if d.state in ("missing", "mismatch") and d.system_unit not in incoming
+    ]
+    return RackPlan(
+        incoming=incoming,
+        displaced=displaced,
+        bad=[d for d in diffs if d.state == "bad_tube"],
+        unchanged=sum(1 for d in diffs if d.state == "match"),
+    )
 
 
 @transaction.atomic
@@ -688,16 +732,11 @@ def rack_scan_apply(
         .get(pk=box.pk)
     )
     diffs = rack_scan_compare(box=box, read=read)
-    bad = [d for d in diffs if d.state == "bad_tube"]
-    if bad:
-        listed = ", ".join(f"{d.position} {d.file_tube} ({d.note})" for d in bad[:5])
+    plan = rack_scan_plan(diffs=diffs)
+    if plan.bad:
+        listed = ", ".join(f"{d.position} {d.file_tube} ({d.note})" for d in plan.bad[:5])
         raise ServiceError(f"Unknown or invalid tubes: {listed}.", code="bad_tubes", field="file")
-    incoming = {d.file_tube: d for d in diffs if d.state in ("new", "moved_here", "mismatch")}
-    displaced = [
-        d
-        for d in diffs
-        if (d.state == "missing" or d.state == "mismatch") and d.system_unit not in incoming
-    ]
+    incoming, displaced = plan.incoming, plan.displaced
     if displaced and not remove_missing:
         listed = ", ".join(f"{d.system_unit} at {d.position}" for d in displaced[:5])
         raise ServiceError(

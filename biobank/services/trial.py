@@ -11,6 +11,11 @@ from biobank.models import Arm, Participant, Site, Study, Visit
 
 from .errors import ServiceError
 from .identifiers import identifier_allocate
+from .randomisation import (
+    randomisation_entry_next,
+    randomisation_entry_use,
+    randomisation_in_use,
+)
 
 
 @transaction.atomic
@@ -24,7 +29,11 @@ def participant_enroll(
     arm: Arm | None = None,
     weight_kg: float | None = None,
 ) -> Participant:
-    """Enrol a participant and schedule one visit per visit type of the study."""
+    """Enrol a participant and schedule one visit per visit type of the study.
+
+    Where the study has a randomisation list, the arm is the list's next entry for the
+    participant's stratum and may not be given by hand; ``arm`` is for studies without one.
+    """
     pseudonym = pseudonym.strip().upper()
     if not pseudonym:
         raise ServiceError("A pseudonym is required.", code="required", field="pseudonym")
@@ -36,6 +45,17 @@ def participant_enroll(
         raise ServiceError(
             f"Participant {pseudonym} already exists.", code="duplicate", field="pseudonym"
         )
+    entry = None
+    if randomisation_in_use(study=study):
+        if arm is not None:
+            raise ServiceError(
+                f"{study.code} allocates from its randomisation list: the arm cannot be chosen "
+                "by hand.",
+                code="arm_from_list",
+                field="arm",
+            )
+        entry = randomisation_entry_next(study=study, site=site)
+        arm = entry.arm
     participant = Participant(
         code=identifier_allocate(kind=Kind.PARTICIPANT),
         pseudonym=pseudonym,
@@ -52,6 +72,8 @@ def participant_enroll(
             participant.save()
     except IntegrityError as exc:
         raise ServiceError(f"Participant {pseudonym} already exists.", field="pseudonym") from exc
+    if entry is not None:
+        randomisation_entry_use(entry=entry, participant=participant)
     for visit_type in study.visit_types.all():
         visit = Visit(
             participant=participant,

@@ -9,7 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from biobank.models import Study
 from biobank.services.errors import ServiceError
+from biobank.services.randomisation import randomisation_in_use, randomisation_list_import
 from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
 from biobank.services.seeding import demo_data_load, trial_definition_load
 
@@ -38,6 +40,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"trial definition: {trial['created_or_changed']} rows changed")
                 user = _demo_user() if options["demo"] or options["demo_user"] else None
                 if options["demo"]:
+                    study = Study.objects.get(code=_read("trial.json")["study"]["code"])
+                    if not randomisation_in_use(study=study):
+                        listed = randomisation_list_import(
+                            study=study, text=_read_text("randomisation.csv"), actor=user
+                        )
+                        self.stdout.write(f"demo randomisation list: {listed} entries")
                     counts = demo_data_load(
                         data=_read("demo.json"), actor=user, password=DEMO_PASSWORD
                     )
@@ -51,6 +59,14 @@ class Command(BaseCommand):
             self.stdout.write(f"demo login: {DEMO_USERNAME} / {DEMO_PASSWORD} (superuser)")
             for username, role in _role_users():
                 self.stdout.write(f"  {username} / {DEMO_PASSWORD} ({role})")
+
+
+def _read_text(name: str) -> str:
+    path = SEEDS / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc}") from exc
 
 
 def _read(name: str) -> dict[str, Any]:

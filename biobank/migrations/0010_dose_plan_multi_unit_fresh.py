@@ -26,7 +26,7 @@ def copy_units(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('biobank', '0007_scale_indexes'),
+        ('biobank', '0009_exportlog'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

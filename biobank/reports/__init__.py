@@ -1,0 +1,1 @@
+"""Rendering of reports, exports and charts: pure code over data the selectors read."""

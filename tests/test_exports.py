@@ -1,0 +1,321 @@
+"""Audit-trail export (CSV, JSON Lines; events and field history) and the inventory."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from openpyxl import load_workbook
+
+from biobank.models import CustodyEvent, ExportLog, Placement, ProductUnit
+from biobank.selectors_reports import EVENT_COLUMNS, audit_columns
+
+from .factories import make_dose, make_units, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def _body(response: Any) -> str:
+    assert response.streaming, "exports are streamed"
+    return b"".join(response.streaming_content).decode()
+
+
+@pytest.fixture
+def demo(db: None) -> Any:
+    """The demo data set (about 20 s to load: used only where the issue asks for it)."""
+    call_command("seed", "--demo", "--demo-user", stdout=StringIO())
+    return make_user("auditor")
+
+
+@pytest.fixture
+def small(trial: Any) -> Any:
+    """One arm-B participant with stored, QC-released units and a ready MSC dose."""
+    user = make_user("auditor")
+    make_dose(actor=user, arm="B", visit="M6", ready=True)
+    return user
+
+
+def test_csv_export_of_the_demo_data_round_trips(client: Any, demo: Any) -> None:
+    client.force_login(demo)
+    response = client.get("/api/exports/audit-trail.csv")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv"
+    assert response["Content-Disposition"].startswith('attachment; filename="audit-trail-')
+    rows = list(csv.DictReader(io.StringIO(_body(response))))
+    events = list(
+        CustodyEvent.objects.select_related("participant", "actor", "site").order_by("at", "id")
+    )
+    assert len(events) > 100
+    assert len(rows) == len(events) == CustodyEvent.objects.count()
+    for row, event in zip(rows, events, strict=True):
+        assert row["source"] == "event"
+        assert int(row["id"]) == event.id
+        assert dt.datetime.fromisoformat(row["at"]) == event.at
+        assert dt.datetime.fromisoformat(row["recorded_at"]) == event.recorded_at
+        assert row["participant"] == event.participant.code
+        assert (row["item_kind"], row["item_code"], row["action"]) == (
+            event.item_kind,
+            event.item_code,
+            event.action,
+        )
+        assert (row["from_status"], row["to_status"]) == (event.from_status, event.to_status)
+        assert row["user"] == event.actor.username
+        assert row["site"] == (event.site.code if event.site else "")
+        assert (row["location"], row["reason"]) == (event.location, event.reason)
+        assert json.loads(row["data"]) == event.data
+    _jsonl_has_one_object_per_event(client)
+
+
+def _jsonl_has_one_object_per_event(client: Any) -> None:
+    response = client.get("/api/exports/audit-trail.jsonl")
+    assert response["Content-Type"] == "application/x-ndjson"
+    lines = _body(response).splitlines()
+    assert len(lines) == CustodyEvent.objects.count()
+    first = json.loads(lines[0])
+    event = CustodyEvent.objects.order_by("at", "id").first()
+    assert first["id"] == event.id and first["data"] == event.data
+    assert list(first) == audit_columns()
+
+
+def test_columns_are_the_event_fields_plus_any_hash_chain_columns(trial: Any) -> None:
+    assert EVENT_COLUMNS == [
+        "source",
+        "id",
+        "at",
+        "recorded_at",
+        "participant",
+        "item_kind",
+        "item_code",
+        "action",
+        "from_status",
+        "to_status",
+        "user",
+        "site",
+        "location",
+        "reason",
+        "data",
+    ]
+    base = {
+        "id",
+        "item_code",
+        "item_kind",
+        "participant_id",
+        "aspirate_id",
+        "processing_id",
+        "unit_id",
+        "dose_id",
+        "action",
+        "from_status",
+        "to_status",
+        "actor_id",
+        "at",
+        "recorded_at",
+        "site_id",
+        "location",
+        "reason",
+        "data",
+    }
+    extra = [f.attname for f in CustodyEvent._meta.concrete_fields if f.attname not in base]
+    assert audit_columns() == [*EVENT_COLUMNS, *extra]
+
+
+def test_filters_narrow_the_export(client: Any, small: Any) -> None:
+    client.force_login(small)
+    event = CustodyEvent.objects.filter(item_kind="unit").order_by("id").first()
+    participant = event.participant
+
+    def ids(query: str) -> list[int]:
+        response = client.get(f"/api/exports/audit-trail.csv?{query}")
+        assert response.status_code == 200, response.content
+        return [int(r["id"]) for r in csv.DictReader(io.StringIO(_body(response)))]
+
+    mine = CustodyEvent.objects.filter(participant=participant).order_by("at", "id")
+    assert ids(f"participant={participant.pseudonym}") == list(mine.values_list("id", flat=True))
+    item = CustodyEvent.objects.filter(item_code=event.item_code).order_by("at", "id")
+    assert ids(f"item={event.item_code.lower()}") == list(item.values_list("id", flat=True))
+    stored = CustodyEvent.objects.filter(action__in=["store", "move"]).order_by("at", "id")
+    assert ids("action=store,move") == list(stored.values_list("id", flat=True))
+    assert ids("user=nobody") == []
+    day = event.at.date()
+    window = CustodyEvent.objects.filter(at__date__gte=day, at__date__lte=day)
+    got = ids(f"from={day}&to={day}")
+    assert len(got) == window.count() and event.id in got
+    assert ids(f"from={day + dt.timedelta(days=1)}&to={day + dt.timedelta(days=1)}") == list(
+        CustodyEvent.objects.filter(at__date=day + dt.timedelta(days=1))
+        .order_by("at", "id")
+        .values_list("id", flat=True)
+    )
+
+
+def test_bad_filters_are_refused_naming_the_parameter(client: Any, small: Any) -> None:
+    client.force_login(small)
+    cases = [
+        ("from=yesterday", "from", "invalid_date"),
+        ("from=2025-03-02&to=2025-03-01", "from", "invalid_range"),
+        ("to=2025-03-01T10:00", "to", "naive_datetime"),
+        ("source=everything", "source", "invalid"),
+        ("participant=PT0000000X", "participant", "not_found"),
+    ]
+    for query, field, code in cases:
+        response = client.get(f"/api/exports/audit-trail.csv?{query}")
+        assert response.status_code in (400, 404), query
+        body = response.json()
+        assert body["code"] == code and field in body["fields"], (query, body)
+    assert client.get("/api/exports/audit-trail.xml").json()["code"] == "invalid_format"
+    assert not ExportLog.objects.exists()
+
+
+def test_every_export_is_recorded_with_its_filters(client: Any, small: Any) -> None:
+    client.force_login(small)
+    client.get("/api/exports/audit-trail.jsonl?action=store&from=2025-01-01")
+    log = ExportLog.objects.get()
+    assert (log.kind, log.format, log.requested_by, log.blinded) == (
+        "audit_trail",
+        "jsonl",
+        small,
+        False,
+    )
+    assert log.filters["action"] == "store" and log.filters["source"] == "events"
+    assert log.filters["from"].startswith("2024-12-31T23:00")  # Oslo midnight in UTC
+
+
+def test_field_history_export_shows_old_and_new_values(client: Any, small: Any) -> None:
+    client.force_login(small)
+    unit = ProductUnit.objects.filter(status="stored").first()
+    response = client.get(f"/api/exports/audit-trail.jsonl?source=history&item={unit.code}")
+    rows = [json.loads(line) for line in _body(response).splitlines()]
+    assert rows and {r["source"] for r in rows} == {"history"}
+    assert rows[0]["action"] == "created" and rows[0]["data"]["code"] == [None, unit.code]
+    changes = [r for r in rows if r["action"] == "changed"]
+    assert any(r["data"].get("status", [None, None])[1] == "stored" for r in changes)
+    assert all("code" not in r["data"] for r in changes)  # only what changed
+    # The unit's own rows, and those of its placements (where it was stored).
+    assert {r["item_kind"] for r in rows} == {"unit", "placement"}
+    assert {r["item_code"] for r in rows if r["item_kind"] == "unit"} == {unit.code}
+
+
+def test_blinded_export_leaves_out_lab_items_and_their_history(client: Any, small: Any) -> None:
+    monitor = make_user("monitor-export", unblinded=False)
+    client.force_login(monitor)
+    response = client.get("/api/exports/audit-trail.csv?source=all")
+    rows = list(csv.DictReader(io.StringIO(_body(response))))
+    kinds = {r["item_kind"] for r in rows}
+    assert kinds <= {"study", "site", "participant", "visit", "aspirate", "dose", "shipment"}
+    assert {"aspirate", "dose", "participant"} <= kinds
+    events = CustodyEvent.objects.filter(item_kind__in=["aspirate", "dose", "participant"])
+    assert sum(r["source"] == "event" for r in rows) == events.count()
+    text = "\n".join(",".join(r.values()) for r in rows)
+    for code in ProductUnit.objects.values_list("code", flat=True):
+        assert code not in text
+    assert "PLACEBO" not in text and '"MSC"' not in text
+    assert ExportLog.objects.get().blinded is True
+
+
+def test_audit_export_needs_its_permission(client: Any, trial: Any) -> None:
+    from django.contrib.auth.models import Permission
+
+    user = make_user("no-export")
+    user.user_permissions.remove(Permission.objects.get(codename="export_audit_trail"))
+    client.force_login(user)
+    response = client.get("/api/exports/audit-trail.csv")
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+    assert not ExportLog.objects.exists()
+
+
+def test_export_reads_in_chunks_with_few_queries(
+    client: Any, small: Any, django_assert_max_num_queries: Any
+) -> None:
+    client.force_login(small)
+    with django_assert_max_num_queries(12):
+        response = client.get("/api/exports/audit-trail.csv")
+        _body(response)
+
+
+# --- inventory -------------------------------------------------------------------------------
+
+
+def test_inventory_lists_every_stored_unit_with_its_location(client: Any, demo: Any) -> None:
+    client.force_login(demo)
+    response = client.get("/api/inventory.csv")
+    rows = list(csv.DictReader(io.StringIO(_body(response))))
+    open_placements = Placement.objects.filter(ended_at__isnull=True).select_related(
+        "unit__participant", "container__storage_unit"
+    )
+    assert len(rows) == open_placements.count() > 0
+    by_unit = {r["unit"]: r for r in rows}
+    for p in open_placements:
+        row = by_unit[p.unit.code]
+        assert row["participant"] == p.unit.participant.code
+        assert row["storage_unit"] == p.container.storage_unit.code
+        assert (row["box"], row["position"], row["location"]) == (
+            p.container.code,
+            p.position,
+            p.container.path,
+        )
+        assert row["status"] == p.unit.status
+    keys = [(r["site"], r["storage_unit_name"], r["location"]) for r in rows]
+    assert keys == sorted(keys)
+    _xlsx_has_units_and_per_participant_counts(client)
+
+
+def _xlsx_has_units_and_per_participant_counts(client: Any) -> None:
+    response = client.get("/api/inventory.xlsx")
+    assert response.status_code == 200
+    book = load_workbook(io.BytesIO(response.content), read_only=True)
+    units = list(book["Units by location"].values)
+    assert units[0][:3] == ("site", "storage_unit", "storage_unit_name")
+    assert len(units) - 1 == Placement.objects.filter(ended_at__isnull=True).count()
+    counts = list(book["Per participant"].values)
+    assert counts[0] == ("participant", "pseudonym", "stored", "total", "by_status")
+    assert sum(r[3] for r in counts[1:]) == ProductUnit.objects.count()
+    assert [x.format for x in ExportLog.objects.filter(kind="inventory")] == ["xlsx", "csv"]
+
+
+def test_where_is_everything_of_one_participant(client: Any, trial: Any) -> None:
+    lab = make_user("lab-where")
+    units = make_units(actor=lab, count=3, stored=True)
+    participant = units[0].participant
+    client.force_login(lab)
+    body = client.get(f"/api/inventory/participants/{participant.code}/").json()
+    assert [u["code"] for u in body["units"]] == sorted(u.code for u in units)
+    assert all(u["box"].startswith("BX") and u["position"] for u in body["units"])
+    assert body["aspirates"][0]["status"] == "processed"
+    counts = client.get("/api/inventory/participants/").json()
+    assert counts == [
+        {
+            "participant": participant.code,
+            "pseudonym": participant.pseudonym,
+            "stored": 3,
+            "total": 3,
+            "by_status": {"stored": 3},
+        }
+    ]
+    only = client.get(f"/api/inventory.csv?participant={participant.code}")
+    assert len(list(csv.DictReader(io.StringIO(_body(only))))) == 3
+    blinded = make_user("clin-where", unblinded=False)
+    client.force_login(blinded)
+    body = client.get(f"/api/inventory/participants/{participant.code}/").json()
+    assert "units" not in body and body["aspirates"]
+
+
+def test_admin_reports_page_exports_and_shows_errors(client: Any, small: Any) -> None:
+    client.force_login(small)
+    page = client.get("/admin/reports/")
+    assert page.status_code == 200
+    assert b"Audit trail export" in page.content and b"Units per participant" in page.content
+    index = client.get("/admin/")
+    assert b'href="/admin/reports/"' in index.content
+    bad = client.get("/admin/reports/?audit=1&a-date_from=soon&a-source=events&a-format=csv")
+    assert bad.status_code == 200
+    assert b"from must be a date" in bad.content
+    good = client.get("/admin/reports/?audit=1&a-source=events&a-format=csv&a-action=store")
+    rows = list(csv.DictReader(io.StringIO(_body(good))))
+    assert len(rows) == CustodyEvent.objects.filter(action="store").count()
+    assert ExportLog.objects.count() == 1
