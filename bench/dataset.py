@@ -68,7 +68,8 @@ class Target:
 
     @property
     def db_name(self) -> str:
-        return f"biobank_bench_{self.units}"
+        # BENCH_DB_PREFIX keeps parallel checkouts on one server apart.
+        return f"{os.environ.get('BENCH_DB_PREFIX', 'biobank_bench')}_{self.units}"
 
     @property
     def sqlite_path(self) -> Path:
@@ -561,9 +562,11 @@ class Builder:
         from django.db import transaction
 
         from biobank.identifiers import Kind, format_id
-        from biobank.models import CustodyEvent, Placement, ProductUnit
+        from biobank.models import AuditChainHead, CustodyEvent, Placement, ProductUnit
+        from biobank.models.events import GENESIS_HASH, chain_hash
 
         start = time.perf_counter()
+        chain_prev = GENESIS_HASH
         per = len(self.aspiration_types)
         user = self.user.pk
         slots = (
@@ -614,28 +617,33 @@ class Builder:
                             "placed_by_id": user,
                         }
                     )
-                    events.append(
-                        {
-                            "id": j + 1,
-                            "item_code": code,
-                            "item_kind": "unit",
-                            "participant_id": participant_id,
-                            "unit_id": j + 1,
-                            "action": "store",
-                            "from_status": "frozen",
-                            "to_status": "stored",
-                            "actor_id": user,
-                            "at": placed_at,
-                            "recorded_at": placed_at,
-                            "site_id": box.site_id,
-                            "location": f"{box.path} {label}",
-                            "data": {"container": box.code, "position": label},
-                        }
-                    )
+                    event = {
+                        "id": j + 1,
+                        "item_code": code,
+                        "item_kind": "unit",
+                        "participant_id": participant_id,
+                        "unit_id": j + 1,
+                        "action": "store",
+                        "from_status": "frozen",
+                        "to_status": "stored",
+                        "actor_id": user,
+                        "at": placed_at,
+                        "recorded_at": placed_at,
+                        "site_id": box.site_id,
+                        "location": f"{box.path} {label}",
+                        "data": {"container": box.code, "position": label},
+                    }
+                    # Hash-chained like every event the application writes (audit_verify).
+                    event["prev_hash"] = chain_prev
+                    event["row_hash"] = chain_prev = chain_hash(chain_prev, event)
+                    events.append(event)
                 with transaction.atomic():
                     for insert, rows in zip(inserts, (units, placements, events), strict=True):
                         insert(rows)
                 bar.update(len(chunk))
+        AuditChainHead.objects.update_or_create(
+            pk=1, defaults={"last_hash": chain_prev, "last_event_id": self.n, "length": self.n}
+        )
         for model in (ProductUnit, Placement, CustodyEvent):
             self.counts[model._meta.label] = self.n
         self.max_numbers["UN"] = self.n

@@ -8,6 +8,7 @@ class ServiceError(Exception):
     """A refused request, with a code, a message for a person and, where known, the field."""
 
     status_code = 400
+    index: int | None = None  # which item of a bulk request was refused
 
     def __init__(self, message: str, *, code: str = "invalid", field: str | None = None) -> None:
         super().__init__(message)

@@ -27,6 +27,7 @@ class Kind(StrEnum):
     CONTAINER = "CT"
     BOX = "BX"
     DOSE = "DS"
+    SHIPMENT = "SH"
 
     @property
     def label(self) -> str:

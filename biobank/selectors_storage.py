@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, FilteredRelation, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from biobank.models import Container, ContainerKind, Placement, ProductUnit, StorageUnit
+from biobank.models.storage import open_placement_q
+
+SLOT_RESERVED = "checked out, slot reserved"
 
 
 @dataclass
@@ -31,9 +36,7 @@ def box_map(*, box: Container) -> BoxMap:
     box_type = box.box_type
     placements = {
         (p.row, p.column): p
-        for p in Placement.objects.filter(container=box, ended_at__isnull=True).select_related(
-            "unit"
-        )
+        for p in Placement.objects.open().filter(container=box).select_related("unit")
     }
     rows = []
     for r in range(1, box_type.rows + 1):
@@ -48,12 +51,26 @@ def box_map(*, box: Container) -> BoxMap:
     return BoxMap(box, column_labels, rows, len(placements), box_type.capacity)
 
 
+def open_count_per_box() -> Subquery:
+    """Open placements of the outer box, counted in a subquery: joining every placement a
+    box ever had (ended ones pile up over the years) and grouping made pages slow at scale."""
+    counted = (
+        Placement.objects.open()
+        .filter(container=OuterRef("pk"))
+        .order_by()
+        .values("container")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted), 0)
+
+
 def boxes_with_occupancy(*, storage_unit: StorageUnit) -> QuerySet[Container]:
     return (
         Container.objects.filter(storage_unit=storage_unit, kind=ContainerKind.BOX)
         .select_related("box_type")
         .annotate(
-            used=Count("placements", filter=Q(placements__ended_at__isnull=True)),
+            used=open_count_per_box(),
             capacity=F("box_type__rows") * F("box_type__columns"),
         )
         .order_by("path")
@@ -61,26 +78,49 @@ def boxes_with_occupancy(*, storage_unit: StorageUnit) -> QuerySet[Container]:
 
 
 def units_with_location(queryset: QuerySet[ProductUnit]) -> QuerySet[ProductUnit]:
-    """Annotate each unit with its current container path and position in one query."""
-    current = Placement.objects.filter(unit=OuterRef("pk"), ended_at__isnull=True)
+    """Annotate each unit with its current container path and position in one query.
+
+    The open placement is joined (at most one per unit, a unique constraint), which the
+    planner handles far better than one correlated subquery per column.
+    """
     return queryset.annotate(
-        location_container_id=Subquery(current.values("container_id")[:1]),
-        location_path=Subquery(current.values("container__path")[:1]),
-        location_code=Subquery(current.values("container__code")[:1]),
-        location_position=Subquery(current.values("position")[:1]),
-        location_checked_out=Subquery(current.values("checked_out_at")[:1]),
+        open_placement=FilteredRelation("placements", condition=open_placement_q("placements__")),
+        location_container_id=F("open_placement__container_id"),
+        location_path=F("open_placement__container__path"),
+        location_code=F("open_placement__container__code"),
+        location_position=F("open_placement__position"),
+        location_checked_out=F("open_placement__checked_out_at"),
     )
+
+
+def location_text(
+    *, path: str | None, code: str | None, position: str | None, checked_out: datetime | None
+) -> str:
+    """The one way a unit's place is written: 'path (code) position — checked out, ...'."""
+    if not code:
+        return ""
+    text = f"{path} ({code}) {position or ''}".strip()
+    if checked_out:
+        text += f" — {SLOT_RESERVED}"
+    return text
 
 
 def location_of(unit: ProductUnit) -> str:
-    placement = (
-        Placement.objects.filter(unit=unit, ended_at__isnull=True)
-        .select_related("container")
-        .first()
-    )
+    """Where a unit is now: from ``units_with_location``'s columns when the unit was read
+    with them (no query), else one query for its open placement."""
+    if "location_code" in unit.__dict__:
+        return location_text(
+            path=unit.location_path,
+            code=unit.location_code,
+            position=unit.location_position,
+            checked_out=unit.location_checked_out,
+        )
+    placement = Placement.objects.open().filter(unit=unit).select_related("container").first()
     if placement is None:
         return ""
-    text = f"{placement.container.path} ({placement.container.code}) {placement.position}"
-    if placement.checked_out_at:
-        text += " — checked out, slot reserved"
-    return text.strip()
+    return location_text(
+        path=placement.container.path,
+        code=placement.container.code,
+        position=placement.position,
+        checked_out=placement.checked_out_at,
+    )

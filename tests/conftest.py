@@ -4,8 +4,20 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.db.backends.signals import connection_created
 
 from .factories import load_trial, make_user
+
+
+def _allow_test_flush(sender: Any, connection: Any, **kwargs: Any) -> None:
+    # The custody log refuses TRUNCATE (migration 0010) unless the session allows it; the
+    # test runner empties tables with TRUNCATE between transactional tests.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET biobank.allow_truncate = 'on'")
+
+
+connection_created.connect(_allow_test_flush, dispatch_uid="biobank-test-allow-truncate")
 
 
 @pytest.fixture

@@ -152,6 +152,9 @@ class Filler:
         if model is not None and len(params) == 1 and params != {"version_id"}:
             (name,) = params
             return [{name: pk} for pk in self._objects(model)]
+        if model is not None and params == {"pk", "name"}:  # a named step page of one item
+            steps = ("pack", "seal", "ship", "receive", "cancel", "unknown")
+            return [{"pk": pk, "name": n} for pk in _sample(self._objects(model), 2) for n in steps]
         if model is not None and params <= {"object_id", "version_id"}:
             pks = self._objects(model)
             if "version_id" in params:

@@ -13,8 +13,8 @@ import pypdfium2 as pdfium
 import pytest
 
 from biobank.models import CustodyEvent, ExportLog, FreezingRun, Participant, Processing
-from biobank.services.errors import ServiceError
 from biobank.services.doses import dose_administer, dose_dispatch
+from biobank.services.errors import ServiceError
 from biobank.services.release import participant_unblind
 from biobank.services.storage import unit_move
 

@@ -181,7 +181,7 @@ def test_release_and_discard_free_the_slot(box: Container, tech: Any) -> None:
     unit_check_out(unit=released, actor=tech)
     unit_transition(unit=released, action="release", actor=tech)
     unit_transition(unit=discarded, action="discard", actor=tech, reason="bag cracked")
-    assert not Placement.objects.filter(container=box, ended_at__isnull=True).exists()
+    assert not Placement.objects.open().filter(container=box).exists()
     assert Placement.objects.get(unit=discarded).end_reason == "discard"
 
 
@@ -193,7 +193,7 @@ def test_remove_needs_reason_and_frees_slot(box: Container, tech: Any) -> None:
     unit_remove(unit=unit, actor=tech, reason="shipped to Ulm in dry shipper")
     unit.refresh_from_db()
     assert unit.status == "frozen"
-    assert not Placement.objects.filter(unit=unit, ended_at__isnull=True).exists()
+    assert not Placement.objects.open().filter(unit=unit).exists()
 
 
 def test_placement_steps_are_refused_outside_storage_services(box: Container, tech: Any) -> None:
@@ -258,7 +258,7 @@ def test_two_technicians_race_for_one_slot(postgres_only: None) -> None:
     for t in threads:
         t.join()
     assert sorted(o.split(":")[0] for o in outcomes) == ["conflict", "placed"], outcomes
-    assert Placement.objects.filter(container=box, ended_at__isnull=True).count() == 1
+    assert Placement.objects.open().filter(container=box).count() == 1
     statuses = sorted(
         ProductUnit.objects.filter(pk__in=[u.pk for u in units]).values_list("status", flat=True)
     )
@@ -422,6 +422,8 @@ def test_storage_unit_page_shows_occupancy_and_temperatures(
     ).content.decode()
     assert "3 of 81 positions used" in html
     assert "OUT OF RANGE" in html
+    assert f'href="/admin/biobank/container/{box.pk}/change/">{box.code}</a>' in html
+    assert "<td>3 / 81</td>" in html
 
 
 def test_unit_search_shows_location_path_and_history(

@@ -1,3 +1,3 @@
-from . import printing, release, reports, samples, storage, trial
+from . import printing, release, reports, samples, shipments, storage, trial
 
-__all__ = ["printing", "release", "reports", "samples", "storage", "trial"]
+__all__ = ["printing", "release", "reports", "samples", "shipments", "storage", "trial"]

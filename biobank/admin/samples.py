@@ -22,9 +22,10 @@ from biobank.models import (
     QcResult,
     QcTest,
 )
+from biobank.models.storage import open_placement_q
 from biobank.scanning.clean import ScanError, resolve_scan_text
 from biobank.selectors import events_for
-from biobank.selectors_storage import units_with_location
+from biobank.selectors_storage import location_of, units_with_location
 from biobank.services import aspirates as aspirate_services
 from biobank.services import processing as processing_services
 from biobank.services import storage as storage_services
@@ -537,7 +538,7 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
             return queryset.filter(**{field: scan.value}), False
         if scan.parsed.kind in (Kind.BOX, Kind.CONTAINER):
             inside = queryset.filter(
-                placements__container__code=scan.value, placements__ended_at__isnull=True
+                open_placement_q("placements__"), placements__container__code=scan.value
             )
             return inside, False
         return super().get_search_results(request, queryset, search_term)
@@ -569,14 +570,7 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
 
     @admin.display(description="Location", ordering="location_path")
     def location(self, obj: ProductUnit) -> str:
-        if not obj.location_code:
-            return "–"
-        text = format_html(
-            "{} <b>{}</b> ({})", obj.location_path, obj.location_position, obj.location_code
-        )
-        if obj.location_checked_out:
-            text = format_html("{} — checked out, slot reserved", text)
-        return text
+        return location_of(obj) or "–"
 
     @admin.display(description="Location history")
     def location_history(self, obj: ProductUnit) -> str:

@@ -6,9 +6,10 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError
+from django.db import IntegrityError, OperationalError
 from django.http import Http404
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -16,6 +17,41 @@ from biobank.errors import ServiceError
 from biobank.visibility import policy_for
 
 logger = logging.getLogger(__name__)
+
+# PostgreSQL: deadlock detected, serialization failure: a concurrent change; retrying works.
+RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error answer (schema only)."""
+
+    code = serializers.CharField(help_text="Stable machine-readable reason, e.g. 'invalid'.")
+    message = serializers.CharField(help_text="What went wrong, for a person.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Field name → messages about that field (empty when not about a field).",
+    )
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+ERROR_RESPONSES: dict[int, OpenApiResponse] = {
+    400: _error("Invalid input: the message and `fields` name the field and the reason."),
+    401: _error("Not signed in, or the token is unknown, revoked or expired."),
+    403: _error("Signed in, but this role may not do this."),
+    404: _error("No such resource (or not visible to this user)."),
+    405: _error("Method not allowed on this path."),
+    409: _error(
+        "Conflict: the step is not allowed from the current status, was already done, "
+        "or a concurrent change got there first. Re-read and retry."
+    ),
+    413: _error("Request body larger than REQUEST_MAX_BODY_BYTES."),
+    415: _error("Unsupported media type: send application/json."),
+    429: _error("Too many failed sign-ins: account or address locked for a while."),
+    500: _error("Server error (logged; no internals in the answer)."),
+}
 
 
 def _flatten(detail: Any) -> dict[str, list[str]]:
@@ -52,6 +88,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             {
                 "code": "conflict",
                 "message": "The change conflicts with the current data and was not saved.",
+                "fields": {},
+            },
+            status=status.HTTP_409_CONFLICT,
+        )
+    if (
+        isinstance(exc, OperationalError)
+        and getattr(getattr(exc, "__cause__", None), "sqlstate", None) in RETRYABLE_SQLSTATES
+    ):
+        return Response(
+            {
+                "code": "conflict",
+                "message": "A concurrent change got in the way; nothing was saved. Try again.",
                 "fields": {},
             },
             status=status.HTTP_409_CONFLICT,

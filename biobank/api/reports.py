@@ -254,6 +254,12 @@ INVENTORY_ROWS = inline_serializer(
     many=True,
 )
 
+# Typed path parameters, so the schema (and check --deploy) need not guess.
+CODE_PATH = [
+    OpenApiParameter("code", str, OpenApiParameter.PATH, description="Identifier or pseudonym"),
+    OpenApiParameter("fmt", str, OpenApiParameter.PATH, description="Output format"),
+]
+
 CHART_RESPONSES = {
     (200, "image/svg+xml"): OpenApiTypes.BINARY,
     (200, "image/png"): OpenApiTypes.BINARY,
@@ -262,10 +268,11 @@ CHART_RESPONSES = {
 
 class ParticipantReportView(APIView):
     @extend_schema(
+        parameters=CODE_PATH,
         responses={
             (200, "application/pdf"): OpenApiTypes.BINARY,
             (200, "application/json"): OpenApiTypes.OBJECT,
-        }
+        },
     )
     def get(self, request: Request, code: str, fmt: str) -> HttpResponse:
         """The participant chain report (PDF or JSON); blinded roles get the blinded version."""
@@ -321,7 +328,7 @@ class WhereaboutsView(APIView):
 
 class TemperatureChartView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("days", OpenApiTypes.INT)],
+        parameters=[*CODE_PATH, OpenApiParameter("days", OpenApiTypes.INT)],
         responses=CHART_RESPONSES,
     )
     def get(self, request: Request, code: str, fmt: str) -> HttpResponse:
@@ -333,14 +340,14 @@ class TemperatureChartView(APIView):
 
 
 class OccupancyChartView(APIView):
-    @extend_schema(responses=CHART_RESPONSES)
+    @extend_schema(parameters=CODE_PATH, responses=CHART_RESPONSES)
     def get(self, request: Request, code: str, fmt: str) -> HttpResponse:
         """Box-by-box occupancy heat map of a storage unit."""
         return _chart_response(occupancy_chart_for(user=request.user, code=code, fmt=fmt))
 
 
 class CrossoverChartView(APIView):
-    @extend_schema(responses=CHART_RESPONSES)
+    @extend_schema(parameters=CODE_PATH, responses=CHART_RESPONSES)
     def get(self, request: Request, code: str, fmt: str) -> HttpResponse:
         """Visits, aspirations and doses of one participant (blinded wording when blinded)."""
         return _chart_response(crossover_chart_for(user=request.user, code=code, fmt=fmt))

@@ -233,6 +233,7 @@ class UnitSerializer(PolicySerializer):
             "location",
         ]
 
+    @extend_schema_field(LocationSerializer(allow_null=True))
     def get_location(self, obj: ProductUnit) -> dict[str, Any] | None:
         code = getattr(obj, "location_code", None)
         if not code:
@@ -292,10 +293,22 @@ class PositionSerializer(serializers.Serializer):
     checked_out = serializers.BooleanField()
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": True,
+        "description": "Step details, keys per action (e.g. container, position).",
+    }
+)
+class EventDataField(serializers.JSONField):
+    pass
+
+
 class EventSerializer(PolicySerializer):
     participant = code_field()
     actor = serializers.CharField(source="actor.username", read_only=True)
     site = code_field(allow_null=True)
+    data = EventDataField(read_only=True)
 
     class Meta:
         model = CustodyEvent
@@ -640,10 +653,15 @@ class AdministerInput(DispatchInput):
     route = serializers.CharField(max_length=30, required=False, default="intrathecal")
 
 
+class ScheduleEntrySerializer(serializers.Serializer):
+    visit = serializers.CharField()
+    treatment = serializers.CharField()
+
+
 class UnblindingOutput(serializers.Serializer):
     participant = serializers.CharField()
     arm = serializers.CharField()
-    schedule = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    schedule = ScheduleEntrySerializer(many=True)
     signature = serializers.CharField()
 
 

@@ -1,9 +1,9 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import SimpleRouter
 
-from . import labels, reports, views
+from . import labels, reports, shipments, views
+from .auth import TokenObtainView
 from .scan import ScanView
 
 router = SimpleRouter(trailing_slash=True)
@@ -17,9 +17,10 @@ router.register("containers", views.ContainerViewSet, basename="containers")
 router.register("events", views.EventViewSet, basename="events")
 router.register("doses", views.DoseViewSet, basename="doses")
 router.register("identity-checks", views.IdentityCheckViewSet, basename="identity-checks")
+router.register("shipments", shipments.ShipmentViewSet, basename="shipments")
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", TokenObtainView.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("scan/", ScanView.as_view(), name="scan"),

@@ -91,6 +91,7 @@ TEMPLATES: dict[str, LabelTemplate] = {
         _t("box", "Storage box", 50, 25, "qr"),
         _t("storage_unit", "Storage unit (tank, freezer)", 100, 50, "code128"),
         _t("participant", "Participant", 50, 25, "code128"),
+        _t("shipper", "Shipper / transport box (2D)", 100, 50, "qr"),
         # Blinded: the label only shows what LabelContent carries, and the caller builds
         # the same content for MSC and placebo (DOMAIN.md, "Blinding").
         _t("dose", "Dose syringe (blinded)", 70, 40, "code128"),

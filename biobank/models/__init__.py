@@ -1,5 +1,5 @@
 from .aspirate import Anticoagulant, Aspirate, AspirateStatus, Condition
-from .events import CustodyEvent
+from .events import AuditChainHead, CustodyEvent
 from .identifiers import IdSequence
 from .printing import Printer, PrinterDpi, PrintJob, PrintJobStatus
 from .processing import Passage, Processing, ProcessingStatus, QcResult, QcTest
@@ -16,6 +16,15 @@ from .release import (
     Unblinding,
 )
 from .reports import ExportKind, ExportLog
+from .shipment import (
+    KIND_RANGE_C,
+    LoggerFile,
+    Shipment,
+    ShipmentItem,
+    ShipmentItemState,
+    ShipmentKind,
+    ShipmentStatus,
+)
 from .storage import (
     Accepts,
     BoxType,
@@ -42,12 +51,14 @@ from .trial import (
 from .unit import ContainerType, FreezingRun, ProductUnit, UnitStatus
 
 __all__ = [
+    "KIND_RANGE_C",
     "Accepts",
     "Anticoagulant",
     "Arm",
     "ArmSchedule",
     "Aspirate",
     "AspirateStatus",
+    "AuditChainHead",
     "BoxType",
     "Condition",
     "Container",
@@ -65,6 +76,7 @@ __all__ = [
     "IdentityCheck",
     "IdentityStage",
     "Labelling",
+    "LoggerFile",
     "Participant",
     "Passage",
     "Placement",
@@ -79,6 +91,11 @@ __all__ = [
     "QcResult",
     "QcTest",
     "RandomisationEntry",
+    "Shipment",
+    "ShipmentItem",
+    "ShipmentItemState",
+    "ShipmentKind",
+    "ShipmentStatus",
     "Signature",
     "SignatureMeaning",
     "Site",

@@ -18,6 +18,7 @@ class SignatureMeaning(models.TextChoices):
     DOSE_RELEASE = "dose_release", "Approval: dose released for administration"
     DOSE_DEVIATION = "dose_deviation", "Approval: documented deviation from the dose window"
     UNBLINDING = "unblinding", "Emergency unblinding of one participant"
+    SHIPMENT_SEAL = "shipment_seal", "Approval: shipment manifest checked and sealed"
 
 
 class Signature(models.Model):

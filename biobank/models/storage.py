@@ -161,6 +161,18 @@ class Container(models.Model):
         return self.kind == ContainerKind.BOX
 
 
+def open_placement_q(via: str = "") -> models.Q:
+    """An open placement (not ended), optionally through a relation: ``open_placement_q(
+    "placements__")`` on units. The one spelling of "open"; querysets use ``.open()``."""
+    return models.Q(**{f"{via}ended_at__isnull": True})
+
+
+class PlacementQuerySet(models.QuerySet["Placement"]):
+    def open(self) -> PlacementQuerySet:
+        """Placements still in force: the unit is (or is reserved) there now."""
+        return self.filter(open_placement_q())
+
+
 class Placement(models.Model):
     """One stay of a unit in a container (and position). Open while ``ended_at`` is null.
 
@@ -189,17 +201,19 @@ class Placement(models.Model):
     end_reason = models.CharField(max_length=200, blank=True)
     history = HistoricalRecords()
 
+    objects = PlacementQuerySet.as_manager()
+
     class Meta:
         ordering = ["-placed_at", "-id"]
         constraints = [
             models.UniqueConstraint(
                 fields=["unit"],
-                condition=models.Q(ended_at__isnull=True),
+                condition=open_placement_q(),
                 name="placement_one_open_per_unit",
             ),
             models.UniqueConstraint(
                 fields=["container", "row", "column"],
-                condition=models.Q(ended_at__isnull=True),
+                condition=open_placement_q(),
                 name="placement_one_unit_per_position",
             ),
             models.CheckConstraint(
@@ -208,8 +222,7 @@ class Placement(models.Model):
                 name="placement_position_complete",
             ),
             models.CheckConstraint(
-                condition=models.Q(ended_at__isnull=True)
-                | models.Q(ended_at__gte=models.F("placed_at")),
+                condition=open_placement_q() | models.Q(ended_at__gte=models.F("placed_at")),
                 name="placement_ends_after_start",
             ),
         ]

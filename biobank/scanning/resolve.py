@@ -18,6 +18,7 @@ from biobank.models import (
     Participant,
     Processing,
     ProductUnit,
+    Shipment,
     StorageUnit,
 )
 from biobank.selectors_storage import location_of
@@ -36,6 +37,7 @@ MODELS: dict[Kind, tuple[type[Model], tuple[str, ...], str]] = {
     Kind.CONTAINER: (Container, ("box_type", "storage_unit"), "containers"),
     Kind.BOX: (Container, ("box_type", "storage_unit"), "containers"),
     Kind.DOSE: (Dose, ("participant", "visit__visit_type"), "doses"),
+    Kind.SHIPMENT: (Shipment, ("from_site", "to_site"), "shipments"),
 }
 
 

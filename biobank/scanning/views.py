@@ -345,7 +345,7 @@ class StorePage(ScanPage):
         unit: ProductUnit = result.item
         position = state.pop("position", None)
         before = location_of(unit)
-        previous = unit.placements.filter(ended_at__isnull=True).select_related("container").first()
+        previous = unit.placements.open().select_related("container").first()
         if unit.status == UnitStatus.FROZEN:
             placement = unit_place(unit=unit, container=box, position=position, actor=request.user)
             undo = {"unit": unit.pk, "kind": "place"}
@@ -565,10 +565,7 @@ class VerifyPage(ScanPage):
         empty = {"rows": [], "ok": 0, "to_scan": 0, "missing": 0, "extra": 0, "wrong": 0}
         if box is None:
             return empty
-        expected = {
-            p.unit.code: p
-            for p in box.placements.filter(ended_at__isnull=True).select_related("unit")
-        }
+        expected = {p.unit.code: p for p in box.placements.open().select_related("unit")}
         elsewhere = {
             u.code: location_of(u)
             for u in ProductUnit.objects.filter(code__in=[c for c in seen if c not in expected])

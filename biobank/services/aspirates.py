@@ -9,7 +9,7 @@ from django.db import transaction
 from biobank.identifiers import Kind
 from biobank.models import Anticoagulant, Aspirate, AspirateStatus, Condition, Site, Visit
 
-from .errors import ServiceError
+from .errors import ConflictError, ServiceError
 from .identifiers import identifier_allocate
 from .lifecycle import check_time, event_record, transition_apply
 
@@ -32,7 +32,7 @@ def aspirate_collect(
         Visit.objects.select_for_update(of=("self",)).select_related("participant").get(pk=visit.pk)
     )
     if Aspirate.objects.filter(visit=visit).exists():
-        raise ServiceError(
+        raise ConflictError(
             f"Visit {visit} already has an aspirate.", code="duplicate", field="visit"
         )
     volume = Decimal(str(volume_ml))

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from biobank.models import (
@@ -20,10 +21,14 @@ from biobank.models import (
     ProcessingStatus,
     ProductUnit,
     QcRelease,
+    Shipment,
+    ShipmentItem,
+    ShipmentStatus,
     Site,
     UnitStatus,
 )
 
+from .audit import event_record_bulk
 from .errors import ServiceError, TransitionError
 
 A, P, U, D = AspirateStatus, ProcessingStatus, UnitStatus, DoseStatus
@@ -44,9 +49,11 @@ def _t(sources: list[str], target: str | None, needs_reason: bool = False) -> Tr
 TRANSITIONS: dict[str, dict[str, Transition]] = {
     "aspirate": {
         "accept": _t([A.COLLECTED], A.ACCEPTED),
-        "quarantine": _t([A.COLLECTED], A.QUARANTINED, needs_reason=True),
+        "quarantine": _t([A.COLLECTED, A.ACCEPTED], A.QUARANTINED, needs_reason=True),
         "reject": _t([A.COLLECTED, A.QUARANTINED], A.REJECTED, needs_reason=True),
         "release_quarantine": _t([A.QUARANTINED], A.ACCEPTED, needs_reason=True),
+        "ship": _t([A.COLLECTED], None),
+        "receive": _t([A.COLLECTED], None),
         "start_processing": _t([A.ACCEPTED], A.IN_PROCESSING),
         "complete_processing": _t([A.IN_PROCESSING], A.PROCESSED),
         "discard": _t(
@@ -67,10 +74,13 @@ TRANSITIONS: dict[str, dict[str, Transition]] = {
         "check_out": _t([U.STORED], U.CHECKED_OUT),
         "check_in": _t([U.CHECKED_OUT], U.STORED),
         "unstore": _t([U.STORED, U.CHECKED_OUT], U.FROZEN, needs_reason=True),
-        "quarantine": _t([U.STORED], U.QUARANTINED, needs_reason=True),
+        # FROZEN / RELEASED: a unit out of storage (in or after a shipment) can be quarantined.
+        "quarantine": _t([U.STORED, U.FROZEN, U.RELEASED], U.QUARANTINED, needs_reason=True),
         "lift_quarantine": _t([U.QUARANTINED], U.STORED, needs_reason=True),
         "release": _t([U.STORED, U.CHECKED_OUT], U.RELEASED),
         "return_to_stock": _t([U.RELEASED], U.FROZEN, needs_reason=True),
+        "ship": _t([U.FROZEN, U.RELEASED], None),
+        "receive": _t([U.FROZEN, U.RELEASED], None),
         "thaw": _t([U.RELEASED], U.THAWED),
         "administer": _t([U.THAWED], U.ADMINISTERED),
         "discard": _t(
@@ -85,15 +95,33 @@ TRANSITIONS["dose"] = {
     "release": _t([D.PREPARED], D.RELEASED),
     "make_ready": _t([D.RELEASED], D.READY),
     "dispatch": _t([D.READY], D.DISPATCHED),
+    "ship": _t([D.RELEASED, D.READY], None),
+    "receive": _t([D.RELEASED, D.READY], None),
     "administer": _t([D.DISPATCHED], D.ADMINISTERED),
     "cancel": _t([D.PREPARED, D.RELEASED, D.READY, D.DISPATCHED], D.CANCELLED, needs_reason=True),
 }
+
+S = ShipmentStatus
+# Shipment steps (services/shipments.py applies them; the items get their own ship/receive).
+TRANSITIONS["shipment"] = {
+    "pack": _t([S.PLANNED, S.PACKING], S.PACKING),
+    "seal": _t([S.PACKING], S.SEALED),
+    "ship": _t([S.SEALED], S.IN_TRANSIT),
+    "receive": _t([S.IN_TRANSIT, S.PARTIALLY_RECEIVED], S.RECEIVED),
+    "receive_partially": _t([S.IN_TRANSIT], S.PARTIALLY_RECEIVED),
+    "cancel": _t([S.PLANNED, S.PACKING, S.SEALED], S.CANCELLED, needs_reason=True),
+}
+
+# While an item is bound to an open shipment only these steps may touch it: it cannot be
+# stored, moved, thawed, dosed or discarded until it is received, unpacked or written off.
+IN_SHIPMENT_STEPS = frozenset({"ship", "receive"})
 
 KIND_OF: dict[type[models.Model], str] = {
     Aspirate: "aspirate",
     Processing: "processing",
     ProductUnit: "unit",
     Dose: "dose",
+    Shipment: "shipment",  # for allowed_actions; its steps are applied by services.shipments
 }
 
 # Allow for clocks that differ a little between a scanner PC and the server.
@@ -102,7 +130,7 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 Item = Aspirate | Processing | ProductUnit | Dose
 
 
-def allowed_actions(item: Item) -> list[str]:
+def allowed_actions(item: Item | Shipment) -> list[str]:
     """Actions the table allows from the item's current status (for buttons and the API)."""
     table = TRANSITIONS[KIND_OF[type(item)]]
     return [action for action, t in table.items() if item.status in t.sources]
@@ -183,17 +211,8 @@ def event_record(
     reason: str = "",
     data: dict[str, Any] | None = None,
 ) -> CustodyEvent:
-    """Append one chain-of-custody row. Callers are services inside their transaction."""
-    links: dict[str, Any] = {}
-    if isinstance(item, Aspirate):
-        links["aspirate"] = item
-    elif isinstance(item, Processing):
-        links["processing"] = item
-    elif isinstance(item, ProductUnit):
-        links["unit"] = item
-    elif isinstance(item, Dose):
-        links["dose"] = item
-    return CustodyEvent.objects.create(
+    """Append one chain-of-custody row (hash-chained). Callers are services in their transaction."""
+    event = CustodyEvent(
         participant_id=participant_id,
         item_code=item_code,
         item_kind=item_kind,
@@ -206,8 +225,192 @@ def event_record(
         location=location,
         reason=reason,
         data=data or {},
-        **links,
+        **_links(item),
     )
+    return event_record_bulk([event])[0]
+
+
+def _links(item: Item | None) -> dict[str, Any]:
+    for model, name in _LINK.items():
+        if isinstance(item, model):
+            return {name: item}
+    return {}
+
+
+_LINK: dict[type[models.Model], str] = {
+    Aspirate: "aspirate",
+    Processing: "processing",
+    ProductUnit: "unit",
+    Dose: "dose",
+}
+
+
+@dataclass
+class Step:
+    """One item's step in a set-based transition (``transitions_apply_bulk``)."""
+
+    item: Item
+    action: str
+    reason: str = ""
+    site: Site | None = None
+    location: str = ""
+    changes: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+
+
+def _transition_of(kind: str, action: str, code: str, reason: str) -> Transition:
+    transition = TRANSITIONS[kind].get(action)
+    if transition is None:
+        raise TransitionError(
+            f"'{action}' is not a step for a {kind}. Steps: {', '.join(TRANSITIONS[kind])}.",
+            code="unknown_action",
+            field="action",
+        )
+    if transition.needs_reason and not reason:
+        raise ServiceError(
+            f"A reason is required to {action.replace('_', ' ')} {code}.",
+            code="reason_required",
+            field="reason",
+        )
+    return transition
+
+
+def _lockable(model: type[models.Model], kind: str) -> Any:
+    """Rows locked for a step, with (in the same query) the open shipment holding each."""
+    rows = model.objects.select_for_update(of=("self",))
+    if kind in ("aspirate", "unit", "dose"):
+        held = ShipmentItem.objects.filter(active=True, **{kind: OuterRef("pk")})
+        rows = rows.annotate(held_by_shipment=Subquery(held.values("shipment__code")[:1]))
+    return rows
+
+
+def _shipment_guard(locked: Any, action: str) -> None:
+    """An item in an open shipment takes only the shipment's own steps."""
+    shipment = getattr(locked, "held_by_shipment", None)
+    if shipment and action not in IN_SHIPMENT_STEPS:
+        raise TransitionError(
+            f"Cannot {action.replace('_', ' ')} {locked.code}: it is in shipment {shipment}, "
+            "which has not been received.",
+            code="in_shipment",
+            field="status",
+        )
+
+
+def _refuse(action: str, code: str, status: str, transition: Transition) -> TransitionError:
+    allowed = ", ".join(sorted(transition.sources))
+    return TransitionError(
+        f"Cannot {action.replace('_', ' ')} {code}: it is {status}; "
+        f"this step is allowed only from: {allowed}.",
+        code="invalid_transition",
+        field="status",
+    )
+
+
+@transaction.atomic
+def transitions_apply_bulk(
+    *, steps: list[Step], actor: AbstractBaseUser, at: datetime | None = None
+) -> list[CustodyEvent]:
+    """``transition_apply`` for many items of one kind in a fixed number of statements.
+
+    The same checks, refusals, saved states, history rows (with reasons) and events as
+    applying the steps one by one in list order; all or nothing. A refusal carries the
+    step's position in ``.index``. Rows are locked in one query, statuses written in one
+    UPDATE, history rows and events inserted in bulk.
+    """
+    if not steps:
+        return []
+    when = check_time(at)
+    model = type(steps[0].item)
+    kind = KIND_OF[model]
+    locked = _lockable(model, kind).in_bulk(
+        sorted({step.item.pk for step in steps})  # one lock order for every caller
+    )
+    status = {pk: row.status for pk, row in locked.items()}
+    plans = []
+    for index, step in enumerate(steps):
+        row = locked[step.item.pk]
+        reason = (step.reason or "").strip()
+        try:
+            transition = _transition_of(kind, step.action, row.code, reason)
+            _shipment_guard(row, step.action)
+            if status[row.pk] not in transition.sources:
+                raise _refuse(step.action, row.code, status[row.pk], transition)
+        except ServiceError as exc:
+            exc.index = index
+            raise
+        from_status = status[row.pk]
+        if transition.target is not None:
+            status[row.pk] = transition.target
+        plans.append((step, row, transition, reason, from_status))
+    if len(locked) != len(steps):
+        # An item twice: fall back to one by one (rare; keeps each history row exact).
+        return [
+            transition_apply(
+                item=step.item,
+                action=step.action,
+                actor=actor,
+                at=when,
+                reason=step.reason,
+                site=step.site,
+                location=step.location,
+                changes=step.changes,
+                data=step.data,
+            )
+            for step in steps
+        ]
+    fields: set[str] = set()
+    for step, row, transition, reason, _ in plans:
+        for name, value in (step.changes or {}).items():
+            setattr(row, name, value)
+            fields.add(model._meta.get_field(name).attname)
+        if transition.target is not None:
+            row.status = transition.target
+            fields.add("status")
+        if transition.needs_reason:
+            row.status_reason = reason
+            fields.add("status_reason")
+        row._change_reason = reason or step.action.replace("_", " ")
+        row._history_user = actor
+    rows_update(model, [row for _, row, *_ in plans], sorted(fields))
+    model.history.bulk_history_create([row for _, row, *_ in plans], update=True)
+    events = event_record_bulk(
+        [
+            CustodyEvent(
+                participant_id=row.participant_id,
+                item_code=row.code,
+                item_kind=kind,
+                action=step.action,
+                from_status=from_status,
+                to_status=row.status,
+                actor=actor,
+                at=when,
+                site=step.site,
+                location=step.location,
+                reason=reason,
+                data=step.data or {},
+                **_links(row),
+            )
+            for step, row, _, reason, from_status in plans
+        ]
+    )
+    for step, row, *_ in plans:
+        step.item.__dict__.update(
+            {k: v for k, v in row.__dict__.items() if not k.startswith("_") or k == "_state"}
+        )
+    return events
+
+
+def rows_update(model: type[models.Model], rows: list[Any], fields: list[str]) -> None:
+    """Write ``fields`` of ``rows``: one UPDATE when every row gets the same values."""
+    if not fields:
+        return
+    values = {tuple(getattr(row, f) for f in fields) for row in rows}
+    if len(values) == 1:
+        model.objects.filter(pk__in=[row.pk for row in rows]).update(
+            **dict(zip(fields, values.pop(), strict=True))
+        )
+    else:
+        model.objects.bulk_update(rows, fields)
 
 
 @transaction.atomic
@@ -247,7 +450,8 @@ def transition_apply(
             field="reason",
         )
     when = check_time(at)
-    locked = model.objects.select_for_update(of=("self",)).get(pk=item.pk)
+    locked = _lockable(model, kind).get(pk=item.pk)
+    _shipment_guard(locked, action)
     if locked.status not in transition.sources:
         allowed = ", ".join(sorted(transition.sources))
         raise TransitionError(
@@ -264,7 +468,8 @@ def transition_apply(
         locked.status = transition.target
     if transition.needs_reason:
         locked.status_reason = reason
-    locked._change_reason = reason or action.replace("_", " ")
+    # The history's change reason column holds 100 characters; status_reason keeps it all.
+    locked._change_reason = (reason or action.replace("_", " "))[:100]
     locked._history_user = actor
     locked.save()
     event = event_record(

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from biobank.identifiers import Kind
 from biobank.models import Aspirate, Passage, Processing, QcResult, QcTest
 
-from .errors import ServiceError
+from .errors import ConflictError, ServiceError
 from .identifiers import identifier_allocate
 from .lifecycle import check_time, event_record, transition_apply
 
@@ -92,7 +92,7 @@ def passage_record(
         with transaction.atomic():
             passage.save()
     except IntegrityError as exc:
-        raise ServiceError(
+        raise ConflictError(
             f"Passage P{number} of {processing.code} is already recorded.",
             code="duplicate",
             field="number",

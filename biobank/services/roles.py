@@ -28,6 +28,7 @@ BLINDED_VISIBLE = [
     "custodyevent",
     "identitycheck",
 ]
+BLINDED_VISIBLE += ["shipment", "shipmentitem", "loggerfile"]
 LAB_MODELS = [
     "aspirate",
     "processing",
@@ -42,6 +43,7 @@ LAB_MODELS = [
     "temperaturereading",
     "dose",
     "printjob",
+    "shipment",
 ]
 
 
@@ -62,6 +64,8 @@ def _codenames() -> dict[str, list[str]]:
             "prepare_dose",
             "add_participant",
             "record_weight",
+            "pack_shipment",
+            "receive_shipment",
         ],
         QA: [
             *every_view,

@@ -6,11 +6,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Min, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import F, Min, Q
 
 from biobank.identifiers import Kind
 from biobank.models import (
@@ -25,14 +25,22 @@ from biobank.models import (
     StorageKind,
     StorageUnit,
     TemperatureReading,
+    UnitStatus,
 )
 from biobank.models.storage import ROW_LETTERS
 from biobank.scanning.rack_csv import RackCell, RackRead
-from biobank.selectors_storage import units_with_location
+from biobank.selectors_storage import open_count_per_box, units_with_location
 
 from .errors import ConflictError, ServiceError, TransitionError
 from .identifiers import identifier_allocate
-from .lifecycle import TRANSITIONS, check_time, transition_apply
+from .lifecycle import (
+    TRANSITIONS,
+    Step,
+    check_time,
+    rows_update,
+    transition_apply,
+    transitions_apply_bulk,
+)
 
 SEPARATOR = " › "
 
@@ -228,7 +236,7 @@ def first_free_position(*, box: Container) -> tuple[int, int] | None:
     """The first free position in row order, computed in SQL (two small queries)."""
     box_type = box.box_type
     cols, capacity = box_type.columns, box_type.capacity
-    open_ = Placement.objects.filter(container=box, ended_at__isnull=True, row__isnull=False)
+    open_ = Placement.objects.open().filter(container=box, row__isnull=False)
     indexed = open_.annotate(idx=(F("row") - 1) * cols + F("column") - 1)
     if not open_.filter(row=1, column=1).exists():
         index = 0
@@ -262,20 +270,11 @@ def free_position_suggest(
         return Suggestion(box, *found, label, f"first free position in {box.name} ({box.code})")
     if storage_unit is None:
         raise ServiceError("Give a box or a storage unit.", field="storage_unit")
-    # Count open placements per box in a subquery: joining every placement a box ever had
-    # (ended ones pile up over the years) and counting twice made this slow at scale.
-    open_count = (
-        Placement.objects.filter(container=OuterRef("pk"), ended_at__isnull=True)
-        .order_by()
-        .values("container")
-        .annotate(n=Count("*"))
-        .values("n")
-    )
     rows = (
         Container.objects.filter(storage_unit=storage_unit, kind=ContainerKind.BOX, active=True)
         .filter(_accepts(container_type))
         .annotate(
-            used=Coalesce(Subquery(open_count), 0),
+            used=open_count_per_box(),
             capacity=F("box_type__rows") * F("box_type__columns"),
         )
         .values_list("pk", "used", "capacity", "path")
@@ -302,20 +301,86 @@ def free_position_suggest(
 
 
 # --- placement -------------------------------------------------------------------------------
+#
+# Storing and moving go through one set-based engine, for one unit or a whole box: the checks
+# run item by item in list order against an in-memory picture of the occupied positions (so
+# the refusals are those of one-by-one placing), then every write is a fixed number of
+# statements whatever the number of units (lock, status update, history, events, placements).
+
+
+@dataclass(frozen=True)
+class StoreItem:
+    unit: ProductUnit
+    position: str | None = None  # None: the first free position of the box
+
+
+@dataclass(frozen=True)
+class MoveItem:
+    unit: ProductUnit
+    container: Container
+    position: str | None = None
+
+
+@dataclass
+class _Slot:
+    unit: ProductUnit
+    action: str  # store | move
+    container: Container
+    row: int | None
+    col: int | None
+    label: str
+    current: Placement | None = None
+    data: dict[str, Any] | None = None
+    reason: str = ""
+
+
+def _indexed(index: int, exc: ServiceError) -> ServiceError:
+    exc.index = index
+    return exc
 
 
 def _open_placement(unit: ProductUnit) -> Placement | None:
     return (
-        Placement.objects.select_for_update(of=("self",))
+        Placement.objects.open()
+        .select_for_update(of=("self",))
         .select_related("container")
-        .filter(unit=unit, ended_at__isnull=True)
+        .filter(unit=unit)
         .first()
     )
 
 
-def _resolve_slot(
-    unit: ProductUnit, container: Container, position: str | None
+def _open_placements(units: list[ProductUnit]) -> dict[int, Placement]:
+    """The open placements of many units, locked, in one query (unit pk → placement)."""
+    rows = (
+        Placement.objects.open()
+        .select_for_update(of=("self",))
+        .select_related("container")
+        .filter(unit__in=[u.pk for u in units])
+        .order_by("pk")
+    )
+    return {p.unit_id: p for p in rows}
+
+
+Occupied = dict[int, dict[tuple[int, int], str]]  # container pk → (row, col) → unit code
+
+
+def _occupied(containers: list[Container]) -> Occupied:
+    """Who holds each position of these boxes now, in one query."""
+    taken: Occupied = {c.pk: {} for c in containers}
+    rows = (
+        Placement.objects.open()
+        .filter(container__in=[c.pk for c in containers if c.is_box], row__isnull=False)
+        .values_list("container_id", "row", "column", "unit__code")
+    )
+    for container_id, row, col, code in rows:
+        taken[container_id][(row, col)] = code
+    return taken
+
+
+def _plan_slot(
+    unit: ProductUnit, container: Container, position: str | None, taken: Occupied
 ) -> tuple[int | None, int | None, str]:
+    """Where ``unit`` goes in ``container``: the refusals of placing one unit."""
     if not container.active or not container.storage_unit.active:
         raise ServiceError(f"{container.code} is not in use.", field="container")
     if not container.is_box:
@@ -332,63 +397,180 @@ def _resolve_slot(
             code="wrong_container_type",
             field="container",
         )
+    here = taken[container.pk]
     if position:
         row, col = position_parse(box_type=box_type, label=position)
     else:
-        found = first_free_position(box=container)
+        free = (
+            (r, c)
+            for r in range(1, box_type.rows + 1)
+            for c in range(1, box_type.columns + 1)
+            if (r, c) not in here
+        )
+        found = next(free, None)
         if found is None:
             raise ServiceError(f"Box {container.code} is full.", code="box_full", field="container")
         row, col = found
     return row, col, box_type.position_label(row, col)
 
 
-def _insert_placement(
-    *,
-    unit: ProductUnit,
-    container: Container,
-    row: int | None,
-    col: int | None,
-    label: str,
-    actor: AbstractBaseUser,
-    at: datetime,
-) -> Placement:
-    placement = Placement(
-        unit=unit,
-        container=container,
-        row=row,
-        column=col,
-        position=label,
-        placed_at=at,
-        placed_by=actor,
+def _taken_error(container: Container, label: str, holder: str | None) -> ConflictError:
+    who = f" by {holder}" if holder else ""
+    return ConflictError(
+        f"Position {label or '-'} of {container.code} is already taken{who}. "
+        "Choose another position.",
+        code="position_taken",
+        field="position",
     )
-    placement._change_reason = "placed"
-    placement._history_user = actor
-    try:
-        with transaction.atomic():
-            placement.save()
-    except IntegrityError as exc:
-        holder = (
-            Placement.objects.filter(
-                container=container, row=row, column=col, ended_at__isnull=True
-            )
-            .select_related("unit")
-            .first()
-        )
-        who = f" by {holder.unit.code}" if holder else ""
-        raise ConflictError(
-            f"Position {label or '-'} of {container.code} is already taken{who}. "
-            "Choose another position.",
-            code="position_taken",
-            field="position",
-        ) from exc
-    return placement
+
+
+def _claim(slot: _Slot, taken: Occupied) -> None:
+    """Mark the slot's position as taken (refused if it already is); free the unit's old one."""
+    if slot.row is None:
+        return
+    here = taken[slot.container.pk]
+    holder = here.get((slot.row, slot.col))
+    if holder is not None:
+        raise _taken_error(slot.container, slot.label, holder)
+    if slot.current is not None and slot.current.row is not None:
+        taken.get(slot.current.container_id, {}).pop((slot.current.row, slot.current.column), None)
+    here[(slot.row, slot.col)] = slot.unit.code
 
 
 def _where(container: Container, label: str) -> str:
     return f"{container.path} {label}".strip()
 
 
+def _placements_write(
+    slots: list[_Slot], *, actor: AbstractBaseUser, at: datetime, end_reason: str
+) -> list[Placement]:
+    """The writes for planned slots, in a fixed number of statements: the lifecycle steps
+    (locked, checked, history, events), the old placements ended, the new ones inserted."""
+    transitions_apply_bulk(
+        steps=[
+            Step(
+                item=slot.unit,
+                action=slot.action,
+                reason=slot.reason,
+                site=slot.container.storage_unit.site,
+                location=_where(slot.container, slot.label),
+                data=slot.data,
+            )
+            for slot in slots
+        ],
+        actor=actor,
+        at=at,
+    )
+    _placements_end([s.current for s in slots if s.current], actor=actor, at=at, reason=end_reason)
+    placements = [
+        Placement(
+            unit=slot.unit,
+            container=slot.container,
+            row=slot.row,
+            column=slot.col,
+            position=slot.label,
+            placed_at=at,
+            placed_by=actor,
+        )
+        for slot in slots
+    ]
+    try:
+        with transaction.atomic():
+            Placement.objects.bulk_create(placements)
+    except IntegrityError as exc:
+        # Taken between our read and our insert (another request): name the holder.
+        raise _conflict_after_race(slots) from exc
+    for placement in placements:
+        placement._change_reason = "placed"
+        placement._history_user = actor
+    Placement.history.bulk_history_create(placements)
+    return placements
+
+
+def _conflict_after_race(slots: list[_Slot]) -> ServiceError:
+    wanted = Q()
+    for slot in slots:
+        wanted |= Q(container=slot.container, row=slot.row, column=slot.col)
+    holders = {
+        (p.container_id, p.row, p.column): p.unit.code
+        for p in Placement.objects.open().filter(wanted).select_related("unit")
+    }
+    for index, slot in enumerate(slots):
+        holder = holders.get((slot.container.pk, slot.row, slot.col))
+        if holder is not None or slot.row is None:
+            return _indexed(index, _taken_error(slot.container, slot.label, holder))
+    return _indexed(0, _taken_error(slots[0].container, slots[0].label, None))
+
+
+def _placements_end(
+    placements: list[Placement], *, actor: AbstractBaseUser, at: datetime, reason: str | list[str]
+) -> None:
+    """End open placements (one UPDATE when they share a reason) with their history rows."""
+    if not placements:
+        return
+    reasons = [reason] * len(placements) if isinstance(reason, str) else reason
+    for placement, why in zip(placements, reasons, strict=True):
+        placement.ended_at = at
+        placement.ended_by = actor
+        placement.end_reason = why[:200]
+        placement._change_reason = why or "placement ended"
+        placement._history_user = actor
+    rows_update(Placement, placements, ["ended_at", "ended_by_id", "end_reason"])
+    Placement.history.bulk_history_create(placements, update=True)
+
+
+def _box_for_writes(container: Container) -> Container:
+    return Container.objects.select_related("box_type", "storage_unit__site").get(pk=container.pk)
+
+
 @transaction.atomic
+def units_store(
+    *,
+    container: Container,
+    items: list[StoreItem],
+    actor: AbstractBaseUser,
+    at: datetime | None = None,
+) -> list[Placement]:
+    """Store frozen units into one box (given or first free positions), all or nothing.
+
+    The same refusals as storing them one by one in list order; a refusal carries the item's
+    place in the list in ``.index``. The number of queries does not grow with the units.
+    """
+    when = check_time(at)
+    container = _box_for_writes(container)
+    taken = _occupied([container])
+    slots = []
+    for index, item in enumerate(items):
+        unit = item.unit
+        try:
+            if unit.status not in TRANSITIONS["unit"]["store"].sources or any(
+                s.unit.pk == unit.pk for s in slots
+            ):
+                # Say what is wrong with the unit before anything about the box.
+                status = UnitStatus.STORED if unit.status == UnitStatus.FROZEN else unit.status
+                raise TransitionError(
+                    f"Cannot store {unit.code}: it is {status}; only a frozen, unplaced unit "
+                    "can be stored (use move for a stored one).",
+                    code="invalid_transition",
+                    field="unit",
+                )
+            row, col, label = _plan_slot(unit, container, item.position, taken)
+            slot = _Slot(
+                unit,
+                "store",
+                container,
+                row,
+                col,
+                label,
+                data={"container": container.code, "position": label},
+            )
+            _claim(slot, taken)
+        except ServiceError as exc:
+            raise _indexed(index, exc) from None
+        slots.append(slot)
+    return _placements_write(slots, actor=actor, at=when, end_reason="")
+
+
 def unit_place(
     *,
     unit: ProductUnit,
@@ -398,40 +580,74 @@ def unit_place(
     at: datetime | None = None,
 ) -> Placement:
     """Store a frozen unit: into the given position, or the first free one of a box."""
-    when = check_time(at)
-    if unit.status not in TRANSITIONS["unit"]["store"].sources:
-        # Say what is wrong with the unit before anything about the box.
-        raise TransitionError(
-            f"Cannot store {unit.code}: it is {unit.status}; only a frozen, unplaced unit "
-            "can be stored (use move for a stored one).",
-            code="invalid_transition",
-            field="unit",
-        )
-    row, col, label = _resolve_slot(unit, container, position)
-    transition_apply(
-        item=unit,
-        action="store",
-        actor=actor,
-        at=when,
-        site=container.storage_unit.site,
-        location=_where(container, label),
-        data={"container": container.code, "position": label},
-    )
-    return _insert_placement(
-        unit=unit, container=container, row=row, col=col, label=label, actor=actor, at=when
-    )
-
-
-def _end(placement: Placement, *, actor: AbstractBaseUser, at: datetime, reason: str) -> None:
-    placement.ended_at = at
-    placement.ended_by = actor
-    placement.end_reason = reason[:200]
-    placement._change_reason = reason or "placement ended"
-    placement._history_user = actor
-    placement.save()
+    return units_store(container=container, items=[StoreItem(unit, position)], actor=actor, at=at)[
+        0
+    ]
 
 
 @transaction.atomic
+def units_move(
+    *,
+    items: list[MoveItem],
+    actor: AbstractBaseUser,
+    reason: str = "",
+    at: datetime | None = None,
+) -> list[Placement]:
+    """Move stored units to other containers or positions, all or nothing, in list order
+    (a unit may take a slot that one earlier in the list has just left)."""
+    when = check_time(at)
+    units = [item.unit for item in items]
+    # Lock the units first (one query, one lock order): concurrent moves then queue here and
+    # each sees the last one's placement, not a placement it waited for already ended.
+    list(
+        ProductUnit.objects.select_for_update(of=("self",))
+        .filter(pk__in=sorted({u.pk for u in units}))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    current = _open_placements(units)
+    targets = Container.objects.select_related("box_type", "storage_unit__site").in_bulk(
+        {item.container.pk for item in items}
+    )
+    taken = _occupied(list(targets.values()))
+    slots: list[_Slot] = []
+    for index, item in enumerate(items):
+        unit, container = item.unit, targets[item.container.pk]
+        try:
+            before = current.get(unit.pk)
+            if before is None or any(s.unit.pk == unit.pk for s in slots):
+                raise ServiceError(f"{unit.code} has no place to move from.", field="unit")
+            row, col, label = _plan_slot(unit, container, item.position, taken)
+            if before.container_id == container.pk and (before.row, before.column) == (row, col):
+                # The step is already done (e.g. by a concurrent identical move): a conflict.
+                raise ConflictError(
+                    f"{unit.code} is already at {label or container.code}.",
+                    code="already_there",
+                    field="position",
+                )
+            slot = _Slot(
+                unit,
+                "move",
+                container,
+                row,
+                col,
+                label,
+                current=before,
+                reason=reason,
+                data={
+                    "from_container": before.container.code,
+                    "from_position": before.position,
+                    "container": container.code,
+                    "position": label,
+                },
+            )
+            _claim(slot, taken)
+        except ServiceError as exc:
+            raise _indexed(index, exc) from None
+        slots.append(slot)
+    return _placements_write(slots, actor=actor, at=when, end_reason="moved")
+
+
 def unit_move(
     *,
     unit: ProductUnit,
@@ -441,34 +657,18 @@ def unit_move(
     reason: str = "",
     at: datetime | None = None,
 ) -> Placement:
-    when = check_time(at)
-    current = _open_placement(unit)
-    if current is None:
-        raise ServiceError(f"{unit.code} has no place to move from.", field="unit")
-    row, col, label = _resolve_slot(unit, container, position)
-    if current.container_id == container.pk and (current.row, current.column) == (row, col):
-        raise ServiceError(
-            f"{unit.code} is already at {label or container.code}.", field="position"
-        )
-    transition_apply(
-        item=unit,
-        action="move",
-        actor=actor,
-        at=when,
-        reason=reason,
-        site=container.storage_unit.site,
-        location=_where(container, label),
-        data={
-            "from_container": current.container.code,
-            "from_position": current.position,
-            "container": container.code,
-            "position": label,
-        },
-    )
-    _end(current, actor=actor, at=when, reason="moved")
-    return _insert_placement(
-        unit=unit, container=container, row=row, col=col, label=label, actor=actor, at=when
-    )
+    return units_move(
+        items=[MoveItem(unit, container, position)], actor=actor, reason=reason, at=at
+    )[0]
+
+
+def _end(placement: Placement, *, actor: AbstractBaseUser, at: datetime, reason: str) -> None:
+    placement.ended_at = at
+    placement.ended_by = actor
+    placement.end_reason = reason[:200]
+    placement._change_reason = reason or "placement ended"
+    placement._history_user = actor
+    placement.save()
 
 
 def unit_check_out(
@@ -612,9 +812,7 @@ def rack_scan_compare(*, box: Container, read: RackRead) -> list[RackDiff]:
     box_type = box.box_type
     here = {
         (p.row, p.column): p.unit.code
-        for p in Placement.objects.filter(container=box, ended_at__isnull=True).select_related(
-            "unit"
-        )
+        for p in Placement.objects.open().filter(container=box).select_related("unit")
     }
     tubes = [c.tube for c in read.cells if c.status == "ok" and c.parsed is not None]
     known = {u.code: u for u in units_with_location(ProductUnit.objects.filter(code__in=tubes))}
@@ -746,62 +944,61 @@ def rack_scan_apply(
             field="remove_missing",
         )
     when = check_time(None)
-    for diff in displaced:
-        unit = ProductUnit.objects.get(code=diff.system_unit)
-        unit_remove(
-            unit=unit,
-            actor=actor,
-            reason=f"Rack scan of {box.code}: not found at {diff.position}",
-            at=when,
-        )
+    _units_remove(
+        [
+            (diff.system_unit, f"Rack scan of {box.code}: not found at {diff.position}")
+            for diff in displaced
+        ],
+        actor=actor,
+        at=when,
+    )
     units = {u.code: u for u in ProductUnit.objects.filter(code__in=incoming)}
-    # Free every slot first, so tubes can swap places inside the box.
-    previous: dict[str, Placement | None] = {}
-    for code in incoming:
-        current = _open_placement(units[code])
-        previous[code] = current
-        if current is not None:
-            _end(current, actor=actor, at=when, reason=f"rack scan of {box.code}")
-    counts = {"stored": 0, "moved": 0, "removed": len(displaced), "unchanged": 0}
+    # Every tube's old slot is freed before any is taken, so tubes can swap places in the box.
+    current = _open_placements(list(units.values()))
+    slots = []
     for code, diff in incoming.items():
-        unit, before = units[code], previous[code]
-        label = diff.position
-        if before is None:
-            transition_apply(
-                item=unit,
-                action="store",
-                actor=actor,
-                at=when,
-                site=box.storage_unit.site,
-                location=_where(box, label),
-                data={"container": box.code, "position": label, "source": "rack scan"},
+        unit, before = units[code], current.get(units[code].pk)
+        data = {"container": box.code, "position": diff.position, "source": "rack scan"}
+        if before is not None:
+            data = {
+                "from_container": before.container.code,
+                "from_position": before.position,
+                **data,
+            }
+        slots.append(
+            _Slot(
+                unit,
+                "store" if before is None else "move",
+                box,
+                diff.row,
+                diff.column,
+                diff.position,
+                current=before,
+                data=data,
             )
-            counts["stored"] += 1
-        else:
-            transition_apply(
-                item=unit,
-                action="move",
-                actor=actor,
-                at=when,
-                site=box.storage_unit.site,
-                location=_where(box, label),
-                data={
-                    "from_container": before.container.code,
-                    "from_position": before.position,
-                    "container": box.code,
-                    "position": label,
-                    "source": "rack scan",
-                },
-            )
-            counts["moved"] += 1
-        _insert_placement(
-            unit=unit,
-            container=box,
-            row=diff.row,
-            col=diff.column,
-            label=label,
-            actor=actor,
-            at=when,
         )
-    counts["unchanged"] = sum(1 for d in diffs if d.state == "match")
-    return counts
+    _placements_write(slots, actor=actor, at=when, end_reason=f"rack scan of {box.code}")
+    stored = sum(1 for slot in slots if slot.action == "store")
+    return {
+        "stored": stored,
+        "moved": len(slots) - stored,
+        "removed": len(displaced),
+        "unchanged": sum(1 for d in diffs if d.state == "match"),
+    }
+
+
+def _units_remove(
+    removals: list[tuple[str, str]], *, actor: AbstractBaseUser, at: datetime
+) -> None:
+    """``unit_remove`` for many units (code, reason) in a fixed number of statements."""
+    if not removals:
+        return
+    units = {u.code: u for u in ProductUnit.objects.filter(code__in=[c for c, _ in removals])}
+    current = _open_placements(list(units.values()))
+    transitions_apply_bulk(
+        steps=[Step(item=units[code], action="unstore", reason=why) for code, why in removals],
+        actor=actor,
+        at=at,
+    )
+    ending = [(current[units[c].pk], why) for c, why in removals if units[c].pk in current]
+    _placements_end([p for p, _ in ending], actor=actor, at=at, reason=[why for _, why in ending])

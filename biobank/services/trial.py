@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from biobank.identifiers import Kind
 from biobank.models import Arm, Participant, Site, Study, Visit
 
-from .errors import ServiceError
+from .errors import ConflictError, ServiceError
 from .identifiers import identifier_allocate
 from .randomisation import (
     randomisation_entry_next,
@@ -42,7 +42,7 @@ def participant_enroll(
     if arm is not None and arm.study_id != study.pk:
         raise ServiceError("The arm belongs to another study.", field="arm")
     if Participant.objects.filter(pseudonym=pseudonym).exists():
-        raise ServiceError(
+        raise ConflictError(
             f"Participant {pseudonym} already exists.", code="duplicate", field="pseudonym"
         )
     entry = None
@@ -71,7 +71,9 @@ def participant_enroll(
         with transaction.atomic():
             participant.save()
     except IntegrityError as exc:
-        raise ServiceError(f"Participant {pseudonym} already exists.", field="pseudonym") from exc
+        raise ConflictError(
+            f"Participant {pseudonym} already exists.", code="duplicate", field="pseudonym"
+        ) from exc
     if entry is not None:
         randomisation_entry_use(entry=entry, participant=participant)
     for visit_type in study.visit_types.all():

@@ -10,6 +10,7 @@ from django.db import transaction
 from biobank.identifiers import Kind
 from biobank.models import (
     ContainerType,
+    CustodyEvent,
     FreezingRun,
     Processing,
     ProcessingStatus,
@@ -18,9 +19,15 @@ from biobank.models import (
     UnitStatus,
 )
 
+from .audit import event_record_bulk
 from .errors import ServiceError
-from .identifiers import identifier_allocate
-from .lifecycle import check_time, event_record, transition_apply
+from .identifiers import identifier_allocate, identifiers_allocate
+from .lifecycle import (
+    Step,
+    check_time,
+    transition_apply,
+    transitions_apply_bulk,
+)
 
 MAX_UNITS_PER_PROCESSING = 200
 # Steps that need a container or position go through services.storage instead.
@@ -79,10 +86,10 @@ def units_create(
             field="cell_number",
         )
     when = check_time(created_at, field="created_at")
-    units = []
-    for spec in specs:
-        unit = ProductUnit(
-            code=identifier_allocate(kind=Kind.UNIT),
+    codes = identifiers_allocate(kind=Kind.UNIT, count=len(specs))
+    units = [
+        ProductUnit(
+            code=code,
             processing=processing,
             aspirate_id=processing.aspirate_id,
             participant_id=processing.participant_id,
@@ -92,22 +99,30 @@ def units_create(
             cryoprotectant=spec.cryoprotectant,
             created_at=when,
         )
+        for code, spec in zip(codes, specs, strict=True)
+    ]
+    ProductUnit.objects.bulk_create(units)
+    for unit in units:
         unit._change_reason = "unit filled"
         unit._history_user = actor
-        unit.save()
-        event_record(
-            item=unit,
-            participant_id=unit.participant_id,
-            item_code=unit.code,
-            item_kind="unit",
-            action="create",
-            from_status="",
-            to_status=unit.status,
-            actor=actor,
-            at=when,
-            data={"processing": processing.code, "cell_number": unit.cell_number},
-        )
-        units.append(unit)
+    ProductUnit.history.bulk_history_create(units)
+    event_record_bulk(
+        [
+            CustodyEvent(
+                unit=unit,
+                participant_id=unit.participant_id,
+                item_code=unit.code,
+                item_kind="unit",
+                action="create",
+                from_status="",
+                to_status=unit.status,
+                actor=actor,
+                at=when,
+                data={"processing": processing.code, "cell_number": unit.cell_number},
+            )
+            for unit in units
+        ]
+    )
     return units
 
 
@@ -149,15 +164,19 @@ def freezing_run_record(
     run._change_reason = "freezing run recorded"
     run._history_user = actor
     run.save()
-    for unit in units:
-        transition_apply(
-            item=unit,
-            action="freeze",
-            actor=actor,
-            at=finished_at,
-            changes={"freezing_run": run},
-            data={"freezing_run": run.code},
-        )
+    transitions_apply_bulk(
+        steps=[
+            Step(
+                item=unit,
+                action="freeze",
+                changes={"freezing_run": run},
+                data={"freezing_run": run.code},
+            )
+            for unit in units
+        ],
+        actor=actor,
+        at=finished_at,
+    )
     if processing.status == ProcessingStatus.HARVESTED:
         transition_apply(
             item=processing,

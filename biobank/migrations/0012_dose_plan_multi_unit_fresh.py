@@ -26,7 +26,7 @@ def copy_units(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('biobank', '0009_exportlog'),
+        ('biobank', '0011_shipments'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -244,11 +244,11 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='signature',
             name='meaning',
-            field=models.CharField(choices=[('qc_release', 'Approval: product QC results meet the release specification'), ('dose_release', 'Approval: dose released for administration'), ('dose_deviation', 'Approval: documented deviation from the dose window'), ('unblinding', 'Emergency unblinding of one participant')], max_length=20),
+            field=models.CharField(choices=[('qc_release', 'Approval: product QC results meet the release specification'), ('dose_release', 'Approval: dose released for administration'), ('dose_deviation', 'Approval: documented deviation from the dose window'), ('unblinding', 'Emergency unblinding of one participant'), ('shipment_seal', 'Approval: shipment manifest checked and sealed')], max_length=20),
         ),
         migrations.AddConstraint(
             model_name='signature',
-            constraint=models.CheckConstraint(condition=models.Q(('meaning__in', ['qc_release', 'dose_release', 'dose_deviation', 'unblinding'])), name='signature_meaning_valid'),
+            constraint=models.CheckConstraint(condition=models.Q(('meaning__in', ['qc_release', 'dose_release', 'dose_deviation', 'unblinding', 'shipment_seal'])), name='signature_meaning_valid'),
         ),
         migrations.AddConstraint(
             model_name='study',

@@ -1,0 +1,368 @@
+"""Shipment admin: the list, the shipment page (manifest, trace chart, documents, steps) and
+the pack and receive scan pages. Every change goes through ``services.shipments``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from biobank.labels import content_type_for
+from biobank.models import Shipment, ShipmentStatus
+from biobank.selectors.shipments import (
+    logger_files,
+    manifest_pdf,
+    manifest_rows,
+    shipments_list,
+    shipper_label,
+    trace_chart,
+)
+from biobank.services import shipments as services
+from biobank.services.errors import ServiceError
+
+from .steps import NoDeleteAdminMixin, check_with_service
+
+PACK = "biobank.pack_shipment"
+RECEIVE = "biobank.receive_shipment"
+
+
+class ShipmentForm(forms.ModelForm):
+    class Meta:
+        model = Shipment
+        fields = [
+            "label",
+            "from_site",
+            "to_site",
+            "kind",
+            "shipper_id",
+            "logger_serial",
+            "courier",
+            "tracking_ref",
+        ]
+
+    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actor = actor
+        if "label" in self.fields:
+            self.fields["label"].required = False
+            self.fields["label"].help_text = "Leave empty for 'FROM → TO'."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance.pk is None and not self.errors:
+            check_with_service(self, lambda: services.shipment_create(actor=self.actor, **data))
+        return data
+
+
+class ScanForm(forms.Form):
+    scan = forms.CharField(
+        max_length=200,
+        strip=False,
+        widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "off"}),
+    )
+
+
+class ReceiveScanForm(ScanForm):
+    damaged = forms.BooleanField(required=False)
+    note = forms.CharField(required=False, max_length=2000)
+
+
+class PasswordForm(forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput, label="Your password (to sign)")
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=2000)
+
+
+class WriteOffForm(ScanForm):
+    reason = forms.CharField(max_length=2000)
+
+
+class ShipForm(forms.Form):
+    courier = forms.CharField(required=False, max_length=100)
+    tracking_ref = forms.CharField(required=False, max_length=100)
+
+
+class LoggerForm(forms.Form):
+    file = forms.FileField(label="Logger CSV")
+
+
+# name → (form, permission, call(shipment, user, data) → message)
+STEPS: dict[str, tuple[type[forms.Form], str, Any]] = {
+    "pack": (
+        ScanForm,
+        PACK,
+        lambda s, u, d: f"{services.shipment_pack(shipment=s, actor=u, **d).item_code} packed.",
+    ),
+    "unpack": (
+        ScanForm,
+        PACK,
+        lambda s, u, d: (
+            f"{services.shipment_unpack(shipment=s, actor=u, **d).item_code} taken out."
+        ),
+    ),
+    "seal": (
+        PasswordForm,
+        PACK,
+        lambda s, u, d: (
+            services.shipment_seal(shipment=s, actor=u, **d)
+            and "Sealed and signed: the manifest is locked."
+        ),
+    ),
+    "ship": (
+        ShipForm,
+        PACK,
+        lambda s, u, d: (
+            services.shipment_ship(
+                shipment=s,
+                actor=u,
+                courier=d["courier"] or None,
+                tracking_ref=d["tracking_ref"] or None,
+            )
+            and "Shipped: every item is in transit."
+        ),
+    ),
+    "cancel": (
+        ReasonForm,
+        PACK,
+        lambda s, u, d: services.shipment_cancel(shipment=s, actor=u, **d) and "Cancelled.",
+    ),
+    "receive_scan": (
+        ReceiveScanForm,
+        RECEIVE,
+        lambda s, u, d: services.shipment_receive_scan(shipment=s, actor=u, **d).message,
+    ),
+    "receive": (forms.Form, RECEIVE, lambda s, u, d: _receipt_message(s, u)),
+    "find": (
+        ReceiveScanForm,
+        RECEIVE,
+        lambda s, u, d: (
+            services.shipment_item_find(shipment=s, actor=u, **d)
+            and f"{d['scan'].strip()} found and received."
+        ),
+    ),
+    "write_off": (
+        WriteOffForm,
+        RECEIVE,
+        lambda s, u, d: (
+            f"{services.shipment_item_write_off(shipment=s, actor=u, **d).item_code} written off."
+        ),
+    ),
+    "logger": (LoggerForm, RECEIVE, lambda s, u, d: _logger_message(s, u, d["file"])),
+}
+
+
+def _receipt_message(shipment: Shipment, user: Any) -> str:
+    receipt = services.shipment_receive(shipment=shipment, actor=user)
+    visible = {row["code"] for row in manifest_rows(shipment=shipment, user=user)}
+    parts = [
+        f"{name}: {', '.join(c for c in getattr(receipt, name) if c in visible) or '–'}"
+        for name in ("received", "damaged", "missing", "extra", "quarantined")
+    ]
+    return "Receipt closed. " + "; ".join(parts) + "."
+
+
+def _logger_message(shipment: Shipment, user: Any, upload: Any) -> str:
+    result = services.shipment_logger_upload(
+        shipment=shipment, data=upload.read(), filename=upload.name, actor=user
+    )
+    excursion = result.logger_file.excursion
+    if not excursion:
+        return f"{result.logger_file.readings} readings, all within range."
+    return (
+        f"{result.logger_file.readings} readings. EXCURSION: {excursion['text']}. "
+        f"{len(result.quarantined)} item(s) quarantined."
+    )
+
+
+@admin.register(Shipment)
+class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
+    form = ShipmentForm
+    list_display = [
+        "code",
+        "label",
+        "from_site",
+        "to_site",
+        "kind",
+        "status",
+        "shipped_at",
+        "received_at",
+        "missing",
+    ]
+    list_filter = ["status", "kind", "from_site", "to_site"]
+    search_fields = ["code", "label", "shipper_id", "logger_serial", "tracking_ref"]
+    change_form_template = "admin/biobank/shipment/change_form.html"
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return shipments_list().select_related("seal_signature")
+
+    @admin.display(description="Missing", ordering="missing_count")
+    def missing(self, obj: Shipment) -> str:
+        count = getattr(obj, "missing_count", 0)
+        if not count:
+            return "–"
+        return format_html('<strong style="color:#b00">{} in transit</strong>', count)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PACK)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        base = super().get_form(request, obj, **kwargs)
+        actor = request.user
+
+        class Bound(base):  # type: ignore[valid-type, misc]
+            def __init__(self, *args: Any, **kw: Any) -> None:
+                super().__init__(*args, actor=actor, **kw)
+
+        return Bound
+
+    def save_model(self, request: HttpRequest, obj: Shipment, form: Any, change: bool) -> None:
+        created = services.shipment_create(actor=request.user, **form.cleaned_data)
+        obj.__dict__.update(created.__dict__)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        return [
+            "code",
+            "label",
+            "from_site",
+            "to_site",
+            "kind",
+            "shipper_id",
+            "logger_serial",
+            "courier",
+            "tracking_ref",
+            "status",
+            "status_reason",
+            "seal_signature",
+            "manifest_digest",
+            "shipped_at",
+            "received_at",
+        ]
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/pack/", view(self.pack_view), name="biobank_shipment_pack"),
+            path("<int:pk>/receive/", view(self.receive_view), name="biobank_shipment_receive"),
+            path("<int:pk>/step/<str:name>/", view(self.step_view), name="biobank_shipment_step"),
+            path(
+                "<int:pk>/manifest.pdf", view(self.manifest_view), name="biobank_shipment_manifest"
+            ),
+            path("<int:pk>/label.<str:fmt>", view(self.label_view), name="biobank_shipment_label"),
+            path("<int:pk>/chart.svg", view(self.chart_view), name="biobank_shipment_chart"),
+            *super().get_urls(),
+        ]
+
+    def _shipment(self, request: HttpRequest, pk: int) -> Shipment:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(shipments_list().select_related("seal_signature"), pk=pk)
+
+    def _context(self, request: HttpRequest, shipment: Shipment) -> dict[str, Any]:
+        chart = trace_chart(shipment)
+        user = request.user
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "shipment": shipment,
+            "original": shipment,
+            "rows": manifest_rows(shipment=shipment, user=user),
+            "logger_files": logger_files(shipment=shipment),
+            "chart_alt": chart[1] if chart else "",
+            "can_pack": user.has_perm(PACK),
+            "can_receive": user.has_perm(RECEIVE),
+            "low_high": shipment.temperature_range,
+            "forms": {
+                "scan": ScanForm(),
+                "receive_scan": ReceiveScanForm(),
+                "password": PasswordForm(),
+                "reason": ReasonForm(),
+                "ship": ShipForm(),
+                "write_off": WriteOffForm(),
+                "logger": LoggerForm(),
+            },
+            "S": ShipmentStatus,
+        }
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        shipment = self.get_object(request, object_id)
+        extra = extra_context or {}
+        if shipment is not None:
+            context = self._context(request, shipment)
+            extra.update({k: v for k, v in context.items() if k not in ("opts", "original")})
+        return super().change_view(request, object_id, form_url, extra)
+
+    def pack_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        shipment = self._shipment(request, pk)
+        if not request.user.has_perm(PACK):
+            raise PermissionDenied
+        context = self._context(request, shipment)
+        context["title"] = f"Pack {shipment.code}: scan items"
+        context["mode"] = "pack"
+        return TemplateResponse(request, "admin/biobank/shipment/scan.html", context)
+
+    def receive_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        shipment = self._shipment(request, pk)
+        if not request.user.has_perm(RECEIVE):
+            raise PermissionDenied
+        context = self._context(request, shipment)
+        context["title"] = f"Receive {shipment.code}: scan items"
+        context["mode"] = "receive"
+        return TemplateResponse(request, "admin/biobank/shipment/scan.html", context)
+
+    def step_view(self, request: HttpRequest, pk: int, name: str) -> HttpResponse:
+        shipment = self._shipment(request, pk)
+        if name not in STEPS or request.method != "POST":
+            raise PermissionDenied
+        form_class, permission, call = STEPS[name]
+        if not request.user.has_perm(permission):
+            raise PermissionDenied
+        form = form_class(request.POST, request.FILES)
+        back = request.POST.get("next") or reverse(
+            "admin:biobank_shipment_change", args=[shipment.pk]
+        )
+        if not back.startswith("/"):
+            back = reverse("admin:biobank_shipment_change", args=[shipment.pk])
+        if not form.is_valid():
+            problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+            messages.error(request, f"Nothing was changed. {problems}")
+            return HttpResponseRedirect(back)
+        try:
+            messages.success(request, call(shipment, request.user, form.cleaned_data))
+        except ServiceError as exc:
+            messages.error(request, f"Refused: {exc.message}")
+        return HttpResponseRedirect(back)
+
+    def manifest_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        shipment = self._shipment(request, pk)
+        response = HttpResponse(manifest_pdf(shipment, request.user), "application/pdf")
+        response["Content-Disposition"] = f'inline; filename="{shipment.code}-manifest.pdf"'
+        return response
+
+    def label_view(self, request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
+        shipment = self._shipment(request, pk)
+        if fmt not in ("zpl", "pdf", "png", "svg"):
+            raise PermissionDenied
+        return HttpResponse(shipper_label(shipment, fmt), content_type_for(fmt))
+
+    def chart_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        shipment = self._shipment(request, pk)
+        chart = trace_chart(shipment)
+        if chart is None:
+            return HttpResponse(status=404)
+        return HttpResponse(chart[0], "image/svg+xml")

@@ -1,0 +1,108 @@
+"""The tamper-evident audit trail: the one writer of custody events, and its verifier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from biobank.models import AuditChainHead, CustodyEvent
+from biobank.models.events import CHAIN_FIELDS, GENESIS_HASH, chain_hash
+
+
+def _head_lock() -> AuditChainHead:
+    """Lock the chain head for the rest of the transaction (creating it after a flush)."""
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        AuditChainHead.objects.get_or_create(pk=1)
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
+    return head
+
+
+@transaction.atomic
+def event_record_bulk(events: Sequence[CustodyEvent]) -> list[CustodyEvent]:
+    """Chain and insert unsaved custody events in one statement, in the order given.
+
+    Every writer of the log goes through here (``lifecycle.event_record`` for one row).
+    The chain head row stays locked until the caller's transaction commits, so two
+    writers can never chain onto the same predecessor.
+    """
+    if not events:
+        return []
+    head = _head_lock()
+    now = timezone.now()
+    prev = head.last_hash
+    for event in events:
+        if event.pk is not None:
+            raise ValueError("event_record_bulk takes unsaved events only")
+        if event.recorded_at is None:
+            event.recorded_at = now
+        event.prev_hash = prev
+        event.row_hash = prev = event.content_hash(prev)
+    saved = CustodyEvent.objects.bulk_create(events)
+    last_id = saved[-1].pk
+    if last_id is None:  # a backend that does not return ids from bulk inserts
+        last_id = CustodyEvent.objects.get(row_hash=prev).pk
+    AuditChainHead.objects.filter(pk=1).update(
+        last_hash=prev, last_event_id=last_id, length=head.length + len(saved)
+    )
+    return saved
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    checked: int
+    head_hash: str
+    broken_at: int | None = None  # id of the first event that does not fit the chain
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+
+def _rows(chunk: int) -> Iterator[tuple]:
+    """All events in id order as plain tuples, read in chunks through a server-side cursor."""
+    columns = ["id", *CHAIN_FIELDS, "prev_hash", "row_hash"]
+    yield from CustodyEvent.objects.order_by("id").values_list(*columns).iterator(chunk_size=chunk)
+
+
+def audit_chain_verify(*, chunk: int = 5000) -> ChainReport:
+    """Recompute every row's hash in id order; report the first row that does not fit."""
+    head = AuditChainHead.objects.filter(pk=1).first()
+    prev = GENESIS_HASH
+    prev_id: int | None = None
+    count = 0
+    names = CHAIN_FIELDS
+    width = len(names)
+    for row in _rows(chunk):
+        pk, values, prev_hash, row_hash = row[0], row[1 : 1 + width], row[-2], row[-1]
+        if prev_hash != prev:
+            where = f"event {prev_id}" if prev_id is not None else "the start of the chain"
+            return ChainReport(
+                count,
+                prev,
+                pk,
+                f"event {pk}: its prev_hash does not match the hash of {where} "
+                "(a row before it was removed, inserted or re-chained)",
+            )
+        if chain_hash(prev_hash, dict(zip(names, values, strict=True))) != row_hash:
+            return ChainReport(
+                count, prev, pk, f"event {pk}: content does not match its hash (row edited)"
+            )
+        prev, prev_id = row_hash, pk
+        count += 1
+    expected = head.length if head else 0
+    head_hash = head.last_hash if head else GENESIS_HASH
+    if (count, prev) != (expected, head_hash):
+        return ChainReport(
+            count,
+            prev,
+            prev_id,
+            f"the log ends at event {prev_id} after {count} events, but the chain head "
+            f"records {expected} events ending in {head_hash[:12]}… "
+            "(rows removed from the end, or the head edited)",
+        )
+    return ChainReport(count, prev)

@@ -1,0 +1,261 @@
+"""Set-based writes for many units at once: the same rows and refusals as one by one, in a
+number of queries that does not grow with the number of units."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import close_old_connections, connection
+from rest_framework.test import APIClient
+
+from biobank.identifiers import Kind, format_id
+from biobank.models import CustodyEvent, Placement, ProductUnit
+from biobank.scanning.rack_csv import parse_rack_csv
+from biobank.selectors_storage import location_of
+from biobank.services.errors import ConflictError, ServiceError
+from biobank.services.roles import LAB, roles_sync
+from biobank.services.storage import (
+    MoveItem,
+    StoreItem,
+    rack_scan_apply,
+    unit_place,
+    units_move,
+    units_store,
+)
+from biobank.services.units import UnitSpec, freezing_run_record, units_create
+
+from .factories import make_box, make_processing, make_units, make_user, past
+
+ROWS = "ABCDEFGH"
+# Store/move/import N units: lock, read the box, status UPDATE, history and event inserts,
+# placement inserts and their history, savepoints. SQLite splits inserts into batches of
+# 999 parameters, so a 96-unit write takes a few more statements than an 8-unit one; the
+# budget is the same for both.
+STORE_BUDGET = 24
+API_STORE_BUDGET = 30
+
+
+def _label(index: int) -> str:
+    return f"{ROWS[index // 12]}{index % 12 + 1}"
+
+
+def _history(model: Any, pk: int) -> list[tuple[str, str, str]]:
+    rows = model.history.filter(id=pk).order_by("history_id")
+    return [(h.history_type, h.history_change_reason, h.history_user.username) for h in rows]
+
+
+@pytest.mark.parametrize("count", [8, 96])
+def test_storing_a_box_takes_the_same_queries_for_8_and_96_units(
+    trial: Any, tech: Any, count: int, django_assert_max_num_queries: Any
+) -> None:
+    box = make_box(actor=tech, rows=8, columns=12)
+    units = make_units(actor=tech, count=count)
+    items = [StoreItem(unit, _label(i)) for i, unit in enumerate(units)]
+    with django_assert_max_num_queries(STORE_BUDGET):
+        placements = units_store(container=box, items=items, actor=tech)
+    assert [p.position for p in placements] == [_label(i) for i in range(count)]
+    assert Placement.objects.open().filter(container=box).count() == count
+    assert ProductUnit.objects.filter(status="stored").count() == count
+    assert CustodyEvent.objects.filter(action="store").count() == count
+
+
+def test_bulk_store_writes_the_same_rows_as_one_by_one(trial: Any, tech: Any) -> None:
+    one_box, bulk_box = make_box(actor=tech, name="One"), make_box(actor=tech, name="Bulk")
+    one, bulk = make_units(actor=tech, count=3), make_units(actor=tech, count=3)
+    for unit in one:
+        unit_place(unit=unit, container=one_box, actor=tech)
+    units_store(container=bulk_box, items=[StoreItem(u) for u in bulk], actor=tech)
+    for unit, box in [(one[1], one_box), (bulk[1], bulk_box)]:
+        event = unit.events.latest("id")
+        assert (event.action, event.from_status, event.to_status) == ("store", "frozen", "stored")
+        assert event.data == {"container": box.code, "position": "A2"}
+        assert event.location.endswith(f"{box.name} A2") and event.site.code == "HUS"
+        assert _history(ProductUnit, unit.pk)[-1] == ("~", "store", "tech")
+        placement = Placement.objects.open().get(unit=unit)
+        assert _history(Placement, placement.pk) == [("+", "placed", "tech")]
+        assert location_of(unit) == f"{box.path} ({box.code}) A2"
+    assert bulk[2].status == "stored"  # the caller's objects are updated, as one by one
+
+
+def test_bulk_store_refuses_like_one_by_one_and_writes_nothing(trial: Any, tech: Any) -> None:
+    box = make_box(actor=tech, rows=2, columns=2)
+    units = make_units(actor=tech, count=5)
+    cases = [
+        ([StoreItem(units[0], "A1"), StoreItem(units[1], "Z9")], 1, "bad_position"),
+        ([StoreItem(units[0], "A1"), StoreItem(units[1], "a1")], 1, "position_taken"),
+        ([StoreItem(units[0]), StoreItem(units[0])], 1, "invalid_transition"),
+        ([StoreItem(u) for u in units], 4, "box_full"),
+    ]
+    for items, index, code in cases:
+        with pytest.raises(ServiceError) as caught:
+            units_store(container=box, items=items, actor=tech)
+        assert (caught.value.code, caught.value.index) == (code, index)
+    taken = caught.value
+    assert taken.message == f"Box {box.code} is full."
+    with pytest.raises(ConflictError) as clash:
+        units_store(
+            container=box, items=[StoreItem(units[0], "B2"), StoreItem(units[1], "B2")], actor=tech
+        )
+    assert clash.value.message == (
+        f"Position B2 of {box.code} is already taken by {units[0].code}. Choose another position."
+    )
+    assert not Placement.objects.exists()
+    assert set(ProductUnit.objects.values_list("status", flat=True)) == {"frozen"}
+    assert not CustodyEvent.objects.filter(action="store").exists()
+
+
+def test_bulk_store_api_names_the_refused_item(trial: Any, tech: Any) -> None:
+    roles_sync()
+    tech.groups.add(Group.objects.get(name=LAB))
+    box = make_box(actor=tech)
+    units = make_units(actor=tech, count=3)
+    client = APIClient()
+    client.force_authenticate(tech)
+    body = {
+        "placements": [
+            {"unit": units[0].code, "position": "A1"},
+            {"unit": format_id(Kind.UNIT, 999_999)},
+        ]
+    }
+    response = client.post(f"/api/containers/{box.code}/store/", body, format="json")
+    assert response.status_code == 404 and "placements.1.unit" in response.json()["fields"]
+    # One by one, the first item's refusal comes before the unknown second unit.
+    body["placements"][0]["position"] = "Q1"
+    response = client.post(f"/api/containers/{box.code}/store/", body, format="json")
+    assert response.status_code == 400, response.content
+    data = response.json()
+    assert data["code"] == "bad_position" and "placements.0.position" in data["fields"]
+    assert data["message"].startswith(f"{units[0].code} (placements.0): ")
+    assert not Placement.objects.exists()
+
+
+@pytest.mark.parametrize("count", [8, 96])
+def test_moving_many_units_takes_the_same_queries(
+    trial: Any, tech: Any, count: int, django_assert_max_num_queries: Any
+) -> None:
+    old, new = make_box(actor=tech, rows=8, columns=12), make_box(actor=tech, rows=8, columns=12)
+    units = make_units(actor=tech, count=count)
+    units_store(container=old, items=[StoreItem(u) for u in units], actor=tech)
+    # Reverse order into the new box, plus a shift inside the old box into a freed slot.
+    items = [MoveItem(u, new, _label(count - 1 - i)) for i, u in enumerate(units[1:], 1)]
+    items.append(MoveItem(units[0], old, _label(1)))  # units[1]'s slot, left just before
+    with django_assert_max_num_queries(STORE_BUDGET):
+        moved = units_move(items=items, actor=tech, reason="reorganise")
+    assert len(moved) == count
+    assert Placement.objects.open().get(unit=units[0]).position == _label(1)
+    assert Placement.objects.open().get(unit=units[1]).container == new
+    ended = Placement.objects.filter(unit=units[2], ended_at__isnull=False).get()
+    assert ended.end_reason == "moved"
+    assert _history(Placement, ended.pk) == [("+", "placed", "tech"), ("~", "moved", "tech")]
+    event = units[2].events.latest("id")
+    assert (event.action, event.reason, event.data["from_position"]) == (
+        "move",
+        "reorganise",
+        _label(2),
+    )
+    assert _history(ProductUnit, units[2].pk)[-1] == ("~", "reorganise", "tech")
+
+
+def test_bulk_move_refuses_a_taken_slot_and_writes_nothing(trial: Any, tech: Any) -> None:
+    box = make_box(actor=tech)
+    units = make_units(actor=tech, count=3)
+    units_store(container=box, items=[StoreItem(u) for u in units], actor=tech)
+    with pytest.raises(ConflictError) as caught:
+        # units[0] may not take A2: units[1] leaves it only later in the list.
+        units_move(items=[MoveItem(units[0], box, "A2"), MoveItem(units[1], box, "B1")], actor=tech)
+    assert (caught.value.code, caught.value.index) == ("position_taken", 0)
+    with pytest.raises(ServiceError) as caught:
+        units_move(items=[MoveItem(units[2], box, "A3")], actor=tech)
+    assert caught.value.message == f"{units[2].code} is already at A3."
+    assert list(Placement.objects.open().order_by("position").values_list("unit", "position")) == [
+        (units[0].pk, "A1"),
+        (units[1].pk, "A2"),
+        (units[2].pk, "A3"),
+    ]
+    assert not CustodyEvent.objects.filter(action="move").exists()
+
+
+@pytest.mark.parametrize("count", [8, 96])
+def test_rack_import_takes_the_same_queries(
+    trial: Any, tech: Any, count: int, django_assert_max_num_queries: Any
+) -> None:
+    box, elsewhere = make_box(actor=tech, rows=8, columns=12), make_box(actor=tech)
+    units = make_units(actor=tech, count=count)
+    half = count // 2  # half are stored elsewhere (moved by the import), half are new
+    units_store(container=elsewhere, items=[StoreItem(u) for u in units[:half]], actor=tech)
+    csv = "".join(f"{_label(i)},{u.code}\n" for i, u in enumerate(units)).encode()
+    read = parse_rack_csv(csv, rows=8, cols=12)
+    with django_assert_max_num_queries(STORE_BUDGET + 6):
+        counts = rack_scan_apply(box=box, read=read, actor=tech)
+    assert counts == {"stored": count - half, "moved": half, "removed": 0, "unchanged": 0}
+    event = units[0].events.latest("id")
+    assert event.action == "move" and event.data["source"] == "rack scan"
+    ended = Placement.objects.filter(unit=units[0], ended_at__isnull=False).get()
+    assert ended.end_reason == f"rack scan of {box.code}"
+
+
+@pytest.mark.parametrize("count", [8, 96])
+def test_filling_and_freezing_take_the_same_queries(
+    trial: Any, tech: Any, count: int, django_assert_max_num_queries: Any
+) -> None:
+    processing = make_processing(actor=tech, harvested=True)
+    specs = [UnitSpec("cryovial", 1_000_000, 1) for _ in range(count)]
+    with django_assert_max_num_queries(16):
+        units = units_create(processing=processing, specs=specs, actor=tech, created_at=past(2))
+    assert len({u.code for u in units}) == count
+    # The run, then the processing and the aspirate move on: about 27 queries whatever N.
+    with django_assert_max_num_queries(30):
+        freezing_run_record(
+            processing=processing,
+            units=units,
+            started_at=past(1, hours=2),
+            finished_at=past(1),
+            actor=tech,
+        )
+    assert ProductUnit.objects.filter(status="frozen", freezing_run__isnull=False).count() == count
+    assert _history(ProductUnit, units[0].pk) == [
+        ("+", "unit filled", "tech"),
+        ("~", "freeze", "tech"),
+    ]
+    assert list(units[0].events.values_list("action", flat=True)) == ["create", "freeze"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_labs_storing_into_the_same_slots_never_double_book(postgres_only: None) -> None:
+    from .factories import load_trial
+
+    load_trial()
+    tech = make_user("bulk-racer")
+    box = make_box(actor=tech)
+    batches = [make_units(actor=tech, count=4), make_units(actor=tech, count=4)]
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def store(units: list[ProductUnit]) -> None:
+        try:
+            barrier.wait()
+            units_store(
+                container=box,
+                items=[StoreItem(u, _label(i)) for i, u in enumerate(units)],
+                actor=tech,
+            )
+            outcomes.append("stored")
+        except ConflictError as exc:
+            outcomes.append(f"conflict: {exc.code}")
+        except Exception as exc:
+            outcomes.append(f"unexpected: {exc!r}")
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=store, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict: position_taken", "stored"], outcomes
+    assert Placement.objects.open().filter(container=box).count() == 4
+    assert ProductUnit.objects.filter(status="stored").count() == 4

@@ -1,0 +1,731 @@
+"""Shipments between sites: pack by scan, seal, ship, receive by scan, the temperature logger,
+custody in transit, manifests and labels, the API and the admin pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import close_old_connections, connection
+
+from biobank.logger_csv import (
+    LoggerCsvError,
+    excursion_summary,
+    excursions_find,
+    parse_logger_csv,
+)
+from biobank.models import (
+    Aspirate,
+    CustodyEvent,
+    LoggerFile,
+    ProductUnit,
+    Shipment,
+    ShipmentItem,
+    Signature,
+    Site,
+)
+from biobank.services.aspirates import aspirate_receive
+from biobank.services.doses import UnitCount, dose_make_ready, dose_prepare, dose_release
+from biobank.services.errors import ServiceError
+from biobank.services.shipments import (
+    shipment_cancel,
+    shipment_create,
+    shipment_item_find,
+    shipment_item_write_off,
+    shipment_logger_upload,
+    shipment_pack,
+    shipment_receive,
+    shipment_receive_scan,
+    shipment_seal,
+    shipment_ship,
+    shipment_unpack,
+)
+from biobank.services.storage import unit_place, unit_remove
+from biobank.services.units import unit_transition
+
+from .factories import (
+    PASSWORD,
+    make_aspirate,
+    make_box,
+    make_dose,
+    make_participant,
+    make_released_product_units,
+    make_units,
+    make_user,
+    past,
+    qa_signer,
+    record_weight,
+)
+
+
+def site(code: str) -> Site:
+    return Site.objects.get(code=code)
+
+
+def plan(tech: Any, src: str, dst: str, kind: str, **extra: Any) -> Shipment:
+    return shipment_create(from_site=site(src), to_site=site(dst), kind=kind, actor=tech, **extra)
+
+
+def send(shipment: Shipment, codes: list[str], tech: Any) -> Shipment:
+    for code in codes:
+        shipment_pack(shipment=shipment, scan=code, actor=tech)
+    shipment_seal(shipment=shipment, actor=tech, password=PASSWORD)
+    return shipment_ship(shipment=shipment, actor=tech, courier="Bring", tracking_ref="T1")
+
+
+def sto_units(tech: Any, count: int = 1, **kwargs: Any) -> list[ProductUnit]:
+    """Units made at the Bergen lab for a St. Olav (Trondheim) participant."""
+    participant = make_participant(actor=tech, site_code="STO")
+    return make_units(actor=tech, count=count, participant=participant, **kwargs)
+
+
+def logger_csv(start: dt.datetime, temps: list[str], *, minutes: int = 10) -> bytes:
+    """A Norwegian-Excel style export: BOM, preamble, ';' separators and decimal commas."""
+    lines = ["Serienummer;LOG-4711", "Tid;Temperatur (°C)"]
+    for i, t in enumerate(temps):
+        at = (start + dt.timedelta(minutes=i * minutes)).astimezone(dt.UTC)
+        lines.append(f"{at:%d.%m.%Y %H:%M:%S}Z;{t}".replace("Z;", "+00:00;"))
+    return ("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def actions(code: str) -> list[tuple[str, str | None, str]]:
+    return [
+        (e.action, e.site.code if e.site else None, e.data.get("shipment", ""))
+        for e in CustodyEvent.objects.filter(item_code=code).order_by("at", "id")
+    ]
+
+
+# --- the walk from the issue ------------------------------------------------------------------
+
+
+def test_aspirate_from_tromso_to_the_bergen_cell_lab(trial: Any, tech: Any) -> None:
+    participant = make_participant(actor=tech, site_code="UNN")
+    aspirate = make_aspirate(actor=tech, participant=participant)
+    shipment = plan(tech, "UNN", "HUS", "cool", shipper_id="BOX-7", logger_serial="LOG-1")
+    assert shipment.code.startswith("SH") and shipment.status == "planned"
+    assert shipment.label == "UNN → HUS"
+
+    shipment_pack(shipment=shipment, scan=f"]C0{aspirate.code.lower()}", actor=tech)
+    shipment.refresh_from_db()
+    assert shipment.status == "packing"
+    shipment_seal(shipment=shipment, actor=tech, password=PASSWORD)
+    assert shipment.status == "sealed"
+    signature = Signature.objects.get(pk=shipment.seal_signature_id)
+    assert (signature.meaning, signature.record) == ("shipment_seal", shipment.code)
+    assert len(shipment.manifest_digest) == 64
+
+    shipment_ship(shipment=shipment, actor=tech, at=past(days=29, hours=23))
+    assert shipment.status == "in_transit"
+    shipment_receive_scan(shipment=shipment, scan=aspirate.code, actor=tech)
+    receipt = shipment_receive(shipment=shipment, actor=tech, at=past(days=29, hours=22))
+    assert (receipt.received, receipt.missing, receipt.extra) == ([aspirate.code], [], [])
+    shipment.refresh_from_db()
+    assert shipment.status == "received"
+
+    # The lab's own receipt decision follows the custody hand-over.
+    aspirate_receive(
+        aspirate=aspirate,
+        decision="accept",
+        actor=tech,
+        temperature_c=Decimal("5.0"),
+        condition="intact",
+        received_at=past(days=29, hours=21),
+    )
+    assert actions(aspirate.code) == [
+        ("collect", "UNN", ""),
+        ("ship", "UNN", shipment.code),
+        ("receive", "HUS", shipment.code),
+        ("accept", None, ""),
+    ]
+    ship = CustodyEvent.objects.get(item_code=aspirate.code, action="ship")
+    assert (ship.data["from_site"], ship.data["to_site"]) == ("UNN", "HUS")
+    assert ship.location == shipment.code
+
+
+def _unit_for_trondheim(tech: Any) -> tuple[ProductUnit, Any]:
+    """A participant of St. Olav in arm B: a released unit reserved by the month-6 dose."""
+    participant = make_participant(actor=tech, site_code="STO", arm="B")
+    make_released_product_units(actor=tech, participant=participant, count=2)
+    visit = participant.visits.get(visit_type__code="M6")
+    record_weight(visit=visit, actor=tech)
+    dose = dose_prepare(visit=visit, actor=tech)
+    dose_release(dose=dose, actor=qa_signer(), password=PASSWORD)
+    unit = dose.units.order_by("code").first()
+    assert unit.status == "released"
+    return unit, dose
+
+
+def test_frozen_unit_bergen_to_trondheim_with_an_excursion_ends_quarantined(
+    trial: Any, tech: Any
+) -> None:
+    unit, dose = _unit_for_trondheim(tech)
+    shipment = plan(tech, "HUS", "STO", "dry_shipper", shipper_id="CX-100", logger_serial="L-9")
+    send(shipment, [unit.code], tech)
+
+    # In transit: it cannot be thawed for its dose.
+    with pytest.raises(ServiceError) as refused:
+        dose_make_ready(
+            dose=dose,
+            actor=tech,
+            unit_counts=[
+                UnitCount(u.code, 23_000_000, Decimal("95")) for u in dose.units.order_by("code")
+            ],
+        )
+    assert refused.value.code == "in_shipment"
+    assert shipment.code in refused.value.message
+
+    shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
+    shipment_receive(shipment=shipment, actor=tech)
+    start = past(hours=6)
+    temps = ["−185,5"] * 6 + ["−140,2", "−120,0", "−138,4"] + ["−180,1"] * 3
+    upload = shipment_logger_upload(
+        shipment=shipment, data=logger_csv(start, temps), filename="L-9.csv", actor=tech
+    )
+    assert upload.quarantined == [unit.code]
+    logger = LoggerFile.objects.get(shipment=shipment)
+    assert logger.readings == 12
+    assert logger.excursion["count"] == 1
+    assert logger.excursion["total_minutes"] == 30.0  # 3 readings out, recovered 10 min later
+    assert logger.excursion["worst"]["peak_c"] == "-120.0"
+    assert logger.excursion["worst"]["beyond_c"] == "30.0"
+
+    unit.refresh_from_db()
+    assert unit.status == "quarantined"
+    assert "Temperature excursion" in unit.status_reason and "30 min" in unit.status_reason
+    quarantine = CustodyEvent.objects.get(item_code=unit.code, action="quarantine")
+    assert quarantine.data["logger_sha256"] == logger.sha256
+    assert quarantine.data["excursion"]["worst"]["side"] == "above"
+    assert [a for a, _, _ in actions(unit.code)][-3:] == ["ship", "receive", "quarantine"]
+    assert actions(unit.code)[-3][1:] == ("HUS", shipment.code)
+    assert actions(unit.code)[-2][1:] == ("STO", shipment.code)
+
+    with pytest.raises(ServiceError) as refused:
+        dose_make_ready(
+            dose=dose,
+            actor=tech,
+            unit_counts=[
+                UnitCount(u.code, 23_000_000, Decimal("95")) for u in dose.units.order_by("code")
+            ],
+        )
+    assert refused.value.code == "invalid_transition"
+    unit.refresh_from_db()
+    assert unit.status == "quarantined"
+
+
+def test_logger_upload_before_receipt_quarantines_items_as_they_are_received(
+    trial: Any, tech: Any
+) -> None:
+    unit, _ = _unit_for_trondheim(tech)
+    shipment = send(plan(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    temps = ["-180"] * 3 + ["-149,5"] + ["-181"]
+    upload = shipment_logger_upload(
+        shipment=shipment, data=logger_csv(past(hours=3), temps), filename="l.csv", actor=tech
+    )
+    assert upload.quarantined == []  # nothing has arrived yet
+    shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
+    receipt = shipment_receive(shipment=shipment, actor=tech)
+    assert receipt.quarantined == [unit.code]
+    unit.refresh_from_db()
+    assert unit.status == "quarantined"
+
+
+def test_a_clean_trace_quarantines_nothing(trial: Any, tech: Any) -> None:
+    unit, _ = _unit_for_trondheim(tech)
+    shipment = send(plan(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
+    shipment_receive(shipment=shipment, actor=tech)
+    upload = shipment_logger_upload(
+        shipment=shipment,
+        data=logger_csv(past(hours=3), ["-185", "-150,0", "-190"]),
+        filename="ok.csv",
+        actor=tech,
+    )
+    assert (upload.quarantined, upload.logger_file.excursion) == ([], {})
+    unit.refresh_from_db()
+    assert unit.status == "released"
+
+
+# --- packing refuses each ineligible case ---------------------------------------------------
+
+
+def _refusal(shipment: Shipment, code: str, tech: Any) -> str:
+    before = ShipmentItem.objects.filter(shipment=shipment).count()
+    with pytest.raises(ServiceError) as refused:
+        shipment_pack(shipment=shipment, scan=code, actor=tech)
+    assert ShipmentItem.objects.filter(shipment=shipment).count() == before
+    return refused.value.code
+
+
+def test_packing_refuses_each_ineligible_item(trial: Any, tech: Any) -> None:
+    stored = sto_units(tech, stored=True)[0]
+    frozen, quarantined = sto_units(tech, 2, stored=True)
+    unit_remove(unit=frozen, actor=tech, reason="to ship")
+    unit_transition(unit=quarantined, action="quarantine", actor=tech, reason="bag label torn")
+    to_lab = plan(tech, "STO", "HUS", "dry_shipper")
+    dry = plan(tech, "HUS", "STO", "dry_shipper")
+    other = plan(tech, "HUS", "STO", "dry_shipper")
+    ambient = plan(tech, "HUS", "STO", "ambient")
+    to_ahus = plan(tech, "HUS", "AHUS", "dry_shipper")
+
+    assert _refusal(dry, stored.code, tech) == "wrong_status"
+    assert _refusal(dry, quarantined.code, tech) == "quarantined"
+    shipment_pack(shipment=other, scan=frozen.code, actor=tech)
+    assert _refusal(dry, frozen.code, tech) == "already_in_shipment"
+    assert _refusal(other, frozen.code, tech) == "already_in_shipment"
+    shipment_unpack(shipment=other, scan=frozen.code, actor=tech)
+    assert _refusal(ambient, frozen.code, tech) == "wrong_shipment_kind"
+    # The unit's participant is at STO: it may go to the lab or home, not to Akershus.
+    assert _refusal(to_ahus, frozen.code, tech) == "destination_not_allowed"
+    assert _refusal(to_lab, frozen.code, tech) == "not_at_origin"
+
+    unn = make_participant(actor=tech, site_code="UNN")
+    aspirate = make_aspirate(actor=tech, participant=unn)
+    assert _refusal(plan(tech, "UNN", "STO", "ambient"), aspirate.code, tech) == (
+        "destination_not_allowed"
+    )
+    dose = make_dose(actor=tech, arm="A")  # HUS participant, placebo at M6
+    with pytest.raises(ServiceError) as refused:
+        shipment_pack(shipment=plan(tech, "HUS", "STO", "cool"), scan=dose.code, actor=tech)
+    assert refused.value.code == "dose_for_other_site"
+    assert "MSC" not in refused.value.message and "NaCl" not in refused.value.message
+    prepared = make_dose(actor=tech, arm="A", ready=False)
+    assert _refusal(plan(tech, "HUS", "STO", "cool"), prepared.code, tech) == "wrong_status"
+    assert _refusal(dry, "UN0000001X", tech) == "bad_check_character"
+    assert _refusal(dry, unn.code, tech) == "wrong_kind"
+
+    # A sealed manifest is locked.
+    shipment_pack(shipment=dry, scan=frozen.code, actor=tech)
+    shipment_seal(shipment=dry, actor=tech, password=PASSWORD)
+    with pytest.raises(ServiceError) as refused:
+        shipment_unpack(shipment=dry, scan=frozen.code, actor=tech)
+    assert refused.value.code == "manifest_locked"
+
+
+def test_sealing_needs_the_password_and_an_item(trial: Any, tech: Any) -> None:
+    frozen = sto_units(tech)[0]
+    shipment = plan(tech, "HUS", "STO", "dry_shipper")
+    with pytest.raises(ServiceError) as refused:
+        shipment_seal(shipment=shipment, actor=tech, password=PASSWORD)
+    assert refused.value.code == "invalid_transition"
+    shipment_pack(shipment=shipment, scan=frozen.code, actor=tech)
+    with pytest.raises(ServiceError) as refused:
+        shipment_seal(shipment=shipment, actor=tech, password="wrong")
+    assert refused.value.code == "bad_signature_password"
+    shipment.refresh_from_db()
+    assert (shipment.status, shipment.seal_signature_id) == ("packing", None)
+    with pytest.raises(ServiceError) as refused:
+        shipment_cancel(shipment=shipment, actor=tech, reason="  ")
+    assert (refused.value.code, refused.value.field) == ("reason_required", "reason")
+
+
+def test_items_in_an_open_shipment_cannot_be_stored_moved_or_discarded(
+    trial: Any, tech: Any
+) -> None:
+    unit = sto_units(tech)[0]
+    shipment = plan(tech, "HUS", "STO", "dry_shipper")
+    shipment_pack(shipment=shipment, scan=unit.code, actor=tech)
+    box = make_box(actor=tech)
+    for step in (
+        lambda: unit_place(unit=unit, container=box, actor=tech),
+        lambda: unit_transition(unit=unit, action="discard", actor=tech, reason="x"),
+    ):
+        with pytest.raises(ServiceError) as refused:
+            step()
+        assert refused.value.code == "in_shipment"
+    unit.refresh_from_db()
+    assert unit.status == "frozen"
+    # Cancelling the shipment frees it.
+    shipment_cancel(shipment=shipment, actor=tech, reason="courier did not come")
+    unit_place(unit=unit, container=box, actor=tech)
+    unit.refresh_from_db()
+    assert unit.status == "stored"
+    with pytest.raises(ServiceError) as refused:
+        shipment_cancel(shipment=shipment, actor=tech, reason="again")
+    assert refused.value.code == "invalid_transition"
+
+
+# --- receiving reconciles -----------------------------------------------------------------
+
+
+def test_receiving_reconciles_missing_extra_and_damaged(trial: Any, tech: Any) -> None:
+    unn = [make_participant(actor=tech, site_code="UNN") for _ in range(4)]
+    a1, a2, a3, extra = (make_aspirate(actor=tech, participant=p) for p in unn)
+    shipment = send(plan(tech, "UNN", "HUS", "ambient"), [a1.code, a2.code, a3.code], tech)
+
+    assert shipment_receive_scan(shipment=shipment, scan=a1.code, actor=tech).extra is False
+    outcome = shipment_receive_scan(
+        shipment=shipment, scan=a3.code, actor=tech, damaged=True, note="tube cracked"
+    )
+    assert outcome.extra is False
+    assert shipment_receive_scan(shipment=shipment, scan=extra.code, actor=tech).extra is True
+    with pytest.raises(ServiceError) as refused:
+        shipment_receive_scan(shipment=shipment, scan=a1.code, actor=tech)
+    assert refused.value.code == "already_received"
+
+    receipt = shipment_receive(shipment=shipment, actor=tech)
+    assert receipt.received == [a1.code]
+    assert receipt.damaged == [a3.code]
+    assert receipt.missing == [a2.code]
+    assert receipt.extra == [extra.code]
+    shipment.refresh_from_db()
+    assert shipment.status == "partially_received"
+    a3.refresh_from_db()
+    assert (a3.status, a3.condition) == ("quarantined", "damaged")
+    assert "tube cracked" in a3.status_reason
+
+    # The missing one stays in transit: nothing else may happen to it.
+    with pytest.raises(ServiceError) as refused:
+        aspirate_receive(
+            aspirate=a2,
+            decision="accept",
+            actor=tech,
+            temperature_c=Decimal("20"),
+            condition="intact",
+        )
+    assert refused.value.code == "in_shipment"
+    assert ShipmentItem.objects.get(shipment=shipment, item_code=a2.code).active is True
+    # The extra one was not received into custody: no receive event.
+    assert [a for a, _, _ in actions(extra.code)] == ["collect"]
+
+    # Found later: received once, and the shipment is complete.
+    shipment_item_find(shipment=shipment, scan=a2.code, actor=tech)
+    with pytest.raises(ServiceError) as refused:
+        shipment_item_find(shipment=shipment, scan=a2.code, actor=tech)
+    assert refused.value.code == "already_received"
+    shipment.refresh_from_db()
+    assert shipment.status == "received"
+    assert [a for a, _, _ in actions(a2.code)] == ["collect", "ship", "receive"]
+
+
+def test_a_missing_item_is_written_off_with_a_reason(trial: Any, tech: Any) -> None:
+    unit, _ = _unit_for_trondheim(tech)
+    shipment = send(plan(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    receipt = shipment_receive(shipment=shipment, actor=tech)
+    assert receipt.missing == [unit.code]
+    with pytest.raises(ServiceError) as refused:
+        shipment_item_write_off(shipment=shipment, scan=unit.code, actor=tech, reason=" ")
+    assert refused.value.code == "reason_required"
+    shipment_item_write_off(
+        shipment=shipment, scan=unit.code, actor=tech, reason="not in the shipper"
+    )
+    unit.refresh_from_db()
+    assert unit.status == "discarded" and "not in the shipper" in unit.status_reason
+    shipment.refresh_from_db()
+    assert shipment.status == "received"
+    line = ShipmentItem.objects.get(shipment=shipment, item_code=unit.code)
+    assert (line.state, line.active) == ("written_off", False)
+
+
+# --- two packers, one item -------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_packers_scan_the_same_item_into_two_shipments(postgres_only: None) -> None:
+    from .factories import load_trial
+
+    load_trial()
+    packer = make_user("packer")
+    unit = sto_units(packer)[0]
+    shipments = [
+        shipment_create(
+            from_site=site("HUS"), to_site=site("STO"), kind="dry_shipper", actor=packer
+        )
+        for _ in range(2)
+    ]
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def pack(shipment: Shipment) -> None:
+        try:
+            barrier.wait()
+            shipment_pack(shipment=shipment, scan=unit.code, actor=packer)
+            outcomes.append("packed")
+        except ServiceError as exc:
+            outcomes.append(exc.code)
+        except Exception as exc:
+            outcomes.append(f"unexpected: {exc!r}")
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=pack, args=(s,)) for s in shipments]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["already_in_shipment", "packed"], outcomes
+    assert ShipmentItem.objects.filter(unit=unit, active=True).count() == 1
+
+
+# --- the logger file ------------------------------------------------------------------------
+
+
+def test_logger_csv_formats() -> None:
+    oslo = "Europe/Oslo"
+    comma = 'Time,Temperature (°C)\n2026-11-20T08:00:00+01:00,5.2\n2026-11-20T08:10:00Z,"6,1"\n'
+    readings = parse_logger_csv(comma.encode(), default_tz=oslo)
+    assert [str(r.temperature_c) for r in readings] == ["5.2", "6.1"]
+    assert readings[1].at == dt.datetime(2026, 11, 20, 8, 10, tzinfo=dt.UTC)
+
+    semicolon = "\ufeffDate;Time;Temp\n20.11.2026;08:00;−151,5 °C\n20.11.2026;08:05;-152,0\n"
+    readings = parse_logger_csv(semicolon.encode("utf-8"), default_tz=oslo)
+    assert [str(r.temperature_c) for r in readings] == ["-151.5", "-152.0"]
+    assert readings[0].at.utcoffset() == dt.timedelta(hours=1)  # Oslo in November
+
+    utf16 = "Timestamp\tTemperature\n2026-11-20 08:00\t4,0\n".encode("utf-16")
+    assert parse_logger_csv(utf16, default_tz=oslo)[0].temperature_c == Decimal("4.0")
+
+    with pytest.raises(LoggerCsvError) as bad:
+        parse_logger_csv(b"Time;Temp\n2026-11-20 08:00;warm\n")
+    assert (bad.value.code, bad.value.line) == ("bad_temperature", 2)
+    with pytest.raises(LoggerCsvError) as bad:
+        parse_logger_csv(b"just;some;numbers\n1;2;3\n")
+    assert bad.value.code == "no_header"
+    with pytest.raises(LoggerCsvError) as bad:
+        parse_logger_csv(b"Time;Temp\n\x00\x01\x02")
+    assert bad.value.code == "not_text"
+
+
+def test_excursions_how_long_and_how_far() -> None:
+    start = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
+    temps = ["5", "9", "10.5", "7", "1.5", "1", "3"]
+    text = "time;temp\n" + "".join(
+        f"{(start + dt.timedelta(minutes=15 * i)).isoformat()};{t}\n" for i, t in enumerate(temps)
+    )
+    found = excursions_find(parse_logger_csv(text), Decimal(2), Decimal(8))
+    assert [(e.side, e.minutes, str(e.peak_c), str(e.beyond_c)) for e in found] == [
+        ("above", 30.0, "10.5", "2.5"),
+        ("below", 30.0, "1", "1"),
+    ]
+    summary = excursion_summary(found, Decimal(2), Decimal(8))
+    assert (summary["count"], summary["total_minutes"]) == (2, 60.0)
+    assert summary["worst"]["side"] == "above"
+
+
+def test_a_bad_logger_file_is_refused_with_the_line(trial: Any, tech: Any) -> None:
+    unit, _ = _unit_for_trondheim(tech)
+    shipment = send(plan(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    with pytest.raises(ServiceError) as refused:
+        shipment_logger_upload(
+            shipment=shipment, data=b"Tid;Temp\n2026-11-20 08:00;x\n", filename="b.csv", actor=tech
+        )
+    assert (refused.value.code, refused.value.field) == ("bad_temperature", "file")
+    assert "Line 2" in refused.value.message
+    assert not LoggerFile.objects.exists()
+
+
+def test_aspirate_status_stays_collected_in_transit(trial: Any, tech: Any) -> None:
+    aspirate = make_aspirate(actor=tech, participant=make_participant(actor=tech, site_code="UNN"))
+    send(plan(tech, "UNN", "HUS", "ambient"), [aspirate.code], tech)
+    assert Aspirate.objects.get(pk=aspirate.pk).status == "collected"
+
+
+# --- the API -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def role_users(trial: Any) -> dict[str, Any]:
+    from django.contrib.auth.models import Group
+
+    from biobank.services.roles import CLINICIAN, LAB, roles_sync
+
+    roles_sync()
+    users = {}
+    for name in (LAB, CLINICIAN):
+        user = make_user(name.split()[0].lower() + "-ship")
+        user.user_permissions.clear()
+        user.groups.add(Group.objects.get(name=name))
+        users[name] = type(user).objects.get(pk=user.pk)
+    return users
+
+
+def client_for(user: Any) -> Any:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_api_walks_a_dry_shipper_with_an_excursion(role_users: dict[str, Any]) -> None:
+    from biobank.services.roles import CLINICIAN, LAB
+
+    lab = role_users[LAB]
+    api = client_for(lab)
+    unit, _ = _unit_for_trondheim(lab)
+    response = api.post(
+        "/api/shipments/",
+        {"from_site": "HUS", "to_site": "STO", "kind": "dry_shipper", "logger_serial": "L-1"},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    code = response.json()["code"]
+    assert response.json()["temperature_range_c"] == ["-196", "-150"]
+    url = f"/api/shipments/{code}/"
+
+    bad = api.post(url + "pack/", {"scan": "AS0000001X"}, format="json")
+    assert bad.status_code == 400 and bad.json()["fields"] == {"scan": [bad.json()["message"]]}
+    assert api.post(url + "pack/", {"scan": unit.code}, format="json").status_code == 200
+    again = api.post(url + "pack/", {"scan": unit.code}, format="json")
+    assert (again.status_code, again.json()["code"]) == (409, "already_in_shipment")
+    wrong = api.post(url + "seal/", {"password": "nope"}, format="json")
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "bad_signature_password")
+    sealed = api.post(url + "seal/", {"password": PASSWORD}, format="json")
+    assert sealed.json()["status"] == "sealed" and sealed.json()["seal_signature"]
+    assert sealed.json()["actions"] == ["ship", "cancel"]
+    locked = api.post(url + "pack/", {"scan": unit.code}, format="json")
+    assert (locked.status_code, locked.json()["code"]) == (409, "manifest_locked")
+    shipped = api.post(url + "ship/", {"courier": "Bring", "tracking_ref": "370"}, format="json")
+    assert (shipped.json()["status"], shipped.json()["courier"]) == ("in_transit", "Bring")
+
+    scanned = api.post(url + "receive-scan/", {"scan": unit.code}, format="json")
+    assert scanned.json()["scan"]["extra"] is False
+    received = api.post(url + "receive/", {}, format="json")
+    assert received.json()["receipt"]["received"] == [unit.code]
+    assert received.json()["status"] == "received"
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    data = logger_csv(past(hours=2), ["-180", "-145,5", "-181"])
+    uploaded = api.post(
+        url + "logger/",
+        {"file": SimpleUploadedFile("trace.csv", data, content_type="text/csv")},
+        format="multipart",
+    )
+    assert uploaded.status_code == 200, uploaded.content
+    assert uploaded.json()["logger"]["quarantined"] == [unit.code]
+    assert ProductUnit.objects.get(pk=unit.pk).status == "quarantined"
+
+    chart = api.get(url + "chart/")
+    assert chart.status_code == 200 and b"<svg" in chart.content
+    manifest = api.get(url + "manifest/")
+    assert manifest["Content-Type"] == "application/pdf" and manifest.content[:4] == b"%PDF"
+    zpl = api.get(url + "label.zpl/")
+    assert zpl.status_code == 200 and b"^BQ" in zpl.content and code.encode() in zpl.content
+    assert api.get(url + "label.pdf/").content[:4] == b"%PDF"
+
+    # A blinded clinician sees the shipment but not the product unit inside it.
+    clinician = client_for(role_users[CLINICIAN])
+    seen = clinician.get(url)
+    assert seen.status_code == 200 and seen.json()["items"] == []
+    assert unit.code.encode() not in seen.content
+    assert clinician.post(url + "receive/", {}, format="json").status_code == 403
+
+
+def _released_dose(actor: Any, *, arm: str) -> Any:
+    """A released month-6 dose of a St. Olav participant (arm A: saline, arm B: MSC)."""
+    participant = make_participant(actor=actor, site_code="STO", arm=arm)
+    if arm == "B":
+        make_released_product_units(actor=actor, participant=participant, count=2)
+    visit = participant.visits.get(visit_type__code="M6")
+    record_weight(visit=visit, actor=actor)
+    dose = dose_prepare(visit=visit, actor=actor)
+    dose_release(dose=dose, actor=qa_signer(), password=PASSWORD)
+    return dose
+
+
+def _pdf_text(data: bytes) -> str:
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(data)
+    return "\n".join(page.get_textpage().get_text_range() for page in document)
+
+
+def test_blinded_manifest_names_doses_msc_or_saline(role_users: dict[str, Any]) -> None:
+    from biobank.services.roles import CLINICIAN, LAB
+
+    lab = role_users[LAB]
+    msc, saline = _released_dose(lab, arm="B"), _released_dose(lab, arm="A")
+    shipment = send(plan(lab, "HUS", "STO", "cool"), [msc.code, saline.code], lab)
+    url = f"/api/shipments/{shipment.code}/"
+
+    blinded = client_for(role_users[CLINICIAN]).get(url)
+    descriptions = {i["code"]: i["description"] for i in blinded.json()["items"]}
+    assert descriptions == {
+        msc.code: "Dose: MSC or 0.9 % NaCl",
+        saline.code: "Dose: MSC or 0.9 % NaCl",
+    }
+    for word in (b"Autologous", b"Placebo", b"UN0"):
+        assert word not in blinded.content
+    text = _pdf_text(client_for(role_users[CLINICIAN]).get(url + "manifest/").content)
+    assert "(blinded)" in text and text.count("MSC or 0.9 % NaCl") == 2
+    assert "Placebo" not in text and "Autologous" not in text
+
+    unblinded = client_for(lab).get(url).json()["items"]
+    assert {i["code"]: i["description"] for i in unblinded} == {
+        msc.code: "Dose: Autologous BM-MSC",
+        saline.code: "Dose: Placebo (0.9 % NaCl)",
+    }
+
+
+def test_shipment_list_has_bounded_queries(
+    role_users: dict[str, Any], django_assert_max_num_queries: Any
+) -> None:
+    from biobank.services.roles import LAB
+
+    lab = role_users[LAB]
+    for _ in range(5):
+        shipment = plan(lab, "HUS", "STO", "dry_shipper")
+        shipment_pack(shipment=shipment, scan=sto_units(lab, frozen=True)[0].code, actor=lab)
+    api = client_for(lab)
+    with django_assert_max_num_queries(6):
+        response = api.get("/api/shipments/")
+    assert response.status_code == 200 and response.json()["count"] == 5
+
+
+# --- the admin pages ---------------------------------------------------------------------------
+
+
+def test_admin_pack_and_receive_pages(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    unit = sto_units(tech)[0]
+    shipment = plan(tech, "HUS", "STO", "dry_shipper")
+    base = f"/admin/biobank/shipment/{shipment.pk}/"
+    assert admin_client_tech.get("/admin/biobank/shipment/").status_code == 200
+    page = admin_client_tech.get(base + "pack/")
+    assert page.status_code == 200 and b"Scan an item to pack" in page.content
+
+    response = admin_client_tech.post(
+        base + "step/pack/", {"scan": unit.code, "next": base + "pack/"}, follow=True
+    )
+    assert f"{unit.code} packed.".encode() in response.content
+    response = admin_client_tech.post(base + "step/pack/", {"scan": unit.code}, follow=True)
+    assert b"Refused" in response.content and b"already in this shipment" in response.content
+    admin_client_tech.post(base + "step/seal/", {"password": PASSWORD})
+    admin_client_tech.post(base + "step/ship/", {"courier": "", "tracking_ref": ""})
+    shipment.refresh_from_db()
+    assert shipment.status == "in_transit"
+
+    page = admin_client_tech.get(base + "receive/")
+    assert b"Scan an arriving item" in page.content
+    admin_client_tech.post(base + "step/receive_scan/", {"scan": unit.code})
+    admin_client_tech.post(base + "step/receive/", {})
+    upload = logger_csv(past(hours=2), ["-180", "-140", "-181"])
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = admin_client_tech.post(
+        base + "step/logger/", {"file": SimpleUploadedFile("t.csv", upload)}, follow=True
+    )
+    assert b"EXCURSION" in response.content
+    page = admin_client_tech.get(base + "change/")
+    assert page.status_code == 200
+    assert b'alt="Temperature logger trace, 3 readings' in page.content
+    assert admin_client_tech.get(base + "chart.svg").status_code == 200
+    assert admin_client_tech.get(base + "manifest.pdf").content[:4] == b"%PDF"
+    assert admin_client_tech.get(base + "label.zpl").status_code == 200
+    unit.refresh_from_db()
+    assert unit.status == "quarantined"
+
+
+def test_admin_add_form_refuses_the_same_site(trial: Any, admin_client_tech: Any) -> None:
+    hus = site("HUS").pk
+    response = admin_client_tech.post(
+        "/admin/biobank/shipment/add/",
+        {"from_site": hus, "to_site": hus, "kind": "ambient", "label": ""},
+    )
+    assert response.status_code == 200
+    assert b"from and to are the same site" in response.content
+    assert not Shipment.objects.exists()
