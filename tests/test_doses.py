@@ -58,6 +58,7 @@ def roles(trial: Any) -> dict[str, Any]:
 
 def api(user: Any) -> APIClient:
     client = APIClient()
+    client.default_format = "json"  # the API parses JSON only
     client.force_authenticate(user)
     return client
 

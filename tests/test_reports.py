@@ -18,7 +18,7 @@ from biobank.services.errors import ServiceError
 from biobank.services.release import participant_unblind
 from biobank.services.storage import unit_move
 
-from .factories import PASSWORD, make_box, make_dose, make_participant, make_user
+from .factories import PASSWORD, make_box, make_dose, make_participant, make_units, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,10 @@ def chain(trial: Any) -> dict[str, Any]:
     lab = make_user("lab-report")
     dose = make_dose(actor=lab, arm="B", visit="M6", ready=True)
     participant = dose.participant
-    spare = participant.units.exclude(dose_links__dose=dose).first()
+    # The dose draws on both released units; a third, stored unit is the one moved.
+    spare = make_units(actor=lab, count=1, stored=True, participant=participant, visit="BASELINE")[
+        0
+    ]
     unit_move(unit=spare, container=make_box(actor=lab), actor=lab, reason="tank maintenance")
     stranger = make_participant(actor=lab)
     with pytest.raises(ServiceError):
