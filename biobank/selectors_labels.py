@@ -149,6 +149,7 @@ def _dose(d: Dose, small: bool) -> LabelContent:
         participant_pseudonym=d.participant.pseudonym,
         visit_name=d.visit.visit_type.name,
         dose_id=d.code,
+        volume_ml=d.volume_ml,
         expires_at=_local(d.expires_at),
         emergency_contact=d.participant.study.emergency_contact,
     )

@@ -28,6 +28,7 @@ from biobank.models import (
     CustodyEvent,
     Dose,
     DoseStatus,
+    DoseUnit,
     Participant,
     Placement,
     ProductUnit,
@@ -717,8 +718,10 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
         ]
     doses = list(
         Dose.objects.filter(participant=p)
-        .select_related("visit__visit_type", "unit", "release_signature")
-        .prefetch_related("identity_checks")
+        .select_related(
+            "visit__visit_type", "processing", "release_signature", "deviation_signature"
+        )
+        .prefetch_related("identity_checks", "dose_units__unit")
         .order_by("prepared_at", "code")
     )
     body["doses"] = []
@@ -754,7 +757,17 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
             ],
         }
         if not blinded:
-            row["unit"] = d.unit.code if d.unit else ""
+            # A dose may draw on several units (issue 13): their codes, in order.
+            row["unit"] = ", ".join(link.unit.code for link in d.dose_units.all())
+            row["processing"] = d.processing.code if d.processing_id else ""
+            row["saline_lot"] = d.saline_lot
+            row["viable_cells"] = d.viable_cells
+            if d.deviation_signature:
+                signatures.append(("dose", d.deviation_signature))
+                row["deviation"] = {
+                    "reason": d.deviation_reason,
+                    "signature": _signature(d.deviation_signature),
+                }
             row["post_thaw_cell_count"] = d.post_thaw_cell_count
             row["post_thaw_viability_pct"] = _plain(d.post_thaw_viability_pct)
         body["doses"].append(row)
@@ -900,9 +913,9 @@ def inventory_rows(
     qs = inventory_placements(storage_unit=storage_unit, participant=participant)
     # Expiry exists only for a thawed product (its dose); stored units have none.
     expiry = dict(
-        Dose.objects.filter(unit__isnull=False, expires_at__isnull=False)
-        .exclude(status=DoseStatus.CANCELLED)
-        .values_list("unit_id", "expires_at")
+        DoseUnit.objects.filter(active=True, dose__expires_at__isnull=False)
+        .exclude(dose__status=DoseStatus.CANCELLED)
+        .values_list("unit_id", "dose__expires_at")
     )
     for row in qs.values_list(*_INVENTORY_VALUES).iterator(chunk_size=CHUNK):
         yield [*row[:11], iso(row[11]), iso(expiry.get(row[12]))]

@@ -85,7 +85,14 @@ BLINDED_HIDDEN_FIELDS: dict[str, frozenset[str]] = {
             "post_thaw_viability_pct",
             "viable_cells",
             "saline_lot",
+            "deviation_signature",
+            "deviation_reason",
             "todo",
+            # the admin's and the API's read-outs of the fields above
+            "deviation",
+            "units_display",
+            "viable_cells_display",
+            "deviation_display",
         }
     ),
     "aspirate": frozenset({"processing", "units", "events"}),

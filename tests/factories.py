@@ -254,25 +254,56 @@ def qa_signer() -> Any:
     return existing or make_user("qa-signer")
 
 
+DOSE_WEIGHT = Decimal("45.0")  # target 45×10⁶: both 25×10⁶ units of make_units(count=2)
+
+
+def record_weight(*, visit: Any, actor: Any, weight_kg: Decimal = DOSE_WEIGHT) -> Any:
+    from biobank.services.doses import visit_weight_record
+
+    return visit_weight_record(visit=visit, weight_kg=weight_kg, actor=actor)
+
+
+def make_ready_in_window(*, dose: Any, actor: Any, ready_at: Any = None) -> Any:
+    """Make a released dose ready with counts inside its window (95 % of each unit at 95 %)."""
+    from biobank.services.doses import UnitCount, dose_make_ready
+
+    links = list(dose.dose_units.select_related("unit"))
+    if dose.processing_id is not None:
+        count = int(dose.target_cells / Decimal("0.95"))
+        return dose_make_ready(
+            dose=dose,
+            actor=actor,
+            ready_at=ready_at,
+            post_thaw_cell_count=count,
+            post_thaw_viability_pct=Decimal("95"),
+        )
+    if not links:
+        return dose_make_ready(dose=dose, actor=actor, ready_at=ready_at, saline_lot="NACL-24-117")
+    share = Decimal(dose.target_cells) / len(links) / Decimal("0.95")
+    return dose_make_ready(
+        dose=dose,
+        actor=actor,
+        ready_at=ready_at,
+        unit_counts=[
+            UnitCount(link.unit.code, min(int(share), link.unit.cell_number), Decimal("95"))
+            for link in links
+        ],
+    )
+
+
 def make_dose(*, actor: Any, arm: str = "A", visit: str = "M6", ready: bool = True) -> Any:
     """A dose for a participant's treatment visit (arm A at M6 = placebo; B at M6 = MSC)."""
-    from biobank.services.release import dose_make_ready, dose_prepare, dose_release
+    from biobank.services.doses import dose_prepare, dose_release
 
     participant = make_participant(actor=actor, arm=arm)
     if (arm, visit) in (("B", "M6"), ("A", "BASELINE")):
         other = "BASELINE" if visit == "M6" else "M6"
         make_released_product_units(actor=actor, participant=participant, visit=other)
-    dose = dose_prepare(visit=participant.visits.get(visit_type__code=visit), actor=actor)
+    the_visit = participant.visits.get(visit_type__code=visit)
+    record_weight(visit=the_visit, actor=actor)
+    dose = dose_prepare(visit=the_visit, actor=actor)
     if ready:
         dose_release(dose=dose, actor=qa_signer(), password=PASSWORD)
-        msc = dose.unit_id is not None
-        dose_make_ready(
-            dose=dose,
-            actor=actor,
-            ready_at=past(hours=1),
-            expires_at=past(hours=-5),
-            post_thaw_cell_count=20_000_000 if msc else None,
-            post_thaw_viability_pct=Decimal("88") if msc else None,
-        )
+        make_ready_in_window(dose=dose, actor=actor)
     dose.refresh_from_db()
     return dose

@@ -26,6 +26,7 @@ from .factories import (
     make_user,
     past,
     qc_pass,
+    record_weight,
 )
 
 
@@ -65,6 +66,7 @@ def world(role_users: dict[str, Any]) -> dict[str, Any]:
         "frozen": frozen[0],
         "box": make_box(actor=lab),
         "dose": make_dose(actor=lab, arm="A"),
+        "weighed": record_weight(visit=participant.visits.get(visit_type__code="M6"), actor=lab),
     }
 
 
@@ -213,6 +215,14 @@ def endpoints(w: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, st
             QA,
         ),
         ("get", "/api/events/", {}, CLINICIAN, ""),  # rows as the visibility policy says
+        ("get", f"/api/identity-checks/?participant={p.code}", {}, CLINICIAN, ""),
+        (
+            "post",
+            "/api/visits/weight/",
+            {"participant": p.code, "visit": "BASELINE", "weight_kg": "71.5"},
+            CLINICIAN,
+            QA,
+        ),
         ("get", "/api/doses/", {}, CLINICIAN, ""),
         ("get", f"/api/doses/{d.code}/", {}, MONITOR, ""),
         ("get", "/api/doses/due/", {}, CLINICIAN, ""),
@@ -256,7 +266,7 @@ def test_every_endpoint_success_unauthenticated_and_wrong_role(
     assert results[f"/api/units/{world['stored'].code}/"]["location"]["container"]
 
 
-WRITE_ENDPOINTS = 23  # the POST rows of endpoints(); checked below
+WRITE_ENDPOINTS = 24  # the POST rows of endpoints(); checked below
 
 
 @pytest.mark.parametrize("step", range(WRITE_ENDPOINTS))
@@ -363,8 +373,11 @@ def test_bulk_unit_creation_is_atomic(trial: Any, role_users: dict[str, Any]) ->
     response = client.post(f"/api/processings/{processing.code}/units/", too_many, format="json")
     assert response.status_code == 400 and response.json()["code"] == "exceeds_harvest"
     assert not ProductUnit.objects.exists()
+    # Filled before the freezing run started: steps are never dated before the previous one.
     response = client.post(
-        f"/api/processings/{processing.code}/units/", {"units": [spec] * 4}, format="json"
+        f"/api/processings/{processing.code}/units/",
+        {"units": [spec] * 4, "created_at": past(hours=4).isoformat()},
+        format="json",
     )
     assert response.status_code == 201 and len(response.json()) == 4
     response = client.post(
@@ -378,13 +391,17 @@ def test_bulk_unit_creation_is_atomic(trial: Any, role_users: dict[str, Any]) ->
 def test_dose_walk_via_api_with_identity_checks(trial: Any, role_users: dict[str, Any]) -> None:
     lab, qa, clinician = role_users[LAB], role_users[QA], role_users[CLINICIAN]
     participant = make_participant(actor=lab, arm="B")
-    make_released_product_units(actor=lab, participant=participant)
+    units = make_released_product_units(actor=lab, participant=participant)
+    record_weight(visit=participant.visits.get(visit_type__code="M6"), actor=clinician)
     dose = (
         client_for(lab)
         .post("/api/doses/", {"participant": participant.code, "visit": "M6"}, format="json")
         .json()
     )
-    assert dose["treatment"] == "MSC" and dose["unit"]
+    assert dose["treatment"] == "MSC" and [u["unit"] for u in dose["units"]] == [
+        u.code for u in units
+    ]
+    assert dose["plan"]["target"] == "45.0×10⁶"
     code = dose["code"]
     bad_sig = client_for(qa).post(
         f"/api/doses/{code}/release/", {"password": "nope"}, format="json"
@@ -397,9 +414,10 @@ def test_dose_walk_via_api_with_identity_checks(trial: Any, role_users: dict[str
         == 200
     )
     ready = {
-        "expires_at": (timezone.now() + dt.timedelta(hours=4)).isoformat(),
-        "post_thaw_cell_count": 25000000,
-        "post_thaw_viability_pct": "87.5",
+        "units": [
+            {"unit": u.code, "post_thaw_cell_count": 24_000_000, "post_thaw_viability_pct": "87.5"}
+            for u in units
+        ]
     }
     assert (
         client_for(lab).post(f"/api/doses/{code}/make-ready/", ready, format="json").status_code
@@ -416,7 +434,7 @@ def test_dose_walk_via_api_with_identity_checks(trial: Any, role_users: dict[str
         format="json",
     )
     assert ok.status_code == 200 and ok.json()["status"] == "dispatched"
-    assert "treatment" not in ok.json() and "unit" not in ok.json()  # clinician is blinded
+    assert "treatment" not in ok.json() and "units" not in ok.json()  # clinician is blinded
     done = client_for(clinician).post(
         f"/api/doses/{code}/administer/",
         {"participant_scan": participant.code, "administered_by": "Dr. N"},
@@ -433,12 +451,17 @@ def test_blinded_api_fields(world: dict[str, Any], role_users: dict[str, Any]) -
         for dose in client.get("/api/doses/").json()["results"]:
             assert not {
                 "treatment",
-                "unit",
+                "units",
+                "processing",
                 "post_thaw_cell_count",
                 "post_thaw_viability_pct",
+                "viable_cells",
+                "saline_lot",
+                "deviation",
             } & set(dose)
+            assert dose["plan"]["target"] == "45.0×10⁶"
         for row in client.get("/api/doses/due/?days=365").json():
-            assert not {"treatment", "unit", "todo"} & set(row)
+            assert not {"treatment", "units", "todo"} & set(row)
         # The custody log answers with the blinded-safe steps only (the visibility policy).
         events = client.get("/api/events/?limit=500")
         assert events.status_code == 200

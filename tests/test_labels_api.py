@@ -460,6 +460,7 @@ def _dose(**changes: Any) -> dict[str, Any]:
         "participant_pseudonym": "SMART-HUS-01",
         "visit_name": "Month 6",
         "dose_id": format_id(Kind.DOSE, 7),
+        "volume_ml": Decimal("10.0"),
         "expires_at": dt.datetime(2025, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")),
         "emergency_contact": "Haukeland University Hospital, Neurology: +47 55 97 50 00",
     }
@@ -476,7 +477,14 @@ def test_dose_label_is_identical_for_msc_and_placebo() -> None:
             assert render(msc, template, fmt) == render(placebo, template, fmt)
     text = " ".join([msc.title, *msc.lines])
     assert msc.title == "MSC or 0.9 % NaCl"
-    for part in ("NCT04749667", "SMART-HUS-01", "Month 6", "intrathecal", "2025-09-01 14:30"):
+    for part in (
+        "NCT04749667",
+        "SMART-HUS-01",
+        "Month 6",
+        "intrathecal",
+        "10.0 mL",
+        "2025-09-01 14:30",
+    ):
         assert part in text
     assert "For clinical trial use only" in msc.lines
     assert any(line.startswith("Emergency: Haukeland") for line in msc.lines)

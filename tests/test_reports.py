@@ -14,11 +14,12 @@ import pytest
 from django.db.models import Q
 
 from biobank.models import CustodyEvent, ExportLog, FreezingRun, Participant, Processing
+from biobank.services.doses import dose_administer, dose_dispatch
 from biobank.services.errors import ServiceError
-from biobank.services.release import dose_administer, dose_dispatch, participant_unblind
+from biobank.services.release import participant_unblind
 from biobank.services.storage import unit_move
 
-from .factories import PASSWORD, make_box, make_dose, make_participant, make_user
+from .factories import PASSWORD, make_box, make_dose, make_participant, make_units, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +33,10 @@ def chain(trial: Any) -> dict[str, Any]:
     lab = make_user("lab-report")
     dose = make_dose(actor=lab, arm="B", visit="M6", ready=True)
     participant = dose.participant
-    spare = participant.units.exclude(pk=dose.unit_id).first()
+    # The dose draws on both released units; a third, stored unit is the one moved.
+    spare = make_units(actor=lab, count=1, stored=True, participant=participant, visit="BASELINE")[
+        0
+    ]
     unit_move(unit=spare, container=make_box(actor=lab), actor=lab, reason="tank maintenance")
     stranger = make_participant(actor=lab)
     with pytest.raises(ServiceError):
@@ -204,7 +208,7 @@ def test_blinding_sweep_over_every_report_route(client: Any, chain: dict[str, An
         assert not LAB_ONLY_CODE.search(body), (url, LAB_ONLY_CODE.search(body))
         for secret in secrets:
             assert secret not in body, (url, secret)
-    storage_unit = chain["dose"].unit.placements.first().container.storage_unit
+    storage_unit = chain["dose"].units.first().placements.first().container.storage_unit
     refused = [
         "/api/inventory.csv",
         "/api/inventory.xlsx",

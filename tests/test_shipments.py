@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from django.db import close_old_connections, connection
-from django.utils import timezone
 
 from biobank.logger_csv import (
     LoggerCsvError,
@@ -29,8 +28,8 @@ from biobank.models import (
     Site,
 )
 from biobank.services.aspirates import aspirate_receive
+from biobank.services.doses import UnitCount, dose_make_ready, dose_prepare, dose_release
 from biobank.services.errors import ServiceError
-from biobank.services.release import dose_make_ready, dose_prepare, dose_release
 from biobank.services.shipments import (
     shipment_cancel,
     shipment_create,
@@ -58,6 +57,7 @@ from .factories import (
     make_user,
     past,
     qa_signer,
+    record_weight,
 )
 
 
@@ -148,10 +148,12 @@ def test_aspirate_from_tromso_to_the_bergen_cell_lab(trial: Any, tech: Any) -> N
 def _unit_for_trondheim(tech: Any) -> tuple[ProductUnit, Any]:
     """A participant of St. Olav in arm B: a released unit reserved by the month-6 dose."""
     participant = make_participant(actor=tech, site_code="STO", arm="B")
-    make_released_product_units(actor=tech, participant=participant, count=1)
-    dose = dose_prepare(visit=participant.visits.get(visit_type__code="M6"), actor=tech)
+    make_released_product_units(actor=tech, participant=participant, count=2)
+    visit = participant.visits.get(visit_type__code="M6")
+    record_weight(visit=visit, actor=tech)
+    dose = dose_prepare(visit=visit, actor=tech)
     dose_release(dose=dose, actor=qa_signer(), password=PASSWORD)
-    unit = ProductUnit.objects.get(pk=dose.unit_id)
+    unit = dose.units.order_by("code").first()
     assert unit.status == "released"
     return unit, dose
 
@@ -168,9 +170,9 @@ def test_frozen_unit_bergen_to_trondheim_with_an_excursion_ends_quarantined(
         dose_make_ready(
             dose=dose,
             actor=tech,
-            expires_at=timezone.now() + dt.timedelta(hours=4),
-            post_thaw_cell_count=20_000_000,
-            post_thaw_viability_pct=Decimal("90"),
+            unit_counts=[
+                UnitCount(u.code, 23_000_000, Decimal("95")) for u in dose.units.order_by("code")
+            ],
         )
     assert refused.value.code == "in_shipment"
     assert shipment.code in refused.value.message
@@ -204,9 +206,9 @@ def test_frozen_unit_bergen_to_trondheim_with_an_excursion_ends_quarantined(
         dose_make_ready(
             dose=dose,
             actor=tech,
-            expires_at=timezone.now() + dt.timedelta(hours=4),
-            post_thaw_cell_count=20_000_000,
-            post_thaw_viability_pct=Decimal("90"),
+            unit_counts=[
+                UnitCount(u.code, 23_000_000, Decimal("95")) for u in dose.units.order_by("code")
+            ],
         )
     assert refused.value.code == "invalid_transition"
     unit.refresh_from_db()
@@ -618,8 +620,10 @@ def _released_dose(actor: Any, *, arm: str) -> Any:
     """A released month-6 dose of a St. Olav participant (arm A: saline, arm B: MSC)."""
     participant = make_participant(actor=actor, site_code="STO", arm=arm)
     if arm == "B":
-        make_released_product_units(actor=actor, participant=participant, count=1)
-    dose = dose_prepare(visit=participant.visits.get(visit_type__code="M6"), actor=actor)
+        make_released_product_units(actor=actor, participant=participant, count=2)
+    visit = participant.visits.get(visit_type__code="M6")
+    record_weight(visit=visit, actor=actor)
+    dose = dose_prepare(visit=visit, actor=actor)
     dose_release(dose=dose, actor=qa_signer(), password=PASSWORD)
     return dose
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -8,7 +9,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from biobank.models import Dose, IdentityCheck, Signature, Unblinding
+from biobank.models import Dose, IdentityCheck, Signature, Unblinding, millions
+from biobank.services import doses as dose_services
 from biobank.services import release as release_services
 
 from .steps import (
@@ -35,10 +37,43 @@ class QcSignForm(SignForm):
 
 
 class ReadyForm(ConfirmForm):
-    expires_at = forms.DateTimeField(help_text="Expiry of the thawed/prepared dose")
-    post_thaw_cell_count = forms.IntegerField(min_value=1, required=False, help_text="MSC doses")
+    post_thaw_cell_count = forms.IntegerField(
+        min_value=1, required=False, help_text="MSC from one unit or a fresh product"
+    )
     post_thaw_viability_pct = forms.DecimalField(
         min_value=0, max_value=100, decimal_places=1, required=False, help_text="MSC doses"
+    )
+    unit_counts = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Counts per unit",
+        help_text="MSC from several units: one line per unit, 'UNIT-ID count viability', "
+        "e.g. 'UN0000012K 30000000 88.5'",
+    )
+    saline_lot = forms.CharField(max_length=40, required=False, help_text="Placebo doses")
+
+    def clean_unit_counts(self) -> list[dose_services.UnitCount]:
+        counts = []
+        for number, line in enumerate(self.cleaned_data.get("unit_counts", "").splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            try:
+                counts.append(dose_services.UnitCount(parts[0], int(parts[1]), Decimal(parts[2])))
+            except (IndexError, ValueError, ArithmeticError) as exc:
+                raise forms.ValidationError(
+                    f"Line {number}: write 'UNIT-ID count viability'."
+                ) from exc
+        return counts
+
+
+class WeightForm(ConfirmForm):
+    weight_kg = forms.DecimalField(max_digits=8, decimal_places=2, label="Body weight (kg)")
+
+
+class DeviationForm(SignForm):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), label="Reason for the deviation"
     )
 
 
@@ -56,12 +91,25 @@ QC_RELEASE_STEP = Step(
     permission="biobank.approve_qc_release",
 )
 
+
+def _prepare(item: Any, user: Any, d: dict[str, Any]) -> Any:
+    dose = dose_services.dose_prepare(visit=item, actor=user)
+    messages.info(d["_request"], f"{dose.code}: {dose.plan_display()}.")
+    return dose
+
+
 PREPARE_DOSE_STEP = Step(
-    "prepare_dose",
-    "Prepare dose",
-    ConfirmForm,
-    lambda item, user, d: release_services.dose_prepare(visit=item, actor=user),
-    permission="biobank.prepare_dose",
+    "prepare_dose", "Prepare dose", ConfirmForm, _prepare, permission="biobank.prepare_dose"
+)
+
+RECORD_WEIGHT_STEP = Step(
+    "record_weight",
+    "Record body weight",
+    WeightForm,
+    lambda item, user, d: dose_services.visit_weight_record(
+        visit=item, weight_kg=d["weight_kg"], measured_at=d["at"], actor=user
+    ),
+    permission="biobank.record_weight",
 )
 
 
@@ -86,8 +134,17 @@ DOSE_STEPS = [
         "release",
         "Sign dose release",
         SignForm,
-        lambda item, user, d: release_services.dose_release(
+        lambda item, user, d: dose_services.dose_release(
             dose=item, actor=user, password=d["password"]
+        ),
+        permission="biobank.release_dose",
+    ),
+    Step(
+        "deviation",
+        "Sign a documented deviation",
+        DeviationForm,
+        lambda item, user, d: dose_services.dose_deviation_sign(
+            dose=item, actor=user, password=d["password"], reason=d["reason"]
         ),
         permission="biobank.release_dose",
     ),
@@ -95,13 +152,14 @@ DOSE_STEPS = [
         "make_ready",
         "Thaw / fill syringe",
         ReadyForm,
-        lambda item, user, d: release_services.dose_make_ready(
+        lambda item, user, d: dose_services.dose_make_ready(
             dose=item,
             actor=user,
             ready_at=d["at"],
-            expires_at=d["expires_at"],
             post_thaw_cell_count=d["post_thaw_cell_count"],
             post_thaw_viability_pct=d["post_thaw_viability_pct"],
+            unit_counts=d["unit_counts"],
+            saline_lot=d["saline_lot"],
         ),
         permission="biobank.prepare_dose",
     ),
@@ -109,9 +167,7 @@ DOSE_STEPS = [
         "cancel",
         "Cancel dose",
         ReasonForm,
-        lambda item, user, d: release_services.dose_cancel(
-            dose=item, actor=user, reason=d["reason"]
-        ),
+        lambda item, user, d: dose_services.dose_cancel(dose=item, actor=user, reason=d["reason"]),
         permission="biobank.prepare_dose",
     ),
 ]
@@ -121,13 +177,18 @@ DOSE_FIELDS = [
     "participant",
     "visit",
     "treatment",
-    "unit",
+    "units_display",
+    "processing",
     "post_thaw_cell_count",
     "post_thaw_viability_pct",
+    "viable_cells_display",
+    "saline_lot",
+    "deviation_display",
     "status",
     "status_reason",
     "route",
     "volume_ml",
+    "plan_display",
     "prepared_at",
     "release_signature_display",
     "ready_at",
@@ -153,11 +214,11 @@ class DoseAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
         "expires_at",
         "expiry_state",
         "treatment",
-        "unit",
+        "units_display",
     ]
     list_filter = ["status", "visit__visit_type", "participant__site", "treatment"]
-    search_fields = ["code", "participant__code", "participant__pseudonym", "unit__code"]
-    list_select_related = ["participant", "visit__visit_type", "visit__participant", "unit"]
+    search_fields = ["code", "participant__code", "participant__pseudonym", "units__code"]
+    list_select_related = ["participant", "visit__visit_type", "visit__participant"]
     actions = [make_action(s) for s in DOSE_STEPS]
     fields = DOSE_FIELDS
     readonly_fields = DOSE_FIELDS
@@ -170,13 +231,39 @@ class DoseAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Expiry")
     def expiry_state(self, obj: Dose) -> str:
-        if obj.expires_at is None:
-            return "–"
-        if obj.status in ("administered", "cancelled"):
-            return "–"
-        if obj.expires_at < timezone.now():
+        if obj.is_expired(timezone.now()):
             return format_html('<strong style="color:#b00">EXPIRED</strong>')
+        if obj.expires_at is None or obj.status in ("administered", "cancelled"):
+            return "–"
         return "valid"
+
+    @admin.display(description="Dose plan")
+    def plan_display(self, obj: Dose) -> str:
+        return obj.plan_display()
+
+    @admin.display(description="Units (post-thaw count × viability)")
+    def units_display(self, obj: Dose) -> str:
+        links = obj.dose_units.select_related("unit")
+        parts = [
+            f"{link.unit.code}"
+            + (
+                f" ({millions(link.post_thaw_cell_count)} × {link.post_thaw_viability_pct} %)"
+                if link.post_thaw_cell_count
+                else ""
+            )
+            for link in links
+        ]
+        return ", ".join(parts) or "–"
+
+    @admin.display(description="Viable cells given")
+    def viable_cells_display(self, obj: Dose) -> str:
+        return millions(obj.viable_cells) if obj.viable_cells is not None else "–"
+
+    @admin.display(description="Documented deviation")
+    def deviation_display(self, obj: Dose) -> str:
+        if obj.deviation_signature_id is None:
+            return "none"
+        return f"{obj.deviation_reason} — {obj.deviation_signature}"
 
     @admin.display(description="Release signature")
     def release_signature_display(self, obj: Dose) -> str:

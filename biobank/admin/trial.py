@@ -24,7 +24,7 @@ from biobank.services.trial import participant_enroll
 from biobank.visibility import can_see_allocation
 
 from .printing import LabelPreviewMixin, print_labels
-from .release import PREPARE_DOSE_STEP, UNBLIND_STEP
+from .release import PREPARE_DOSE_STEP, RECORD_WEIGHT_STEP, UNBLIND_STEP
 from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin, make_action
 
 
@@ -228,13 +228,25 @@ class ParticipantAdmin(LabelPreviewMixin, BaseAdmin):
 
 @admin.register(Visit)
 class VisitAdmin(BaseAdmin):
-    actions = [make_action(PREPARE_DOSE_STEP)]
-    list_display = ["participant", "visit_type", "scheduled_on", "done_on"]
+    actions = [make_action(RECORD_WEIGHT_STEP), make_action(PREPARE_DOSE_STEP)]
+    list_display = ["participant", "visit_type", "scheduled_on", "done_on", "weight_kg", "plan"]
     list_filter = ["visit_type", "participant__site"]
     search_fields = ["participant__code", "participant__pseudonym"]
-    list_select_related = ["participant", "visit_type"]
-    readonly_fields = ["participant", "visit_type"]
+    list_select_related = ["participant__study", "visit_type"]
+    readonly_fields = [
+        "participant",
+        "visit_type",
+        "weight_kg",
+        "weight_measured_at",
+        "weight_recorded_by",
+        "plan",
+    ]
     date_hierarchy = "scheduled_on"
+
+    @admin.display(description="Dose plan")
+    def plan(self, obj: Visit) -> str:
+        plan = obj.dose_plan()
+        return plan.summary() if plan else "record the body weight first"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # visits are scheduled at enrolment

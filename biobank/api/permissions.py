@@ -22,7 +22,8 @@ class RolePermission(BasePermission):
             return False
         policy_for(user).require(kind_name(view.model_name))
         if request.method in SAFE_METHODS:
-            return user.has_perm(f"biobank.view_{view.model_name}")
+            readers = getattr(view, "read_permissions", ()) or (f"biobank.view_{view.model_name}",)
+            return any(user.has_perm(perm) for perm in readers)
         needed = view.write_permissions.get(getattr(view, "action", None) or "", None)
         if needed is None:
             needed = f"biobank.change_{view.model_name}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -21,6 +22,9 @@ from biobank.models import (
     ContainerType,
     CustodyEvent,
     Dose,
+    DosePlan,
+    DoseUnit,
+    IdentityCheck,
     Participant,
     Passage,
     Processing,
@@ -29,6 +33,7 @@ from biobank.models import (
     QcTest,
     StorageUnit,
     Visit,
+    millions,
 )
 from biobank.visibility import Policy, kind_of_model, policy_for
 
@@ -74,13 +79,56 @@ class ParticipantSerializer(PolicySerializer):
         fields = ["code", "pseudonym", "study", "site", "arm", "enrolled_on", "weight_kg"]
 
 
+def plan_output(plan: DosePlan | None) -> dict[str, Any] | None:
+    """The dose plan in cells and as a person reads it (×10⁶). The same for MSC and saline."""
+    if plan is None:
+        return None
+    return {
+        "weight_kg": str(plan.weight_kg),
+        "target_cells": plan.target_cells,
+        "window_min_cells": plan.min_cells,
+        "window_max_cells": plan.max_window_cells,
+        "target": millions(plan.target_cells),
+        "window": f"{millions(plan.min_cells)}–{millions(plan.max_window_cells)}",
+        "summary": plan.summary(),
+    }
+
+
+class PlanSerializer(serializers.Serializer):
+    weight_kg = serializers.CharField()
+    target_cells = serializers.IntegerField()
+    window_min_cells = serializers.IntegerField()
+    window_max_cells = serializers.IntegerField()
+    target = serializers.CharField(help_text="Target viable cells, ×10⁶")
+    window = serializers.CharField(help_text="Accepted viable cells, ×10⁶")
+    summary = serializers.CharField()
+
+
 class VisitSerializer(PolicySerializer):
     participant = code_field()
     visit_type = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    weight_recorded_by = serializers.CharField(
+        source="weight_recorded_by.username", read_only=True, allow_null=True
+    )
+    dose_plan = serializers.SerializerMethodField()
 
     class Meta:
         model = Visit
-        fields = ["id", "participant", "visit_type", "scheduled_on", "done_on"]
+        fields = [
+            "id",
+            "participant",
+            "visit_type",
+            "scheduled_on",
+            "done_on",
+            "weight_kg",
+            "weight_measured_at",
+            "weight_recorded_by",
+            "dose_plan",
+        ]
+
+    @extend_schema_field(PlanSerializer(allow_null=True))
+    def get_dose_plan(self, obj: Visit) -> dict[str, Any] | None:
+        return plan_output(obj.dose_plan())
 
 
 class AspirateSerializer(PolicySerializer):
@@ -290,11 +338,23 @@ class EventSerializer(PolicySerializer):
         return data
 
 
+class DoseUnitSerializer(serializers.ModelSerializer):
+    unit = code_field()
+    viable_cells = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = DoseUnit
+        fields = ["unit", "post_thaw_cell_count", "post_thaw_viability_pct", "viable_cells"]
+
+
 class DoseSerializer(PolicySerializer):
     participant = code_field()
     visit = serializers.CharField(source="visit.visit_type.code", read_only=True)
-    unit = code_field(allow_null=True)
+    units = serializers.SerializerMethodField()
+    processing = code_field(allow_null=True)
+    plan = serializers.SerializerMethodField()
     release_signature = serializers.SerializerMethodField()
+    deviation = serializers.SerializerMethodField()
     expired = serializers.SerializerMethodField()
 
     class Meta:
@@ -307,13 +367,18 @@ class DoseSerializer(PolicySerializer):
             "status_reason",
             "route",
             "volume_ml",
+            "plan",
             "treatment",
-            "unit",
+            "units",
+            "processing",
             "prepared_at",
             "release_signature",
+            "deviation",
             "ready_at",
             "post_thaw_cell_count",
             "post_thaw_viability_pct",
+            "viable_cells",
+            "saline_lot",
             "expires_at",
             "expired",
             "dispatched_at",
@@ -321,13 +386,46 @@ class DoseSerializer(PolicySerializer):
             "administered_by",
         ]
 
+    @extend_schema_field(DoseUnitSerializer(many=True))
+    def get_units(self, obj: Dose) -> list[dict[str, Any]]:
+        return DoseUnitSerializer(obj.dose_units.all(), many=True).data
+
+    @extend_schema_field(PlanSerializer(allow_null=True))
+    def get_plan(self, obj: Dose) -> dict[str, Any] | None:
+        if obj.target_cells is None or obj.weight_kg is None:
+            return None
+        return plan_output(obj.participant.study.dose_plan(obj.weight_kg))
+
     def get_release_signature(self, obj: Dose) -> str | None:
         return str(obj.release_signature) if obj.release_signature_id else None
 
-    def get_expired(self, obj: Dose) -> bool:
-        from django.utils import timezone
+    def get_deviation(self, obj: Dose) -> str | None:
+        if obj.deviation_signature_id is None:
+            return None
+        return f"{obj.deviation_reason} ({obj.deviation_signature})"
 
-        return obj.expires_at is not None and obj.expires_at < timezone.now()
+    def get_expired(self, obj: Dose) -> bool:
+        return obj.is_expired(timezone.now())
+
+
+class IdentityCheckSerializer(serializers.ModelSerializer):
+    dose = code_field(allow_null=True)
+    checked_by = serializers.CharField(source="checked_by.username", read_only=True)
+
+    class Meta:
+        model = IdentityCheck
+        fields = [
+            "id",
+            "dose",
+            "stage",
+            "dose_scan",
+            "participant_scan",
+            "expected_participant",
+            "matched",
+            "message",
+            "checked_by",
+            "checked_at",
+        ]
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -467,27 +565,67 @@ class BoxStoreInput(serializers.Serializer):
     placements = PlacementInput(many=True, allow_empty=False, max_length=1000)
 
 
+class WeightInput(serializers.Serializer):
+    participant = serializers.CharField(max_length=80)
+    visit = serializers.CharField(max_length=16)
+    # No bounds here: the service refuses with the trial's plausible range.
+    weight_kg = serializers.DecimalField(max_digits=8, decimal_places=2)
+    measured_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
 class DosePrepareInput(serializers.Serializer):
     participant = serializers.CharField(max_length=80)
     visit = serializers.CharField(max_length=16)
-    unit = serializers.CharField(max_length=80, required=False, allow_null=True, default=None)
+    units = serializers.ListField(
+        child=serializers.CharField(max_length=80),
+        required=False,
+        default=list,
+        max_length=20,
+        help_text="Stored units to draw on (default: the suggestion)",
+    )
+    unit = serializers.CharField(
+        max_length=80, required=False, allow_null=True, default=None, help_text="One unit"
+    )
+    processing = serializers.CharField(
+        max_length=80,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="A harvested product dosed fresh (never frozen)",
+    )
+
+
+def _viability(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=4, decimal_places=1, min_value=0, max_value=100, **kwargs
+    )
+
+
+class UnitCountInput(serializers.Serializer):
+    unit = serializers.CharField(max_length=80)
+    post_thaw_cell_count = serializers.IntegerField(min_value=1, max_value=10**12)
+    post_thaw_viability_pct = _viability()
 
 
 class DoseReadyInput(serializers.Serializer):
     ready_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    expires_at = serializers.DateTimeField()
     post_thaw_cell_count = serializers.IntegerField(
-        min_value=1, max_value=10**12, required=False, allow_null=True, default=None
-    )
-    post_thaw_viability_pct = serializers.DecimalField(
-        max_digits=4,
-        decimal_places=1,
-        min_value=0,
-        max_value=100,
+        min_value=1,
+        max_value=10**12,
         required=False,
         allow_null=True,
         default=None,
+        help_text="One unit or a fresh product: the cells counted",
     )
+    post_thaw_viability_pct = _viability(required=False, allow_null=True, default=None)
+    units = UnitCountInput(many=True, required=False, default=list, max_length=20)
+    saline_lot = serializers.CharField(
+        max_length=40, required=False, allow_blank=True, default="", help_text="Placebo"
+    )
+
+
+class DeviationInput(PasswordInput):
+    reason = serializers.CharField(max_length=2000)
 
 
 class IdentityInput(serializers.Serializer):
@@ -502,7 +640,13 @@ class IdentityInput(serializers.Serializer):
     )
 
 
-class AdministerInput(IdentityInput):
+class DispatchInput(IdentityInput):
+    at = serializers.DateTimeField(
+        required=False, allow_null=True, default=None, help_text="When it happened (default: now)"
+    )
+
+
+class AdministerInput(DispatchInput):
     administered_by = serializers.CharField(
         max_length=200, required=False, allow_blank=True, default=""
     )
@@ -536,5 +680,5 @@ class DueSerializer(serializers.Serializer):
     dose = serializers.CharField(allow_null=True)
     dose_status = serializers.CharField(allow_null=True)
     treatment = serializers.CharField(required=False)
-    unit = serializers.CharField(required=False, allow_null=True)
+    units = serializers.ListField(child=serializers.CharField(), required=False)
     todo = serializers.CharField(required=False)

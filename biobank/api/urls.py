@@ -16,6 +16,7 @@ router.register("storage-units", views.StorageUnitViewSet, basename="storage-uni
 router.register("containers", views.ContainerViewSet, basename="containers")
 router.register("events", views.EventViewSet, basename="events")
 router.register("doses", views.DoseViewSet, basename="doses")
+router.register("identity-checks", views.IdentityCheckViewSet, basename="identity-checks")
 router.register("shipments", shipments.ShipmentViewSet, basename="shipments")
 
 urlpatterns = [

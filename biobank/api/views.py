@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Prefetch, Q, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
@@ -25,6 +25,8 @@ from biobank.models import (
     Container,
     CustodyEvent,
     Dose,
+    DoseUnit,
+    IdentityCheck,
     Participant,
     Placement,
     Processing,
@@ -36,6 +38,7 @@ from biobank.models import (
 from biobank.scanning.resolve import scan_resolve
 from biobank.selectors_storage import units_with_location
 from biobank.services import aspirates as aspirate_services
+from biobank.services import doses as dose_services
 from biobank.services import processing as processing_services
 from biobank.services import release as release_services
 from biobank.services import storage as storage_services
@@ -221,9 +224,27 @@ class VisitViewSet(mixins.ListModelMixin, BaseViewSet):
     filterset_class = VisitFilter
     ordering_fields = ["scheduled_on"]
     ordering = ["scheduled_on", "id"]
+    write_permissions = {"weight": "biobank.record_weight"}
 
     def get_queryset(self) -> QuerySet[Visit]:
-        return Visit.objects.select_related("participant", "visit_type")
+        return Visit.objects.select_related(
+            "participant__study", "visit_type", "weight_recorded_by"
+        )
+
+    @extend_schema(request=s.WeightInput, responses=s.VisitSerializer)
+    @action(detail=False, methods=["post"])
+    def weight(self, request: Request) -> Response:
+        """Record the body weight measured at a treatment visit; answers with the dose plan."""
+        return self.run(
+            request,
+            s.WeightInput,
+            lambda d: dose_services.visit_weight_record(
+                visit=visit_of(d["participant"], d["visit"], viewer=request.user),
+                weight_kg=d["weight_kg"],
+                measured_at=d["measured_at"],
+                actor=request.user,
+            ),
+        )
 
 
 # --- aspirates -------------------------------------------------------------------------------
@@ -782,6 +803,7 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
     write_permissions = {
         "create": "biobank.prepare_dose",
         "release": "biobank.release_dose",
+        "deviation": "biobank.release_dose",
         "make_ready": "biobank.prepare_dose",
         "cancel": "biobank.prepare_dose",
         "dispatch_dose": "biobank.administer_dose",
@@ -790,19 +812,30 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
 
     def get_queryset(self) -> QuerySet[Dose]:
         return Dose.objects.select_related(
-            "participant", "visit__visit_type", "unit", "release_signature"
-        )
+            "participant__study",
+            "visit__visit_type",
+            "processing",
+            "release_signature",
+            "deviation_signature",
+        ).prefetch_related(Prefetch("dose_units", queryset=DoseUnit.objects.select_related("unit")))
 
     @extend_schema(request=s.DosePrepareInput, responses={201: s.DoseSerializer})
     def create(self, request: Request) -> Response:
+        """Plan the visit's dose from its recorded weight; MSC draws on the participant's own
+        units (default: the suggestion) or a fresh product."""
+
         def call(d: dict[str, Any]) -> Dose:
             visit = visit_of(d["participant"], d["visit"], viewer=request.user)
-            unit = (
-                resolve(d["unit"], {Kind.UNIT}, "unit", viewer=request.user)
-                if d.get("unit")
+            raw_units = [*d["units"], *([d["unit"]] if d.get("unit") else [])]
+            units = [resolve(raw, {Kind.UNIT}, "units", viewer=request.user) for raw in raw_units]
+            processing = (
+                resolve(d["processing"], {Kind.PROCESSING}, "processing", viewer=request.user)
+                if d.get("processing")
                 else None
             )
-            return release_services.dose_prepare(visit=visit, actor=request.user, unit=unit)
+            return dose_services.dose_prepare(
+                visit=visit, actor=request.user, units=units, processing=processing
+            )
 
         return self.run(request, s.DosePrepareInput, call, status=201)
 
@@ -813,19 +846,46 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         return self.run(
             request,
             s.PasswordInput,
-            lambda d: release_services.dose_release(
+            lambda d: dose_services.dose_release(
                 dose=dose, actor=request.user, password=d["password"]
+            ),
+        )
+
+    @extend_schema(request=s.DeviationInput, responses=s.DoseSerializer)
+    @action(detail=True, methods=["post"])
+    def deviation(self, request: Request, code: str) -> Response:
+        """QA signs a documented deviation: the dose may then fall outside its window."""
+        dose = self.get_object()
+        return self.run(
+            request,
+            s.DeviationInput,
+            lambda d: dose_services.dose_deviation_sign(
+                dose=dose, actor=request.user, password=d["password"], reason=d["reason"]
             ),
         )
 
     @extend_schema(request=s.DoseReadyInput, responses=s.DoseSerializer)
     @action(detail=True, methods=["post"], url_path="make-ready")
     def make_ready(self, request: Request, code: str) -> Response:
+        """Thaw the units / take the fresh product / fill saline; the expiry is computed."""
         dose = self.get_object()
         return self.run(
             request,
             s.DoseReadyInput,
-            lambda d: release_services.dose_make_ready(dose=dose, actor=request.user, **d),
+            lambda d: dose_services.dose_make_ready(
+                dose=dose,
+                actor=request.user,
+                ready_at=d["ready_at"],
+                post_thaw_cell_count=d["post_thaw_cell_count"],
+                post_thaw_viability_pct=d["post_thaw_viability_pct"],
+                unit_counts=[
+                    dose_services.UnitCount(
+                        u["unit"], u["post_thaw_cell_count"], u["post_thaw_viability_pct"]
+                    )
+                    for u in d["units"]
+                ],
+                saline_lot=d["saline_lot"],
+            ),
         )
 
     @extend_schema(request=s.ReasonInput, responses=s.DoseSerializer)
@@ -835,12 +895,10 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         return self.run(
             request,
             s.ReasonInput,
-            lambda d: release_services.dose_cancel(
-                dose=dose, actor=request.user, reason=d["reason"]
-            ),
+            lambda d: dose_services.dose_cancel(dose=dose, actor=request.user, reason=d["reason"]),
         )
 
-    @extend_schema(request=s.IdentityInput, responses=s.DoseSerializer)
+    @extend_schema(request=s.DispatchInput, responses=s.DoseSerializer)
     # Not named "dispatch": that is the view's own request entry point.
     @action(detail=True, methods=["post"], url_path="dispatch", url_name="dispatch")
     def dispatch_dose(self, request: Request, code: str) -> Response:
@@ -848,11 +906,12 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         dose = self.get_object()
         return self.run(
             request,
-            s.IdentityInput,
-            lambda d: release_services.dose_dispatch(
+            s.DispatchInput,
+            lambda d: dose_services.dose_dispatch(
                 dose_scan=d.get("dose_scan") or dose.code,
                 participant_scan=d["participant_scan"],
                 actor=request.user,
+                at=d["at"],
             ),
         )
 
@@ -864,12 +923,13 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         return self.run(
             request,
             s.AdministerInput,
-            lambda d: release_services.dose_administer(
+            lambda d: dose_services.dose_administer(
                 dose_scan=d.get("dose_scan") or dose.code,
                 participant_scan=d["participant_scan"],
                 actor=request.user,
                 administered_by=d["administered_by"],
                 route=d["route"],
+                at=d["at"],
             ),
         )
 
@@ -892,7 +952,7 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
             raise ServiceError("days must be 1–365.", field="days")
         hidden = policy_for(request.user).hidden_fields("dose")
         rows = []
-        for row in release_services.doses_due(within_days=days):
+        for row in dose_services.doses_due(within_days=days):
             item = {
                 "participant": row.visit.participant.code,
                 "pseudonym": row.visit.participant.pseudonym,
@@ -901,8 +961,46 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
                 "dose": row.dose.code if row.dose else None,
                 "dose_status": row.dose.status if row.dose else None,
                 "treatment": row.treatment,
-                "unit": row.unit.code if row.unit else None,
+                "units": [u.code for u in row.units],
                 "todo": row.todo,
             }
             rows.append({k: v for k, v in item.items() if k not in hidden})
         return Response(rows)  # plain dicts: concealed keys are absent, not null
+
+
+class IdentityCheckFilter(filters.FilterSet):
+    dose = filters.CharFilter(field_name="dose__code")
+    participant = filters.CharFilter(method="for_participant")
+    matched = filters.BooleanFilter(field_name="matched")
+    stage = filters.CharFilter(field_name="stage")
+
+    class Meta:
+        model = IdentityCheck
+        fields = ["dose", "participant", "matched", "stage"]
+
+    def for_participant(
+        self, queryset: QuerySet[IdentityCheck], name: str, value: str
+    ) -> QuerySet[IdentityCheck]:
+        # The dose's participant, or the participant scanned against it (a mismatch).
+        code = value.strip().upper()
+        return queryset.filter(Q(expected_participant=code) | Q(participant_scan__iexact=code))
+
+
+class IdentityCheckViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
+    """Every chain-of-identity check, matched or not (read-only)."""
+
+    model_name = "identitycheck"
+    serializer_class = s.IdentityCheckSerializer
+    filterset_class = IdentityCheckFilter
+    ordering = ["checked_at", "id"]
+    lookup_field = "pk"
+    lookup_value_regex = "[0-9]+"
+
+    def get_queryset(self) -> QuerySet[IdentityCheck]:
+        return IdentityCheck.objects.select_related("dose", "checked_by")
+
+    def get_object(self) -> Any:
+        obj = self.get_queryset().filter(pk=self.kwargs.get("pk")).first()
+        if obj is None:
+            raise NotFound("No such identity check.", code="not_found")
+        return obj

@@ -163,6 +163,7 @@ def dose_label_content(
     participant_pseudonym: str,
     visit_name: str,
     dose_id: str,
+    volume_ml: object,
     expires_at: dt.datetime,
     emergency_contact: str,
 ) -> LabelContent:
@@ -182,7 +183,7 @@ def dose_label_content(
         title=BLINDED_PRODUCT,
         lines=(
             f"{study_code} · {participant_pseudonym} · {visit_name}",
-            f"Route: {DOSE_ROUTE}",
+            f"Route: {DOSE_ROUTE} · {volume_ml} mL",
             f"Expires {expiry} {zone}".rstrip(),
             CLINICAL_TRIAL_ONLY,
             f"Emergency: {emergency_contact}",

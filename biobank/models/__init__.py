@@ -7,6 +7,7 @@ from .randomisation import RandomisationEntry
 from .release import (
     Dose,
     DoseStatus,
+    DoseUnit,
     IdentityCheck,
     IdentityStage,
     QcRelease,
@@ -35,7 +36,18 @@ from .storage import (
     StorageUnit,
     TemperatureReading,
 )
-from .trial import Arm, ArmSchedule, Participant, Site, Study, Treatment, Visit, VisitType
+from .trial import (
+    Arm,
+    ArmSchedule,
+    DosePlan,
+    Participant,
+    Site,
+    Study,
+    Treatment,
+    Visit,
+    VisitType,
+    millions,
+)
 from .unit import ContainerType, FreezingRun, ProductUnit, UnitStatus
 
 __all__ = [
@@ -54,7 +66,9 @@ __all__ = [
     "ContainerType",
     "CustodyEvent",
     "Dose",
+    "DosePlan",
     "DoseStatus",
+    "DoseUnit",
     "ExportKind",
     "ExportLog",
     "FreezingRun",
@@ -94,4 +108,5 @@ __all__ = [
     "UnitStatus",
     "Visit",
     "VisitType",
+    "millions",
 ]

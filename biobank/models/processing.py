@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
@@ -72,6 +74,17 @@ class Processing(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+    def fresh_expires_at(self) -> dt.datetime | None:
+        """A harvested product dosed fresh (never frozen) keeps for the trial's fresh shelf life."""
+        if self.harvested_at is None:
+            return None
+        hours = self.participant.study.fresh_shelf_life_hours
+        return self.harvested_at + dt.timedelta(hours=hours)
+
+    def fresh_is_expired(self, at: dt.datetime) -> bool:
+        expires = self.fresh_expires_at()
+        return expires is None or at >= expires
 
 
 class Passage(models.Model):

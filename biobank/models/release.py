@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
 from .processing import Processing
-from .trial import Participant, Treatment, Visit
+from .trial import DosePlan, Participant, Treatment, Visit, millions
 from .unit import ProductUnit
 
 
 class SignatureMeaning(models.TextChoices):
     QC_RELEASE = "qc_release", "Approval: product QC results meet the release specification"
     DOSE_RELEASE = "dose_release", "Approval: dose released for administration"
+    DOSE_DEVIATION = "dose_deviation", "Approval: documented deviation from the dose window"
     UNBLINDING = "unblinding", "Emergency unblinding of one participant"
     SHIPMENT_SEAL = "shipment_seal", "Approval: shipment manifest checked and sealed"
 
@@ -69,18 +72,29 @@ class DoseStatus(models.TextChoices):
 
 
 class Dose(models.Model):
-    """One blinded syringe for a treatment visit: MSC (the participant's own unit) or saline.
+    """One blinded syringe for a treatment visit: MSC or saline.
 
-    ``treatment``, ``unit`` and the post-thaw figures reveal the arm: they are shown only to
-    unblinded roles and kept out of the history table.
+    MSC comes from the participant's own units (one or more, ``DoseUnit``) or fresh from a
+    harvested product (``processing``). The plan (weight, target, window), the volume and the
+    expiry are computed the same way for MSC and saline. ``treatment``, the product links,
+    the counted figures, the saline lot and any deviation reveal the arm: they are shown only
+    to unblinded roles and kept out of the history table.
     """
 
     code = models.CharField(max_length=16, unique=True, help_text="Barcode ID (DS…)")
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="doses")
     visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="doses")
     treatment = models.CharField(max_length=16, choices=Treatment.choices)
-    unit = models.ForeignKey(
-        ProductUnit, on_delete=models.PROTECT, related_name="doses", null=True, blank=True
+    units = models.ManyToManyField(
+        ProductUnit, through="DoseUnit", related_name="doses", blank=True
+    )
+    processing = models.ForeignKey(
+        Processing,
+        on_delete=models.PROTECT,
+        related_name="fresh_doses",
+        null=True,
+        blank=True,
+        help_text="Fresh product (never frozen) this dose is drawn from",
     )
     status = models.CharField(
         max_length=20, choices=DoseStatus.choices, default=DoseStatus.PREPARED
@@ -88,6 +102,11 @@ class Dose(models.Model):
     status_reason = models.TextField(blank=True)
     route = models.CharField(max_length=30, default="intrathecal")
     volume_ml = models.DecimalField(max_digits=5, decimal_places=1, default=10)
+    # The plan, fixed when the dose is prepared (from the visit's weight and trial settings).
+    weight_kg = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)
+    target_cells = models.BigIntegerField(null=True, blank=True)
+    window_min_cells = models.BigIntegerField(null=True, blank=True)
+    window_max_cells = models.BigIntegerField(null=True, blank=True)
     prepared_at = models.DateTimeField()
     prepared_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
@@ -96,16 +115,35 @@ class Dose(models.Model):
         Signature, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
     ready_at = models.DateTimeField(null=True, blank=True, help_text="Thawed / syringe filled")
-    post_thaw_cell_count = models.BigIntegerField(null=True, blank=True)
+    post_thaw_cell_count = models.BigIntegerField(
+        null=True, blank=True, help_text="Cells in the syringe (thawed units or fresh product)"
+    )
     post_thaw_viability_pct = models.DecimalField(
         max_digits=4, decimal_places=1, null=True, blank=True
     )
+    viable_cells = models.BigIntegerField(
+        null=True, blank=True, help_text="Viable cells given: count × viability"
+    )
+    saline_lot = models.CharField(max_length=40, blank=True, help_text="0.9 % NaCl lot (placebo)")
+    deviation_signature = models.OneToOneField(
+        Signature, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    deviation_reason = models.TextField(blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     administered_at = models.DateTimeField(null=True, blank=True)
     administered_by = models.CharField(max_length=200, blank=True)
     history = HistoricalRecords(
-        excluded_fields=["treatment", "unit", "post_thaw_cell_count", "post_thaw_viability_pct"]
+        excluded_fields=[
+            "treatment",
+            "processing",
+            "post_thaw_cell_count",
+            "post_thaw_viability_pct",
+            "viable_cells",
+            "saline_lot",
+            "deviation_signature",
+            "deviation_reason",
+        ]
     )
 
     class Meta:
@@ -116,21 +154,21 @@ class Dose(models.Model):
             ("administer_dose", "Can dispatch and record administration of a dose"),
         ]
         constraints = [
-            # A cancelled dose stays on record; the visit (and unit) can get a new one.
+            # A cancelled dose stays on record; the visit (and product) can get a new one.
             models.UniqueConstraint(
                 fields=["visit"],
                 condition=~models.Q(status="cancelled"),
                 name="dose_one_active_per_visit",
             ),
             models.UniqueConstraint(
-                fields=["unit"],
+                fields=["processing"],
                 condition=~models.Q(status="cancelled"),
-                name="dose_one_active_per_unit",
+                name="dose_one_active_per_fresh_product",
             ),
             models.CheckConstraint(
-                condition=models.Q(treatment=Treatment.MSC, unit__isnull=False)
-                | models.Q(treatment=Treatment.PLACEBO, unit__isnull=True),
-                name="dose_msc_has_unit_placebo_none",
+                condition=models.Q(treatment=Treatment.MSC)
+                | models.Q(treatment=Treatment.PLACEBO, processing__isnull=True),
+                name="dose_placebo_has_no_product",
             ),
             models.CheckConstraint(
                 condition=models.Q(status__in=DoseStatus.values), name="dose_status_valid"
@@ -150,10 +188,92 @@ class Dose(models.Model):
                 | models.Q(post_thaw_viability_pct__gte=0, post_thaw_viability_pct__lte=100),
                 name="dose_viability_range",
             ),
+            models.CheckConstraint(
+                condition=models.Q(deviation_signature__isnull=True)
+                | ~models.Q(deviation_reason=""),
+                name="dose_deviation_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(target_cells__isnull=True)
+                | models.Q(
+                    target_cells__gt=0,
+                    window_min_cells__lte=models.F("target_cells"),
+                    window_max_cells__gte=models.F("target_cells"),
+                ),
+                name="dose_plan_window_around_target",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.code
+
+    def is_expired(self, at: dt.datetime) -> bool:
+        """The one expiry rule: unusable from ``expires_at`` on, until it is given or cancelled.
+
+        An administered dose was given before it expired (dispatch and administration refuse
+        an expired one), and a cancelled dose is no longer a dose to use: neither is "expired".
+        """
+        if self.expires_at is None or self.status in (
+            DoseStatus.ADMINISTERED,
+            DoseStatus.CANCELLED,
+        ):
+            return False
+        return at >= self.expires_at
+
+    def plan(self) -> DosePlan | None:
+        """The plan as fixed at preparation (the same figures for MSC and saline)."""
+        if self.target_cells is None or self.weight_kg is None:
+            return None
+        return self.participant.study.dose_plan(self.weight_kg)
+
+    def plan_display(self) -> str:
+        if self.target_cells is None:
+            return "no plan (prepared before dosing by weight)"
+        return (
+            f"{self.weight_kg} kg: target {millions(self.target_cells)} viable cells, accepted "
+            f"{millions(self.window_min_cells or 0)}–{millions(self.window_max_cells or 0)}"
+        )
+
+
+class DoseUnit(models.Model):
+    """One stored unit drawn into a dose, with its post-thaw count. Concealed (reveals MSC)."""
+
+    dose = models.ForeignKey(Dose, on_delete=models.PROTECT, related_name="dose_units")
+    unit = models.ForeignKey(ProductUnit, on_delete=models.PROTECT, related_name="dose_links")
+    active = models.BooleanField(default=True, help_text="False once the dose is cancelled")
+    post_thaw_cell_count = models.BigIntegerField(null=True, blank=True)
+    post_thaw_viability_pct = models.DecimalField(
+        max_digits=4, decimal_places=1, null=True, blank=True
+    )
+
+    class Meta:
+        ordering = ["dose", "unit__created_at", "unit__code"]
+        constraints = [
+            models.UniqueConstraint(fields=["dose", "unit"], name="doseunit_unique"),
+            # A unit belongs to at most one dose that is not cancelled.
+            models.UniqueConstraint(
+                fields=["unit"], condition=models.Q(active=True), name="doseunit_one_active_dose"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(post_thaw_viability_pct__isnull=True)
+                | models.Q(post_thaw_viability_pct__gte=0, post_thaw_viability_pct__lte=100),
+                name="doseunit_viability_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(post_thaw_cell_count__isnull=True)
+                | models.Q(post_thaw_cell_count__gt=0),
+                name="doseunit_count_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dose.code} ← {self.unit.code}"
+
+    @property
+    def viable_cells(self) -> int | None:
+        if self.post_thaw_cell_count is None or self.post_thaw_viability_pct is None:
+            return None
+        return int(self.post_thaw_cell_count * self.post_thaw_viability_pct / 100)
 
 
 class IdentityStage(models.TextChoices):

@@ -2,8 +2,50 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
+
+MILLION = Decimal(1_000_000)
+
+
+def millions(cells: int | Decimal) -> str:
+    """Cells as a person reads them: 72500000 -> '72.5×10⁶', 65250000 -> '65.25×10⁶'."""
+    text = f"{(Decimal(cells) / MILLION).quantize(Decimal('0.01'), rounding=ROUND_FLOOR):.2f}"
+    return f"{text[:-1] if text.endswith('0') else text}×10⁶"
+
+
+@dataclass(frozen=True)
+class DosePlan:
+    """The dose for one body weight under the trial's settings (all figures in cells)."""
+
+    weight_kg: Decimal
+    cells_per_kg: int
+    max_cells: int
+    window_pct: Decimal
+    target_cells: int
+    min_cells: int
+    max_window_cells: int
+
+    @property
+    def capped(self) -> bool:
+        return self.target_cells < Decimal(self.cells_per_kg) * self.weight_kg
+
+    def accepts(self, viable_cells: int) -> bool:
+        return self.min_cells <= viable_cells <= self.max_window_cells
+
+    def summary(self) -> str:
+        cap = f", capped at {millions(self.max_cells)}" if self.capped else ""
+        return (
+            f"{self.weight_kg} kg × {millions(self.cells_per_kg)}/kg = target "
+            f"{millions(self.target_cells)} cells{cap}; accepted "
+            f"{millions(self.min_cells)}–{millions(self.max_window_cells)} "
+            f"(±{format(self.window_pct.normalize(), 'f')} %)"
+        )
 
 
 class Treatment(models.TextChoices):
@@ -19,13 +61,81 @@ class Study(models.Model):
     title = models.CharField(max_length=300)
     sponsor = models.CharField(max_length=200)
     emergency_contact = models.CharField(max_length=200, blank=True)
+    # Trial settings for dosing (seeds/trial.json): the dose is a fact of the protocol.
+    dose_cells_per_kg = models.PositiveBigIntegerField(
+        default=1_000_000, help_text="Target viable MSC per kg body weight"
+    )
+    dose_max_cells = models.PositiveBigIntegerField(
+        default=100_000_000, help_text="At most this many viable cells per dose"
+    )
+    dose_window_pct = models.DecimalField(
+        max_digits=4,
+        decimal_places=1,
+        default=Decimal("10"),
+        help_text="Acceptance window: viable cells given within ± this % of the target "
+        "(never above the maximum)",
+    )
+    dose_volume_ml = models.DecimalField(
+        max_digits=5,
+        decimal_places=1,
+        default=Decimal("10"),
+        help_text="Syringe volume, the same for MSC and saline",
+    )
+    dose_shelf_life_hours = models.PositiveSmallIntegerField(
+        default=6, help_text="A prepared syringe expires this long after it was made ready"
+    )
+    fresh_shelf_life_hours = models.PositiveSmallIntegerField(
+        default=48, help_text="A fresh (never frozen) product may be dosed this long after harvest"
+    )
+    stored_shelf_life_days = models.PositiveSmallIntegerField(
+        default=730, help_text="A cryopreserved unit may be used this long after it was filled"
+    )
+    weight_min_kg = models.DecimalField(max_digits=5, decimal_places=1, default=Decimal("30"))
+    weight_max_kg = models.DecimalField(max_digits=5, decimal_places=1, default=Decimal("250"))
     history = HistoricalRecords()
 
     class Meta:
         verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(dose_window_pct__gte=0, dose_window_pct__lt=100),
+                name="study_dose_window_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(dose_cells_per_kg__gt=0, dose_max_cells__gt=0),
+                name="study_dose_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    weight_min_kg__gt=0, weight_max_kg__gt=models.F("weight_min_kg")
+                ),
+                name="study_weight_range",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.code} ({self.acronym})"
+
+    def dose_plan(self, weight_kg: Decimal) -> DosePlan:
+        """Target = cells/kg × weight, capped; the window never widens past the cap."""
+        weight = Decimal(weight_kg)
+        target = min(Decimal(self.dose_cells_per_kg) * weight, Decimal(self.dose_max_cells))
+        window = Decimal(self.dose_window_pct) / 100
+        low = (target * (1 - window)).to_integral_value(rounding=ROUND_CEILING)
+        high = min(target * (1 + window), Decimal(self.dose_max_cells))
+        return DosePlan(
+            weight_kg=weight,
+            cells_per_kg=self.dose_cells_per_kg,
+            max_cells=self.dose_max_cells,
+            window_pct=Decimal(self.dose_window_pct),
+            target_cells=int(target.to_integral_value(rounding=ROUND_FLOOR)),
+            min_cells=int(low),
+            max_window_cells=int(high.to_integral_value(rounding=ROUND_FLOOR)),
+        )
+
+    @property
+    def dose_shelf_life(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.dose_shelf_life_hours)
 
 
 class Site(models.Model):
@@ -139,15 +249,36 @@ class Visit(models.Model):
     visit_type = models.ForeignKey(VisitType, on_delete=models.PROTECT, related_name="visits")
     scheduled_on = models.DateField()
     done_on = models.DateField(null=True, blank=True)
+    # Body weight measured at a treatment visit: the dose is computed from it.
+    weight_kg = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)
+    weight_measured_at = models.DateTimeField(null=True, blank=True)
+    weight_recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
     history = HistoricalRecords()
 
     class Meta:
         ordering = ["participant", "visit_type__order"]
+        permissions = [("record_weight", "Can record body weight at a treatment visit")]
         constraints = [
             models.UniqueConstraint(
                 fields=["participant", "visit_type"], name="visit_unique_per_participant"
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(weight_kg__isnull=True)
+                | models.Q(
+                    weight_kg__gt=0,
+                    weight_measured_at__isnull=False,
+                    weight_recorded_by__isnull=False,
+                ),
+                name="visit_weight_positive_and_attributed",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.participant.pseudonym} {self.visit_type.code}"
+
+    def dose_plan(self) -> DosePlan | None:
+        if self.weight_kg is None:
+            return None
+        return self.participant.study.dose_plan(self.weight_kg)

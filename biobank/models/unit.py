@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
@@ -106,3 +108,11 @@ class ProductUnit(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+    def expires_at(self) -> dt.datetime:
+        """A cryopreserved unit may be used up to the trial's stored shelf life after filling."""
+        days = self.participant.study.stored_shelf_life_days
+        return self.created_at + dt.timedelta(days=days)
+
+    def is_expired(self, at: dt.datetime) -> bool:
+        return at >= self.expires_at()

@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views import View
@@ -35,7 +36,7 @@ from biobank.scanning.rack_csv import parse_rack_csv
 from biobank.scanning.resolve import ScanResult, scan_resolve
 from biobank.selectors_storage import location_of
 from biobank.services.aspirates import aspirate_receive
-from biobank.services.release import dose_administer, dose_dispatch
+from biobank.services.doses import dose_administer, dose_dispatch
 from biobank.services.storage import (
     position_parse,
     rack_scan_apply,
@@ -737,6 +738,12 @@ class RackImportPage(ScanPage):
         }
 
 
+def dose_summary(dose: Any) -> str:
+    """What a blinded person checks on the syringe: plan, volume, expiry (same for MSC/saline)."""
+    expiry = f"{timezone.localtime(dose.expires_at):%Y-%m-%d %H:%M}" if dose.expires_at else "–"
+    return f"Plan: {dose.plan_display()}; {dose.volume_ml} mL; expires {expiry}."
+
+
 class DosePage(ScanPage):
     slug = "dose"
     title = gettext_lazy("Dose identity check")
@@ -803,7 +810,9 @@ class DosePage(ScanPage):
                 )
                 return Feedback(
                     True,
-                    _("Identity confirmed: %(code)s DISPATCHED.") % {"code": dose.code},
+                    _("Identity confirmed: %(code)s DISPATCHED.") % {"code": dose.code}
+                    + " "
+                    + dose_summary(dose),
                     dose.code,
                 )
             dose = dose_administer(
@@ -814,7 +823,9 @@ class DosePage(ScanPage):
             )
             return Feedback(
                 True,
-                _("Identity confirmed: %(code)s ADMINISTERED.") % {"code": dose.code},
+                _("Identity confirmed: %(code)s ADMINISTERED.") % {"code": dose.code}
+                + " "
+                + dose_summary(dose),
                 dose.code,
             )
         except ServiceError as exc:

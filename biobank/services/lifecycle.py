@@ -20,6 +20,7 @@ from biobank.models import (
     Processing,
     ProcessingStatus,
     ProductUnit,
+    QcRelease,
     Shipment,
     ShipmentItem,
     ShipmentStatus,
@@ -144,6 +145,54 @@ def check_time(at: datetime | None, *, field: str = "at") -> datetime:
     if at > now + FUTURE_TOLERANCE:
         raise ServiceError(f"{field} cannot be in the future.", code="future_time", field=field)
     return at
+
+
+LINK_OF: dict[str, str] = {
+    "aspirate": "aspirate",
+    "processing": "processing",
+    "unit": "unit",
+    "dose": "dose",
+}
+
+
+def _when(at: datetime) -> str:
+    return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S}"
+
+
+def _allowing_signature(item: Item, action: str) -> tuple[str, datetime] | None:
+    """The signature a step depends on, if any: a step is never dated before its approval."""
+    if isinstance(item, Dose) and item.release_signature_id is not None:
+        return "its release signature", item.release_signature.signed_at
+    if isinstance(item, ProductUnit) and action in ("release", "thaw", "administer"):
+        release = QcRelease.objects.filter(processing_id=item.processing_id).first()
+        if release is not None:
+            return "the QC release signature", release.signature.signed_at
+    return None
+
+
+def time_order_check(*, item: Item, kind: str, action: str, at: datetime) -> None:
+    """Refuse a step dated before the item's previous step or before the signature allowing it."""
+    previous = (
+        CustodyEvent.objects.filter(**{LINK_OF[kind]: item})
+        .order_by("-at", "-id")
+        .values_list("action", "at")
+        .first()
+    )
+    if previous is not None and at < previous[1]:
+        raise ServiceError(
+            f"{item.code}: {action.replace('_', ' ')} at {_when(at)} is before its previous "
+            f"step ({previous[0].replace('_', ' ')} at {_when(previous[1])}).",
+            code="time_order",
+            field="at",
+        )
+    signature = _allowing_signature(item, action)
+    if signature is not None and at < signature[1]:
+        raise ServiceError(
+            f"{item.code}: {action.replace('_', ' ')} at {_when(at)} is before {signature[0]} "
+            f"({_when(signature[1])}).",
+            code="time_order",
+            field="at",
+        )
 
 
 def event_record(
@@ -381,6 +430,8 @@ def transition_apply(
 
     ``item`` is updated in place to the saved state. Anything the table does not allow
     is refused with a ``TransitionError`` naming the current status and the allowed ones.
+    Time order: a step dated before the item's previous step, or before the signature that
+    allowed it, is refused (``time_order``); so is one in the future (``future_time``).
     """
     model = type(item)
     kind = KIND_OF[model]
@@ -412,6 +463,7 @@ def transition_apply(
     from_status = locked.status
     for name, value in (changes or {}).items():
         setattr(locked, name, value)
+    time_order_check(item=locked, kind=kind, action=action, at=when)
     if transition.target is not None:
         locked.status = transition.target
     if transition.needs_reason:

@@ -57,10 +57,16 @@ def _codenames() -> dict[str, list[str]]:
     blinded_view = [f"view_{m}" for m in BLINDED_VISIBLE]
     lab_write = [f"{verb}_{m}" for m in LAB_MODELS for verb in ("add", "change")]
     return {
-        LAB: every_view
-        + lab_write
-        + ["view_allocation", "prepare_dose", "add_participant"]
-        + ["pack_shipment", "receive_shipment"],
+        LAB: [
+            *every_view,
+            *lab_write,
+            "view_allocation",
+            "prepare_dose",
+            "add_participant",
+            "record_weight",
+            "pack_shipment",
+            "receive_shipment",
+        ],
         QA: [
             *every_view,
             "view_allocation",
@@ -72,6 +78,7 @@ def _codenames() -> dict[str, list[str]]:
         CLINICIAN: [
             *blinded_view,
             "view_identitycheck",
+            "record_weight",
             "add_aspirate",
             "administer_dose",
             "emergency_unblind",

@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 from dateutil.relativedelta import relativedelta
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models, transaction
-from django.utils import timezone
 
 from biobank.models import (
     Arm,
@@ -30,18 +29,20 @@ from biobank.models import (
 )
 
 from .aspirates import aspirate_collect, aspirate_discard, aspirate_receive
-from .errors import ServiceError
-from .processing import passage_record, processing_harvest, processing_start, qc_result_record
-from .randomisation import randomisation_in_use
-from .release import (
+from .doses import (
+    UnitCount,
     dose_administer,
     dose_dispatch,
     dose_make_ready,
     dose_prepare,
     dose_release,
-    processing_qc_release,
     visit_treatment,
+    visit_weight_record,
 )
+from .errors import ServiceError
+from .processing import passage_record, processing_harvest, processing_start, qc_result_record
+from .randomisation import randomisation_in_use
+from .release import processing_qc_release
 from .storage import (
     container_create,
     free_position_suggest,
@@ -78,7 +79,8 @@ def _upsert(
 def trial_definition_load(*, data: dict[str, Any]) -> dict[str, int]:
     """Study, sites, visit types, arms and the crossover schedule."""
     counts = {"created_or_changed": 0}
-    study_data = dict(data["study"])
+    # Typed as the model stores them, so that reloading unchanged seeds changes nothing.
+    study_data = {k: Study._meta.get_field(k).to_python(v) for k, v in data["study"].items()}
     study, changed = _upsert(Study, {"code": study_data.pop("code")}, study_data)
     counts["created_or_changed"] += changed
     for site in data["sites"]:
@@ -400,28 +402,32 @@ def _drive_dose(
         .first()
     )
     if msc_visit is None or visit_treatment(msc_visit) != "MSC":
-        release_day = visit.scheduled_on + relativedelta(months=6)
-        for action, reached, hour in [
-            ("release", "released", 8),
-            ("thaw", "thawed", 9),
-            ("administer", "administered", 12),
+        # Released plainly: after its QC release signature (now), in time order.
+        for action, reached in [
+            ("release", "released"),
+            ("thaw", "thawed"),
+            ("administer", "administered"),
         ]:
-            unit_transition(unit=unit, action=action, actor=actor, at=_at(release_day, hour))
+            unit_transition(unit=unit, action=action, actor=actor)
             if reached == stage:
                 return
         return
-    dose = dose_prepare(visit=msc_visit, actor=actor, unit=unit)
+    weight = participant.weight_kg or Decimal("70")
+    visit_weight_record(visit=msc_visit, weight_kg=weight, actor=actor)
+    dose = dose_prepare(visit=msc_visit, actor=actor)  # the suggested units
     dose_release(dose=dose, actor=actor, password=password)
     if stage == "released":
         return
-    ready = timezone.now() - dt.timedelta(hours=2)
+    # Counts that give the target at 95 % viability (as far as each bag holds).
+    links = list(dose.dose_units.select_related("unit"))
+    share = Decimal(dose.target_cells or 0) / len(links) / Decimal("0.95")
     dose_make_ready(
         dose=dose,
         actor=actor,
-        ready_at=ready,
-        expires_at=ready + dt.timedelta(hours=6),
-        post_thaw_cell_count=27_000_000,
-        post_thaw_viability_pct=Decimal("88.5"),
+        unit_counts=[
+            UnitCount(link.unit.code, min(int(share), link.unit.cell_number), Decimal("95.0"))
+            for link in links
+        ],
     )
     if stage == "thawed":
         return

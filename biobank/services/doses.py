@@ -1,0 +1,885 @@
+"""Doses: the plan from body weight, preparation from stored units or a fresh product,
+release, the deviation signature, making ready, identity checks, dispatch, administration.
+
+Blinding: nothing here puts the arm, MSC/saline, unit codes or cell figures into an event, a
+history row or a message that a blinded user can receive. Doses for MSC and saline walk the
+same steps, get the same plan, the same volume and an expiry computed the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from biobank.identifiers import Kind
+from biobank.models import (
+    ArmSchedule,
+    Dose,
+    DosePlan,
+    DoseStatus,
+    DoseUnit,
+    IdentityCheck,
+    IdentityStage,
+    Participant,
+    Processing,
+    ProcessingStatus,
+    ProductUnit,
+    QcRelease,
+    SignatureMeaning,
+    Treatment,
+    UnitStatus,
+    Visit,
+    millions,
+)
+
+from .errors import ConflictError, NotFound, ServiceError, TransitionError
+from .identifiers import identifier_allocate
+from .lifecycle import check_time, event_record, time_order_check, transition_apply
+from .release import MIN_VIABILITY_PCT
+from .signatures import require_perm, signature_sign
+from .units import unit_release_check, unit_transition
+
+RELEASABLE_UNIT = (UnitStatus.STORED, UnitStatus.CHECKED_OUT)
+ACTIVE_DOSE = [s for s in DoseStatus.values if s != DoseStatus.CANCELLED]
+# The suggestion tries every combination of at most this many of the oldest units.
+SUGGEST_MAX_UNITS = 12
+
+
+# --- weight and plan -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def visit_weight_record(
+    *,
+    visit: Visit,
+    weight_kg: Decimal,
+    actor: AbstractBaseUser,
+    measured_at: dt.datetime | None = None,
+) -> Visit:
+    """Record the body weight measured at a treatment visit; the dose is computed from it."""
+    require_perm(actor, "biobank.record_weight", "record body weight")
+    given = visit
+    visit = (
+        Visit.objects.select_for_update(of=("self",))
+        .select_related("participant__study", "visit_type")
+        .get(pk=visit.pk)
+    )
+    if not visit.visit_type.has_treatment:
+        raise ServiceError(
+            f"{visit.visit_type} has no treatment: no weight is needed.", field="visit"
+        )
+    study = visit.participant.study
+    try:
+        weight = Decimal(str(weight_kg)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    except ArithmeticError as exc:
+        raise ServiceError("The weight must be a number of kg.", field="weight_kg") from exc
+    if not (study.weight_min_kg <= weight <= study.weight_max_kg):
+        raise ServiceError(
+            f"A body weight of {weight} kg is not plausible: the trial accepts "
+            f"{study.weight_min_kg}–{study.weight_max_kg} kg.",
+            code="weight_out_of_range",
+            field="weight_kg",
+        )
+    when = check_time(measured_at, field="measured_at")
+    if visit.doses.filter(status__in=ACTIVE_DOSE).exists():
+        raise ConflictError(
+            f"{visit} already has a dose planned from {visit.weight_kg} kg: cancel it first.",
+            code="dose_exists",
+            field="weight_kg",
+        )
+    visit.weight_kg = weight
+    visit.weight_measured_at = when
+    visit.weight_recorded_by = actor
+    visit._change_reason = "body weight recorded"
+    visit._history_user = actor
+    visit.save(update_fields=["weight_kg", "weight_measured_at", "weight_recorded_by"])
+    # The caller's object shows the saved weight too.
+    given.weight_kg, given.weight_measured_at = weight, when
+    given.weight_recorded_by = actor
+    return visit
+
+
+def visit_plan(visit: Visit) -> DosePlan:
+    plan = visit.dose_plan()
+    if plan is None:
+        raise ServiceError(
+            f"Record the body weight of {visit.participant.pseudonym} at {visit.visit_type} "
+            "first: the dose is computed from it.",
+            code="weight_missing",
+            field="weight_kg",
+        )
+    return plan
+
+
+# --- what to dose ----------------------------------------------------------------------------
+
+
+def visit_treatment(visit: Visit) -> str:
+    """MSC or PLACEBO for this visit, from the concealed allocation. Unblinded callers only."""
+    participant = visit.participant
+    if participant.arm_id is None:
+        raise ServiceError(
+            f"{participant.pseudonym} has no allocation yet.", code="not_allocated", field="visit"
+        )
+    schedule = ArmSchedule.objects.filter(
+        arm_id=participant.arm_id, visit_type_id=visit.visit_type_id
+    )
+    treatment = schedule.values_list("treatment", flat=True).first()
+    if treatment is None:
+        raise ServiceError(
+            f"{visit.visit_type} has no treatment.", code="no_treatment", field="visit"
+        )
+    return treatment
+
+
+def units_eligible(*, participant: Participant, at: dt.datetime | None = None) -> list[ProductUnit]:
+    """The participant's OWN QC-released, unexpired, unreserved units, oldest first."""
+    at = at or timezone.now()
+    units = (
+        ProductUnit.objects.filter(
+            participant=participant,
+            status__in=RELEASABLE_UNIT,
+            processing__qc_release__isnull=False,
+        )
+        .exclude(dose_links__active=True)
+        .select_related("participant__study", "processing")
+        .order_by("created_at", "code")
+    )
+    return [u for u in units if not u.is_expired(at)]
+
+
+def fresh_products_eligible(
+    *, participant: Participant, at: dt.datetime | None = None
+) -> list[Processing]:
+    """Harvested, QC-released products of the participant that may still be dosed fresh."""
+    at = at or timezone.now()
+    products = (
+        Processing.objects.filter(
+            participant=participant,
+            status=ProcessingStatus.HARVESTED,
+            qc_release__isnull=False,
+        )
+        .exclude(fresh_doses__status__in=ACTIVE_DOSE)
+        .select_related("participant__study")
+        .order_by("harvested_at", "code")
+    )
+    return [p for p in products if not p.fresh_is_expired(at)]
+
+
+def units_suggest(*, units: Sequence[ProductUnit], plan: DosePlan) -> list[ProductUnit]:
+    """Fewest units reaching the target, oldest first, from one processing where possible.
+
+    ``units`` come oldest first. Reaching the target is preferred; failing that, the window's
+    lower edge. An empty list means no combination holds enough cells.
+    """
+    pool = list(units)[:SUGGEST_MAX_UNITS]
+    by_processing: dict[int, list[ProductUnit]] = {}
+    for unit in pool:
+        by_processing.setdefault(unit.processing_id, []).append(unit)
+    for needed in (plan.target_cells, plan.min_cells):
+        for size in range(1, len(pool) + 1):
+            # combinations() of an oldest-first list yields the oldest combination first.
+            for group in [*by_processing.values(), pool]:
+                for combo in itertools.combinations(group, size):
+                    if sum(u.cell_number for u in combo) >= needed:
+                        return list(combo)
+    return []
+
+
+@dataclass(frozen=True)
+class DoseProposal:
+    visit: Visit
+    treatment: str
+    plan: DosePlan
+    units: list[ProductUnit]
+    processing: Processing | None
+    reason: str
+
+
+def dose_propose(*, visit: Visit, at: dt.datetime | None = None) -> DoseProposal:
+    """What the lab should prepare for this visit. Unblinded callers only."""
+    plan = visit_plan(visit)
+    treatment = visit_treatment(visit)
+    participant = visit.participant
+    if treatment == Treatment.PLACEBO:
+        return DoseProposal(visit, treatment, plan, [], None, "placebo visit: prepare 0.9 % NaCl")
+    eligible = units_eligible(participant=participant, at=at)
+    if eligible:
+        units = units_suggest(units=eligible, plan=plan)
+        if not units:
+            held = sum(u.cell_number for u in eligible)
+            raise ServiceError(
+                f"The QC-released units of {participant.pseudonym} hold {millions(held)} cells "
+                f"together, below the accepted {millions(plan.min_cells)}.",
+                code="not_enough_cells",
+                field="units",
+            )
+        held = sum(u.cell_number for u in units)
+        return DoseProposal(
+            visit,
+            treatment,
+            plan,
+            units,
+            None,
+            f"{len(units)} unit(s) holding {millions(held)} cells for a target of "
+            f"{millions(plan.target_cells)}",
+        )
+    fresh = fresh_products_eligible(participant=participant, at=at)
+    if fresh:
+        return DoseProposal(visit, treatment, plan, [], fresh[0], f"fresh product {fresh[0].code}")
+    raise ServiceError(
+        f"{participant.pseudonym} has no QC-released, unexpired product for this visit.",
+        code="no_unit",
+        field="units",
+    )
+
+
+# --- preparation and release -----------------------------------------------------------------
+
+
+def _check_unit(unit: ProductUnit, visit: Visit, at: dt.datetime) -> None:
+    if unit.participant_id != visit.participant_id:
+        raise ServiceError(
+            f"Chain of identity: {unit.code} belongs to another participant and can never "
+            f"be given to {visit.participant.pseudonym}.",
+            code="identity_mismatch",
+            field="units",
+        )
+    if unit.status not in RELEASABLE_UNIT:
+        raise ServiceError(
+            f"{unit.code} is {unit.get_status_display().lower()}.",
+            code="unit_not_available",
+            field="units",
+        )
+    if DoseUnit.objects.filter(unit=unit, active=True).exists():
+        raise ConflictError(
+            f"{unit.code} is already reserved for a dose.", code="unit_reserved", field="units"
+        )
+    unit_release_check(unit)
+    if unit.is_expired(at):
+        raise ServiceError(
+            f"{unit.code} EXPIRED on {timezone.localtime(unit.expires_at()):%Y-%m-%d} and "
+            "cannot be dosed.",
+            code="unit_expired",
+            field="units",
+        )
+
+
+def _check_fresh(processing: Processing, visit: Visit, at: dt.datetime) -> None:
+    if processing.participant_id != visit.participant_id:
+        raise ServiceError(
+            f"Chain of identity: {processing.code} belongs to another participant and can "
+            f"never be given to {visit.participant.pseudonym}.",
+            code="identity_mismatch",
+            field="processing",
+        )
+    if processing.status != ProcessingStatus.HARVESTED:
+        raise ServiceError(
+            f"{processing.code} is {processing.get_status_display().lower()}: only a harvested, "
+            "never frozen product is dosed fresh.",
+            code="not_fresh",
+            field="processing",
+        )
+    if not QcRelease.objects.filter(processing=processing).exists():
+        raise ServiceError(
+            f"{processing.code} cannot be dosed: its QC results are not signed off.",
+            code="qc_not_released",
+            field="processing",
+        )
+    expires = processing.fresh_expires_at()
+    if processing.fresh_is_expired(at):
+        when = f" at {timezone.localtime(expires):%Y-%m-%d %H:%M}" if expires else ""
+        raise ServiceError(
+            f"Fresh product {processing.code} EXPIRED{when} and cannot be dosed.",
+            code="fresh_expired",
+            field="processing",
+        )
+    if Dose.objects.filter(processing=processing, status__in=ACTIVE_DOSE).exists():
+        raise ConflictError(
+            f"{processing.code} is already reserved for a dose.",
+            code="product_reserved",
+            field="processing",
+        )
+
+
+@transaction.atomic
+def dose_prepare(
+    *,
+    visit: Visit,
+    actor: AbstractBaseUser,
+    units: Sequence[ProductUnit] | None = None,
+    processing: Processing | None = None,
+) -> Dose:
+    """Plan the dose of a treatment visit from its recorded weight; for MSC, reserve the
+    participant's own units (or fresh product). Without a choice, the suggestion is used."""
+    require_perm(actor, "biobank.prepare_dose", "prepare doses")
+    visit = (
+        Visit.objects.select_for_update(of=("self",))
+        .select_related("participant__study", "visit_type")
+        .get(pk=visit.pk)
+    )
+    if not visit.visit_type.has_treatment:
+        raise ServiceError(f"{visit.visit_type} has no treatment.", field="visit")
+    if Dose.objects.filter(visit=visit).exclude(status=DoseStatus.CANCELLED).exists():
+        raise ConflictError(f"{visit} already has a dose.", code="duplicate", field="visit")
+    plan = visit_plan(visit)
+    treatment = visit_treatment(visit)
+    now = timezone.now()
+    chosen: list[ProductUnit] = []
+    if treatment == Treatment.PLACEBO:
+        if units or processing is not None:
+            raise ServiceError(
+                "This visit's dose is not made from a product.", code="placebo_visit", field="units"
+            )
+    else:
+        if units and processing is not None:
+            raise ServiceError(
+                "Choose stored units or a fresh product, not both.", field="processing"
+            )
+        if not units and processing is None:
+            proposal = dose_propose(visit=visit, at=now)
+            units, processing = proposal.units, proposal.processing
+        if processing is not None:
+            processing = Processing.objects.select_for_update(of=("self",)).get(pk=processing.pk)
+            _check_fresh(processing, visit, now)
+        else:
+            codes = [u.code for u in units or []]
+            duplicates = sorted({c for c in codes if codes.count(c) > 1})
+            if duplicates:
+                raise ServiceError(
+                    f"{', '.join(duplicates)} is listed twice.", code="duplicate", field="units"
+                )
+            chosen = list(
+                ProductUnit.objects.select_for_update(of=("self",))
+                .select_related("participant__study")
+                .filter(pk__in=[u.pk for u in units or []])
+                .order_by("created_at", "code")
+            )
+            for unit in chosen:
+                _check_unit(unit, visit, now)
+    dose = Dose.objects.create(
+        code=identifier_allocate(kind=Kind.DOSE),
+        participant=visit.participant,
+        visit=visit,
+        treatment=treatment,
+        processing=processing,
+        volume_ml=visit.participant.study.dose_volume_ml,
+        weight_kg=plan.weight_kg,
+        target_cells=plan.target_cells,
+        window_min_cells=plan.min_cells,
+        window_max_cells=plan.max_window_cells,
+        prepared_at=now,
+        prepared_by=actor,
+    )
+    DoseUnit.objects.bulk_create([DoseUnit(dose=dose, unit=unit) for unit in chosen])
+    _dose_event(dose, "prepare", "", actor, now)
+    return dose
+
+
+def _dose_event(
+    dose: Dose, action: str, from_status: str, actor: AbstractBaseUser, at: dt.datetime
+) -> None:
+    # Same shape for MSC and saline: no unit code, no treatment, no figures.
+    event_record(
+        item=dose,
+        participant_id=dose.participant_id,
+        item_code=dose.code,
+        item_kind="dose",
+        action=action,
+        from_status=from_status,
+        to_status=dose.status,
+        actor=actor,
+        at=at,
+    )
+
+
+def _dose_units(dose: Dose) -> list[DoseUnit]:
+    return list(
+        DoseUnit.objects.filter(dose=dose, active=True)
+        .select_related("unit__participant__study")
+        .order_by("unit__created_at", "unit__code")
+    )
+
+
+def _locked(dose: Dose) -> Dose:
+    return (
+        Dose.objects.select_for_update(of=("self",))
+        .select_related("participant__study", "processing__participant__study", "visit")
+        .get(pk=dose.pk)
+    )
+
+
+@transaction.atomic
+def dose_release(*, dose: Dose, actor: AbstractBaseUser, password: str) -> Dose:
+    """QA signs the dose's release; an MSC dose releases its units from the biobank."""
+    require_perm(actor, "biobank.release_dose", "release doses")
+    locked = _locked(dose)
+    if locked.status != DoseStatus.PREPARED:
+        raise TransitionError(
+            f"{locked.code} is {locked.get_status_display().lower()}.",
+            code="invalid_transition",
+            field="status",
+        )
+    for link in _dose_units(locked):
+        unit_transition(unit=link.unit, action="release", actor=actor, reason=f"for {dose.code}")
+    signature = signature_sign(
+        user=actor, password=password, meaning=SignatureMeaning.DOSE_RELEASE, record=dose.code
+    )
+    transition_apply(
+        item=dose,
+        action="release",
+        actor=actor,
+        at=signature.signed_at,
+        changes={"release_signature": signature},
+    )
+    return dose
+
+
+@transaction.atomic
+def dose_deviation_sign(*, dose: Dose, actor: AbstractBaseUser, password: str, reason: str) -> Dose:
+    """QA documents a deviation: the dose may be made ready outside the acceptance window."""
+    require_perm(actor, "biobank.release_dose", "sign dose deviations")
+    locked = _locked(dose)
+    reason = (reason or "").strip()
+    if len(reason) < 10:
+        raise ServiceError(
+            "Give the reason for the deviation (at least 10 characters).",
+            code="reason_required",
+            field="reason",
+        )
+    if locked.treatment != Treatment.MSC:
+        raise ServiceError(
+            f"{locked.code} has no cell count: there is no window to deviate from.",
+            code="no_window",
+            field="dose",
+        )
+    if locked.status not in (DoseStatus.PREPARED, DoseStatus.RELEASED):
+        raise TransitionError(
+            f"{locked.code} is {locked.get_status_display().lower()}: a deviation is signed "
+            "before the dose is made ready.",
+            code="invalid_transition",
+            field="status",
+        )
+    if locked.deviation_signature_id is not None:
+        raise ConflictError(
+            f"{locked.code} already has a signed deviation.", code="already_signed", field="dose"
+        )
+    signature = signature_sign(
+        user=actor, password=password, meaning=SignatureMeaning.DOSE_DEVIATION, record=dose.code
+    )
+    # No history row: a "deviation" entry in the dose's history would tell a blinded reader
+    # that the dose holds cells. The signature (signer, time, meaning, dose ID) is the record.
+    Dose.objects.filter(pk=locked.pk).update(deviation_signature=signature, deviation_reason=reason)
+    dose.deviation_signature, dose.deviation_reason = signature, reason
+    return dose
+
+
+@dataclass(frozen=True)
+class UnitCount:
+    """The post-thaw count and viability of one unit drawn into a dose."""
+
+    unit: str
+    post_thaw_cell_count: int | None
+    post_thaw_viability_pct: Decimal | None
+
+
+def _figures(
+    count: int | None, viability: Decimal | None, what: str, field: str
+) -> tuple[int, Decimal]:
+    if count is None or int(count) <= 0:
+        raise ServiceError(
+            f"The cell count of {what} is required.", code="count_required", field=field
+        )
+    if viability is None:
+        raise ServiceError(
+            f"The viability of {what} is required.", code="viability_required", field=field
+        )
+    pct = Decimal(str(viability))
+    if not (Decimal(0) <= pct <= Decimal(100)):
+        raise ServiceError("Viability must be between 0 and 100 %.", field=field)
+    if pct < MIN_VIABILITY_PCT:
+        raise ServiceError(
+            f"The viability of {what}, {pct} %, is below {MIN_VIABILITY_PCT} %: it cannot be used.",
+            code="viability_too_low",
+            field=field,
+        )
+    return int(count), pct
+
+
+def _viable(count: int, pct: Decimal) -> int:
+    return int(count * pct / 100)
+
+
+@transaction.atomic
+def dose_make_ready(
+    *,
+    dose: Dose,
+    actor: AbstractBaseUser,
+    ready_at: dt.datetime | None = None,
+    post_thaw_cell_count: int | None = None,
+    post_thaw_viability_pct: Decimal | None = None,
+    unit_counts: Sequence[UnitCount] | None = None,
+    saline_lot: str = "",
+) -> Dose:
+    """Thaw the units (or take the fresh product) or fill saline into the syringe.
+
+    The viable cells given (post-thaw count × viability, summed over the units) must fall in
+    the plan's window unless QA signed a deviation. The expiry is the trial's syringe shelf
+    life after ``ready_at``, computed the same way for MSC and saline.
+    """
+    require_perm(actor, "biobank.prepare_dose", "prepare doses")
+    ready_at = check_time(ready_at, field="ready_at")
+    locked = _locked(dose)
+    if locked.status != DoseStatus.RELEASED:
+        raise TransitionError(
+            f"Cannot make {locked.code} ready: it is {locked.status}; this step is allowed "
+            "only from: released.",
+            code="invalid_transition",
+            field="status",
+        )
+    time_order_check(item=locked, kind="dose", action="make_ready", at=ready_at)
+    study = locked.participant.study
+    expires_at = ready_at + study.dose_shelf_life
+    changes: dict[str, object] = {"ready_at": ready_at, "expires_at": expires_at}
+    links = _dose_units(locked)
+    if locked.treatment == Treatment.PLACEBO:
+        lot = (saline_lot or "").strip()
+        if not lot:
+            raise ServiceError(
+                "Record the lot of the 0.9 % NaCl.", code="saline_lot_required", field="saline_lot"
+            )
+        if post_thaw_cell_count is not None or unit_counts:
+            raise ServiceError("A saline dose has no cell count.", field="post_thaw_cell_count")
+        changes["saline_lot"] = lot[:40]
+        transition_apply(item=dose, action="make_ready", actor=actor, at=ready_at, changes=changes)
+        return dose
+    if saline_lot:
+        raise ServiceError("A cell dose has no saline lot.", field="saline_lot")
+    figures: list[tuple[DoseUnit | None, int, Decimal]] = []
+    if locked.processing is not None:
+        product = locked.processing
+        fresh_expiry = product.fresh_expires_at()
+        if fresh_expiry is None or expires_at > fresh_expiry:
+            keeps = f"{timezone.localtime(fresh_expiry):%Y-%m-%d %H:%M}" if fresh_expiry else "–"
+            raise ServiceError(
+                f"Fresh product {product.code} keeps until {keeps}; a dose made ready at "
+                f"{timezone.localtime(ready_at):%Y-%m-%d %H:%M} would expire after it.",
+                code="fresh_expired",
+                field="ready_at",
+            )
+        count, pct = _figures(
+            post_thaw_cell_count, post_thaw_viability_pct, product.code, "post_thaw_cell_count"
+        )
+        if count > (product.harvest_cell_count or 0):
+            raise ServiceError(
+                f"{millions(count)} cells is more than the "
+                f"{millions(product.harvest_cell_count or 0)} harvested in {product.code}.",
+                code="count_exceeds_product",
+                field="post_thaw_cell_count",
+            )
+        figures.append((None, count, pct))
+    else:
+        given = {(c.unit or "").strip().upper(): c for c in unit_counts or []}
+        if not given and len(links) == 1 and post_thaw_cell_count is not None:
+            given = {
+                links[0].unit.code: UnitCount(
+                    links[0].unit.code, post_thaw_cell_count, post_thaw_viability_pct
+                )
+            }
+        wanted = {link.unit.code for link in links}
+        if set(given) != wanted:
+            raise ServiceError(
+                "Give the post-thaw count and viability of each unit of this dose: "
+                f"{', '.join(sorted(wanted))}.",
+                code="counts_required",
+                field="units",
+            )
+        for link in links:
+            entry = given[link.unit.code]
+            count, pct = _figures(
+                entry.post_thaw_cell_count, entry.post_thaw_viability_pct, link.unit.code, "units"
+            )
+            if count > link.unit.cell_number:
+                raise ServiceError(
+                    f"{millions(count)} post-thaw cells is more than the "
+                    f"{millions(link.unit.cell_number)} frozen in {link.unit.code}.",
+                    code="count_exceeds_unit",
+                    field="units",
+                )
+            if link.unit.is_expired(ready_at):
+                raise ServiceError(
+                    f"{link.unit.code} EXPIRED on "
+                    f"{timezone.localtime(link.unit.expires_at()):%Y-%m-%d}.",
+                    code="unit_expired",
+                    field="units",
+                )
+            figures.append((link, count, pct))
+    total = sum(count for _, count, _ in figures)
+    viable = sum(_viable(count, pct) for _, count, pct in figures)
+    low, high = locked.window_min_cells, locked.window_max_cells
+    if (
+        low is not None
+        and high is not None
+        and not (low <= viable <= high)
+        and locked.deviation_signature_id is None
+    ):
+        raise ServiceError(
+            f"{locked.code}: {millions(viable)} viable cells ({viable:,}) are outside the accepted "
+            f"{millions(low)}–{millions(high)} ({low:,}–{high:,}; target "
+            f"{millions(locked.target_cells or 0)} for {locked.weight_kg} kg). Count again, "
+            "change the units, or have QA sign a documented deviation.",
+            code="dose_out_of_window",
+            field="post_thaw_cell_count",
+        )
+    changes.update(
+        post_thaw_cell_count=total,
+        post_thaw_viability_pct=(Decimal(viable) * 100 / Decimal(total)).quantize(
+            Decimal("0.1"), rounding=ROUND_HALF_UP
+        ),
+        viable_cells=viable,
+    )
+    for link, count, pct in figures:
+        if link is None:
+            continue
+        link.post_thaw_cell_count, link.post_thaw_viability_pct = count, pct
+        link.save(update_fields=["post_thaw_cell_count", "post_thaw_viability_pct"])
+        unit_transition(unit=link.unit, action="thaw", actor=actor, at=ready_at)
+    transition_apply(item=dose, action="make_ready", actor=actor, at=ready_at, changes=changes)
+    return dose
+
+
+# --- chain of identity -----------------------------------------------------------------------
+
+
+class IdentityMismatch(ServiceError):
+    status_code = 409
+
+
+def identity_check(
+    *, dose_scan: str, participant_scan: str, stage: str, actor: AbstractBaseUser
+) -> tuple[IdentityCheck, Dose | None]:
+    """Compare a dose scan with a participant scan and record the result, match or not.
+
+    Runs in its own transaction so that a refused mismatch is still on record.
+    """
+    from biobank.scanning.resolve import scan_resolve
+
+    if stage not in IdentityStage.values:
+        raise ServiceError("Unknown identity-check stage.", field="stage")
+    dose: Dose | None = None
+    expected = ""
+    matched = False
+    try:
+        dose = scan_resolve(raw=dose_scan, viewer=actor, kinds={Kind.DOSE}).item
+        expected = dose.participant.code
+        participant = scan_resolve(
+            raw=participant_scan, viewer=actor, kinds={Kind.PARTICIPANT}
+        ).item
+        matched = participant.pk == dose.participant_id
+        if matched:
+            message = f"{dose.code} matches {participant.pseudonym} ({participant.code})."
+        else:
+            message = (
+                f"IDENTITY MISMATCH: {dose.code} is for {dose.participant.pseudonym} "
+                f"({expected}), but the scanned participant is {participant.pseudonym} "
+                f"({participant.code}). Do not give this dose."
+            )
+    except ServiceError as exc:
+        message = f"IDENTITY NOT CONFIRMED: {exc.message}"
+    with transaction.atomic():
+        check = IdentityCheck.objects.create(
+            dose=dose,
+            stage=stage,
+            dose_scan=(dose_scan or "")[:80],
+            participant_scan=(participant_scan or "")[:80],
+            expected_participant=expected,
+            matched=matched,
+            message=message[:300],
+            checked_by=actor,
+            checked_at=timezone.now(),
+        )
+    return check, dose
+
+
+def _confirmed(dose_scan: str, participant_scan: str, stage: str, actor: AbstractBaseUser) -> Dose:
+    check, dose = identity_check(
+        dose_scan=dose_scan, participant_scan=participant_scan, stage=stage, actor=actor
+    )
+    if not check.matched or dose is None:
+        raise IdentityMismatch(check.message, code="identity_mismatch", field="participant_scan")
+    return dose
+
+
+def _refuse_expired(dose: Dose, when: dt.datetime) -> None:
+    if dose.is_expired(when):
+        assert dose.expires_at is not None
+        raise ServiceError(
+            f"{dose.code} EXPIRED at {timezone.localtime(dose.expires_at):%Y-%m-%d %H:%M}: "
+            "it must not be dispatched or administered.",
+            code="expired",
+            field="dose",
+        )
+
+
+def dose_dispatch(
+    *, dose_scan: str, participant_scan: str, actor: AbstractBaseUser, at: dt.datetime | None = None
+) -> Dose:
+    """Before the dose leaves the lab: identity check, expiry check, then dispatch.
+
+    ``at`` is when it happened (entered afterwards): never in the future, never before the
+    dose's previous step.
+    """
+    require_perm(actor, "biobank.administer_dose", "dispatch doses")
+    when = check_time(at)
+    dose = _confirmed(dose_scan, participant_scan, IdentityStage.DISPATCH, actor)
+    with transaction.atomic():
+        _refuse_expired(dose, when)
+        transition_apply(
+            item=dose, action="dispatch", actor=actor, at=when, changes={"dispatched_at": when}
+        )
+    return dose
+
+
+def dose_administer(
+    *,
+    dose_scan: str,
+    participant_scan: str,
+    actor: AbstractBaseUser,
+    administered_by: str = "",
+    route: str = "intrathecal",
+    at: dt.datetime | None = None,
+) -> Dose:
+    """At the bedside: identity check again, expiry check, then record the administration."""
+    require_perm(actor, "biobank.administer_dose", "record administrations")
+    when = check_time(at)
+    dose = _confirmed(dose_scan, participant_scan, IdentityStage.ADMINISTRATION, actor)
+    if route != dose.route:
+        raise ServiceError(f"This dose is for {dose.route} use only.", field="route")
+    with transaction.atomic():
+        _refuse_expired(dose, when)
+        by = (administered_by or "").strip() or actor.get_username()
+        transition_apply(
+            item=dose,
+            action="administer",
+            actor=actor,
+            at=when,
+            changes={"administered_at": when, "administered_by": by[:200]},
+            data={"route": route, "administered_by": by[:200]},
+        )
+        for link in _dose_units(dose):
+            unit_transition(unit=link.unit, action="administer", actor=actor, at=when)
+        visit = dose.visit
+        if visit.done_on is None:
+            visit.done_on = timezone.localdate(when)
+            visit._change_reason = "dose administered"
+            visit._history_user = actor
+            visit.save(update_fields=["done_on"])
+    return dose
+
+
+@transaction.atomic
+def dose_cancel(*, dose: Dose, actor: AbstractBaseUser, reason: str) -> Dose:
+    """Cancel a dose; released units go back to stock, thawed ones are discarded."""
+    require_perm(actor, "biobank.prepare_dose", "cancel doses")
+    transition_apply(item=dose, action="cancel", actor=actor, reason=reason)
+    for link in _dose_units(dose):
+        unit = link.unit
+        if unit.status == UnitStatus.RELEASED:
+            unit_transition(
+                unit=unit,
+                action="return_to_stock",
+                actor=actor,
+                reason=f"{dose.code} cancelled: {reason}",
+            )
+        elif unit.status == UnitStatus.THAWED:
+            unit_transition(
+                unit=unit,
+                action="discard",
+                actor=actor,
+                reason=f"thawed for {dose.code}, which was cancelled: {reason}",
+            )
+    DoseUnit.objects.filter(dose=dose).update(active=False)
+    return dose
+
+
+# --- due list --------------------------------------------------------------------------------
+
+
+@dataclass
+class DueRow:
+    visit: Visit
+    dose: Dose | None
+    treatment: str
+    units: list[ProductUnit]
+    todo: str
+
+
+def doses_due(*, within_days: int = 30, today: dt.date | None = None) -> list[DueRow]:
+    """Treatment visits coming up (or overdue) without an administered dose; unblinded."""
+    today = today or timezone.localdate()
+    visits = (
+        Visit.objects.filter(
+            visit_type__has_treatment=True,
+            scheduled_on__lte=today + dt.timedelta(days=within_days),
+            participant__arm__isnull=False,
+        )
+        .exclude(doses__status=DoseStatus.ADMINISTERED)
+        .select_related("participant__study", "visit_type")
+        .prefetch_related(
+            Prefetch(
+                "doses",
+                queryset=Dose.objects.filter(status__in=ACTIVE_DOSE).prefetch_related("units"),
+                to_attr="active_doses",
+            )
+        )
+        .order_by("scheduled_on", "participant__pseudonym")
+    )
+    schedule = {(s.arm_id, s.visit_type_id): s.treatment for s in ArmSchedule.objects.all()}
+    rows = []
+    for visit in visits:
+        treatment = schedule.get((visit.participant.arm_id, visit.visit_type_id), "")
+        dose = visit.active_doses[0] if visit.active_doses else None
+        units = list(dose.units.all()) if dose else []
+        if dose is None:
+            if visit.weight_kg is None:
+                todo = "record body weight"
+            elif treatment == Treatment.MSC:
+                try:
+                    proposal = dose_propose(visit=visit)
+                    units = proposal.units
+                    source = (
+                        f"thaw {', '.join(u.code for u in units)}"
+                        if units
+                        else f"fresh {proposal.processing.code if proposal.processing else ''}"
+                    )
+                    todo = f"prepare dose; {source}"
+                except ServiceError:
+                    todo = "NO RELEASED PRODUCT"
+            else:
+                todo = "prepare dose; fill 0.9 % NaCl"
+        else:
+            todo = {
+                DoseStatus.PREPARED: "sign release",
+                DoseStatus.RELEASED: "fill saline"
+                if treatment == Treatment.PLACEBO
+                else "thaw / prepare cells",
+                DoseStatus.READY: "dispatch (identity check)",
+                DoseStatus.DISPATCHED: "administer (identity check)",
+            }.get(dose.status, "")
+        rows.append(DueRow(visit, dose, treatment, units, todo))
+    return rows
+
+
+def dose_by_code(code: str) -> Dose:
+    dose = Dose.objects.filter(code=code).first()
+    if dose is None:
+        raise NotFound(f"No dose {code} is registered.", field="dose")
+    return dose
