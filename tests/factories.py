@@ -291,14 +291,17 @@ def make_ready_in_window(*, dose: Any, actor: Any, ready_at: Any = None) -> Any:
     )
 
 
-def make_dose(*, actor: Any, arm: str = "A", visit: str = "M6", ready: bool = True) -> Any:
-    """A dose for a participant's treatment visit (arm A at M6 = placebo; B at M6 = MSC)."""
+def make_dose(
+    *, actor: Any, arm: str = "A", visit: str = "M6", ready: bool = True, units: int = 2
+) -> Any:
+    """A dose for a participant's treatment visit (arm A at M6 = placebo; B at M6 = MSC).
+    An MSC dose draws on two 25×10⁶ units; `units` above 2 leaves spares in storage."""
     from biobank.services.doses import dose_prepare, dose_release
 
     participant = make_participant(actor=actor, arm=arm)
     if (arm, visit) in (("B", "M6"), ("A", "BASELINE")):
         other = "BASELINE" if visit == "M6" else "M6"
-        make_released_product_units(actor=actor, participant=participant, visit=other)
+        make_released_product_units(actor=actor, participant=participant, visit=other, count=units)
     the_visit = participant.visits.get(visit_type__code=visit)
     record_weight(visit=the_visit, actor=actor)
     dose = dose_prepare(visit=the_visit, actor=actor)

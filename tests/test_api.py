@@ -12,6 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from biobank.models import Placement, ProductUnit
+from biobank.services.doses import dose_release
 from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
 
 from .factories import (
@@ -25,6 +26,7 @@ from .factories import (
     make_units,
     make_user,
     past,
+    qa_signer,
     qc_pass,
     record_weight,
 )
@@ -235,7 +237,13 @@ def endpoints(w: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, st
             LAB,
         ),
         ("post", f"/api/doses/{d.code}/cancel/", {"reason": "postponed"}, LAB, CLINICIAN),
-        ("post", f"/api/doses/{d.code}/make-ready/", {"expires_at": future}, LAB, MONITOR),
+        (
+            "post",
+            f"/api/doses/{d.code}/make-ready/",
+            {"expires_at": future, "saline_lot": "NACL-24-117"},
+            LAB,
+            MONITOR,
+        ),
     ]
 
 
@@ -277,7 +285,10 @@ def test_each_write_endpoint_succeeds(
     assert len(writes) == WRITE_ENDPOINTS
     method, url, body, allowed, _ = writes[step]
     if url.endswith("/make-ready/"):
-        pytest.skip("make-ready needs a released dose; covered in test_dose_walk_via_api")
+        # The world's dose is already ready: a released placebo dose takes the step here.
+        fresh = make_dose(actor=role_users[LAB], arm="A", ready=False)
+        dose_release(dose=fresh, actor=qa_signer(), password=PASSWORD)
+        url = f"/api/doses/{fresh.code}/make-ready/"
     if url.endswith("/release/") and "/units/" in url:
         qc_pass(processing=world["stored"].processing, actor=role_users[LAB])
     response = _call(client_for(role_users[allowed]), method, url, body)

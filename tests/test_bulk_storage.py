@@ -107,6 +107,31 @@ def test_bulk_store_refuses_like_one_by_one_and_writes_nothing(trial: Any, tech:
     assert not CustodyEvent.objects.filter(action="store").exists()
 
 
+def test_bulk_store_refuses_a_time_before_the_units_last_step(trial: Any, tech: Any) -> None:
+    box = make_box(actor=tech)
+    early = make_units(actor=tech, count=1)  # frozen 7 days (and an hour) ago
+    late = make_units(actor=tech, count=1, frozen=False)
+    freezing_run_record(
+        processing=late[0].processing,
+        units=late,
+        started_at=past(days=6, hours=3),
+        finished_at=past(days=6, hours=1),
+        actor=tech,
+    )
+    between = past(days=6, hours=12)  # after the first unit's freeze, before the second's
+    with pytest.raises(ServiceError) as caught:
+        units_store(
+            container=box, items=[StoreItem(early[0]), StoreItem(late[0])], actor=tech, at=between
+        )
+    assert (caught.value.code, caught.value.index, caught.value.field) == ("time_order", 1, "at")
+    assert caught.value.message.startswith(f"{late[0].code}: store at ")
+    assert "is before its previous step (freeze at " in caught.value.message
+    assert not Placement.objects.exists()
+    assert set(ProductUnit.objects.values_list("status", flat=True)) == {"frozen"}
+    placements = units_store(container=box, items=[StoreItem(early[0])], actor=tech, at=between)
+    assert [p.unit.status for p in placements] == ["stored"]
+
+
 def test_bulk_store_api_names_the_refused_item(trial: Any, tech: Any) -> None:
     roles_sync()
     tech.groups.add(Group.objects.get(name=LAB))

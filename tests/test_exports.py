@@ -36,9 +36,9 @@ def demo(db: None) -> Any:
 
 @pytest.fixture
 def small(trial: Any) -> Any:
-    """One arm-B participant with stored, QC-released units and a ready MSC dose."""
+    """One arm-B participant with QC-released units, a ready MSC dose and one unit left stored."""
     user = make_user("auditor")
-    make_dose(actor=user, arm="B", visit="M6", ready=True)
+    make_dose(actor=user, arm="B", visit="M6", ready=True, units=3)
     return user
 
 

@@ -13,13 +13,20 @@ import pypdfium2 as pdfium
 import pytest
 from django.db.models import Q
 
-from biobank.models import CustodyEvent, ExportLog, FreezingRun, Participant, Processing
+from biobank.models import (
+    CustodyEvent,
+    ExportLog,
+    FreezingRun,
+    Participant,
+    Processing,
+    ProductUnit,
+)
 from biobank.services.doses import dose_administer, dose_dispatch
 from biobank.services.errors import ServiceError
 from biobank.services.release import participant_unblind
 from biobank.services.storage import unit_move
 
-from .factories import PASSWORD, make_box, make_dose, make_participant, make_units, make_user
+from .factories import PASSWORD, make_box, make_dose, make_participant, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -31,12 +38,12 @@ def chain(trial: Any) -> dict[str, Any]:
     """Arm B, MSC at month 6: stored units, QC release, a moved unit, a dose given with one
     identity mismatch on the way, and an emergency unblinding."""
     lab = make_user("lab-report")
-    dose = make_dose(actor=lab, arm="B", visit="M6", ready=True)
+    dose = make_dose(actor=lab, arm="B", visit="M6", ready=True, units=3)
     participant = dose.participant
-    # The dose draws on both released units; a third, stored unit is the one moved.
-    spare = make_units(actor=lab, count=1, stored=True, participant=participant, visit="BASELINE")[
-        0
-    ]
+    # The dose draws on two of the three released units; the third, still stored, is moved.
+    spare = ProductUnit.objects.get(
+        processing__aspirate__visit__participant=participant, status="stored"
+    )
     unit_move(unit=spare, container=make_box(actor=lab), actor=lab, reason="tank maintenance")
     stranger = make_participant(actor=lab)
     with pytest.raises(ServiceError):
@@ -97,7 +104,7 @@ def test_json_report_holds_every_section_and_its_hash(client: Any, chain: dict[s
     assert report["cover"]["requested_by"] == "lab-report"
     assert report["cover"]["blinded"] is False
     assert [v["visit"] for v in content["visits"]] == ["BASELINE", "M6", "M12", "M18"]
-    assert len(content["units"]) == 2
+    assert len(content["units"]) == 3  # two in the dose, one spare
     moved = [u for u in content["units"] if len(u["storage_history"]) == 2]
     assert len(moved) == 1 and moved[0]["storage_history"][0]["end_reason"]
     assert content["processing"][0]["qc_release"]["meaning"].startswith("Approval")

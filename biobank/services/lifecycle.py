@@ -159,40 +159,67 @@ def _when(at: datetime) -> str:
     return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S}"
 
 
-def _allowing_signature(item: Item, action: str) -> tuple[str, datetime] | None:
-    """The signature a step depends on, if any: a step is never dated before its approval."""
-    if isinstance(item, Dose) and item.release_signature_id is not None:
-        return "its release signature", item.release_signature.signed_at
-    if isinstance(item, ProductUnit) and action in ("release", "thaw", "administer"):
-        release = QcRelease.objects.filter(processing_id=item.processing_id).first()
-        if release is not None:
-            return "the QC release signature", release.signature.signed_at
-    return None
+# Steps a unit takes only after its processing's QC release was signed.
+AFTER_QC_RELEASE = frozenset({"release", "thaw", "administer"})
 
 
-def time_order_check(*, item: Item, kind: str, action: str, at: datetime) -> None:
-    """Refuse a step dated before the item's previous step or before the signature allowing it."""
-    previous = (
+def _qc_signed_at(rows: list[Any], action: str) -> dict[int, datetime]:
+    """processing id -> when its QC release was signed, for the units taking ``action``."""
+    if action not in AFTER_QC_RELEASE:
+        return {}
+    ids = {row.processing_id for row in rows if isinstance(row, ProductUnit)}
+    if not ids:
+        return {}
+    return dict(
+        QcRelease.objects.filter(processing_id__in=ids).values_list(
+            "processing_id", "signature__signed_at"
+        )
+    )
+
+
+def _previous_step(item: Item, kind: str) -> tuple[str, datetime] | None:
+    """The item's last custody step: from the lock query's annotation when it has one."""
+    if hasattr(item, "last_step_at"):
+        return (item.last_step, item.last_step_at) if item.last_step_at else None
+    return (
         CustodyEvent.objects.filter(**{LINK_OF[kind]: item})
         .order_by("-at", "-id")
         .values_list("action", "at")
         .first()
     )
+
+
+def _time_order_refusal(
+    item: Item, kind: str, action: str, at: datetime, qc_signed: dict[int, datetime]
+) -> ServiceError | None:
+    previous = _previous_step(item, kind)
     if previous is not None and at < previous[1]:
-        raise ServiceError(
+        return ServiceError(
             f"{item.code}: {action.replace('_', ' ')} at {_when(at)} is before its previous "
             f"step ({previous[0].replace('_', ' ')} at {_when(previous[1])}).",
             code="time_order",
             field="at",
         )
-    signature = _allowing_signature(item, action)
+    signature: tuple[str, datetime] | None = None
+    if isinstance(item, Dose) and item.release_signature_id is not None:
+        signature = ("its release signature", item.release_signature.signed_at)
+    elif isinstance(item, ProductUnit) and item.processing_id in qc_signed:
+        signature = ("the QC release signature", qc_signed[item.processing_id])
     if signature is not None and at < signature[1]:
-        raise ServiceError(
+        return ServiceError(
             f"{item.code}: {action.replace('_', ' ')} at {_when(at)} is before {signature[0]} "
             f"({_when(signature[1])}).",
             code="time_order",
             field="at",
         )
+    return None
+
+
+def time_order_check(*, item: Item, kind: str, action: str, at: datetime) -> None:
+    """Refuse a step dated before the item's previous step or before the signature allowing it."""
+    refusal = _time_order_refusal(item, kind, action, at, _qc_signed_at([item], action))
+    if refusal is not None:
+        raise refusal
 
 
 def event_record(
@@ -276,8 +303,17 @@ def _transition_of(kind: str, action: str, code: str, reason: str) -> Transition
 
 
 def _lockable(model: type[models.Model], kind: str) -> Any:
-    """Rows locked for a step, with (in the same query) the open shipment holding each."""
+    """Rows locked for a step, with (in the same query) each one's last custody step and the
+    open shipment holding it."""
     rows = model.objects.select_for_update(of=("self",))
+    if kind in LINK_OF:  # the previous step, for the time-order check, in the same query
+        latest = CustodyEvent.objects.filter(**{LINK_OF[kind]: OuterRef("pk")}).order_by(
+            "-at", "-id"
+        )
+        rows = rows.annotate(
+            last_step=Subquery(latest.values("action")[:1]),
+            last_step_at=Subquery(latest.values("at")[:1]),
+        )
     if kind in ("aspirate", "unit", "dose"):
         held = ShipmentItem.objects.filter(active=True, **{kind: OuterRef("pk")})
         rows = rows.annotate(held_by_shipment=Subquery(held.values("shipment__code")[:1]))
@@ -294,6 +330,11 @@ def _shipment_guard(locked: Any, action: str) -> None:
             code="in_shipment",
             field="status",
         )
+
+
+def _change_reason(reason: str, action: str) -> str:
+    # The history's change reason column holds 100 characters; status_reason keeps it all.
+    return (reason or action.replace("_", " "))[:100]
 
 
 def _refuse(action: str, code: str, status: str, transition: Transition) -> TransitionError:
@@ -326,6 +367,9 @@ def transitions_apply_bulk(
         sorted({step.item.pk for step in steps})  # one lock order for every caller
     )
     status = {pk: row.status for pk, row in locked.items()}
+    qc_signed = {
+        action: _qc_signed_at(list(locked.values()), action) for action in {s.action for s in steps}
+    }
     plans = []
     for index, step in enumerate(steps):
         row = locked[step.item.pk]
@@ -335,6 +379,9 @@ def transitions_apply_bulk(
             _shipment_guard(row, step.action)
             if status[row.pk] not in transition.sources:
                 raise _refuse(step.action, row.code, status[row.pk], transition)
+            refusal = _time_order_refusal(row, kind, step.action, when, qc_signed[step.action])
+            if refusal is not None:
+                raise refusal
         except ServiceError as exc:
             exc.index = index
             raise
@@ -369,7 +416,7 @@ def transitions_apply_bulk(
         if transition.needs_reason:
             row.status_reason = reason
             fields.add("status_reason")
-        row._change_reason = reason or step.action.replace("_", " ")
+        row._change_reason = _change_reason(reason, step.action)
         row._history_user = actor
     rows_update(model, [row for _, row, *_ in plans], sorted(fields))
     model.history.bulk_history_create([row for _, row, *_ in plans], update=True)
@@ -394,10 +441,22 @@ def transitions_apply_bulk(
         ]
     )
     for step, row, *_ in plans:
-        step.item.__dict__.update(
-            {k: v for k, v in row.__dict__.items() if not k.startswith("_") or k == "_state"}
-        )
+        _copy_saved(step.item, row)
     return events
+
+
+_LOCK_ANNOTATIONS = frozenset({"last_step", "last_step_at", "held_by_shipment"})
+
+
+def _copy_saved(item: Any, row: Any) -> None:
+    """Give the caller's object the saved state (not the lock query's annotations: they age)."""
+    item.__dict__.update(
+        {
+            k: v
+            for k, v in row.__dict__.items()
+            if (not k.startswith("_") or k == "_state") and k not in _LOCK_ANNOTATIONS
+        }
+    )
 
 
 def rows_update(model: type[models.Model], rows: list[Any], fields: list[str]) -> None:
@@ -435,31 +494,13 @@ def transition_apply(
     """
     model = type(item)
     kind = KIND_OF[model]
-    transition = TRANSITIONS[kind].get(action)
-    if transition is None:
-        raise TransitionError(
-            f"'{action}' is not a step for a {kind}. Steps: {', '.join(TRANSITIONS[kind])}.",
-            code="unknown_action",
-            field="action",
-        )
     reason = (reason or "").strip()
-    if transition.needs_reason and not reason:
-        raise ServiceError(
-            f"A reason is required to {action.replace('_', ' ')} {item.code}.",
-            code="reason_required",
-            field="reason",
-        )
+    transition = _transition_of(kind, action, item.code, reason)
     when = check_time(at)
     locked = _lockable(model, kind).get(pk=item.pk)
     _shipment_guard(locked, action)
     if locked.status not in transition.sources:
-        allowed = ", ".join(sorted(transition.sources))
-        raise TransitionError(
-            f"Cannot {action.replace('_', ' ')} {locked.code}: it is {locked.status}; "
-            f"this step is allowed only from: {allowed}.",
-            code="invalid_transition",
-            field="status",
-        )
+        raise _refuse(action, locked.code, locked.status, transition)
     from_status = locked.status
     for name, value in (changes or {}).items():
         setattr(locked, name, value)
@@ -468,8 +509,7 @@ def transition_apply(
         locked.status = transition.target
     if transition.needs_reason:
         locked.status_reason = reason
-    # The history's change reason column holds 100 characters; status_reason keeps it all.
-    locked._change_reason = (reason or action.replace("_", " "))[:100]
+    locked._change_reason = _change_reason(reason, action)
     locked._history_user = actor
     locked.save()
     event = event_record(
@@ -487,7 +527,5 @@ def transition_apply(
         reason=reason,
         data=data,
     )
-    item.__dict__.update(
-        {k: v for k, v in locked.__dict__.items() if not k.startswith("_") or k == "_state"}
-    )
+    _copy_saved(item, locked)
     return event
