@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from io import StringIO
 from typing import Any
 
@@ -7,6 +8,7 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from biobank.models import (
     Aspirate,
@@ -260,11 +262,14 @@ def test_processing_walk_in_admin(trial: Any, tech: Any, admin_client_tech: Any)
     processing = make_processing(actor=tech)
     pk = [processing.pk]
 
-    def step(name: str, **data: Any) -> str:
+    def step(name: str, at: str = "", **data: Any) -> str:
         html = _action(
-            admin_client_tech, "processing", f"step_{name}", pk, apply_step="1", at="", **data
+            admin_client_tech, "processing", f"step_{name}", pk, apply_step="1", at=at, **data
         )
         return html.content.decode()
+
+    # Filled now: the freezing run starts after the fill (a run dated before it is refused).
+    soon = timezone.localtime() + dt.timedelta(minutes=1)
 
     assert "done for" in step("passage", number="0", cell_count="2000000", viability_pct="96.0")
     for test in ("sterility", "mycoplasma", "endotoxin", "immunophenotype", "viability"):
@@ -290,9 +295,8 @@ def test_processing_walk_in_admin(trial: Any, tech: Any, admin_client_tech: Any)
     assert "done for" in html
     html = step(
         "freeze",
-        started_at_0="",
-        started_at="2025-06-01 10:00",
-        finished_at="2025-06-01 12:00",
+        started_at=f"{soon:%Y-%m-%d %H:%M}",
+        finished_at=f"{soon + dt.timedelta(minutes=1):%Y-%m-%d %H:%M}",
         rate_c_per_min="-1",
         program="p",
     )

@@ -7,7 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from biobank.models import Dose, IdentityCheck, Signature, Unblinding, millions
 from biobank.services import doses as dose_services
@@ -283,7 +283,11 @@ class DoseAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
             )
             for c in checks
         ]
-        return format_html("<ul>{}</ul>", format_html("".join(lines))) if lines else "none yet"
+        return (
+            format_html("<ul>{}</ul>", format_html_join("", "{}", ((li,) for li in lines)))
+            if lines
+            else "none yet"
+        )
 
 
 @admin.register(IdentityCheck)

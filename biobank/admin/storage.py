@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from biobank.identifiers import Kind
 from biobank.models import (
@@ -361,7 +362,7 @@ class TemperatureReadingAdmin(admin.ModelAdmin):
     @admin.display(description="Range", ordering="out_of_range")
     def range_flag(self, obj: TemperatureReading) -> str:
         if obj.out_of_range:
-            return format_html('<strong style="color:#b00">OUT OF RANGE</strong>')
+            return mark_safe('<strong style="color:#b00">OUT OF RANGE</strong>')  # noqa: S308
         return "ok"
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:

@@ -119,7 +119,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='historicalstudy',
             name='dose_cells_per_kg',
-            field=models.PositiveBigIntegerField(default=1000000, help_text='Target viable MSC per kg body weight'),
+            field=models.PositiveBigIntegerField(default=1000000, help_text='Target viable cells per kg body weight'),
         ),
         migrations.AddField(
             model_name='historicalstudy',
@@ -134,7 +134,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='historicalstudy',
             name='dose_volume_ml',
-            field=models.DecimalField(decimal_places=1, default=Decimal('10'), help_text='Syringe volume, the same for MSC and saline', max_digits=5),
+            field=models.DecimalField(decimal_places=1, default=Decimal('10'), help_text='Syringe volume, the same in every arm', max_digits=5),
         ),
         migrations.AddField(
             model_name='historicalstudy',
@@ -179,7 +179,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='study',
             name='dose_cells_per_kg',
-            field=models.PositiveBigIntegerField(default=1000000, help_text='Target viable MSC per kg body weight'),
+            field=models.PositiveBigIntegerField(default=1000000, help_text='Target viable cells per kg body weight'),
         ),
         migrations.AddField(
             model_name='study',
@@ -194,7 +194,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='study',
             name='dose_volume_ml',
-            field=models.DecimalField(decimal_places=1, default=Decimal('10'), help_text='Syringe volume, the same for MSC and saline', max_digits=5),
+            field=models.DecimalField(decimal_places=1, default=Decimal('10'), help_text='Syringe volume, the same in every arm', max_digits=5),
         ),
         migrations.AddField(
             model_name='study',

@@ -63,7 +63,7 @@ class Study(models.Model):
     emergency_contact = models.CharField(max_length=200, blank=True)
     # Trial settings for dosing (seeds/trial.json): the dose is a fact of the protocol.
     dose_cells_per_kg = models.PositiveBigIntegerField(
-        default=1_000_000, help_text="Target viable MSC per kg body weight"
+        default=1_000_000, help_text="Target viable cells per kg body weight"
     )
     dose_max_cells = models.PositiveBigIntegerField(
         default=100_000_000, help_text="At most this many viable cells per dose"
@@ -79,7 +79,7 @@ class Study(models.Model):
         max_digits=5,
         decimal_places=1,
         default=Decimal("10"),
-        help_text="Syringe volume, the same for MSC and saline",
+        help_text="Syringe volume, the same in every arm",
     )
     dose_shelf_life_hours = models.PositiveSmallIntegerField(
         default=6, help_text="A prepared syringe expires this long after it was made ready"
