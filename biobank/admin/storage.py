@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
 from biobank.identifiers import Kind
@@ -362,7 +362,7 @@ class TemperatureReadingAdmin(admin.ModelAdmin):
     @admin.display(description="Range", ordering="out_of_range")
     def range_flag(self, obj: TemperatureReading) -> str:
         if obj.out_of_range:
-            return mark_safe('<strong style="color:#b00">OUT OF RANGE</strong>')  # noqa: S308
+            return mark_safe('<strong style="color:#b00">OUT OF RANGE</strong>')
         return "ok"
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
