@@ -84,9 +84,12 @@ def _login(browser: Any, live_server: Any, username: str) -> None:
 
 
 def _wait(browser: Any, condition: Any, timeout: float = 10) -> Any:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout).until(condition)
+    # A form post reloads the page: an element read mid-load is stale; ask again.
+    ignored = (StaleElementReferenceException, NoSuchElementException)
+    return WebDriverWait(browser, timeout, ignored_exceptions=ignored).until(condition)
 
 
 def _scan(browser: Any, text: str) -> str:
