@@ -38,6 +38,12 @@ class ConflictError(ServiceError):
     status_code = 409
 
 
+class Forbidden(ServiceError):
+    """The user's role may not take this step."""
+
+    status_code = 403
+
+
 class NotVisible(ServiceError):
     """The user's role may not see this kind of item (blinding). Names the role, not the item."""
 

@@ -294,7 +294,7 @@ def test_processing_walk_in_admin(trial: Any, tech: Any, admin_client_tech: Any)
     )
     assert "done for" in html
     html = step(
-        "freeze",
+        "freezing_run",
         started_at=f"{soon:%Y-%m-%d %H:%M}",
         finished_at=f"{soon + dt.timedelta(minutes=1):%Y-%m-%d %H:%M}",
         rate_c_per_min="-1",

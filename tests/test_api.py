@@ -152,7 +152,7 @@ def endpoints(w: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, st
         ("get", f"/api/processings/{pr.code}/", {}, QA, MONITOR),
         (
             "post",
-            f"/api/processings/{pr.code}/passages/",
+            f"/api/processings/{pr.code}/passage/",
             {"number": 0, "cell_count": 1000000, "viability_pct": "95.0"},
             LAB,
             QA,
@@ -167,14 +167,14 @@ def endpoints(w: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, st
         ("post", f"/api/processings/{pr.code}/fail/", {"reason": "contaminated"}, LAB, CLINICIAN),
         (
             "post",
-            f"/api/processings/{hv.code}/qc-results/",
+            f"/api/processings/{hv.code}/qc-result/",
             {"test": "sterility", "result": "negative", "passed": True},
             LAB,
             CLINICIAN,
         ),
         (
             "post",
-            f"/api/processings/{hv.code}/units/",
+            f"/api/processings/{hv.code}/fill-units/",
             {
                 "units": [
                     {"container_type": "cryovial", "cell_number": 1000000, "volume_ml": "1.0"}
@@ -196,7 +196,7 @@ def endpoints(w: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, st
             LAB,
             CLINICIAN,
         ),
-        ("post", f"/api/units/{u.code}/remove/", {"reason": "shipped"}, LAB, QA),
+        ("post", f"/api/units/{u.code}/unstore/", {"reason": "shipped"}, LAB, QA),
         ("post", f"/api/units/{u.code}/release/", {}, LAB, CLINICIAN),
         ("post", f"/api/units/{f.code}/discard/", {"reason": "bag cracked"}, LAB, MONITOR),
         ("get", "/api/storage-units/", {}, LAB, CLINICIAN),
@@ -220,7 +220,7 @@ def endpoints(w: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, st
         ("get", f"/api/identity-checks/?participant={p.code}", {}, CLINICIAN, ""),
         (
             "post",
-            "/api/visits/weight/",
+            "/api/visits/record-weight/",
             {"participant": p.code, "visit": "BASELINE", "weight_kg": "71.5"},
             CLINICIAN,
             QA,
@@ -381,12 +381,14 @@ def test_bulk_unit_creation_is_atomic(trial: Any, role_users: dict[str, Any]) ->
     client = client_for(role_users[LAB])
     spec = {"container_type": "cryobag", "cell_number": 10_000_000, "volume_ml": "10"}
     too_many = {"units": [spec] * 13}  # 130 M cells > 120 M harvested
-    response = client.post(f"/api/processings/{processing.code}/units/", too_many, format="json")
+    response = client.post(
+        f"/api/processings/{processing.code}/fill-units/", too_many, format="json"
+    )
     assert response.status_code == 400 and response.json()["code"] == "exceeds_harvest"
     assert not ProductUnit.objects.exists()
     # Filled before the freezing run started: steps are never dated before the previous one.
     response = client.post(
-        f"/api/processings/{processing.code}/units/",
+        f"/api/processings/{processing.code}/fill-units/",
         {"units": [spec] * 4, "created_at": past(hours=4).isoformat()},
         format="json",
     )

@@ -167,9 +167,9 @@ def test_generated_python_client_imports_and_walks(live_server: Any, tmp_path: P
         from bbclient.api.units import units_move_create  # type: ignore[import-not-found]
         from bbclient.models import (  # type: ignore[import-not-found]
             AuthToken,
-            EnrolInput,
+            ParticipantEnrolInput,
             Error,
-            MoveInput,
+            UnitMoveInput,
             Participant,
         )
 
@@ -180,7 +180,7 @@ def test_generated_python_client_imports_and_walks(live_server: Any, tmp_path: P
         api = AuthenticatedClient(base_url=live_server.url, token=issued.token, prefix="Token")
         import datetime as dt
 
-        body = EnrolInput(pseudonym="GEN-1", site="UNN", enrolled_on=dt.date(2025, 5, 5))
+        body = ParticipantEnrolInput(pseudonym="GEN-1", site="UNN", enrolled_on=dt.date(2025, 5, 5))
         created = participants_create.sync(client=api, body=body)
         assert isinstance(created, Participant) and created.code.startswith("PT")
         again = participants_create.sync_detailed(client=api, body=body)
@@ -189,7 +189,7 @@ def test_generated_python_client_imports_and_walks(live_server: Any, tmp_path: P
         listed = participants_list.sync(client=api)
         assert [p.code for p in listed.results] == [created.code]
         missing = units_move_create.sync_detailed(
-            "UN-NOPE", client=api, body=MoveInput(container="BX-NOPE")
+            "UN-NOPE", client=api, body=UnitMoveInput(container="BX-NOPE")
         )
         assert missing.status_code == 404 and isinstance(missing.parsed, Error)
     finally:

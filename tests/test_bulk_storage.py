@@ -146,9 +146,17 @@ def test_bulk_store_api_names_the_refused_item(trial: Any, tech: Any) -> None:
         ]
     }
     response = client.post(f"/api/containers/{box.code}/store/", body, format="json")
-    assert response.status_code == 404 and "placements.1.unit" in response.json()["fields"]
-    # One by one, the first item's refusal comes before the unknown second unit.
-    body["placements"][0]["position"] = "Q1"
+    assert response.status_code == 404 and response.json()["fields"] == {
+        "placements.1.unit": [
+            f"{format_id(Kind.UNIT, 999_999)} is a valid unit barcode, but no such unit is "
+            "registered here."
+        ]
+    }
+    # Every scanned ID is read before anything is stored; then the first refused row is named.
+    body["placements"] = [
+        {"unit": units[0].code, "position": "Q1"},
+        {"unit": units[1].code, "position": "A2"},
+    ]
     response = client.post(f"/api/containers/{box.code}/store/", body, format="json")
     assert response.status_code == 400, response.content
     data = response.json()

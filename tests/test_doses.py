@@ -102,7 +102,7 @@ def test_plan_from_the_trial_definition(trial: Any) -> None:
 def test_implausible_weight_is_refused_with_the_range(roles: dict[str, Any], weight: str) -> None:
     participant = make_participant(actor=roles[LAB], arm="B")
     response = api(roles[CLINICIAN]).post(
-        "/api/visits/weight/",
+        "/api/visits/record-weight/",
         {"participant": participant.code, "visit": "M6", "weight_kg": weight},
         format="json",
     )
@@ -117,7 +117,7 @@ def test_implausible_weight_is_refused_with_the_range(roles: dict[str, Any], wei
 def test_weight_at_the_range_edges_is_recorded(roles: dict[str, Any], weight: str) -> None:
     participant = make_participant(actor=roles[LAB], arm="B")
     response = api(roles[CLINICIAN]).post(
-        "/api/visits/weight/",
+        "/api/visits/record-weight/",
         {
             "participant": participant.code,
             "visit": "M6",
@@ -496,7 +496,7 @@ def _walk_dose(
 ) -> dict[str, Any]:
     lab, qa, clinician = (api(roles[name]) for name in (LAB, QA, CLINICIAN))
     response = clinician.post(
-        "/api/visits/weight/",
+        "/api/visits/record-weight/",
         {"participant": participant.code, "visit": visit, "weight_kg": weight},
         format="json",
     )

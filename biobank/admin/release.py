@@ -10,33 +10,22 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from biobank.models import Dose, IdentityCheck, Signature, Unblinding, millions
-from biobank.services import doses as dose_services
-from biobank.services import release as release_services
 
 from .steps import (
-    ConfirmForm,
     NoDeleteAdminMixin,
     ReadOnlyAdminMixin,
-    ReasonForm,
-    Step,
+    catalogue_actions,
+    catalogue_step,
     make_action,
 )
 
 
-class SignForm(forms.Form):
-    password = forms.CharField(
-        widget=forms.PasswordInput(render_value=False),
-        label="Your password",
-        help_text="Re-enter your password to sign. Your name, the time and the meaning of "
-        "the signature are stored with the record.",
+class ReadyForm(forms.Form):
+    """Counts per unit typed one line each: the admin's way to give the step's ``units``."""
+
+    ready_at = forms.DateTimeField(
+        required=False, help_text="Leave empty for now. Format: YYYY-MM-DD HH:MM"
     )
-
-
-class QcSignForm(SignForm):
-    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-
-
-class ReadyForm(ConfirmForm):
     post_thaw_cell_count = forms.IntegerField(
         min_value=1, required=False, help_text="MSC from one unit or a fresh product"
     )
@@ -52,14 +41,20 @@ class ReadyForm(ConfirmForm):
     )
     saline_lot = forms.CharField(max_length=40, required=False, help_text="Placebo doses")
 
-    def clean_unit_counts(self) -> list[dose_services.UnitCount]:
+    def clean_unit_counts(self) -> list[dict[str, Any]]:
         counts = []
         for number, line in enumerate(self.cleaned_data.get("unit_counts", "").splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.split()
             try:
-                counts.append(dose_services.UnitCount(parts[0], int(parts[1]), Decimal(parts[2])))
+                counts.append(
+                    {
+                        "unit": parts[0],
+                        "post_thaw_cell_count": int(parts[1]),
+                        "post_thaw_viability_pct": Decimal(parts[2]),
+                    }
+                )
             except (IndexError, ValueError, ArithmeticError) as exc:
                 raise forms.ValidationError(
                     f"Line {number}: write 'UNIT-ID count viability'."
@@ -67,109 +62,37 @@ class ReadyForm(ConfirmForm):
         return counts
 
 
-class WeightForm(ConfirmForm):
-    weight_kg = forms.DecimalField(max_digits=8, decimal_places=2, label="Body weight (kg)")
+def _ready_input(item: Dose, d: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: v for k, v in d.items() if k != "unit_counts"}, "units": d["unit_counts"]}
 
 
-class DeviationForm(SignForm):
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), label="Reason for the deviation"
-    )
+def _planned(request: HttpRequest, item: Any, dose: Dose) -> None:
+    messages.info(request, f"{dose.code}: {dose.plan_display()}.")
 
 
-class UnblindForm(SignForm):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Medical reason")
+def _visit_of(item: Any, d: dict[str, Any]) -> dict[str, Any]:
+    """Prepared from a visit in the admin; the step names the participant and the visit."""
+    return {"participant": item.participant.code, "visit": item.visit_type.code}
 
 
-QC_RELEASE_STEP = Step(
-    "qc_release",
-    "Sign QC release",
-    QcSignForm,
-    lambda item, user, d: release_services.processing_qc_release(
-        processing=item, actor=user, password=d["password"], comment=d["comment"]
-    ),
-    permission="biobank.approve_qc_release",
-)
-
-
-def _prepare(item: Any, user: Any, d: dict[str, Any]) -> Any:
-    dose = dose_services.dose_prepare(visit=item, actor=user)
-    messages.info(d["_request"], f"{dose.code}: {dose.plan_display()}.")
-    return dose
-
-
-PREPARE_DOSE_STEP = Step(
-    "prepare_dose", "Prepare dose", ConfirmForm, _prepare, permission="biobank.prepare_dose"
-)
-
-RECORD_WEIGHT_STEP = Step(
-    "record_weight",
-    "Record body weight",
-    WeightForm,
-    lambda item, user, d: dose_services.visit_weight_record(
-        visit=item, weight_kg=d["weight_kg"], measured_at=d["at"], actor=user
-    ),
-    permission="biobank.record_weight",
-)
-
-
-def _unblind(item: Any, user: Any, d: dict[str, Any]) -> Any:
-    result = release_services.participant_unblind(
-        participant=item, actor=user, password=d["password"], reason=d["reason"]
-    )
+def _unblinded(request: HttpRequest, item: Any, result: Any) -> None:
     schedule = "; ".join(f"{visit}: {treatment}" for visit, treatment in result.schedule)
     # Shown once, to the person who signed; the unblinding itself is on record.
     messages.warning(
-        d["_request"], f"UNBLINDED {item.pseudonym}: {result.arm}. {schedule}. Recorded and signed."
+        request, f"UNBLINDED {item.pseudonym}: {result.arm}. {schedule}. Recorded and signed."
     )
-    return result
 
 
-UNBLIND_STEP = Step(
-    "unblind", "Emergency unblinding", UnblindForm, _unblind, permission="biobank.emergency_unblind"
+PREPARE_DOSE = make_action(
+    catalogue_step("dose", "prepare", form=forms.Form, to_input=_visit_of, after=_planned)
 )
+RECORD_WEIGHT = make_action(catalogue_step("visit", "record_weight"))
+UNBLIND = make_action(catalogue_step("participant", "unblind", after=_unblinded))
 
-DOSE_STEPS = [
-    Step(
-        "release",
-        "Sign dose release",
-        SignForm,
-        lambda item, user, d: dose_services.dose_release(
-            dose=item, actor=user, password=d["password"]
-        ),
-        permission="biobank.release_dose",
-    ),
-    Step(
-        "deviation",
-        "Sign a documented deviation",
-        DeviationForm,
-        lambda item, user, d: dose_services.dose_deviation_sign(
-            dose=item, actor=user, password=d["password"], reason=d["reason"]
-        ),
-        permission="biobank.release_dose",
-    ),
-    Step(
-        "make_ready",
-        "Thaw / fill syringe",
-        ReadyForm,
-        lambda item, user, d: dose_services.dose_make_ready(
-            dose=item,
-            actor=user,
-            ready_at=d["at"],
-            post_thaw_cell_count=d["post_thaw_cell_count"],
-            post_thaw_viability_pct=d["post_thaw_viability_pct"],
-            unit_counts=d["unit_counts"],
-            saline_lot=d["saline_lot"],
-        ),
-        permission="biobank.prepare_dose",
-    ),
-    Step(
-        "cancel",
-        "Cancel dose",
-        ReasonForm,
-        lambda item, user, d: dose_services.dose_cancel(dose=item, actor=user, reason=d["reason"]),
-        permission="biobank.prepare_dose",
-    ),
+DOSE_ACTIONS = [
+    *catalogue_actions("dose", "release", "deviation"),
+    make_action(catalogue_step("dose", "make_ready", form=ReadyForm, to_input=_ready_input)),
+    *catalogue_actions("dose", "cancel"),
 ]
 
 DOSE_FIELDS = [
@@ -219,7 +142,7 @@ class DoseAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
     list_filter = ["status", "visit__visit_type", "participant__site", "treatment"]
     search_fields = ["code", "participant__code", "participant__pseudonym", "units__code"]
     list_select_related = ["participant", "visit__visit_type", "visit__participant"]
-    actions = [make_action(s) for s in DOSE_STEPS]
+    actions = DOSE_ACTIONS
     fields = DOSE_FIELDS
     readonly_fields = DOSE_FIELDS
 

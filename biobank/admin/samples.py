@@ -10,8 +10,6 @@ from django.utils.html import format_html, format_html_join
 from biobank.identifiers import Kind
 from biobank.models import (
     Aspirate,
-    Condition,
-    Container,
     ContainerType,
     CustodyEvent,
     FreezingRun,
@@ -20,33 +18,24 @@ from biobank.models import (
     Processing,
     ProductUnit,
     QcResult,
-    QcTest,
 )
 from biobank.models.storage import open_placement_q
 from biobank.scanning.clean import ScanError, resolve_scan_text
 from biobank.selectors import events_for
 from biobank.selectors_storage import location_of, units_with_location
-from biobank.services import aspirates as aspirate_services
-from biobank.services import processing as processing_services
-from biobank.services import storage as storage_services
+from biobank.services.actions import action_get, action_run
 from biobank.services.lifecycle import TRANSITIONS
 from biobank.services.release import qc_release_problems
 from biobank.services.units import (
     MAX_UNITS_PER_PROCESSING,
-    UnitSpec,
-    freezing_run_record,
-    unit_transition,
-    units_create,
 )
 
 from .printing import LabelPreviewMixin, print_labels
-from .release import QC_RELEASE_STEP
 from .steps import (
     ConfirmForm,
-    OptionalReasonForm,
     ReadOnlyAdminMixin,
-    ReasonForm,
-    Step,
+    catalogue_actions,
+    catalogue_step,
     make_action,
 )
 from .trial import BaseAdmin
@@ -82,71 +71,6 @@ class CollectForm(forms.ModelForm):
         return visit
 
 
-class ReceiveForm(ConfirmForm):
-    decision = forms.ChoiceField(
-        choices=[(d, d.capitalize()) for d in ("accept", "quarantine", "reject")]
-    )
-    temperature_c = forms.DecimalField(
-        label="Transport temperature (°C)", max_digits=4, decimal_places=1, required=False
-    )
-    condition = forms.ChoiceField(choices=Condition.choices, initial=Condition.INTACT)
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}),
-        required=False,
-        help_text="Required to quarantine or reject, or to accept a sample that is not intact.",
-    )
-
-
-ASPIRATE_STEPS = [
-    Step(
-        "receive",
-        "Receive in lab",
-        ReceiveForm,
-        lambda item, user, d: aspirate_services.aspirate_receive(
-            aspirate=item,
-            decision=d["decision"],
-            actor=user,
-            temperature_c=d["temperature_c"],
-            condition=d["condition"],
-            received_at=d["at"],
-            reason=d["reason"],
-        ),
-    ),
-    Step(
-        "release_quarantine",
-        "Release from quarantine",
-        ReasonForm,
-        lambda item, user, d: aspirate_services.aspirate_release_quarantine(
-            aspirate=item, actor=user, reason=d["reason"]
-        ),
-    ),
-    Step(
-        "reject",
-        "Reject",
-        ReasonForm,
-        lambda item, user, d: aspirate_services.aspirate_reject(
-            aspirate=item, actor=user, reason=d["reason"]
-        ),
-    ),
-    Step(
-        "start_processing",
-        "Start processing",
-        ConfirmForm,
-        lambda item, user, d: processing_services.processing_start(
-            aspirate=item, actor=user, started_at=d["at"]
-        ),
-    ),
-    Step(
-        "discard",
-        "Discard",
-        ReasonForm,
-        lambda item, user, d: aspirate_services.aspirate_discard(
-            aspirate=item, actor=user, reason=d["reason"]
-        ),
-    ),
-]
-
-
 @admin.register(Aspirate)
 class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     list_display = ["code", "participant", "visit", "site", "status", "collected_at", "volume_ml"]
@@ -161,7 +85,7 @@ class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     show_full_result_count = False
     search_fields = ["code", "participant__code", "participant__pseudonym"]
     list_select_related = ["participant", "visit__visit_type", "visit__participant", "site"]
-    actions = [*(make_action(s) for s in ASPIRATE_STEPS), print_labels]
+    actions = [*catalogue_actions("aspirate"), print_labels]
     fields = [
         "code",
         "label_preview",
@@ -201,38 +125,18 @@ class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
         return obj is None and super(ReadOnlyItemAdmin, self).has_change_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Aspirate, form: Any, change: bool) -> None:
-        d = form.cleaned_data
-        created = aspirate_services.aspirate_collect(
-            visit=d["visit"],
-            volume_ml=d["volume_ml"],
-            anticoagulant=d["anticoagulant"],
-            collected_at=d["collected_at"],
-            collected_by=d["collected_by"],
+        d = dict(form.cleaned_data)
+        visit = d.pop("visit")
+        created = action_run(
+            action=action_get("aspirate", "collect"),
+            item=None,
             actor=request.user,
+            data={**d, "participant": visit.participant.code, "visit": visit.visit_type.code},
         )
         obj.__dict__.update(created.__dict__)
 
 
 # --- processing ----------------------------------------------------------------------------
-
-
-class HarvestForm(ConfirmForm):
-    cell_count = forms.IntegerField(min_value=1, label="Harvested cells")
-    viability_pct = forms.DecimalField(min_value=0, max_value=100, decimal_places=1)
-    passage = forms.IntegerField(min_value=0, max_value=30)
-
-
-class PassageForm(ConfirmForm):
-    number = forms.IntegerField(min_value=0, max_value=30, label="Passage (P…)")
-    cell_count = forms.IntegerField(min_value=1)
-    viability_pct = forms.DecimalField(min_value=0, max_value=100, decimal_places=1)
-
-
-class QcForm(ConfirmForm):
-    test = forms.ChoiceField(choices=QcTest.choices)
-    result = forms.CharField(max_length=200, help_text="As reported, e.g. negative, 0.2 EU/mL")
-    value = forms.DecimalField(required=False, max_digits=10, decimal_places=3)
-    passed = forms.BooleanField(required=False, help_text="Meets the specification")
 
 
 class FillForm(ConfirmForm):
@@ -245,88 +149,16 @@ class FillForm(ConfirmForm):
     cryoprotectant = forms.CharField(max_length=100, initial="10 % DMSO")
 
 
-class FreezeForm(forms.Form):
-    started_at = forms.DateTimeField()
-    finished_at = forms.DateTimeField()
-    rate_c_per_min = forms.DecimalField(max_digits=4, decimal_places=2, initial=-1)
-    program = forms.CharField(max_length=100, initial="-1 °C/min to -80 °C, then LN2")
+def _fill_input(item: Processing, d: dict[str, Any]) -> dict[str, Any]:
+    """The admin fills N identical units; the step takes one spec per unit."""
+    spec = {k: d[k] for k in ("container_type", "cell_number", "volume_ml", "cryoprotectant")}
+    return {"units": [spec] * d["count"], "created_at": d["at"]}
 
 
-def _fill(item: Processing, user: Any, d: dict[str, Any]) -> Any:
-    spec = UnitSpec(
-        container_type=d["container_type"],
-        cell_number=d["cell_number"],
-        volume_ml=d["volume_ml"],
-        cryoprotectant=d["cryoprotectant"],
-    )
-    return units_create(processing=item, specs=[spec] * d["count"], actor=user, created_at=d["at"])
-
-
-def _freeze(item: Processing, user: Any, d: dict[str, Any]) -> Any:
-    return freezing_run_record(
-        processing=item,
-        units=list(item.units.filter(status="created")),
-        started_at=d["started_at"],
-        finished_at=d["finished_at"],
-        rate_c_per_min=d["rate_c_per_min"],
-        program=d["program"],
-        actor=user,
-    )
-
-
-PROCESSING_STEPS = [
-    Step(
-        "passage",
-        "Record passage",
-        PassageForm,
-        lambda item, user, d: processing_services.passage_record(
-            processing=item,
-            number=d["number"],
-            cell_count=d["cell_count"],
-            viability_pct=d["viability_pct"],
-            actor=user,
-            passaged_at=d["at"],
-        ),
-    ),
-    Step(
-        "qc_result",
-        "Record QC result",
-        QcForm,
-        lambda item, user, d: processing_services.qc_result_record(
-            processing=item,
-            test=d["test"],
-            result=d["result"],
-            value=d["value"],
-            passed=d["passed"],
-            actor=user,
-            tested_at=d["at"],
-        ),
-    ),
-    Step("fill_units", "Fill units", FillForm, _fill, permission="biobank.add_productunit"),
-    Step(
-        "freeze", "Record freezing run", FreezeForm, _freeze, permission="biobank.add_freezingrun"
-    ),
-    Step(
-        "harvest",
-        "Harvest",
-        HarvestForm,
-        lambda item, user, d: processing_services.processing_harvest(
-            processing=item,
-            cell_count=d["cell_count"],
-            viability_pct=d["viability_pct"],
-            passage=d["passage"],
-            actor=user,
-            harvested_at=d["at"],
-        ),
-    ),
-    Step(
-        "fail",
-        "Mark failed",
-        ReasonForm,
-        lambda item, user, d: processing_services.processing_fail(
-            processing=item, actor=user, reason=d["reason"]
-        ),
-    ),
+PROCESSING_ACTIONS = [
+    *catalogue_actions("processing", "passage", "qc_result"),
+    make_action(catalogue_step("processing", "fill_units", form=FillForm, to_input=_fill_input)),
+    *catalogue_actions("processing", "freezing_run", "harvest", "fail", "qc_release"),
 ]
 
 
@@ -371,7 +203,7 @@ class ProcessingAdmin(ReadOnlyItemAdmin):
     list_filter = ["status"]
     search_fields = ["code", "aspirate__code", "participant__code", "participant__pseudonym"]
     list_select_related = ["aspirate", "participant"]
-    actions = [make_action(s) for s in [*PROCESSING_STEPS, QC_RELEASE_STEP]]
+    actions = PROCESSING_ACTIONS
     inlines = [PassageInline, QcResultInline]
     fields = [
         "code",
@@ -423,83 +255,6 @@ class FreezingRunAdmin(ReadOnlyAdminMixin, BaseAdmin):
 # --- units ---------------------------------------------------------------------------------
 
 
-def _unit_step(action: str, label: str) -> Step:
-    form = ReasonForm if TRANSITIONS["unit"][action].needs_reason else OptionalReasonForm
-    return Step(
-        action,
-        label,
-        form,
-        lambda item, user, d: unit_transition(
-            unit=item, action=action, actor=user, reason=d.get("reason", ""), at=d["at"]
-        ),
-    )
-
-
-class MoveForm(ConfirmForm):
-    container = forms.CharField(
-        label="Box or container barcode", max_length=80, help_text="Scan the box label (BX…/CT…)"
-    )
-    position = forms.CharField(max_length=8, required=False, help_text="Empty: next free")
-    reason = forms.CharField(required=False)
-
-    def clean_container(self) -> Container:
-        raw = self.cleaned_data["container"]
-        try:
-            code = resolve_scan_text(raw).value
-        except ScanError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        container = Container.objects.select_related("box_type", "storage_unit").filter(code=code)
-        if not container.exists():
-            raise forms.ValidationError(f"No box or container {code} is registered.")
-        return container.get()
-
-
-UNIT_STEPS = [
-    Step(
-        "move",
-        "Move",
-        MoveForm,
-        lambda item, user, d: storage_services.unit_move(
-            unit=item,
-            container=d["container"],
-            position=d["position"] or None,
-            reason=d["reason"],
-            actor=user,
-            at=d["at"],
-        ),
-    ),
-    Step(
-        "check_out",
-        "Check out (keep slot)",
-        OptionalReasonForm,
-        lambda item, user, d: storage_services.unit_check_out(
-            unit=item, actor=user, reason=d["reason"], at=d["at"]
-        ),
-    ),
-    Step(
-        "check_in",
-        "Check in",
-        ConfirmForm,
-        lambda item, user, d: storage_services.unit_check_in(unit=item, actor=user, at=d["at"]),
-    ),
-    Step(
-        "unstore",
-        "Remove from storage",
-        ReasonForm,
-        lambda item, user, d: storage_services.unit_remove(
-            unit=item, actor=user, reason=d["reason"], at=d["at"]
-        ),
-    ),
-    _unit_step("quarantine", "Quarantine"),
-    _unit_step("lift_quarantine", "Lift quarantine"),
-    _unit_step("release", "Release"),
-    _unit_step("return_to_stock", "Return to stock"),
-    _unit_step("thaw", "Thaw"),
-    _unit_step("administer", "Record administration"),
-    _unit_step("discard", "Discard"),
-]
-
-
 @admin.register(ProductUnit)
 class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     list_display = [
@@ -544,7 +299,7 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
         return super().get_search_results(request, queryset, search_term)
 
     list_select_related = ["participant", "aspirate"]
-    actions = [*(make_action(s) for s in UNIT_STEPS), print_labels]
+    actions = [*catalogue_actions("unit"), print_labels]
     fields = [
         "code",
         "label_preview",

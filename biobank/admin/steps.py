@@ -6,8 +6,10 @@ and the error names the item and the reason.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django import forms
@@ -18,6 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from biobank.services.actions import Action, Input, action_get, action_run
 from biobank.services.errors import ServiceError
 
 
@@ -50,6 +53,135 @@ class Step:
     form: type[forms.Form]
     run: Callable[[Any, Any, dict[str, Any]], Any]
     permission: str | None = None  # hide the action from users without it
+
+
+# --- forms from the action catalogue ------------------------------------------------------------
+
+
+def _label(spec: Input) -> str:
+    return spec.name.replace("_", " ").capitalize()
+
+
+class RowsField(forms.CharField):
+    """A list of records typed one per line, columns separated by commas, tabs or spaces."""
+
+    widget = forms.Textarea(attrs={"rows": 4})
+
+    def __init__(self, *, of: tuple[Input, ...], **kwargs: Any) -> None:
+        self.of = of
+        columns = ", ".join(spec.name for spec in of)
+        kwargs.setdefault("help_text", f"One per line: {columns}")
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> list[dict[str, Any]]:
+        rows = []
+        for number, line in enumerate((super().clean(value) or "").splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = [p for p in re.split(r"[,;\t]\s*|\s+", line.strip()) if p]
+            row: dict[str, Any] = {}
+            for index, spec in enumerate(self.of):
+                raw = parts[index] if index < len(parts) else ""
+                try:
+                    row[spec.name] = form_field(spec).clean(raw)
+                except forms.ValidationError as exc:
+                    raise forms.ValidationError(
+                        f"Line {number}, {spec.name}: {' '.join(exc.messages)}"
+                    ) from exc
+            rows.append(row)
+        return rows
+
+
+def form_field(spec: Input) -> forms.Field:
+    """The admin form field for one catalogued input (same bounds as the API's)."""
+    common: dict[str, Any] = {"required": spec.required, "label": _label(spec)}
+    if spec.help:
+        common["help_text"] = spec.help
+    if spec.default not in (None, "", []):
+        common["initial"] = spec.default
+    bounds = {
+        k: v
+        for k, v in (("min_value", spec.min_value), ("max_value", spec.max_value))
+        if v is not None
+    }
+    if spec.type == "reason":
+        return forms.CharField(
+            widget=forms.Textarea(attrs={"rows": 2}), max_length=spec.max_length, **common
+        )
+    if spec.type == "password":
+        common["help_text"] = (
+            "Re-enter your password to sign. Your name, the time and the meaning of the "
+            "signature are stored with the record."
+        )
+        return forms.CharField(widget=forms.PasswordInput(render_value=False), **common)
+    if spec.type in ("text", "code"):
+        return forms.CharField(max_length=spec.max_length, **common)
+    if spec.type == "int":
+        return forms.IntegerField(**bounds, **common)
+    if spec.type == "decimal":
+        return forms.DecimalField(
+            max_digits=spec.max_digits, decimal_places=spec.decimal_places, **bounds, **common
+        )
+    if spec.type == "datetime":
+        common.setdefault("help_text", "Leave empty for now. Format: YYYY-MM-DD HH:MM")
+        return forms.DateTimeField(**common)
+    if spec.type == "date":
+        return forms.DateField(**common)
+    if spec.type == "choice":
+        return forms.ChoiceField(choices=list(spec.choices), **common)
+    if spec.type == "bool":
+        return forms.BooleanField(**{**common, "required": False})
+    if spec.type == "codes":
+        return forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), **common)
+    if spec.type == "rows":
+        return RowsField(of=spec.of, **common)
+    raise ValueError(f"Unknown input type {spec.type!r} for {spec.name}")
+
+
+@cache
+def step_form(kind: str, name: str) -> type[forms.Form]:
+    """The intermediate form of a catalogued step."""
+    step = action_get(kind, name)
+    fields = {spec.name: form_field(spec) for spec in step.inputs}
+    return type(f"{kind}_{name}_form", (forms.Form,), fields)
+
+
+def _codes(value: Any) -> Any:
+    return value.split() if isinstance(value, str) else value
+
+
+def catalogue_step(
+    kind: str,
+    name: str,
+    *,
+    form: type[forms.Form] | None = None,
+    to_input: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
+    after: Callable[[HttpRequest, Any, Any], None] | None = None,
+) -> Step:
+    """An admin action for a catalogued step: its name, label, permission and service come
+    from the catalogue; the admin may offer its own form and map it to the step's input."""
+    step: Action = action_get(kind, name)
+    codes = {spec.name for spec in step.inputs if spec.type == "codes"}
+
+    def run(item: Any, user: Any, d: dict[str, Any]) -> Any:
+        data = to_input(item, d) if to_input else dict(d)
+        data = {k: (_codes(v) if k in codes else v) for k, v in data.items() if k != "_request"}
+        result = action_run(action=step, item=item if step.on_item else None, actor=user, data=data)
+        if after is not None:
+            after(d["_request"], item, result)
+        return result
+
+    return Step(
+        step.name, step.label, form or step_form(kind, name), run, permission=step.permission
+    )
+
+
+def catalogue_actions(kind: str, *names: str) -> list[Callable[..., HttpResponse | None]]:
+    """Admin actions for the named steps (default: every step on an item of ``kind``)."""
+    from biobank.services.actions import actions_for
+
+    chosen = names or tuple(a.name for a in actions_for(kind, on_item=True))
+    return [make_action(catalogue_step(kind, name)) for name in chosen]
 
 
 def make_action(step: Step) -> Callable[..., HttpResponse | None]:

@@ -24,8 +24,8 @@ from biobank.services.trial import participant_enroll
 from biobank.visibility import can_see_allocation
 
 from .printing import LabelPreviewMixin, print_labels
-from .release import PREPARE_DOSE_STEP, RECORD_WEIGHT_STEP, UNBLIND_STEP
-from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin, make_action
+from .release import PREPARE_DOSE, RECORD_WEIGHT, UNBLIND
+from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin
 
 
 class BaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
@@ -183,7 +183,7 @@ class ParticipantAdmin(LabelPreviewMixin, BaseAdmin):
     search_fields = ["code", "pseudonym"]
     list_select_related = ["site", "arm"]
     change_form_template = "admin/biobank/participant/change_form.html"
-    actions = [print_labels, make_action(UNBLIND_STEP)]
+    actions = [print_labels, UNBLIND]
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fields = ["pseudonym", "study", "site", "arm", "enrolled_on", "weight_kg"]
@@ -228,7 +228,7 @@ class ParticipantAdmin(LabelPreviewMixin, BaseAdmin):
 
 @admin.register(Visit)
 class VisitAdmin(BaseAdmin):
-    actions = [make_action(RECORD_WEIGHT_STEP), make_action(PREPARE_DOSE_STEP)]
+    actions = [RECORD_WEIGHT, PREPARE_DOSE]
     list_display = ["participant", "visit_type", "scheduled_on", "done_on", "weight_kg", "plan"]
     list_filter = ["visit_type", "participant__site"]
     search_fields = ["participant__code", "participant__pseudonym"]

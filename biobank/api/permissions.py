@@ -5,11 +5,13 @@ from typing import Any
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
+from biobank.services.actions import action_permitted
 from biobank.visibility import kind_name, policy_for
 
 
 class RolePermission(BasePermission):
-    """Reads need the model's view permission; each write names the permission it needs.
+    """Reads need the model's view permission; a write needs what the action catalogue names
+    for its step (other writes: the view's ``write_permissions``, else change_<model>).
 
     The same Django permissions (held through role groups) govern the admin, so a role
     can do the same things in both. Before any of that the visibility policy decides whether
@@ -24,7 +26,11 @@ class RolePermission(BasePermission):
         if request.method in SAFE_METHODS:
             readers = getattr(view, "read_permissions", ()) or (f"biobank.view_{view.model_name}",)
             return any(user.has_perm(perm) for perm in readers)
-        needed = view.write_permissions.get(getattr(view, "action", None) or "", None)
+        # A catalogued step: the action catalogue names its permission (one rule, one place).
+        step = getattr(getattr(view, getattr(view, "action", None) or "", None), "catalogue", None)
+        if step is not None:
+            return action_permitted(step, user)
+        needed = getattr(view, "write_permissions", {}).get(getattr(view, "action", None) or "")
         if needed is None:
             needed = f"biobank.change_{view.model_name}"
         return user.has_perm(needed)

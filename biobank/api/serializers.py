@@ -15,11 +15,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from biobank.models import (
-    Anticoagulant,
     Aspirate,
-    Condition,
     Container,
-    ContainerType,
     CustodyEvent,
     Dose,
     DosePlan,
@@ -30,7 +27,6 @@ from biobank.models import (
     Processing,
     ProductUnit,
     QcResult,
-    QcTest,
     StorageUnit,
     Visit,
     millions,
@@ -435,222 +431,10 @@ class ReasonInput(serializers.Serializer):
     reason = serializers.CharField(max_length=2000)
 
 
-class OptionalReasonInput(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-    at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-
-
-class EmptyInput(serializers.Serializer):
-    at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-
-
 class PasswordInput(serializers.Serializer):
     password = serializers.CharField(
         max_length=200, write_only=True, style={"input_type": "password"}
     )
-
-
-class EnrolInput(serializers.Serializer):
-    pseudonym = serializers.CharField(max_length=32)
-    site = serializers.CharField(max_length=16)
-    enrolled_on = serializers.DateField()
-    arm = serializers.CharField(max_length=8, required=False, allow_null=True, default=None)
-    weight_kg = serializers.DecimalField(
-        max_digits=5, decimal_places=1, required=False, allow_null=True, default=None, min_value=1
-    )
-
-
-class UnblindInput(PasswordInput):
-    reason = serializers.CharField(max_length=2000)
-
-
-class CollectInput(serializers.Serializer):
-    participant = serializers.CharField(max_length=80)
-    visit = serializers.CharField(max_length=16, help_text="Visit type code, e.g. BASELINE or M6")
-    volume_ml = serializers.DecimalField(max_digits=6, decimal_places=1, min_value=0, max_value=500)
-    anticoagulant = serializers.ChoiceField(choices=Anticoagulant.choices)
-    collected_at = serializers.DateTimeField()
-    collected_by = serializers.CharField(max_length=100)
-
-
-class ReceiveInput(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=["accept", "quarantine", "reject"])
-    temperature_c = serializers.DecimalField(
-        max_digits=4, decimal_places=1, required=False, allow_null=True, default=None
-    )
-    condition = serializers.ChoiceField(choices=Condition.choices)
-    received_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-
-
-class PassageInput(serializers.Serializer):
-    number = serializers.IntegerField(min_value=0, max_value=30)
-    cell_count = serializers.IntegerField(min_value=1, max_value=10**13)
-    viability_pct = serializers.DecimalField(
-        max_digits=4, decimal_places=1, min_value=0, max_value=100
-    )
-    passaged_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-
-
-class HarvestInput(serializers.Serializer):
-    cell_count = serializers.IntegerField(min_value=1, max_value=10**13)
-    viability_pct = serializers.DecimalField(
-        max_digits=4, decimal_places=1, min_value=0, max_value=100
-    )
-    passage = serializers.IntegerField(min_value=0, max_value=30)
-    harvested_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-
-
-class QcResultInput(serializers.Serializer):
-    test = serializers.ChoiceField(choices=QcTest.choices)
-    result = serializers.CharField(max_length=200)
-    value = serializers.DecimalField(
-        max_digits=10, decimal_places=3, required=False, allow_null=True, default=None
-    )
-    passed = serializers.BooleanField()
-    tested_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-
-
-class QcReleaseInput(PasswordInput):
-    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-
-
-class UnitSpecInput(serializers.Serializer):
-    container_type = serializers.ChoiceField(choices=ContainerType.choices)
-    cell_number = serializers.IntegerField(min_value=1, max_value=10**12)
-    volume_ml = serializers.DecimalField(
-        max_digits=6, decimal_places=2, min_value=0, max_value=1000
-    )
-    cryoprotectant = serializers.CharField(max_length=100, required=False, default="10 % DMSO")
-
-
-class UnitsCreateInput(serializers.Serializer):
-    units = UnitSpecInput(many=True, allow_empty=False, max_length=200)
-    created_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-
-
-class FreezingRunInput(serializers.Serializer):
-    units = serializers.ListField(
-        child=serializers.CharField(max_length=80),
-        required=False,
-        max_length=200,
-        help_text="Default: every unit not yet frozen",
-    )
-    started_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField()
-    rate_c_per_min = serializers.DecimalField(
-        max_digits=4, decimal_places=2, required=False, default=-1
-    )
-    program = serializers.CharField(
-        max_length=100, required=False, default="-1 °C/min to -80 °C, then LN2"
-    )
-
-
-class StoreInput(serializers.Serializer):
-    container = serializers.CharField(max_length=80, help_text="Box or container ID (BX…/CT…)")
-    position = serializers.CharField(max_length=8, required=False, allow_blank=True, default="")
-    at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-
-
-class MoveInput(StoreInput):
-    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-
-
-class PlacementInput(serializers.Serializer):
-    unit = serializers.CharField(max_length=80)
-    position = serializers.CharField(max_length=8, required=False, allow_blank=True, default="")
-
-
-class BoxStoreInput(serializers.Serializer):
-    placements = PlacementInput(many=True, allow_empty=False, max_length=1000)
-
-
-class WeightInput(serializers.Serializer):
-    participant = serializers.CharField(max_length=80)
-    visit = serializers.CharField(max_length=16)
-    # No bounds here: the service refuses with the trial's plausible range.
-    weight_kg = serializers.DecimalField(max_digits=8, decimal_places=2)
-    measured_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-
-
-class DosePrepareInput(serializers.Serializer):
-    participant = serializers.CharField(max_length=80)
-    visit = serializers.CharField(max_length=16)
-    units = serializers.ListField(
-        child=serializers.CharField(max_length=80),
-        required=False,
-        default=list,
-        max_length=20,
-        help_text="Stored units to draw on (default: the suggestion)",
-    )
-    unit = serializers.CharField(
-        max_length=80, required=False, allow_null=True, default=None, help_text="One unit"
-    )
-    processing = serializers.CharField(
-        max_length=80,
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text="A harvested product dosed fresh (never frozen)",
-    )
-
-
-def _viability(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(
-        max_digits=4, decimal_places=1, min_value=0, max_value=100, **kwargs
-    )
-
-
-class UnitCountInput(serializers.Serializer):
-    unit = serializers.CharField(max_length=80)
-    post_thaw_cell_count = serializers.IntegerField(min_value=1, max_value=10**12)
-    post_thaw_viability_pct = _viability()
-
-
-class DoseReadyInput(serializers.Serializer):
-    ready_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    post_thaw_cell_count = serializers.IntegerField(
-        min_value=1,
-        max_value=10**12,
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text="One unit or a fresh product: the cells counted",
-    )
-    post_thaw_viability_pct = _viability(required=False, allow_null=True, default=None)
-    units = UnitCountInput(many=True, required=False, default=list, max_length=20)
-    saline_lot = serializers.CharField(
-        max_length=40, required=False, allow_blank=True, default="", help_text="Placebo"
-    )
-
-
-class DeviationInput(PasswordInput):
-    reason = serializers.CharField(max_length=2000)
-
-
-class IdentityInput(serializers.Serializer):
-    participant_scan = serializers.CharField(
-        max_length=200, trim_whitespace=False, help_text="The participant ID as scanned"
-    )
-    dose_scan = serializers.CharField(
-        max_length=200,
-        trim_whitespace=False,
-        required=False,
-        help_text="The dose label as scanned (default: this dose)",
-    )
-
-
-class DispatchInput(IdentityInput):
-    at = serializers.DateTimeField(
-        required=False, allow_null=True, default=None, help_text="When it happened (default: now)"
-    )
-
-
-class AdministerInput(DispatchInput):
-    administered_by = serializers.CharField(
-        max_length=200, required=False, allow_blank=True, default=""
-    )
-    route = serializers.CharField(max_length=30, required=False, default="intrathecal")
 
 
 class ScheduleEntrySerializer(serializers.Serializer):

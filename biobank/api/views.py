@@ -1,16 +1,15 @@
 """REST resources: read what the admin shows, and change it only through the same services.
 
 Items are addressed by their barcode ID. State changes are explicit POST actions
-(``POST /api/units/<ID>/store/``); each names the permission it needs (``write_permissions``).
+(``POST /api/units/<ID>/store/``), generated from the action catalogue
+(``biobank/services/actions.py``): its step names are the paths, its permissions the rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Model, Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
@@ -31,42 +30,19 @@ from biobank.models import (
     Placement,
     Processing,
     ProductUnit,
-    Site,
     StorageUnit,
     Visit,
 )
 from biobank.scanning.resolve import scan_resolve
-from biobank.selectors_storage import units_with_location
-from biobank.services import aspirates as aspirate_services
+from biobank.selectors_storage import box_map, units_with_location
 from biobank.services import doses as dose_services
-from biobank.services import processing as processing_services
-from biobank.services import release as release_services
 from biobank.services import storage as storage_services
-from biobank.services import units as unit_services
-from biobank.services.trial import participant_enroll
-from biobank.visibility import can_see_allocation, policy_for
+from biobank.services.actions import action_get, action_run
+from biobank.visibility import policy_for
 
 from . import serializers as s
+from .actions import create_method, input_serializer, with_steps
 from .permissions import RolePermission
-
-
-def resolve(raw: Any, kinds: set[Kind], field: str, *, viewer: Any) -> Any:
-    """An item from an ID given in a request body, as tolerant as a scan, with the field named;
-    kinds the viewer may not see are refused by the scan resolver's visibility check."""
-    try:
-        return scan_resolve(raw=str(raw or ""), viewer=viewer, kinds=kinds).item
-    except ServiceError as exc:
-        exc.field = field
-        raise
-
-
-def visit_of(raw_participant: Any, visit_code: str, *, viewer: Any) -> Visit:
-    """A participant's visit from a participant ID and a visit type code (BASELINE, M6...)."""
-    participant = resolve(raw_participant, {Kind.PARTICIPANT}, "participant", viewer=viewer)
-    visit = participant.visits.filter(visit_type__code=visit_code.strip().upper()).first()
-    if visit is None:
-        raise ServiceError(f"{participant.pseudonym} has no visit {visit_code}.", field="visit")
-    return visit
 
 
 class BaseViewSet(viewsets.GenericViewSet):
@@ -82,26 +58,6 @@ class BaseViewSet(viewsets.GenericViewSet):
         if obj is None:
             raise NotFound(f"No {self.model_name} {code} is registered.", code="not_found")
         return obj
-
-    def run(
-        self,
-        request: Request,
-        input_class: type[serializers.Serializer] | None,
-        call: Callable[[dict[str, Any]], Any],
-        status: int = 200,
-    ) -> Response:
-        data: dict[str, Any] = {}
-        if input_class is not None:
-            payload = input_class(data=request.data)
-            payload.is_valid(raise_exception=True)
-            data = dict(payload.validated_data)
-        result = call(data)
-        if isinstance(result, Response):
-            return result
-        return Response(self.get_serializer(self._reload(result)).data, status=status)
-
-    def _reload(self, obj: Model) -> Model:
-        return self.get_queryset().get(pk=obj.pk)
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         """Filters and orderings go through the visibility policy: a blinded user may not
@@ -138,73 +94,29 @@ class ParticipantFilter(filters.FilterSet):
         fields = ["site"]
 
 
+def _unblinding(view: Any, request: Request, item: Participant, result: Any) -> Response:
+    return Response(
+        {
+            "participant": item.code,
+            "arm": result.arm,
+            "schedule": [{"visit": v, "treatment": t} for v, t in result.schedule],
+            "signature": str(result.record.signature),
+        }
+    )
+
+
+@with_steps("participant", unblind=(s.UnblindingOutput, _unblinding))
 class ParticipantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     model_name = "participant"
     serializer_class = s.ParticipantSerializer
     filterset_class = ParticipantFilter
     ordering_fields = ["pseudonym", "code", "enrolled_on"]
     ordering = ["pseudonym"]
-    write_permissions = {
-        "create": "biobank.add_participant",
-        "unblind": "biobank.emergency_unblind",
-    }
 
     def get_queryset(self) -> QuerySet[Participant]:
         return Participant.objects.select_related("study", "site", "arm")
 
-    @extend_schema(request=s.EnrolInput, responses={201: s.ParticipantSerializer})
-    def create(self, request: Request) -> Response:
-        def call(d: dict[str, Any]) -> Participant:
-            site = (
-                Site.objects.filter(code=d["site"].strip().upper()).select_related("study").first()
-            )
-            if site is None:
-                raise ServiceError(f"No site {d['site']}.", field="site")
-            arm = None
-            if d.get("arm"):
-                if not can_see_allocation(request.user):
-                    raise ServiceError(
-                        "Only unblinded roles may record an allocation.",
-                        code="permission_denied",
-                        field="arm",
-                    )
-                arm = site.study.arms.filter(code=d["arm"].strip().upper()).first()
-                if arm is None:
-                    raise ServiceError(f"No arm {d['arm']}.", field="arm")
-            return participant_enroll(
-                study=site.study,
-                site=site,
-                pseudonym=d["pseudonym"],
-                enrolled_on=d["enrolled_on"],
-                arm=arm,
-                weight_kg=d.get("weight_kg"),
-                actor=request.user,
-            )
-
-        return self.run(request, s.EnrolInput, call, status=201)
-
-    @extend_schema(request=s.UnblindInput, responses={200: s.UnblindingOutput})
-    @action(detail=True, methods=["post"])
-    def unblind(self, request: Request, code: str) -> Response:
-        participant = self.get_object()
-
-        def call(d: dict[str, Any]) -> Response:
-            result = release_services.participant_unblind(
-                participant=participant,
-                actor=request.user,
-                password=d["password"],
-                reason=d["reason"],
-            )
-            return Response(
-                {
-                    "participant": participant.code,
-                    "arm": result.arm,
-                    "schedule": [{"visit": v, "treatment": t} for v, t in result.schedule],
-                    "signature": str(result.record.signature),
-                }
-            )
-
-        return self.run(request, s.UnblindInput, call)
+    create = create_method("participant", "enrol", s.ParticipantSerializer)
 
 
 class VisitFilter(filters.FilterSet):
@@ -218,33 +130,61 @@ class VisitFilter(filters.FilterSet):
         fields = ["participant", "visit_type", "scheduled_after", "scheduled_before"]
 
 
+RECORD_WEIGHT = action_get("visit", "record_weight")
+# Visits have no barcode: the step's inputs plus the participant and the visit type.
+RecordWeightInput = type(
+    "RecordWeightInput",
+    (input_serializer("visit", "record_weight"),),
+    {
+        "participant": serializers.CharField(max_length=80),
+        "visit": serializers.CharField(max_length=16, help_text="Visit type code, e.g. M6"),
+    },
+)
+
+
 class VisitViewSet(mixins.ListModelMixin, BaseViewSet):
     model_name = "visit"
     serializer_class = s.VisitSerializer
     filterset_class = VisitFilter
     ordering_fields = ["scheduled_on"]
     ordering = ["scheduled_on", "id"]
-    write_permissions = {"weight": "biobank.record_weight"}
 
     def get_queryset(self) -> QuerySet[Visit]:
         return Visit.objects.select_related(
             "participant__study", "visit_type", "weight_recorded_by"
         )
 
-    @extend_schema(request=s.WeightInput, responses=s.VisitSerializer)
-    @action(detail=False, methods=["post"])
-    def weight(self, request: Request) -> Response:
-        """Record the body weight measured at a treatment visit; answers with the dose plan."""
-        return self.run(
-            request,
-            s.WeightInput,
-            lambda d: dose_services.visit_weight_record(
-                visit=visit_of(d["participant"], d["visit"], viewer=request.user),
-                weight_kg=d["weight_kg"],
-                measured_at=d["measured_at"],
-                actor=request.user,
-            ),
-        )
+    @extend_schema(
+        summary="Record body weight", request=RecordWeightInput, responses=s.VisitSerializer
+    )
+    @action(detail=False, methods=["post"], url_path="record-weight", url_name="record-weight")
+    def record_weight(self, request: Request) -> Response:
+        """Record the body weight measured at a treatment visit; answers with the dose plan.
+        Visits have no barcode: the body names the participant and the visit type."""
+        payload = RecordWeightInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        participant = _scanned(data.pop("participant"), Kind.PARTICIPANT, request, "participant")
+        visit_code = data.pop("visit").strip().upper()
+        visit = participant.visits.filter(visit_type__code=visit_code).first()
+        if visit is None:
+            raise ServiceError(
+                f"{participant.pseudonym} has no visit {visit_code}.",
+                code="not_found",
+                field="visit",
+            )
+        action_run(action=RECORD_WEIGHT, item=visit, actor=request.user, data=data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=visit.pk)).data)
+
+    record_weight.catalogue = RECORD_WEIGHT  # type: ignore[attr-defined]
+
+
+def _scanned(raw: Any, kind: Kind, request: Request, field: str) -> Any:
+    try:
+        return scan_resolve(raw=str(raw), viewer=request.user, kinds={kind}).item
+    except ServiceError as exc:
+        exc.field = field
+        raise
 
 
 # --- aspirates -------------------------------------------------------------------------------
@@ -264,101 +204,24 @@ class AspirateFilter(StatusFilter):
         fields = ["participant", "status", "site", "collected_after"]
 
 
+def _processing_started(view: Any, request: Request, item: Any, result: Any) -> Response:
+    return Response(s.ProcessingSerializer(result).data, status=201)
+
+
+@with_steps("aspirate", start_processing=({201: s.ProcessingSerializer}, _processing_started))
 class AspirateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     model_name = "aspirate"
     serializer_class = s.AspirateSerializer
     filterset_class = AspirateFilter
     ordering_fields = ["collected_at", "code"]
     ordering = ["-collected_at"]
-    write_permissions = {
-        "create": "biobank.add_aspirate",
-        "start_processing": "biobank.add_processing",
-    }
 
     def get_queryset(self) -> QuerySet[Aspirate]:
         return Aspirate.objects.select_related(
             "participant", "site", "visit__visit_type", "received_by"
         )
 
-    @extend_schema(request=s.CollectInput, responses={201: s.AspirateSerializer})
-    def create(self, request: Request) -> Response:
-        def call(d: dict[str, Any]) -> Aspirate:
-            visit = visit_of(d["participant"], d["visit"], viewer=request.user)
-            return aspirate_services.aspirate_collect(
-                visit=visit,
-                volume_ml=d["volume_ml"],
-                anticoagulant=d["anticoagulant"],
-                collected_at=d["collected_at"],
-                collected_by=d["collected_by"],
-                actor=request.user,
-            )
-
-        return self.run(request, s.CollectInput, call, status=201)
-
-    @extend_schema(request=s.ReceiveInput, responses=s.AspirateSerializer)
-    @action(detail=True, methods=["post"])
-    def receive(self, request: Request, code: str) -> Response:
-        item = self.get_object()
-        return self.run(
-            request,
-            s.ReceiveInput,
-            lambda d: aspirate_services.aspirate_receive(
-                aspirate=item,
-                decision=d["decision"],
-                actor=request.user,
-                temperature_c=d["temperature_c"],
-                condition=d["condition"],
-                received_at=d["received_at"],
-                reason=d["reason"],
-            ),
-        )
-
-    @extend_schema(request=s.ReasonInput, responses=s.AspirateSerializer)
-    @action(detail=True, methods=["post"])
-    def reject(self, request: Request, code: str) -> Response:
-        item = self.get_object()
-        return self.run(
-            request,
-            s.ReasonInput,
-            lambda d: aspirate_services.aspirate_reject(
-                aspirate=item, actor=request.user, reason=d["reason"]
-            ),
-        )
-
-    @extend_schema(request=s.ReasonInput, responses=s.AspirateSerializer)
-    @action(detail=True, methods=["post"], url_path="release-quarantine")
-    def release_quarantine(self, request: Request, code: str) -> Response:
-        item = self.get_object()
-        return self.run(
-            request,
-            s.ReasonInput,
-            lambda d: aspirate_services.aspirate_release_quarantine(
-                aspirate=item, actor=request.user, reason=d["reason"]
-            ),
-        )
-
-    @extend_schema(request=s.ReasonInput, responses=s.AspirateSerializer)
-    @action(detail=True, methods=["post"])
-    def discard(self, request: Request, code: str) -> Response:
-        item = self.get_object()
-        return self.run(
-            request,
-            s.ReasonInput,
-            lambda d: aspirate_services.aspirate_discard(
-                aspirate=item, actor=request.user, reason=d["reason"]
-            ),
-        )
-
-    @extend_schema(request=s.EmptyInput, responses={201: s.ProcessingSerializer})
-    @action(detail=True, methods=["post"], url_path="start-processing")
-    def start_processing(self, request: Request, code: str) -> Response:
-        item = self.get_object()
-        payload = s.EmptyInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        processing = processing_services.processing_start(
-            aspirate=item, actor=request.user, started_at=payload.validated_data["at"]
-        )
-        return Response(s.ProcessingSerializer(processing).data, status=201)
+    create = create_method("aspirate", "collect", s.AspirateSerializer)
 
 
 # --- processing ------------------------------------------------------------------------------
@@ -370,127 +233,25 @@ class ProcessingFilter(StatusFilter):
         fields = ["participant", "status"]
 
 
+def _units_filled(view: Any, request: Request, item: Any, result: Any) -> Response:
+    units = units_with_location(
+        ProductUnit.objects.filter(pk__in=[u.pk for u in result])
+    ).select_related("participant", "aspirate", "processing", "freezing_run")
+    return Response(s.UnitSerializer(units, many=True).data, status=201)
+
+
+@with_steps("processing", fill_units=({201: s.UnitSerializer(many=True)}, _units_filled))
 class ProcessingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     model_name = "processing"
     serializer_class = s.ProcessingSerializer
     filterset_class = ProcessingFilter
     ordering_fields = ["started_at", "code"]
     ordering = ["-started_at"]
-    write_permissions = {
-        "units": "biobank.add_productunit",
-        "freezing_run": "biobank.add_freezingrun",
-        "qc_release": "biobank.approve_qc_release",
-        "qc_results": "biobank.add_qcresult",
-        "passages": "biobank.add_passage",
-    }
 
     def get_queryset(self) -> QuerySet[Processing]:
         return Processing.objects.select_related(
             "aspirate", "participant", "qc_release__signature"
         ).prefetch_related("passages", "qc_results")
-
-    @extend_schema(request=s.PassageInput, responses=s.ProcessingSerializer)
-    @action(detail=True, methods=["post"])
-    def passages(self, request: Request, code: str) -> Response:
-        item = self.get_object()
-
-        def call(d: dict[str, Any]) -> Processing:
-            processing_services.passage_record(processing=item, actor=request.user, **d)
-            return item
-
-        return self.run(request, s.PassageInput, call)
-
-    @extend_schema(request=s.HarvestInput, responses=s.ProcessingSerializer)
-    @action(detail=True, methods=["post"])
-    def harvest(self, request: Request, code: str) -> Response:
-        item = self.get_object()
-        return self.run(
-            request,
-            s.HarvestInput,
-            lambda d: processing_services.processing_harvest(
-                processing=item, actor=request.user, **d
-            ),
-        )
-
-    @extend_schema(request=s.ReasonInput, responses=s.ProcessingSerializer)
-    @action(detail=True, methods=["post"])
-    def fail(self, request: Request, code: str) -> Response:
-        item = self.get_object()
-        return self.run(
-            request,
-            s.ReasonInput,
-            lambda d: processing_services.processing_fail(
-                processing=item, actor=request.user, reason=d["reason"]
-            ),
-        )
-
-    @extend_schema(request=s.QcResultInput, responses=s.ProcessingSerializer)
-    @action(detail=True, methods=["post"], url_path="qc-results")
-    def qc_results(self, request: Request, code: str) -> Response:
-        item = self.get_object()
-
-        def call(d: dict[str, Any]) -> Processing:
-            processing_services.qc_result_record(processing=item, actor=request.user, **d)
-            return item
-
-        return self.run(request, s.QcResultInput, call)
-
-    @extend_schema(request=s.QcReleaseInput, responses=s.ProcessingSerializer)
-    @action(detail=True, methods=["post"], url_path="qc-release")
-    def qc_release(self, request: Request, code: str) -> Response:
-        item = self.get_object()
-
-        def call(d: dict[str, Any]) -> Processing:
-            release_services.processing_qc_release(
-                processing=item, actor=request.user, password=d["password"], comment=d["comment"]
-            )
-            return item
-
-        return self.run(request, s.QcReleaseInput, call)
-
-    @extend_schema(request=s.UnitsCreateInput, responses={201: s.UnitSerializer(many=True)})
-    @action(detail=True, methods=["post"])
-    def units(self, request: Request, code: str) -> Response:
-        """Bulk: fill all units of a harvested product in one atomic request."""
-        item = self.get_object()
-        payload = s.UnitsCreateInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        specs = [unit_services.UnitSpec(**spec) for spec in payload.validated_data["units"]]
-        created = unit_services.units_create(
-            processing=item,
-            specs=specs,
-            actor=request.user,
-            created_at=payload.validated_data["created_at"],
-        )
-        units = units_with_location(
-            ProductUnit.objects.filter(pk__in=[u.pk for u in created])
-        ).select_related("participant", "aspirate", "processing", "freezing_run")
-        return Response(s.UnitSerializer(units, many=True).data, status=201)
-
-    @extend_schema(request=s.FreezingRunInput, responses=s.ProcessingSerializer)
-    @action(detail=True, methods=["post"], url_path="freezing-run")
-    def freezing_run(self, request: Request, code: str) -> Response:
-        item = self.get_object()
-
-        def call(d: dict[str, Any]) -> Processing:
-            if d.get("units"):
-                units = [
-                    resolve(raw, {Kind.UNIT}, "units", viewer=request.user) for raw in d["units"]
-                ]
-            else:
-                units = list(item.units.filter(status="created"))
-            unit_services.freezing_run_record(
-                processing=item,
-                units=units,
-                started_at=d["started_at"],
-                finished_at=d["finished_at"],
-                rate_c_per_min=d["rate_c_per_min"],
-                program=d["program"],
-                actor=request.user,
-            )
-            return item
-
-        return self.run(request, s.FreezingRunInput, call)
 
 
 # --- units -----------------------------------------------------------------------------------
@@ -511,31 +272,7 @@ class UnitFilter(StatusFilter):
         )
 
 
-def _unit_step(
-    name: str, input_class: type[serializers.Serializer], call: Callable[..., Any]
-) -> Any:
-    """One POST action on a unit that runs a storage or lifecycle service."""
-
-    def step(self: Any, request: Request, code: str) -> Response:
-        unit = self.get_object()
-
-        def apply(d: dict[str, Any]) -> ProductUnit:
-            call(unit, request.user, d)  # returns a placement or the unit: answer with the unit
-            return unit
-
-        return self.run(request, input_class, apply)
-
-    # The router maps the HTTP method to the function's name: set it before decorating.
-    step.__name__ = name
-    step.__doc__ = f"{name.replace('_', ' ').capitalize()} this unit."
-    decorated = action(detail=True, methods=["post"], url_path=name.replace("_", "-"))(step)
-    return extend_schema(request=input_class, responses=s.UnitSerializer)(decorated)
-
-
-def _container(raw: str, viewer: Any) -> Container:
-    return resolve(raw, {Kind.BOX, Kind.CONTAINER}, "container", viewer=viewer)
-
-
+@with_steps("unit")
 class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     model_name = "productunit"
     serializer_class = s.UnitSerializer
@@ -549,82 +286,6 @@ class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
                 "participant", "aspirate", "processing", "freezing_run"
             )
         )
-
-    store = _unit_step(
-        "store",
-        s.StoreInput,
-        lambda u, user, d: storage_services.unit_place(
-            unit=u,
-            container=_container(d["container"], user),
-            position=d["position"] or None,
-            actor=user,
-            at=d["at"],
-        ),
-    )
-    move = _unit_step(
-        "move",
-        s.MoveInput,
-        lambda u, user, d: storage_services.unit_move(
-            unit=u,
-            container=_container(d["container"], user),
-            position=d["position"] or None,
-            reason=d["reason"],
-            actor=user,
-            at=d["at"],
-        ),
-    )
-    check_out = _unit_step(
-        "check_out",
-        s.OptionalReasonInput,
-        lambda u, user, d: storage_services.unit_check_out(
-            unit=u, actor=user, reason=d["reason"], at=d["at"]
-        ),
-    )
-    check_in = _unit_step(
-        "check_in",
-        s.EmptyInput,
-        lambda u, user, d: storage_services.unit_check_in(unit=u, actor=user, at=d["at"]),
-    )
-    remove = _unit_step(
-        "remove",
-        s.ReasonInput,
-        lambda u, user, d: storage_services.unit_remove(unit=u, actor=user, reason=d["reason"]),
-    )
-    quarantine = _unit_step(
-        "quarantine",
-        s.ReasonInput,
-        lambda u, user, d: unit_services.unit_transition(
-            unit=u, action="quarantine", actor=user, reason=d["reason"]
-        ),
-    )
-    lift_quarantine = _unit_step(
-        "lift_quarantine",
-        s.ReasonInput,
-        lambda u, user, d: unit_services.unit_transition(
-            unit=u, action="lift_quarantine", actor=user, reason=d["reason"]
-        ),
-    )
-    release = _unit_step(
-        "release",
-        s.OptionalReasonInput,
-        lambda u, user, d: unit_services.unit_transition(
-            unit=u, action="release", actor=user, reason=d["reason"], at=d["at"]
-        ),
-    )
-    return_to_stock = _unit_step(
-        "return_to_stock",
-        s.ReasonInput,
-        lambda u, user, d: unit_services.unit_transition(
-            unit=u, action="return_to_stock", actor=user, reason=d["reason"]
-        ),
-    )
-    discard = _unit_step(
-        "discard",
-        s.ReasonInput,
-        lambda u, user, d: unit_services.unit_transition(
-            unit=u, action="discard", actor=user, reason=d["reason"]
-        ),
-    )
 
 
 # --- storage ---------------------------------------------------------------------------------
@@ -676,13 +337,45 @@ class ContainerFilter(filters.FilterSet):
         fields = ["storage_unit", "parent", "kind", "active"]
 
 
+def _positions(box: Container) -> list[dict[str, Any]]:
+    """Every position of a box with the unit in it; for a container without positions, its
+    units."""
+    if not box.is_box:
+        placed = Placement.objects.open().filter(container=box).select_related("unit")
+        return [
+            {
+                "position": "",
+                "row": 0,
+                "column": 0,
+                "unit": p.unit.code,
+                "checked_out": bool(p.checked_out_at),
+            }
+            for p in placed
+        ]
+    return [
+        {
+            "position": cell.label,
+            "row": cell.row,
+            "column": cell.column,
+            "unit": cell.placement.unit.code if cell.placement else None,
+            "checked_out": bool(cell.placement and cell.placement.checked_out_at),
+        }
+        for _, cells in box_map(box=box).rows
+        for cell in cells
+    ]
+
+
+def _stored(view: Any, request: Request, item: Container, result: Any) -> Response:
+    return Response(_positions(item))
+
+
+@with_steps("container", store=(s.PositionSerializer(many=True), _stored))
 class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     model_name = "container"
     serializer_class = s.ContainerSerializer
     filterset_class = ContainerFilter
     ordering_fields = ["path", "code"]
     ordering = ["path"]
-    write_permissions = {"store": "biobank.change_productunit"}
 
     def get_queryset(self) -> QuerySet[Container]:
         return Container.objects.select_related("storage_unit", "parent", "box_type")
@@ -694,61 +387,7 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVie
         box = self.get_object()
         if not box.is_box:
             raise ServiceError(f"{box.code} is a {box.kind} without positions.", field="code")
-        from biobank.selectors_storage import box_map
-
-        grid = box_map(box=box)
-        rows = [
-            {
-                "position": cell.label,
-                "row": cell.row,
-                "column": cell.column,
-                "unit": cell.placement.unit.code if cell.placement else None,
-                "checked_out": bool(cell.placement and cell.placement.checked_out_at),
-            }
-            for _, cells in grid.rows
-            for cell in cells
-        ]
-        return Response(rows)
-
-    @extend_schema(request=s.BoxStoreInput, responses=s.PositionSerializer(many=True))
-    @action(detail=True, methods=["post"])
-    def store(self, request: Request, code: str) -> Response:
-        """Bulk: store many units into this box (or container) in one atomic request."""
-        box = self.get_object()
-        payload = s.BoxStoreInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        with transaction.atomic():
-            for index, entry in enumerate(payload.validated_data["placements"]):
-                field = f"placements.{index}"
-                unit = resolve(entry["unit"], {Kind.UNIT}, f"{field}.unit", viewer=request.user)
-                try:
-                    storage_services.unit_place(
-                        unit=unit,
-                        container=box,
-                        position=entry["position"] or None,
-                        actor=request.user,
-                    )
-                except ServiceError as exc:
-                    exc.message = f"{unit.code} ({field}): {exc.message}"
-                    exc.field = f"{field}.{exc.field or 'unit'}"
-                    raise
-        if box.is_box:
-            return self.positions(request, code)
-        placed = Placement.objects.filter(container=box, ended_at__isnull=True).select_related(
-            "unit"
-        )
-        return Response(
-            [
-                {
-                    "position": "",
-                    "row": 0,
-                    "column": 0,
-                    "unit": p.unit.code,
-                    "checked_out": bool(p.checked_out_at),
-                }
-                for p in placed
-            ]
-        )
+        return Response(_positions(box))
 
 
 # --- events and doses ------------------------------------------------------------------------
@@ -795,20 +434,12 @@ class DoseFilter(StatusFilter):
         fields = ["participant", "status", "visit"]
 
 
+@with_steps("dose")
 class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     model_name = "dose"
     serializer_class = s.DoseSerializer
     filterset_class = DoseFilter
     ordering = ["code"]
-    write_permissions = {
-        "create": "biobank.prepare_dose",
-        "release": "biobank.release_dose",
-        "deviation": "biobank.release_dose",
-        "make_ready": "biobank.prepare_dose",
-        "cancel": "biobank.prepare_dose",
-        "dispatch_dose": "biobank.administer_dose",
-        "administer": "biobank.administer_dose",
-    }
 
     def get_queryset(self) -> QuerySet[Dose]:
         return Dose.objects.select_related(
@@ -819,119 +450,7 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
             "deviation_signature",
         ).prefetch_related(Prefetch("dose_units", queryset=DoseUnit.objects.select_related("unit")))
 
-    @extend_schema(request=s.DosePrepareInput, responses={201: s.DoseSerializer})
-    def create(self, request: Request) -> Response:
-        """Plan the visit's dose from its recorded weight; MSC draws on the participant's own
-        units (default: the suggestion) or a fresh product."""
-
-        def call(d: dict[str, Any]) -> Dose:
-            visit = visit_of(d["participant"], d["visit"], viewer=request.user)
-            raw_units = [*d["units"], *([d["unit"]] if d.get("unit") else [])]
-            units = [resolve(raw, {Kind.UNIT}, "units", viewer=request.user) for raw in raw_units]
-            processing = (
-                resolve(d["processing"], {Kind.PROCESSING}, "processing", viewer=request.user)
-                if d.get("processing")
-                else None
-            )
-            return dose_services.dose_prepare(
-                visit=visit, actor=request.user, units=units, processing=processing
-            )
-
-        return self.run(request, s.DosePrepareInput, call, status=201)
-
-    @extend_schema(request=s.PasswordInput, responses=s.DoseSerializer)
-    @action(detail=True, methods=["post"])
-    def release(self, request: Request, code: str) -> Response:
-        dose = self.get_object()
-        return self.run(
-            request,
-            s.PasswordInput,
-            lambda d: dose_services.dose_release(
-                dose=dose, actor=request.user, password=d["password"]
-            ),
-        )
-
-    @extend_schema(request=s.DeviationInput, responses=s.DoseSerializer)
-    @action(detail=True, methods=["post"])
-    def deviation(self, request: Request, code: str) -> Response:
-        """QA signs a documented deviation: the dose may then fall outside its window."""
-        dose = self.get_object()
-        return self.run(
-            request,
-            s.DeviationInput,
-            lambda d: dose_services.dose_deviation_sign(
-                dose=dose, actor=request.user, password=d["password"], reason=d["reason"]
-            ),
-        )
-
-    @extend_schema(request=s.DoseReadyInput, responses=s.DoseSerializer)
-    @action(detail=True, methods=["post"], url_path="make-ready")
-    def make_ready(self, request: Request, code: str) -> Response:
-        """Thaw the units / take the fresh product / fill saline; the expiry is computed."""
-        dose = self.get_object()
-        return self.run(
-            request,
-            s.DoseReadyInput,
-            lambda d: dose_services.dose_make_ready(
-                dose=dose,
-                actor=request.user,
-                ready_at=d["ready_at"],
-                post_thaw_cell_count=d["post_thaw_cell_count"],
-                post_thaw_viability_pct=d["post_thaw_viability_pct"],
-                unit_counts=[
-                    dose_services.UnitCount(
-                        u["unit"], u["post_thaw_cell_count"], u["post_thaw_viability_pct"]
-                    )
-                    for u in d["units"]
-                ],
-                saline_lot=d["saline_lot"],
-            ),
-        )
-
-    @extend_schema(request=s.ReasonInput, responses=s.DoseSerializer)
-    @action(detail=True, methods=["post"])
-    def cancel(self, request: Request, code: str) -> Response:
-        dose = self.get_object()
-        return self.run(
-            request,
-            s.ReasonInput,
-            lambda d: dose_services.dose_cancel(dose=dose, actor=request.user, reason=d["reason"]),
-        )
-
-    @extend_schema(request=s.DispatchInput, responses=s.DoseSerializer)
-    # Not named "dispatch": that is the view's own request entry point.
-    @action(detail=True, methods=["post"], url_path="dispatch", url_name="dispatch")
-    def dispatch_dose(self, request: Request, code: str) -> Response:
-        """Chain-of-identity check (dose scan vs participant scan), expiry check, dispatch."""
-        dose = self.get_object()
-        return self.run(
-            request,
-            s.DispatchInput,
-            lambda d: dose_services.dose_dispatch(
-                dose_scan=d.get("dose_scan") or dose.code,
-                participant_scan=d["participant_scan"],
-                actor=request.user,
-                at=d["at"],
-            ),
-        )
-
-    @extend_schema(request=s.AdministerInput, responses=s.DoseSerializer)
-    @action(detail=True, methods=["post"])
-    def administer(self, request: Request, code: str) -> Response:
-        """Bedside identity check, expiry check, then the administration is recorded."""
-        dose = self.get_object()
-        return self.run(
-            request,
-            s.AdministerInput,
-            lambda d: dose_services.dose_administer(
-                dose_scan=d.get("dose_scan") or dose.code,
-                participant_scan=d["participant_scan"],
-                actor=request.user,
-                administered_by=d["administered_by"],
-                route=d["route"],
-                at=d["at"],
-            ),
-        )
+    create = create_method("dose", "prepare", s.DoseSerializer)
 
     @extend_schema(
         parameters=[
