@@ -167,10 +167,10 @@ def test_generated_python_client_imports_and_walks(live_server: Any, tmp_path: P
         from bbclient.api.units import units_move_create  # type: ignore[import-not-found]
         from bbclient.models import (  # type: ignore[import-not-found]
             AuthToken,
-            ParticipantEnrolInput,
             Error,
-            UnitMoveInput,
             Participant,
+            ParticipantEnrolInput,
+            UnitMoveInput,
         )
 
         issued = auth_token_create.sync(
