@@ -25,12 +25,10 @@ from biobank.selectors.shipments import (
     trace_chart,
 )
 from biobank.services import shipments as services
+from biobank.services.actions import action_get, action_permitted, action_run
 from biobank.services.errors import ServiceError
 
-from .steps import NoDeleteAdminMixin, check_with_service
-
-PACK = "biobank.pack_shipment"
-RECEIVE = "biobank.receive_shipment"
+from .steps import NoDeleteAdminMixin, check_with_service, step_form
 
 
 class ShipmentForm(forms.ModelForm):
@@ -61,107 +59,23 @@ class ShipmentForm(forms.ModelForm):
         return data
 
 
-class ScanForm(forms.Form):
-    scan = forms.CharField(
-        max_length=200,
-        strip=False,
-        widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "off"}),
-    )
-
-
-class ReceiveScanForm(ScanForm):
-    damaged = forms.BooleanField(required=False)
-    note = forms.CharField(required=False, max_length=2000)
-
-
-class PasswordForm(forms.Form):
-    password = forms.CharField(widget=forms.PasswordInput, label="Your password (to sign)")
-
-
-class ReasonForm(forms.Form):
-    reason = forms.CharField(max_length=2000)
-
-
-class WriteOffForm(ScanForm):
-    reason = forms.CharField(max_length=2000)
-
-
-class ShipForm(forms.Form):
-    courier = forms.CharField(required=False, max_length=100)
-    tracking_ref = forms.CharField(required=False, max_length=100)
-
-
-class LoggerForm(forms.Form):
-    file = forms.FileField(label="Logger CSV")
-
-
-# name → (form, permission, call(shipment, user, data) → message)
-STEPS: dict[str, tuple[type[forms.Form], str, Any]] = {
-    "pack": (
-        ScanForm,
-        PACK,
-        lambda s, u, d: f"{services.shipment_pack(shipment=s, actor=u, **d).item_code} packed.",
-    ),
-    "unpack": (
-        ScanForm,
-        PACK,
-        lambda s, u, d: (
-            f"{services.shipment_unpack(shipment=s, actor=u, **d).item_code} taken out."
-        ),
-    ),
-    "seal": (
-        PasswordForm,
-        PACK,
-        lambda s, u, d: (
-            services.shipment_seal(shipment=s, actor=u, **d)
-            and "Sealed and signed: the manifest is locked."
-        ),
-    ),
-    "ship": (
-        ShipForm,
-        PACK,
-        lambda s, u, d: (
-            services.shipment_ship(
-                shipment=s,
-                actor=u,
-                courier=d["courier"] or None,
-                tracking_ref=d["tracking_ref"] or None,
-            )
-            and "Shipped: every item is in transit."
-        ),
-    ),
-    "cancel": (
-        ReasonForm,
-        PACK,
-        lambda s, u, d: services.shipment_cancel(shipment=s, actor=u, **d) and "Cancelled.",
-    ),
-    "receive_scan": (
-        ReceiveScanForm,
-        RECEIVE,
-        lambda s, u, d: services.shipment_receive_scan(shipment=s, actor=u, **d).message,
-    ),
-    "receive": (forms.Form, RECEIVE, lambda s, u, d: _receipt_message(s, u)),
-    "find": (
-        ReceiveScanForm,
-        RECEIVE,
-        lambda s, u, d: (
-            services.shipment_item_find(shipment=s, actor=u, **d)
-            and f"{d['scan'].strip()} found and received."
-        ),
-    ),
-    "write_off": (
-        WriteOffForm,
-        RECEIVE,
-        lambda s, u, d: (
-            f"{services.shipment_item_write_off(shipment=s, actor=u, **d).item_code} written off."
-        ),
-    ),
-    "logger": (LoggerForm, RECEIVE, lambda s, u, d: _logger_message(s, u, d["file"])),
+# name → the message the step's result gives; the step itself (form, permission, service) is
+# the action catalogue's.
+STEP_MESSAGES: dict[str, Any] = {
+    "pack": lambda s, u, r: f"{r.item_code} packed.",
+    "unpack": lambda s, u, r: f"{r.item_code} taken out.",
+    "seal": lambda s, u, r: "Sealed and signed: the manifest is locked.",
+    "ship": lambda s, u, r: "Shipped: every item is in transit.",
+    "cancel": lambda s, u, r: "Cancelled.",
+    "receive_scan": lambda s, u, r: r.message,
+    "receive": lambda s, u, r: _receipt_message(s, u, r),
+    "find": lambda s, u, r: "Found and received.",
+    "write_off": lambda s, u, r: f"{r.item_code} written off.",
+    "logger": lambda s, u, r: _logger_message(r),
 }
 
 
-def _receipt_message(shipment: Shipment, user: Any) -> str:
-    receipt = services.shipment_receive(shipment=shipment, actor=user)
+def _receipt_message(shipment: Shipment, user: Any, receipt: Any) -> str:
     visible = {row["code"] for row in manifest_rows(shipment=shipment, user=user)}
     parts = [
         f"{name}: {', '.join(c for c in getattr(receipt, name) if c in visible) or '–'}"
@@ -170,10 +84,7 @@ def _receipt_message(shipment: Shipment, user: Any) -> str:
     return "Receipt closed. " + "; ".join(parts) + "."
 
 
-def _logger_message(shipment: Shipment, user: Any, upload: Any) -> str:
-    result = services.shipment_logger_upload(
-        shipment=shipment, data=upload.read(), filename=upload.name, actor=user
-    )
+def _logger_message(result: Any) -> str:
     excursion = result.logger_file.excursion
     if not excursion:
         return f"{result.logger_file.readings} readings, all within range."
@@ -212,7 +123,7 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
         return format_html('<strong style="color:#b00">{} in transit</strong>', count)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(PACK)
+        return action_permitted(action_get("shipment", "create"), request.user)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False if obj is not None else super().has_change_permission(request, obj)
@@ -282,17 +193,17 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
             "rows": manifest_rows(shipment=shipment, user=user),
             "logger_files": logger_files(shipment=shipment),
             "chart_alt": chart[1] if chart else "",
-            "can_pack": user.has_perm(PACK),
-            "can_receive": user.has_perm(RECEIVE),
+            "can_pack": action_permitted(action_get("shipment", "pack"), user),
+            "can_receive": action_permitted(action_get("shipment", "receive"), user),
             "low_high": shipment.temperature_range,
             "forms": {
-                "scan": ScanForm(),
-                "receive_scan": ReceiveScanForm(),
-                "password": PasswordForm(),
-                "reason": ReasonForm(),
-                "ship": ShipForm(),
-                "write_off": WriteOffForm(),
-                "logger": LoggerForm(),
+                "scan": step_form("shipment", "pack")(),
+                "receive_scan": step_form("shipment", "receive_scan")(),
+                "password": step_form("shipment", "seal")(),
+                "reason": step_form("shipment", "cancel")(),
+                "ship": step_form("shipment", "ship")(),
+                "write_off": step_form("shipment", "write_off")(),
+                "logger": step_form("shipment", "logger")(),
             },
             "S": ShipmentStatus,
         }
@@ -309,7 +220,7 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
 
     def pack_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         shipment = self._shipment(request, pk)
-        if not request.user.has_perm(PACK):
+        if not action_permitted(action_get("shipment", "pack"), request.user):
             raise PermissionDenied
         context = self._context(request, shipment)
         context["title"] = f"Pack {shipment.code}: scan items"
@@ -318,7 +229,7 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
 
     def receive_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         shipment = self._shipment(request, pk)
-        if not request.user.has_perm(RECEIVE):
+        if not action_permitted(action_get("shipment", "receive"), request.user):
             raise PermissionDenied
         context = self._context(request, shipment)
         context["title"] = f"Receive {shipment.code}: scan items"
@@ -327,12 +238,12 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
 
     def step_view(self, request: HttpRequest, pk: int, name: str) -> HttpResponse:
         shipment = self._shipment(request, pk)
-        if name not in STEPS or request.method != "POST":
+        if name not in STEP_MESSAGES or request.method != "POST":
             raise PermissionDenied
-        form_class, permission, call = STEPS[name]
-        if not request.user.has_perm(permission):
+        step = action_get("shipment", name)
+        if not action_permitted(step, request.user):
             raise PermissionDenied
-        form = form_class(request.POST, request.FILES)
+        form = step_form("shipment", name)(request.POST, request.FILES)
         back = request.POST.get("next") or reverse(
             "admin:biobank_shipment_change", args=[shipment.pk]
         )
@@ -343,7 +254,10 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
             messages.error(request, f"Nothing was changed. {problems}")
             return HttpResponseRedirect(back)
         try:
-            messages.success(request, call(shipment, request.user, form.cleaned_data))
+            result = action_run(
+                action=step, item=shipment, actor=request.user, data=form.cleaned_data
+            )
+            messages.success(request, STEP_MESSAGES[name](shipment, request.user, result))
         except ServiceError as exc:
             messages.error(request, f"Refused: {exc.message}")
         return HttpResponseRedirect(back)

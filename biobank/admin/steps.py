@@ -114,8 +114,14 @@ def form_field(spec: Input) -> forms.Field:
             "signature are stored with the record."
         )
         return forms.CharField(widget=forms.PasswordInput(render_value=False), **common)
+    if spec.name == "scan" or spec.name.endswith("_scan"):
+        # A scan keeps its characters: the resolver explains stray scanner prefixes.
+        widget = forms.TextInput(attrs={"autofocus": True, "autocomplete": "off"})
+        return forms.CharField(max_length=spec.max_length, strip=False, widget=widget, **common)
     if spec.type in ("text", "code"):
         return forms.CharField(max_length=spec.max_length, **common)
+    if spec.type == "file":
+        return forms.FileField(**common)
     if spec.type == "int":
         return forms.IntegerField(**bounds, **common)
     if spec.type == "decimal":

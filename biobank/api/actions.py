@@ -39,7 +39,7 @@ def _field(spec: Input) -> serializers.Field:
         if not spec.required and spec.default == "":
             optional["allow_blank"] = True
         # A scan keeps its own spacing: the resolver explains stray characters.
-        trim = not spec.name.endswith("_scan")
+        trim = spec.name != "scan" and not spec.name.endswith("_scan")
         return serializers.CharField(max_length=spec.max_length, trim_whitespace=trim, **optional)
     if spec.type == "int":
         return serializers.IntegerField(**bounds, **optional)
@@ -55,6 +55,8 @@ def _field(spec: Input) -> serializers.Field:
         return serializers.ChoiceField(choices=list(spec.choices), **optional)
     if spec.type == "bool":
         return serializers.BooleanField(**optional)
+    if spec.type == "file":
+        return serializers.FileField(**optional)
     if spec.type == "codes":
         if not spec.required:
             optional["default"] = list
@@ -98,8 +100,11 @@ def step_data(request: Request, step: Action) -> dict[str, Any]:
 _RESERVED = {"dispatch", "update", "list", "retrieve"}
 
 
-def step_method(step: Action, responses: Any, respond: Callable[..., Response]) -> Any:
-    """The view method for one catalogued step on an item."""
+def step_method(
+    step: Action, responses: Any, respond: Callable[..., Response], **options: Any
+) -> Any:
+    """The view method for one catalogued step on an item (``options``: DRF action options,
+    e.g. the parsers of an upload)."""
 
     def method(self: Any, request: Request, code: str) -> Response:
         item = self.get_object()
@@ -111,28 +116,29 @@ def step_method(step: Action, responses: Any, respond: Callable[..., Response]) 
     method.__name__ = f"{step.name}_step" if step.name in _RESERVED else step.name
     method.__doc__ = step.doc or f"{step.label} ({step.kind} {step.name.replace('_', ' ')})."
     method.catalogue = step  # type: ignore[attr-defined]
-    decorated = drf_action(detail=True, methods=["post"], url_path=step.path, url_name=step.path)(
-        method
-    )
-    return extend_schema(
-        summary=step.label,
-        request=input_serializer(step.kind, step.name),
-        responses=responses,
-    )(decorated)
+    decorated = drf_action(
+        detail=True, methods=["post"], url_path=step.path, url_name=step.path, **options
+    )(method)
+    body: Any = input_serializer(step.kind, step.name)
+    if any(spec.type == "file" for spec in step.inputs):
+        body = {"multipart/form-data": body}
+    return extend_schema(summary=step.label, request=body, responses=responses)(decorated)
 
 
-def with_steps(kind: str, **special: tuple[Any, Callable[..., Response]]) -> Callable[[type], type]:
+def with_steps(kind: str, **special: tuple[Any, ...]) -> Callable[[type], type]:
     """Give a viewset one POST action per catalogued step of ``kind``.
 
     By default a step answers with the item as the viewset serializes it; ``special`` maps a
-    step name to (schema responses, respond(view, request, item, result)) where it answers with
-    something else.
+    step name to (schema responses, respond(view, request, item, result)[, action options])
+    where it answers with something else.
     """
 
     def attach(viewset: type) -> type:
         for step in actions_for(kind, on_item=True):
-            responses, respond = special.get(step.name, (viewset.serializer_class, _item_answer))
-            method = step_method(step, responses, respond)
+            responses, respond, *options = special.get(
+                step.name, (viewset.serializer_class, _item_answer)
+            )
+            method = step_method(step, responses, respond, **(options[0] if options else {}))
             setattr(viewset, method.__name__, method)
         return viewset
 

@@ -424,19 +424,6 @@ class IdentityCheckSerializer(serializers.ModelSerializer):
         ]
 
 
-# --- inputs ----------------------------------------------------------------------------------
-
-
-class ReasonInput(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000)
-
-
-class PasswordInput(serializers.Serializer):
-    password = serializers.CharField(
-        max_length=200, write_only=True, style={"input_type": "password"}
-    )
-
-
 class ScheduleEntrySerializer(serializers.Serializer):
     visit = serializers.CharField()
     treatment = serializers.CharField()

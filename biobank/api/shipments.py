@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from biobank.labels import content_type_for
-from biobank.models import Shipment, ShipmentKind, Site
+from biobank.models import Shipment
 from biobank.selectors.shipments import (
     manifest_pdf,
     manifest_rows,
@@ -29,19 +29,11 @@ from biobank.selectors.shipments import (
     trace_chart,
 )
 from biobank.services import shipments as services
-from biobank.services.errors import NotFound, ServiceError
+from biobank.services.errors import NotFound
 from biobank.services.lifecycle import allowed_actions
 
-from .serializers import PasswordInput, ReasonInput
+from .actions import create_method, with_steps
 from .views import BaseViewSet
-
-
-def site_by_code(raw: str, field: str) -> Site:
-    site = Site.objects.filter(code=str(raw or "").strip().upper()).first()
-    if site is None:
-        codes = ", ".join(Site.objects.order_by("code").values_list("code", flat=True))
-        raise ServiceError(f"Unknown site '{raw}'; one of {codes}.", field=field)
-    return site
 
 
 class ShipmentSerializer(serializers.ModelSerializer):
@@ -96,54 +88,6 @@ class ShipmentSerializer(serializers.ModelSerializer):
         ]
 
 
-class ShipmentCreateInput(serializers.Serializer):
-    from_site = serializers.CharField(max_length=16)
-    to_site = serializers.CharField(max_length=16)
-    kind = serializers.ChoiceField(choices=ShipmentKind.choices)
-    label = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    shipper_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    logger_serial = serializers.CharField(
-        max_length=64, required=False, allow_blank=True, default=""
-    )
-    courier = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    tracking_ref = serializers.CharField(
-        max_length=100, required=False, allow_blank=True, default=""
-    )
-
-
-class ScanInput(serializers.Serializer):
-    scan = serializers.CharField(max_length=200, trim_whitespace=False)
-
-
-class ReceiveScanInput(ScanInput):
-    damaged = serializers.BooleanField(required=False, default=False)
-    note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-
-
-class FindInput(ReceiveScanInput):
-    at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-
-
-class WriteOffInput(ScanInput):
-    reason = serializers.CharField(max_length=2000)
-
-
-class ShipInput(serializers.Serializer):
-    at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    courier = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
-    tracking_ref = serializers.CharField(
-        max_length=100, required=False, allow_null=True, default=None
-    )
-
-
-class AtInput(serializers.Serializer):
-    at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-
-
-class LoggerInput(serializers.Serializer):
-    file = serializers.FileField()
-
-
 class ShipmentFilter(filters.FilterSet):
     status = filters.CharFilter()
     kind = filters.CharFilter()
@@ -155,28 +99,44 @@ class ShipmentFilter(filters.FilterSet):
         fields = ["status", "kind", "from_site", "to_site"]
 
 
-PACK = "biobank.pack_shipment"
-RECEIVE = "biobank.receive_shipment"
+def _with(view: Any, request: Request, shipment: Shipment, extra: dict[str, Any]) -> Response:
+    """The shipment as it is now, with what the step has to say."""
+    data = view.get_serializer(view.get_queryset().get(pk=shipment.pk)).data
+    return Response({**data, **extra})
 
 
+def _scanned(view: Any, request: Request, shipment: Shipment, outcome: Any) -> Response:
+    return _with(
+        view, request, shipment, {"scan": {"extra": outcome.extra, "message": outcome.message}}
+    )
+
+
+def _received(view: Any, request: Request, shipment: Shipment, receipt: Any) -> Response:
+    return _with(view, request, shipment, {"receipt": _receipt(receipt, request)})
+
+
+def _logged(view: Any, request: Request, shipment: Shipment, result: Any) -> Response:
+    visible = _visible_codes(shipment, request)
+    logger = {
+        "readings": result.logger_file.readings,
+        "excursion": result.logger_file.excursion,
+        "quarantined": [c for c in result.quarantined if c in visible],
+    }
+    return _with(view, request, shipment, {"logger": logger})
+
+
+@with_steps(
+    "shipment",
+    receive_scan=(ShipmentSerializer, _scanned),
+    receive=(ShipmentSerializer, _received),
+    find=(ShipmentSerializer, _received),
+    logger=(ShipmentSerializer, _logged, {"parser_classes": [MultiPartParser]}),
+)
 class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     model_name = "shipment"
     serializer_class = ShipmentSerializer
     filterset_class = ShipmentFilter
     ordering = ["-created_at"]
-    write_permissions = {
-        "create": PACK,
-        "pack": PACK,
-        "unpack": PACK,
-        "seal": PACK,
-        "ship": PACK,
-        "cancel": PACK,
-        "receive_scan": RECEIVE,
-        "receive": RECEIVE,
-        "find": RECEIVE,
-        "write_off": RECEIVE,
-        "logger": RECEIVE,
-    }
 
     def get_queryset(self) -> QuerySet[Shipment]:
         return shipments_list().select_related("seal_signature")
@@ -186,142 +146,7 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseView
         context["with_items"] = self.action != "list"
         return context
 
-    @extend_schema(request=ShipmentCreateInput, responses={201: ShipmentSerializer})
-    def create(self, request: Request) -> Response:
-        def call(d: dict[str, Any]) -> Shipment:
-            return services.shipment_create(
-                from_site=site_by_code(d.pop("from_site"), "from_site"),
-                to_site=site_by_code(d.pop("to_site"), "to_site"),
-                actor=request.user,
-                **d,
-            )
-
-        return self.run(request, ShipmentCreateInput, call, status=201)
-
-    def _act(self, request: Request, input_class: Any, fn: Any) -> Response:
-        shipment = self.get_object()
-
-        def call(d: dict[str, Any]) -> Any:
-            extra = fn(shipment, d)
-            response = self.get_serializer(self._reload(shipment)).data
-            if isinstance(extra, dict):
-                response = {**response, **extra}
-            return Response(response)
-
-        return self.run(request, input_class, call)
-
-    @extend_schema(request=ScanInput, responses=ShipmentSerializer)
-    @action(detail=True, methods=["post"])
-    def pack(self, request: Request, code: str) -> Response:
-        return self._act(
-            request,
-            ScanInput,
-            lambda s, d: services.shipment_pack(shipment=s, scan=d["scan"], actor=request.user),
-        )
-
-    @extend_schema(request=ScanInput, responses=ShipmentSerializer)
-    @action(detail=True, methods=["post"])
-    def unpack(self, request: Request, code: str) -> Response:
-        return self._act(
-            request,
-            ScanInput,
-            lambda s, d: services.shipment_unpack(shipment=s, scan=d["scan"], actor=request.user),
-        )
-
-    @extend_schema(request=PasswordInput, responses=ShipmentSerializer)
-    @action(detail=True, methods=["post"])
-    def seal(self, request: Request, code: str) -> Response:
-        return self._act(
-            request,
-            PasswordInput,
-            lambda s, d: services.shipment_seal(
-                shipment=s, actor=request.user, password=d["password"]
-            ),
-        )
-
-    @extend_schema(request=ShipInput, responses=ShipmentSerializer)
-    @action(detail=True, methods=["post"])
-    def ship(self, request: Request, code: str) -> Response:
-        return self._act(
-            request,
-            ShipInput,
-            lambda s, d: services.shipment_ship(shipment=s, actor=request.user, **d),
-        )
-
-    @extend_schema(request=ReasonInput, responses=ShipmentSerializer)
-    @action(detail=True, methods=["post"])
-    def cancel(self, request: Request, code: str) -> Response:
-        return self._act(
-            request,
-            ReasonInput,
-            lambda s, d: services.shipment_cancel(
-                shipment=s, actor=request.user, reason=d["reason"]
-            ),
-        )
-
-    @extend_schema(request=ReceiveScanInput, responses=ShipmentSerializer)
-    @action(detail=True, methods=["post"], url_path="receive-scan")
-    def receive_scan(self, request: Request, code: str) -> Response:
-        def fn(s: Shipment, d: dict[str, Any]) -> dict[str, Any]:
-            outcome = services.shipment_receive_scan(shipment=s, actor=request.user, **d)
-            return {"scan": {"extra": outcome.extra, "message": outcome.message}}
-
-        return self._act(request, ReceiveScanInput, fn)
-
-    @extend_schema(request=AtInput, responses=ShipmentSerializer)
-    @action(detail=True, methods=["post"])
-    def receive(self, request: Request, code: str) -> Response:
-        def fn(s: Shipment, d: dict[str, Any]) -> dict[str, Any]:
-            return {
-                "receipt": _receipt(
-                    services.shipment_receive(shipment=s, actor=request.user, **d), request
-                )
-            }
-
-        return self._act(request, AtInput, fn)
-
-    @extend_schema(request=FindInput, responses=ShipmentSerializer)
-    @action(detail=True, methods=["post"])
-    def find(self, request: Request, code: str) -> Response:
-        def fn(s: Shipment, d: dict[str, Any]) -> dict[str, Any]:
-            return {
-                "receipt": _receipt(
-                    services.shipment_item_find(shipment=s, actor=request.user, **d), request
-                )
-            }
-
-        return self._act(request, FindInput, fn)
-
-    @extend_schema(request=WriteOffInput, responses=ShipmentSerializer)
-    @action(detail=True, methods=["post"], url_path="write-off")
-    def write_off(self, request: Request, code: str) -> Response:
-        return self._act(
-            request,
-            WriteOffInput,
-            lambda s, d: services.shipment_item_write_off(
-                shipment=s, scan=d["scan"], actor=request.user, reason=d["reason"]
-            ),
-        )
-
-    @extend_schema(request={"multipart/form-data": LoggerInput}, responses=ShipmentSerializer)
-    # The logger file is the one upload here: JSON everywhere else.
-    @action(detail=True, methods=["post"], parser_classes=[MultiPartParser])
-    def logger(self, request: Request, code: str) -> Response:
-        def fn(s: Shipment, d: dict[str, Any]) -> dict[str, Any]:
-            upload = d["file"]
-            result = services.shipment_logger_upload(
-                shipment=s, data=upload.read(), filename=upload.name, actor=request.user
-            )
-            visible = _visible_codes(s, request)
-            return {
-                "logger": {
-                    "readings": result.logger_file.readings,
-                    "excursion": result.logger_file.excursion,
-                    "quarantined": [c for c in result.quarantined if c in visible],
-                }
-            }
-
-        return self._act(request, LoggerInput, fn)
+    create = create_method("shipment", "create", ShipmentSerializer)
 
     @extend_schema(responses={(200, "application/pdf"): bytes})
     @action(detail=True, methods=["get"])

@@ -33,6 +33,7 @@ from biobank.models import (
     StorageUnit,
     Visit,
 )
+from biobank.models.storage import open_placement_q
 from biobank.scanning.resolve import scan_resolve
 from biobank.selectors_storage import box_map, units_with_location
 from biobank.services import doses as dose_services
@@ -268,7 +269,7 @@ class UnitFilter(StatusFilter):
 
     def in_container(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(
-            placements__container__code=value.strip().upper(), placements__ended_at__isnull=True
+            open_placement_q("placements__"), placements__container__code=value.strip().upper()
         )
 
 

@@ -19,11 +19,11 @@ from django.contrib.auth.base_user import AbstractBaseUser
 
 from biobank.errors import Forbidden, NotFound, ServiceError
 from biobank.identifiers import Kind
-from biobank.models import Anticoagulant, Condition, ContainerType, QcTest, Site
+from biobank.models import Anticoagulant, Condition, ContainerType, QcTest, ShipmentKind, Site
 from biobank.scanning.resolve import scan_resolve
 from biobank.visibility import can_see_allocation
 
-from . import aspirates, doses, processing, release, storage, units
+from . import aspirates, doses, processing, release, shipments, storage, units
 from .lifecycle import TRANSITIONS
 from .trial import participant_enroll
 
@@ -31,7 +31,7 @@ from .trial import participant_enroll
 @dataclass(frozen=True)
 class Input:
     """One input of a step. ``type`` is one of: text, reason, password, int, decimal, datetime,
-    date, choice, bool, code (an item ID, resolved like a scan), codes (a list of them),
+    date, choice, bool, file, code (an item ID, resolved like a scan), codes (a list of them),
     rows (a list of records, each with the ``of`` inputs)."""
 
     name: str
@@ -232,6 +232,31 @@ def _bedside(step: Callable[..., Any], **extra: str) -> Run:
         )
 
     return run
+
+
+def _site(raw: str, field: str) -> Site:
+    site = Site.objects.filter(code=str(raw or "").strip().upper()).first()
+    if site is None:
+        codes = ", ".join(Site.objects.order_by("code").values_list("code", flat=True))
+        raise ServiceError(f"Unknown site '{raw}'; one of {codes}.", code="not_found", field=field)
+    return site
+
+
+def _shipment_create(_: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
+    rest = {k: v for k, v in d.items() if k not in ("from_site", "to_site")}
+    return shipments.shipment_create(
+        from_site=_site(d["from_site"], "from_site"),
+        to_site=_site(d["to_site"], "to_site"),
+        actor=actor,
+        **rest,
+    )
+
+
+def _logger(item: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
+    upload = d["file"]
+    return shipments.shipment_logger_upload(
+        shipment=item, data=upload.read(), filename=upload.name, actor=actor
+    )
 
 
 PARTICIPANT_SCAN = Input("participant_scan", help="The participant ID as scanned", max_length=200)
@@ -716,6 +741,142 @@ ACTIONS: tuple[Action, ...] = (
     ),
 )
 
+PACK, RECEIVE = "biobank.pack_shipment", "biobank.receive_shipment"
+ITEM_SCAN = Input("scan", max_length=200, help="An item's ID as scanned")
+ARRIVAL = (
+    ITEM_SCAN,
+    Input("damaged", "bool", required=False, default=False),
+    Input("note", "reason", required=False, max_length=2000, default=""),
+)
+
+
+def _optional(name: str, length: int) -> Input:
+    return Input(name, required=False, max_length=length, default="")
+
+
+SHIPMENT_ACTIONS: tuple[Action, ...] = (
+    Action(
+        "shipment",
+        "create",
+        "New shipment",
+        PACK,
+        (
+            Input("from_site", max_length=16),
+            Input("to_site", max_length=16),
+            Input("kind", "choice", choices=_choices(ShipmentKind)),
+            _optional("label", 200),
+            _optional("shipper_id", 64),
+            _optional("logger_serial", 64),
+            _optional("courier", 100),
+            _optional("tracking_ref", 100),
+        ),
+        _shipment_create,
+        on_item=False,
+    ),
+    Action(
+        "shipment",
+        "pack",
+        "Pack",
+        PACK,
+        (ITEM_SCAN,),
+        lambda item, actor, d: shipments.shipment_pack(shipment=item, scan=d["scan"], actor=actor),
+    ),
+    Action(
+        "shipment",
+        "unpack",
+        "Take out",
+        PACK,
+        (ITEM_SCAN,),
+        lambda item, actor, d: shipments.shipment_unpack(
+            shipment=item, scan=d["scan"], actor=actor
+        ),
+    ),
+    Action(
+        "shipment",
+        "seal",
+        "Seal and sign",
+        PACK,
+        (PASSWORD,),
+        lambda item, actor, d: shipments.shipment_seal(
+            shipment=item, actor=actor, password=d["password"]
+        ),
+    ),
+    Action(
+        "shipment",
+        "ship",
+        "Ship",
+        PACK,
+        (
+            AT,
+            Input("courier", required=False, max_length=100),
+            Input("tracking_ref", required=False, max_length=100),
+        ),
+        lambda item, actor, d: shipments.shipment_ship(
+            shipment=item,
+            actor=actor,
+            at=d.get("at"),
+            courier=d.get("courier") or None,
+            tracking_ref=d.get("tracking_ref") or None,
+        ),
+    ),
+    Action(
+        "shipment",
+        "cancel",
+        "Cancel",
+        PACK,
+        (reason(),),
+        lambda item, actor, d: shipments.shipment_cancel(
+            shipment=item, actor=actor, reason=d["reason"]
+        ),
+    ),
+    Action(
+        "shipment",
+        "receive_scan",
+        "Scan an arriving item",
+        RECEIVE,
+        ARRIVAL,
+        lambda item, actor, d: shipments.shipment_receive_scan(shipment=item, actor=actor, **d),
+    ),
+    Action(
+        "shipment",
+        "receive",
+        "Close the receipt",
+        RECEIVE,
+        (AT,),
+        lambda item, actor, d: shipments.shipment_receive(
+            shipment=item, actor=actor, at=d.get("at")
+        ),
+    ),
+    Action(
+        "shipment",
+        "find",
+        "A missing item found",
+        RECEIVE,
+        (*ARRIVAL, AT),
+        lambda item, actor, d: shipments.shipment_item_find(shipment=item, actor=actor, **d),
+    ),
+    Action(
+        "shipment",
+        "write_off",
+        "Write off a missing item",
+        RECEIVE,
+        (ITEM_SCAN, reason()),
+        lambda item, actor, d: shipments.shipment_item_write_off(
+            shipment=item, scan=d["scan"], actor=actor, reason=d["reason"]
+        ),
+    ),
+    Action(
+        "shipment",
+        "logger",
+        "Upload the logger file",
+        RECEIVE,
+        (Input("file", "file", help="The temperature logger's CSV"),),
+        _logger,
+        doc="The logger file is the one upload here: JSON everywhere else.",
+    ),
+)
+
+ACTIONS = (*ACTIONS, *SHIPMENT_ACTIONS)
 CATALOGUE: dict[tuple[str, str], Action] = {(a.kind, a.name): a for a in ACTIONS}
 
 
