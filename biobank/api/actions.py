@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from biobank.services.actions import Action, Input, action_get, action_run, actions_for
 
 
-def _field(spec: Input) -> serializers.Field:
+def _field(spec: Input, owner: str) -> serializers.Field:
     optional: dict[str, Any] = {}
     if not spec.required:
         optional = {"required": False, "default": spec.default}
@@ -68,7 +68,8 @@ def _field(spec: Input) -> serializers.Field:
     if spec.type == "rows":
         if not spec.required:
             optional["default"] = list
-        return _serializer(spec.of, _camel(spec.name) + "Row")(
+        # Schema component names must be unique: the row is named after its step.
+        return _serializer(spec.of, owner.removesuffix("Input") + _camel(spec.name) + "Row")(
             many=True, allow_empty=not spec.required, max_length=spec.max_items, **optional
         )
     raise ValueError(f"Unknown input type {spec.type!r} for {spec.name}")
@@ -79,7 +80,7 @@ def _camel(name: str) -> str:
 
 
 def _serializer(inputs: tuple[Input, ...], name: str) -> type[serializers.Serializer]:
-    fields = {spec.name: _field(spec) for spec in inputs}
+    fields = {spec.name: _field(spec, name) for spec in inputs}
     return type(name, (serializers.Serializer,), fields)
 
 
