@@ -13,7 +13,6 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    inline_serializer,
 )
 from rest_framework import generics, serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
@@ -39,25 +38,20 @@ from biobank.services.printing import (
 )
 from biobank.visibility import policy_for
 
+from .errors import ErrorSerializer
+
 TEMPLATE_NAMES = sorted(TEMPLATES)
 
-ErrorBody = inline_serializer(
-    "LabelApiError",
-    fields={
-        "code": serializers.CharField(),
-        "message": serializers.CharField(),
-        "fields": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
-    },
-)
-PrintErrorBody = inline_serializer(
-    "PrintJobError",
-    fields={
-        "code": serializers.CharField(),
-        "message": serializers.CharField(),
-        "fields": serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
-        "print_job": serializers.IntegerField(help_text="The failed job, recorded"),
-    },
-)
+ErrorBody = ErrorSerializer
+
+
+class PrintJobError(ErrorSerializer):
+    """A refused print: the error, and the job that was recorded as failed."""
+
+    print_job = serializers.IntegerField(help_text="The failed job, recorded")
+
+
+PrintErrorBody = PrintJobError
 ERRORS = {
     400: OpenApiResponse(ErrorBody, description="Bad identifier, format, template or dpi"),
     401: OpenApiResponse(ErrorBody, description="Not logged in"),

@@ -406,25 +406,32 @@ class EventFilter(filters.FilterSet):
         fields = ["participant", "item", "item_kind", "action", "after"]
 
 
-class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
-    """The chain-of-custody log (read-only). Blinded users see only aspirate and dose steps."""
+class RecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
+    """Read-only records without a barcode, addressed by their number."""
 
-    model_name = "custodyevent"
-    serializer_class = s.EventSerializer
-    filterset_class = EventFilter
-    ordering = ["at", "id"]
     lookup_field = "pk"
     lookup_value_regex = "[0-9]+"
-
-    def get_queryset(self) -> QuerySet[CustodyEvent]:
-        qs = CustodyEvent.objects.select_related("participant", "actor", "site")
-        return policy_for(self.request.user).rows(qs)
+    record_name = ""
 
     def get_object(self) -> Any:
         obj = self.get_queryset().filter(pk=self.kwargs.get("pk")).first()
         if obj is None:
-            raise NotFound("No such event.", code="not_found")
+            raise NotFound(f"No such {self.record_name}.", code="not_found")
         return obj
+
+
+class EventViewSet(RecordViewSet):
+    """The chain-of-custody log (read-only). Blinded users see only aspirate and dose steps."""
+
+    model_name = "custodyevent"
+    record_name = "event"
+    serializer_class = s.EventSerializer
+    filterset_class = EventFilter
+    ordering = ["at", "id"]
+
+    def get_queryset(self) -> QuerySet[CustodyEvent]:
+        qs = CustodyEvent.objects.select_related("participant", "actor", "site")
+        return policy_for(self.request.user).rows(qs)
 
 
 class DoseFilter(StatusFilter):
@@ -506,21 +513,14 @@ class IdentityCheckFilter(filters.FilterSet):
         return queryset.filter(Q(expected_participant=code) | Q(participant_scan__iexact=code))
 
 
-class IdentityCheckViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
+class IdentityCheckViewSet(RecordViewSet):
     """Every chain-of-identity check, matched or not (read-only)."""
 
     model_name = "identitycheck"
+    record_name = "identity check"
     serializer_class = s.IdentityCheckSerializer
     filterset_class = IdentityCheckFilter
     ordering = ["checked_at", "id"]
-    lookup_field = "pk"
-    lookup_value_regex = "[0-9]+"
 
     def get_queryset(self) -> QuerySet[IdentityCheck]:
         return IdentityCheck.objects.select_related("dose", "checked_by")
-
-    def get_object(self) -> Any:
-        obj = self.get_queryset().filter(pk=self.kwargs.get("pk")).first()
-        if obj is None:
-            raise NotFound("No such identity check.", code="not_found")
-        return obj
