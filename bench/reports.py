@@ -240,7 +240,7 @@ def main() -> None:
 
     from biobank.models import CustodyEvent
     from biobank.reports.pdf import report_pdf
-    from biobank.selectors_reports import participant_report
+    from biobank.selectors.reports import participant_report
 
     user, _ = build_events(args.events)
     participant = report_participant(user)

@@ -15,7 +15,7 @@ from django.db.models import Q
 from openpyxl import load_workbook
 
 from biobank.models import CustodyEvent, ExportLog, Placement, ProductUnit
-from biobank.selectors_reports import EVENT_COLUMNS, audit_columns
+from biobank.selectors.audit_export import EVENT_COLUMNS, audit_columns
 
 from .factories import make_dose, make_units, make_user
 

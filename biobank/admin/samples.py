@@ -21,8 +21,8 @@ from biobank.models import (
 )
 from biobank.models.storage import open_placement_q
 from biobank.scanning.clean import ScanError, resolve_scan_text
-from biobank.selectors import events_for
-from biobank.selectors_storage import location_of, units_with_location
+from biobank.selectors.participants import events_for
+from biobank.selectors.storage import location_of, units_with_location
 from biobank.services.actions import action_get, action_run
 from biobank.services.lifecycle import TRANSITIONS
 from biobank.services.release import qc_release_problems

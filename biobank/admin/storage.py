@@ -21,7 +21,7 @@ from biobank.models import (
     TemperatureReading,
 )
 from biobank.scanning.clean import ScanError, resolve_scan_text
-from biobank.selectors_storage import box_map, boxes_with_occupancy
+from biobank.selectors.storage import box_map, boxes_with_occupancy
 from biobank.services.errors import ServiceError
 from biobank.services.storage import (
     container_create,

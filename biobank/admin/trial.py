@@ -18,7 +18,7 @@ from biobank.models import (
     Visit,
     VisitType,
 )
-from biobank.selectors import participant_chain
+from biobank.selectors.participants import participant_chain
 from biobank.services.randomisation import randomisation_in_use, randomisation_list_import
 from biobank.services.trial import participant_enroll
 from biobank.visibility import can_see_allocation

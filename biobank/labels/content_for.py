@@ -1,6 +1,6 @@
 """What goes on each kind of label, built from plain values (no models, no database).
 
-The database side (``biobank.selectors_labels``) looks an identifier up and passes the
+The database side (``biobank.selectors.labels``) looks an identifier up and passes the
 values here, so every rule about label text sits in one place and can be tested without
 a database. None of these functions takes an arm, a treatment or anything derived from
 them: a label can only be built from what every user of the label may see (DOMAIN.md,

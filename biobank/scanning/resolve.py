@@ -21,7 +21,7 @@ from biobank.models import (
     Shipment,
     StorageUnit,
 )
-from biobank.selectors_storage import location_of
+from biobank.selectors.storage import location_of
 from biobank.visibility import Policy, kind_of_identifier, policy_for
 
 from .clean import ScanError, resolve_scan_text

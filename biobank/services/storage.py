@@ -29,7 +29,7 @@ from biobank.models import (
 )
 from biobank.models.storage import ROW_LETTERS
 from biobank.scanning.rack_csv import RackCell, RackRead
-from biobank.selectors_storage import open_count_per_box, units_with_location
+from biobank.selectors.storage import open_count_per_box, units_with_location
 
 from .errors import ConflictError, ServiceError, TransitionError
 from .identifiers import identifier_allocate
