@@ -32,8 +32,8 @@ from biobank.models import (
     ProductUnit,
     UnitStatus,
 )
-from biobank.scanning.rack_csv import parse_rack_csv
-from biobank.scanning.resolve import ScanResult, scan_resolve
+from biobank.rack_csv import parse_rack_csv
+from biobank.selectors.scan import ScanResult, scan_resolve
 from biobank.selectors.storage import location_of
 from biobank.services.aspirates import aspirate_receive
 from biobank.services.doses import dose_administer, dose_dispatch

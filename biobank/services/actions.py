@@ -20,7 +20,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from biobank.errors import Forbidden, NotFound, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import Anticoagulant, Condition, ContainerType, QcTest, ShipmentKind, Site
-from biobank.scanning.resolve import scan_resolve
+from biobank.selectors.scan import scan_resolve
 from biobank.visibility import can_see_allocation
 
 from . import aspirates, doses, processing, release, shipments, storage, units

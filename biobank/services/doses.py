@@ -670,7 +670,7 @@ def identity_check(
 
     Runs in its own transaction so that a refused mismatch is still on record.
     """
-    from biobank.scanning.resolve import scan_resolve
+    from biobank.selectors.scan import scan_resolve
 
     if stage not in IdentityStage.values:
         raise ServiceError("Unknown identity-check stage.", field="stage")
