@@ -25,7 +25,7 @@ from biobank.selectors.participants import events_for
 from biobank.selectors.storage import location_of, units_with_location
 from biobank.services.actions import action_get, action_run
 from biobank.services.lifecycle import TRANSITIONS
-from biobank.services.release import qc_release_problems
+from biobank.services.qc_release import qc_release_problems
 from biobank.services.units import (
     MAX_UNITS_PER_PROCESSING,
 )
