@@ -23,6 +23,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from biobank import visibility
 from biobank.errors import ServiceError
 from biobank.models import CustodyEvent, Participant, ProductUnit
+from biobank.models.events import CHAIN_FIELDS
 
 CHUNK = 2000
 
@@ -135,68 +136,32 @@ def audit_filters_from(params: Mapping[str, str]) -> AuditFilters:
     )
 
 
-EVENT_COLUMNS = [
-    "source",
-    "id",
-    "at",
-    "recorded_at",
-    "participant",
-    "item_kind",
-    "item_code",
-    "action",
-    "from_status",
-    "to_status",
-    "user",
-    "site",
-    "location",
-    "reason",
-    "data",
-]
-_EVENT_VALUES = [
-    "id",
-    "at",
-    "recorded_at",
-    "participant__code",
-    "item_kind",
-    "item_code",
-    "action",
-    "from_status",
-    "to_status",
-    "actor__username",
-    "site__code",
-    "location",
-    "reason",
-    "data",
-]
-_EVENT_BASE_FIELDS = frozenset(
-    {
-        "id",
-        "item_code",
-        "item_kind",
-        "participant",
-        "aspirate",
-        "processing",
-        "unit",
-        "dose",
-        "action",
-        "from_status",
-        "to_status",
-        "actor",
-        "at",
-        "recorded_at",
-        "site",
-        "location",
-        "reason",
-        "data",
-    }
-)
+# Export column -> the event value it is read from (a ``values_list`` path), in column order.
+_EVENT_SOURCES = {
+    "id": "id",
+    "at": "at",
+    "recorded_at": "recorded_at",
+    "participant": "participant__code",
+    "item_kind": "item_kind",
+    "item_code": "item_code",
+    "action": "action",
+    "from_status": "from_status",
+    "to_status": "to_status",
+    "user": "actor__username",
+    "site": "site__code",
+    "location": "location",
+    "reason": "reason",
+    "data": "data",
+}
+EVENT_COLUMNS = ["source", *_EVENT_SOURCES]
+_EVENT_VALUES = list(_EVENT_SOURCES.values())
 
 
 def event_extra_columns() -> list[str]:
-    """Further columns of the event table, exported as they are (e.g. hash-chain values)."""
-    return [
-        f.attname for f in CustodyEvent._meta.concrete_fields if f.name not in _EVENT_BASE_FIELDS
-    ]
+    """Further columns of the event table, exported as they are: all but the row's id and the
+    content its hash covers (``CHAIN_FIELDS``), today the hash-chain values themselves."""
+    base = {"id", *CHAIN_FIELDS}
+    return [f.attname for f in CustodyEvent._meta.concrete_fields if f.attname not in base]
 
 
 def audit_columns() -> list[str]:
