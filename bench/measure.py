@@ -393,7 +393,7 @@ def store_box_rack_scan() -> dict[str, Any]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from biobank.scanning.rack_csv import parse_rack_csv
+    from biobank.rack_csv import parse_rack_csv
     from biobank.services.storage import rack_scan_apply
 
     box, units, user = _store_setup(STORE_UNITS)

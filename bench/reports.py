@@ -54,6 +54,7 @@ def setup(db: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1"
     os.environ["DEBUG"] = "0"  # as in production: no query log kept in memory
+    os.environ["SECURE_SSL_REDIRECT"] = "0"  # the test client speaks plain HTTP in-process
     os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
     import django
 
@@ -68,11 +69,11 @@ def rss_mb() -> float:
 
 
 def build_events(n: int) -> tuple[object, object]:
-    """A user, a participant and n custody events inserted in batches (the fast way)."""
+    """A user, a participant and n custody events inserted in batches of one statement."""
     from django.contrib.auth import get_user_model
-    from django.db import transaction
 
     from biobank.models import CustodyEvent, Participant
+    from biobank.services.audit import event_record_bulk
     from tests.factories import load_trial, make_participant, make_user
 
     User = get_user_model()
@@ -89,55 +90,30 @@ def build_events(n: int) -> tuple[object, object]:
     if have >= n:
         return user, participant
     print(f"-- inserting {n - have:,} custody events", flush=True)
-    from django.db import connection
-
-    fields = [
-        CustodyEvent._meta.get_field(name)
-        for name in (
-            "item_code",
-            "item_kind",
-            "participant",
-            "action",
-            "from_status",
-            "to_status",
-            "actor",
-            "at",
-            "recorded_at",
-            "location",
-            "reason",
-            "data",
-        )
-    ]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {CustodyEvent._meta.db_table} ({columns}) VALUES ({marks})"
     start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     now = dt.datetime.now(dt.UTC)
     actions = ["collect", "accept", "store", "move", "check_out", "check_in", "thaw"]
+
+    def event(i: int) -> CustodyEvent:
+        return CustodyEvent(
+            item_code=f"UN{i:09d}",
+            item_kind="unit" if i % 3 else "aspirate",
+            participant_id=participant.pk,
+            action=actions[i % len(actions)],
+            from_status="stored",
+            to_status="stored",
+            actor_id=user.pk,
+            at=start + dt.timedelta(seconds=30 * i),
+            recorded_at=now,
+            location="Tank 1 / Rack 3 / BX0001 A1",
+            reason="bench" if i % 10 == 0 else "",
+            data={"container": "BX0000001", "position": f"A{i % 9 + 1}"},
+        )
+
     t0 = time.perf_counter()
     for first in range(have, n, BATCH):
-        rows = []
-        for i in range(first, min(first + BATCH, n)):
-            values = (
-                f"UN{i:09d}",
-                "unit" if i % 3 else "aspirate",
-                participant.pk,
-                actions[i % len(actions)],
-                "stored",
-                "stored",
-                user.pk,
-                start + dt.timedelta(seconds=30 * i),
-                now,
-                "Tank 1 / Rack 3 / BX0001 A1",
-                "bench" if i % 10 == 0 else "",
-                {"container": "BX0000001", "position": f"A{i % 9 + 1}"},
-            )
-            # Each value as the field would save it (JSON, time zones) on this database.
-            rows.append(
-                [f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)]
-            )
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.executemany(sql, rows)
+        # The log's one writer: rows hash-chained as in production.
+        event_record_bulk([event(i) for i in range(first, min(first + BATCH, n))])
     print(f"   {time.perf_counter() - t0:.1f} s", flush=True)
     return user, participant
 
@@ -149,7 +125,7 @@ def export(client: object, fmt: str, query: str = "", trace: bool = False) -> di
         tracemalloc.start()
     t0 = time.perf_counter()
     response = client.get(f"/api/exports/audit-trail.{fmt}{query}")
-    assert response.status_code == 200, response.content
+    assert response.status_code == 200, (response.status_code, response.headers)
     first = None
     size = 0
     lines = 0
@@ -180,38 +156,14 @@ def export(client: object, fmt: str, query: str = "", trace: bool = False) -> di
 
 
 def report_participant(user: object) -> object:
-    """A participant with 50 stored units, built through the services."""
-    from decimal import Decimal
-
+    """A participant with 50 stored units, built through the services (the test factory)."""
     from biobank.models import Participant
-    from biobank.services.storage import unit_place
-    from biobank.services.units import UnitSpec, freezing_run_record, units_create
-    from tests.factories import make_box, make_processing, past
+    from tests.factories import make_units
 
     existing = Participant.objects.filter(pseudonym="BENCH-50-UNITS").first()
     if existing is not None:
         return existing
-    processing = make_processing(actor=user, harvested=True)
-    participant = processing.participant
-    units = units_create(
-        processing=processing,
-        specs=[
-            UnitSpec(container_type="cryovial", cell_number=2_000_000, volume_ml=Decimal("1"))
-            for _ in range(REPORT_UNITS)
-        ],
-        actor=user,
-        created_at=past(days=8),
-    )
-    freezing_run_record(
-        processing=processing,
-        units=units,
-        started_at=past(days=7, hours=3),
-        finished_at=past(days=7, hours=1),
-        actor=user,
-    )
-    box = make_box(actor=user)
-    for unit in units:
-        unit_place(unit=unit, container=box, actor=user, at=past(days=7))
+    participant = make_units(actor=user, count=REPORT_UNITS, stored=True)[0].participant
     participant.pseudonym = "BENCH-50-UNITS"
     participant.save(update_fields=["pseudonym"])
     return participant
@@ -240,7 +192,7 @@ def main() -> None:
 
     from biobank.models import CustodyEvent
     from biobank.reports.pdf import report_pdf
-    from biobank.selectors_reports import participant_report
+    from biobank.selectors.reports import participant_report
 
     user, _ = build_events(args.events)
     participant = report_participant(user)

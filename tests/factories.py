@@ -238,7 +238,7 @@ def make_released_product_units(
     *, actor: Any, participant: Participant, count: int = 2, visit: str = "BASELINE"
 ) -> list[ProductUnit]:
     """Stored units of a QC-passed, QC-released product of this participant."""
-    from biobank.services.release import processing_qc_release
+    from biobank.services.qc_release import processing_qc_release
 
     units = make_units(actor=actor, count=count, stored=True, participant=participant, visit=visit)
     processing = units[0].processing

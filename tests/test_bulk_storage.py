@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 
 from biobank.identifiers import Kind, format_id
 from biobank.models import CustodyEvent, Placement, ProductUnit
-from biobank.scanning.rack_csv import parse_rack_csv
-from biobank.selectors_storage import location_of
+from biobank.rack_csv import parse_rack_csv
+from biobank.selectors.storage import location_of
 from biobank.services.errors import ConflictError, ServiceError
 from biobank.services.roles import LAB, roles_sync
 from biobank.services.storage import (

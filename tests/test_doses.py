@@ -26,7 +26,7 @@ from biobank.services.doses import (
 )
 from biobank.services.errors import ServiceError
 from biobank.services.processing import processing_harvest
-from biobank.services.release import processing_qc_release
+from biobank.services.qc_release import processing_qc_release
 from biobank.services.roles import CLINICIAN, LAB, QA, roles_sync
 
 from .factories import (

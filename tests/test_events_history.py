@@ -11,7 +11,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from biobank.models import CustodyEvent, Site
 from biobank.services.aspirates import aspirate_receive
 from biobank.services.errors import ServiceError
-from biobank.services.release import processing_qc_release
+from biobank.services.qc_release import processing_qc_release
 from biobank.services.units import unit_transition
 
 from .factories import PASSWORD, make_aspirate, make_units, past, qc_pass

@@ -22,9 +22,9 @@ from rest_framework.test import APIClient
 
 from biobank.identifiers import Kind, format_id
 from biobank.labels import FORMATS, LabelError, get_template, render
-from biobank.labels.content_for import dose_label_content
+from biobank.labels.content import dose_label_content
 from biobank.models import Site, Study
-from biobank.selectors_labels import label_subject_get
+from biobank.selectors.labels import label_subject_get
 from biobank.services.aspirates import aspirate_collect
 from biobank.services.printing import MAX_BATCH_CODES
 from biobank.services.trial import participant_enroll

@@ -24,7 +24,7 @@ from rest_framework.test import APIClient
 from biobank.identifiers import Kind, format_id
 from biobank.labels import get_template, render_zpl
 from biobank.models import Printer, PrintJob, PrintJobStatus
-from biobank.selectors_labels import label_subject_get
+from biobank.selectors.labels import label_subject_get
 from biobank.services import printing
 from biobank.services.errors import ServiceError
 from biobank.services.printing import print_job_submit

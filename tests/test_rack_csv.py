@@ -8,7 +8,7 @@ import string
 import pytest
 
 from biobank.identifiers import Kind, format_id
-from biobank.scanning.rack_csv import (
+from biobank.rack_csv import (
     MAX_ERRORS,
     RackCell,
     RackRead,

@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from biobank.models import CustodyEvent, Placement
-from biobank.scanning.rack_csv import parse_rack_csv
+from biobank.rack_csv import parse_rack_csv
 from biobank.services.errors import ServiceError
 from biobank.services.storage import (
     rack_scan_apply,

@@ -26,8 +26,9 @@ from biobank.services.doses import (
     doses_due,
 )
 from biobank.services.errors import ServiceError
-from biobank.services.release import participant_unblind, processing_qc_release
+from biobank.services.qc_release import processing_qc_release
 from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
+from biobank.services.unblinding import participant_unblind
 from biobank.services.units import unit_transition
 
 from .factories import (

@@ -23,8 +23,8 @@ from biobank.models import (
 )
 from biobank.services.doses import dose_administer, dose_dispatch
 from biobank.services.errors import ServiceError
-from biobank.services.release import participant_unblind
 from biobank.services.storage import unit_move
+from biobank.services.unblinding import participant_unblind
 
 from .factories import PASSWORD, make_box, make_dose, make_participant, make_user
 

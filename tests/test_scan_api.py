@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from biobank.identifiers import Kind, format_id
-from biobank.scanning.resolve import scan_resolve
+from biobank.selectors.scan import scan_resolve
 from biobank.services.errors import NotFound, ServiceError
 from biobank.services.storage import unit_place
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from biobank.identifiers import Kind, format_id
-from biobank.scanning.clean import (
+from biobank.scan_input import (
     MAX_SCAN_LENGTH,
     CleanScan,
     Removed,
     ScanError,
     clean_scan,
-    resolve_scan_text,
+    parse_scan,
 )
 
 AS1 = format_id(Kind.ASPIRATE, 1)
@@ -32,7 +32,7 @@ STAR = _id_with_star_check()
 
 def _error(raw: str) -> ScanError:
     with pytest.raises(ScanError) as info:
-        resolve_scan_text(raw)
+        parse_scan(raw)
     return info.value
 
 
@@ -47,7 +47,7 @@ def _kinds(clean: CleanScan) -> list[Removed]:
 def test_every_kind_resolves(kind: Kind) -> None:
     for number in (1, 42, 9_999_999, 12_345_678):  # 12_345_678 has more than 7 digits
         value = format_id(kind, number)
-        scan = resolve_scan_text(value)
+        scan = parse_scan(value)
         assert scan.parsed.kind is kind
         assert scan.parsed.number == number
         assert scan.value == value
@@ -59,14 +59,14 @@ def test_every_kind_resolves(kind: Kind) -> None:
     "prefix", ["]C0", "]C1", "]Q1", "]Q3", "]Q6", "]d1", "]d2", "]E0", "]A0", "]e0"]
 )
 def test_aim_symbology_prefix_is_stripped(prefix: str) -> None:
-    scan = resolve_scan_text(prefix + AS1)
+    scan = parse_scan(prefix + AS1)
     assert scan.value == AS1
     assert [(r.kind, r.text) for r in scan.removed] == [(Removed.AIM_PREFIX, prefix)]
 
 
 @pytest.mark.parametrize("substitute", ["+", "$", "¨"])
 def test_aim_prefix_typed_through_another_keyboard_layout(substitute: str) -> None:
-    scan = resolve_scan_text(f"{substitute}d2{AS1}")
+    scan = parse_scan(f"{substitute}d2{AS1}")
     assert scan.value == AS1
     assert _kinds(clean_scan(f"{substitute}d2{AS1}")) == [Removed.AIM_PREFIX_REMAPPED]
 
@@ -92,7 +92,7 @@ def test_layout_substitute_not_stripped_unless_an_identifier_follows() -> None:
     ],
 )
 def test_surrounding_whitespace_and_control_characters(raw: str, removed: list[Removed]) -> None:
-    scan = resolve_scan_text(raw)
+    scan = parse_scan(raw)
     assert scan.value == AS1
     assert [r.kind for r in scan.removed] == removed
 
@@ -110,20 +110,20 @@ def test_removed_text_is_exact_and_described_visibly() -> None:
 
 
 def test_lowercase_is_uppercased() -> None:
-    scan = resolve_scan_text(AS1.lower())
+    scan = parse_scan(AS1.lower())
     assert scan.value == AS1
     assert [r.kind for r in scan.removed] == [Removed.LOWERCASE]
-    assert resolve_scan_text("]d2" + format_id(Kind.DOSE, 7).lower()).parsed.kind is Kind.DOSE
+    assert parse_scan("]d2" + format_id(Kind.DOSE, 7).lower()).parsed.kind is Kind.DOSE
 
 
 def test_star_check_character_is_kept() -> None:
     assert STAR.endswith("*")
-    assert resolve_scan_text(STAR).value == STAR
-    assert resolve_scan_text(f"]C0{STAR}\r\n").value == STAR
-    assert resolve_scan_text(STAR.lower()).value == STAR
+    assert parse_scan(STAR).value == STAR
+    assert parse_scan(f"]C0{STAR}\r\n").value == STAR
+    assert parse_scan(STAR.lower()).value == STAR
     # Another kind, to show it is not a one-off.
     other = _id_with_star_check(Kind.UNIT)
-    assert resolve_scan_text(other).parsed.kind is Kind.UNIT
+    assert parse_scan(other).parsed.kind is Kind.UNIT
 
 
 def test_single_trailing_star_is_never_stripped() -> None:
@@ -134,15 +134,15 @@ def test_single_trailing_star_is_never_stripped() -> None:
 
 
 def test_code39_start_stop_asterisks() -> None:
-    scan = resolve_scan_text(f"*{AS1}*")
+    scan = parse_scan(f"*{AS1}*")
     assert scan.value == AS1
     assert [(r.kind, r.text) for r in scan.removed] == [(Removed.CODE39_DELIMITERS, "**")]
-    scan = resolve_scan_text(f"*{STAR}*")
+    scan = parse_scan(f"*{STAR}*")
     assert scan.value == STAR
     assert [(r.kind, r.text) for r in scan.removed] == [(Removed.CODE39_DELIMITERS, "**")]
     # Ambiguous: "*PT0000099*" is read as PT0000099* (valid, check character '*') with only
     # the start '*' removed, rather than as the invalid PT0000099.
-    scan = resolve_scan_text(f"*{STAR[:-1]}*")
+    scan = parse_scan(f"*{STAR[:-1]}*")
     assert scan.value == STAR
     assert [(r.kind, r.text) for r in scan.removed] == [(Removed.CODE39_DELIMITERS, "*")]
 
@@ -158,13 +158,13 @@ def test_code39_start_stop_asterisks() -> None:
     ],
 )
 def test_url_last_path_segment(raw: str) -> None:
-    scan = resolve_scan_text(raw)
+    scan = parse_scan(raw)
     assert scan.value == AS1
     assert Removed.URL in [r.kind for r in scan.removed]
 
 
 def test_url_with_percent_encoded_star() -> None:
-    assert resolve_scan_text(f"https://h/s/{STAR[:-1]}%2A").value == STAR
+    assert parse_scan(f"https://h/s/{STAR[:-1]}%2A").value == STAR
 
 
 def test_other_url_forms_are_left_alone() -> None:
@@ -272,7 +272,7 @@ def test_control_characters_inside_the_code(raw: str) -> None:
 
 
 def test_nul_bytes_only_around_the_code_are_removed() -> None:
-    assert resolve_scan_text(f"\x00\x00{AS1}\x00").value == AS1
+    assert parse_scan(f"\x00\x00{AS1}\x00").value == AS1
 
 
 @pytest.mark.parametrize(
@@ -340,7 +340,7 @@ HOSTILE = [
 def test_hostile_input_never_raises_anything_but_scan_error(raw: str) -> None:
     clean_scan(raw)  # never raises on content
     try:
-        resolve_scan_text(raw)
+        parse_scan(raw)
     except ScanError as error:
         assert error.code
         assert error.message
@@ -351,4 +351,4 @@ def test_non_string_is_a_programmer_error(raw: object) -> None:
     with pytest.raises(TypeError):
         clean_scan(raw)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        resolve_scan_text(raw)  # type: ignore[arg-type]
+        parse_scan(raw)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from django.utils import timezone
 from biobank.identifiers import Kind, format_id
 from biobank.models import Container, Placement, ProductUnit
 from biobank.services.errors import ConflictError, ServiceError
-from biobank.services.release import processing_qc_release
+from biobank.services.qc_release import processing_qc_release
 from biobank.services.storage import (
     container_create,
     container_move,

@@ -1,3 +1,3 @@
-from . import printing, release, reports, samples, shipments, storage, trial
+from . import doses, printing, reports, samples, shipments, storage, trial
 
-__all__ = ["printing", "release", "reports", "samples", "shipments", "storage", "trial"]
+__all__ = ["doses", "printing", "reports", "samples", "shipments", "storage", "trial"]

@@ -21,7 +21,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from biobank.labels import TEMPLATES
 from biobank.models import Printer, PrintJob, PrintJobStatus
-from biobank.selectors_labels import default_template_for
+from biobank.selectors.labels import default_template_for
 from biobank.services.errors import ServiceError
 from biobank.services.printing import MAX_COPIES, print_job_submit
 

@@ -19,7 +19,8 @@ from biobank.api.reports import (
     participant_report_response,
 )
 from biobank.models import ExportLog, Participant
-from biobank.selectors_reports import SOURCES, inventory_counts, participant_whereabouts
+from biobank.selectors.audit_export import SOURCES
+from biobank.selectors.inventory import inventory_counts, participant_whereabouts
 from biobank.services.errors import ServiceError
 
 from .steps import ReadOnlyAdminMixin

@@ -20,12 +20,12 @@ from biobank.models import (
     QcResult,
 )
 from biobank.models.storage import open_placement_q
-from biobank.scanning.clean import ScanError, resolve_scan_text
-from biobank.selectors import events_for
-from biobank.selectors_storage import location_of, units_with_location
+from biobank.scan_input import ScanError, parse_scan
+from biobank.selectors.participants import events_for
+from biobank.selectors.storage import location_of, units_with_location
 from biobank.services.actions import action_get, action_run
 from biobank.services.lifecycle import TRANSITIONS
-from biobank.services.release import qc_release_problems
+from biobank.services.qc_release import qc_release_problems
 from biobank.services.units import (
     MAX_UNITS_PER_PROCESSING,
 )
@@ -280,7 +280,7 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
         """A scanned or typed ID is an exact, indexed match (a box lists what is in it)."""
         try:
-            scan = resolve_scan_text(search_term)
+            scan = parse_scan(search_term)
         except ScanError:
             return super().get_search_results(request, queryset, search_term)
         field = {

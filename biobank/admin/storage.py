@@ -20,8 +20,8 @@ from biobank.models import (
     StorageUnit,
     TemperatureReading,
 )
-from biobank.scanning.clean import ScanError, resolve_scan_text
-from biobank.selectors_storage import box_map, boxes_with_occupancy
+from biobank.scan_input import ScanError, parse_scan
+from biobank.selectors.storage import box_map, boxes_with_occupancy
 from biobank.services.errors import ServiceError
 from biobank.services.storage import (
     container_create,
@@ -295,7 +295,7 @@ class ContainerAdmin(LabelPreviewMixin, BaseAdmin):
     @staticmethod
     def _unit_from_scan(form: PlaceForm) -> ProductUnit | None:
         try:
-            scan = resolve_scan_text(form.cleaned_data["unit"])
+            scan = parse_scan(form.cleaned_data["unit"])
         except ScanError as exc:
             form.add_error("unit", str(exc))
             return None

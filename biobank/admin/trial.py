@@ -18,13 +18,13 @@ from biobank.models import (
     Visit,
     VisitType,
 )
-from biobank.selectors import participant_chain
+from biobank.selectors.participants import participant_chain
 from biobank.services.randomisation import randomisation_in_use, randomisation_list_import
 from biobank.services.trial import participant_enroll
 from biobank.visibility import can_see_allocation
 
+from .doses import PREPARE_DOSE, RECORD_WEIGHT, UNBLIND
 from .printing import LabelPreviewMixin, print_labels
-from .release import PREPARE_DOSE, RECORD_WEIGHT, UNBLIND
 from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin
 
 

@@ -26,16 +26,14 @@ from biobank.reports import charts
 from biobank.reports.charts_for import crossover_spec, occupancy_spec, temperature_spec
 from biobank.reports.exports import csv_stream, jsonl_stream, xlsx_bytes
 from biobank.reports.pdf import report_pdf
-from biobank.selectors_reports import (
+from biobank.selectors.audit_export import audit_columns, audit_filters_from, audit_rows
+from biobank.selectors.inventory import (
     INVENTORY_COLUMNS,
-    audit_columns,
-    audit_filters_from,
-    audit_rows,
     inventory_counts,
     inventory_rows,
-    participant_report,
     participant_whereabouts,
 )
+from biobank.selectors.reports import participant_report
 from biobank.services.errors import NotFound, ServiceError
 from biobank.services.reports import export_record
 from biobank.services.signatures import PermissionRefused

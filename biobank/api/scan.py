@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from biobank.scanning.resolve import scan_resolve
+from biobank.selectors.scan import scan_resolve
 
 
 class ScanRequestSerializer(serializers.Serializer):

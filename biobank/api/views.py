@@ -34,8 +34,8 @@ from biobank.models import (
     Visit,
 )
 from biobank.models.storage import open_placement_q
-from biobank.scanning.resolve import scan_resolve
-from biobank.selectors_storage import box_map, units_with_location
+from biobank.selectors.scan import scan_resolve
+from biobank.selectors.storage import box_map, units_with_location
 from biobank.services import doses as dose_services
 from biobank.services import storage as storage_services
 from biobank.services.actions import action_get, action_run

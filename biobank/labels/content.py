@@ -1,11 +1,17 @@
-"""What is printed on a label: the identifier to encode and the human-readable text.
+"""What is printed on a label: the identifier to encode, the human-readable text, and what
+each kind of label carries, built from plain values (no models, no database).
 
-Nothing here knows about trial arms: a blinded dose label is built from the same
-``LabelContent`` for MSC and placebo, so the renderers cannot leak the arm.
+The database side (``biobank.selectors.labels``) looks an identifier up and passes the
+values here, so every rule about label text sits in one place and can be tested without a
+database. Nothing here knows about trial arms: none of the builders takes an arm, a
+treatment or anything derived from them, and a blinded dose label is the same
+``LabelContent`` for MSC and placebo, so no renderer can leak the arm (DOMAIN.md,
+"Blinding").
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -79,3 +85,182 @@ class LabelContent:
         ):
             if len(value) > MAX_TEXT_LENGTH:
                 raise LabelError(f"{name} is longer than {MAX_TEXT_LENGTH} characters.")
+
+
+# --- what each kind of label carries ---------------------------------------------------------
+
+CLINICAL_TRIAL_ONLY = "For clinical trial use only"
+AUTOLOGOUS_ONLY = "For autologous use only"
+# The blinded product name names both possibilities (EU CTR 536/2014 Annex VI).
+BLINDED_PRODUCT = "MSC or 0.9 % NaCl"
+DOSE_ROUTE = "intrathecal"
+
+# Free text typed by people (collector names, container paths) is shortened so a long
+# entry cannot push the label's fixed text off the stock; the identifier is never cut.
+MAX_FREE_TEXT = 28
+ELLIPSIS = "…"
+
+
+def shorten(text: str, limit: int = MAX_FREE_TEXT, *, keep_end: bool = False) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis; ``keep_end`` keeps the tail
+    (for paths, where the last part is the one that identifies the place)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    if keep_end:
+        return ELLIPSIS + text[-(limit - 1) :].lstrip()
+    return text[: limit - 1].rstrip() + ELLIPSIS
+
+
+def _when(value: dt.datetime | dt.date, *, time: bool = True) -> str:
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M" if time else "%Y-%m-%d")
+    return value.strftime("%Y-%m-%d")
+
+
+def _cells(cell_number: int) -> str:
+    millions = cell_number / 1e6
+    return f"{millions:,.0f}×10⁶ cells" if millions >= 10 else f"{millions:,.1f}×10⁶ cells"
+
+
+def participant_label_content(*, code: str, pseudonym: str, study_code: str) -> LabelContent:
+    """Participant ID label: pseudonym and study code, nothing else."""
+    return LabelContent(barcode=code, title=pseudonym, lines=(study_code,))
+
+
+def aspirate_label_content(
+    *,
+    code: str,
+    pseudonym: str,
+    study_code: str,
+    visit_name: str,
+    collected_at: dt.datetime,
+    collected_by: str,
+    small: bool = False,
+) -> LabelContent:
+    """Bone-marrow aspirate tube/bag: whose, which visit, when and by whom collected.
+    ``small`` (a vial-sized label) keeps whose, which visit and when."""
+    if small:
+        return LabelContent(
+            barcode=code,
+            title=pseudonym,
+            lines=(f"{visit_name} {_when(collected_at, time=False)}", study_code),
+        )
+    return LabelContent(
+        barcode=code,
+        title=pseudonym,
+        lines=(
+            f"BM aspirate · {visit_name} · {_when(collected_at)}",
+            f"Coll. by {shorten(collected_by)}",
+            f"{study_code} · {CLINICAL_TRIAL_ONLY}",
+        ),
+    )
+
+
+def unit_label_content(
+    *,
+    code: str,
+    pseudonym: str,
+    study_code: str,
+    visit_name: str,
+    collected_on: dt.date | dt.datetime,
+    cell_number: int,
+    volume_ml: object,
+    cryoprotectant: str,
+    small: bool = False,
+) -> LabelContent:
+    """Cryobag or cryovial of a product. ``small`` (a 38×13 mm vial label) drops what it
+    cannot hold; the label keeps whose and which visit, the rest is in the database."""
+    visit = f"{visit_name} {_when(collected_on, time=False)}"
+    if small:
+        return LabelContent(barcode=code, title=pseudonym, lines=(visit, study_code))
+    return LabelContent(
+        barcode=code,
+        title=pseudonym,
+        lines=(
+            f"Aspirate {visit}",
+            f"{_cells(cell_number)} · {volume_ml} mL · {shorten(cryoprotectant, 16)}",
+            f"{study_code} · {AUTOLOGOUS_ONLY}",
+            CLINICAL_TRIAL_ONLY,
+        ),
+    )
+
+
+def processing_label_content(
+    *, code: str, pseudonym: str, study_code: str, aspirate_code: str, started_at: dt.datetime
+) -> LabelContent:
+    """Culture vessel of a processing (isolation and expansion of one aspirate)."""
+    return LabelContent(
+        barcode=code,
+        title=pseudonym,
+        lines=(
+            f"Culture of {aspirate_code} · {_when(started_at, time=False)}",
+            f"{study_code} · {CLINICAL_TRIAL_ONLY}",
+        ),
+    )
+
+
+def freezing_run_label_content(
+    *, code: str, pseudonym: str, processing_code: str, started_at: dt.datetime
+) -> LabelContent:
+    """Record sheet of a controlled-rate freezing run."""
+    return LabelContent(
+        barcode=code,
+        title="Freezing run",
+        lines=(f"{processing_code} · {pseudonym}", _when(started_at)),
+    )
+
+
+def container_label_content(
+    *, code: str, name: str, kind: str, path: str, box_type: str = ""
+) -> LabelContent:
+    """Box, rack, canister...: its name, what it is and where it lives."""
+    lines = [shorten(f"{kind} · {box_type}" if box_type else kind)]
+    if path and path != name:
+        lines.append(shorten(path, keep_end=True))
+    return LabelContent(barcode=code, title=shorten(name), lines=tuple(lines))
+
+
+def storage_unit_label_content(
+    *, code: str, name: str, kind: str, site: str, min_c: object, max_c: object
+) -> LabelContent:
+    """Tank or freezer: name, kind, site and the range it must hold."""
+    return LabelContent(
+        barcode=code,
+        title=shorten(name, 40),
+        lines=(shorten(kind, 40), shorten(site, 40), f"Range {min_c} … {max_c} °C"),
+    )
+
+
+def dose_label_content(
+    *,
+    study_code: str,
+    participant_pseudonym: str,
+    visit_name: str,
+    dose_id: str,
+    volume_ml: object,
+    expires_at: dt.datetime,
+    emergency_contact: str,
+) -> LabelContent:
+    """The blinded dose syringe label, the same for MSC and placebo (DOMAIN.md, "Blinding").
+
+    There is deliberately no parameter for the treatment: two doses with the same values
+    give the same content, and so the same bytes in every format. ``expires_at`` must be
+    timezone-aware (pass it in the site's local time); an expiry without a zone is
+    ambiguous on a product with a shelf life of hours.
+    """
+    if not isinstance(expires_at, dt.datetime) or expires_at.utcoffset() is None:
+        raise LabelError("expires_at must be a timezone-aware date-time.")
+    expiry = expires_at.strftime("%Y-%m-%d %H:%M")
+    zone = expires_at.tzname() or ""
+    return LabelContent(
+        barcode=dose_id,
+        title=BLINDED_PRODUCT,
+        lines=(
+            f"{study_code} · {participant_pseudonym} · {visit_name}",
+            f"Route: {DOSE_ROUTE} · {volume_ml} mL",
+            f"Expires {expiry} {zone}".rstrip(),
+            CLINICAL_TRIAL_ONLY,
+            f"Emergency: {emergency_contact}",
+        ),
+    )

@@ -19,8 +19,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from biobank.labels.content import LabelContent
-from biobank.labels.content_for import shorten
+from biobank.labels.content import LabelContent, shorten
 from biobank.labels.fonts import font_path
 
 

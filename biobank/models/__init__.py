@@ -1,10 +1,5 @@
 from .aspirate import Anticoagulant, Aspirate, AspirateStatus, Condition
-from .events import AuditChainHead, CustodyEvent
-from .identifiers import IdSequence
-from .printing import Printer, PrinterDpi, PrintJob, PrintJobStatus
-from .processing import Passage, Processing, ProcessingStatus, QcResult, QcTest
-from .randomisation import RandomisationEntry
-from .release import (
+from .doses import (
     Dose,
     DoseStatus,
     DoseUnit,
@@ -15,6 +10,11 @@ from .release import (
     SignatureMeaning,
     Unblinding,
 )
+from .events import AuditChainHead, CustodyEvent
+from .identifiers import IdSequence
+from .printing import Printer, PrinterDpi, PrintJob, PrintJobStatus
+from .processing import Passage, Processing, ProcessingStatus, QcResult, QcTest
+from .randomisation import RandomisationEntry
 from .reports import ExportKind, ExportLog
 from .shipment import (
     KIND_RANGE_C,

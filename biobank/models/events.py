@@ -11,8 +11,8 @@ from django.db import models
 from django.utils import timezone
 
 from .aspirate import Aspirate
+from .doses import Dose
 from .processing import Processing
-from .release import Dose
 from .trial import Participant, Site
 from .unit import ProductUnit
 

@@ -9,7 +9,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from .aspirate import Aspirate
-from .release import Dose, Signature
+from .doses import Dose, Signature
 from .trial import Site
 from .unit import ProductUnit
 

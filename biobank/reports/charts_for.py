@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from biobank.models import Participant, StorageUnit
-from biobank.selectors_reports import box_occupancy, crossover_timeline, temperature_series
+from biobank.selectors.charts import box_occupancy, crossover_timeline, temperature_series
 
 from . import charts
 

@@ -27,6 +27,7 @@ from reportlab.platypus import (
 )
 
 from biobank.labels.fonts import font_path
+from biobank.selectors.audit_export import event_extra_columns
 
 
 @lru_cache(maxsize=1)
@@ -347,26 +348,8 @@ def report_pdf(report: dict[str, Any]) -> bytes:
         columns = list(rows[0]) if rows else []
         story.append(_table(rows, [(c, c.replace("_", " ")) for c in columns], st))
     story.append(Paragraph(f"Chain of custody ({len(content['events'])} events)", st["h1"]))
-    extra = [
-        k
-        for k in (content["events"][0] if content["events"] else {})
-        if k
-        not in (
-            "n",
-            "id",
-            "at",
-            "item_kind",
-            "item_code",
-            "action",
-            "from_status",
-            "to_status",
-            "user",
-            "site",
-            "location",
-            "reason",
-            "data",
-        )
-    ]
+    # The hash-chain columns the report's events carry (the export's further columns).
+    extra = event_extra_columns() if content["events"] else []
     events = [
         {
             **e,

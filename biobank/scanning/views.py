@@ -32,9 +32,9 @@ from biobank.models import (
     ProductUnit,
     UnitStatus,
 )
-from biobank.scanning.rack_csv import parse_rack_csv
-from biobank.scanning.resolve import ScanResult, scan_resolve
-from biobank.selectors_storage import location_of
+from biobank.rack_csv import parse_rack_csv
+from biobank.selectors.scan import ScanResult, scan_resolve
+from biobank.selectors.storage import location_of
 from biobank.services.aspirates import aspirate_receive
 from biobank.services.doses import dose_administer, dose_dispatch
 from biobank.services.storage import (
@@ -315,7 +315,7 @@ class StorePage(ScanPage):
         box = _box_from_state(state)
         context: dict[str, Any] = {"box": box, "undo": state.get("undo", [])}
         if box is not None and box.is_box:
-            from biobank.selectors_storage import box_map
+            from biobank.selectors.storage import box_map
 
             context["map"] = box_map(box=box)
         return context

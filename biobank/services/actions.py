@@ -20,10 +20,10 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from biobank.errors import Forbidden, NotFound, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import Anticoagulant, Condition, ContainerType, QcTest, ShipmentKind, Site
-from biobank.scanning.resolve import scan_resolve
+from biobank.selectors.scan import scan_resolve
 from biobank.visibility import can_see_allocation
 
-from . import aspirates, doses, processing, release, shipments, storage, units
+from . import aspirates, doses, processing, qc_release, shipments, storage, unblinding, units
 from .lifecycle import TRANSITIONS
 from .trial import participant_enroll
 
@@ -295,7 +295,7 @@ ACTIONS: tuple[Action, ...] = (
         "Emergency unblinding",
         "biobank.emergency_unblind",
         (PASSWORD, Input("reason", "reason", max_length=2000)),
-        lambda item, actor, d: release.participant_unblind(
+        lambda item, actor, d: unblinding.participant_unblind(
             participant=item, actor=actor, password=d["password"], reason=d["reason"]
         ),
     ),
@@ -477,7 +477,7 @@ ACTIONS: tuple[Action, ...] = (
         "Sign QC release",
         "biobank.approve_qc_release",
         (PASSWORD, Input("comment", "reason", required=False, max_length=2000, default="")),
-        lambda item, actor, d: release.processing_qc_release(
+        lambda item, actor, d: qc_release.processing_qc_release(
             processing=item, actor=actor, password=d["password"], comment=d.get("comment", "")
         ),
     ),

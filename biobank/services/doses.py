@@ -43,7 +43,7 @@ from biobank.models import (
 from .errors import ConflictError, NotFound, ServiceError, TransitionError
 from .identifiers import identifier_allocate
 from .lifecycle import check_time, event_record, time_order_check, transition_apply
-from .release import MIN_VIABILITY_PCT
+from .qc_release import MIN_VIABILITY_PCT
 from .signatures import require_perm, signature_sign
 from .units import unit_release_check, unit_transition
 
@@ -670,7 +670,7 @@ def identity_check(
 
     Runs in its own transaction so that a refused mismatch is still on record.
     """
-    from biobank.scanning.resolve import scan_resolve
+    from biobank.selectors.scan import scan_resolve
 
     if stage not in IdentityStage.values:
         raise ServiceError("Unknown identity-check stage.", field="stage")

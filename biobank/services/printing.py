@@ -29,7 +29,7 @@ from biobank.labels import (
 )
 from biobank.labels.layout import layout
 from biobank.models import Printer, PrintJob, PrintJobStatus
-from biobank.selectors_labels import LabelSubject, label_subject_get, label_subjects_get
+from biobank.selectors.labels import LabelSubject, label_subject_get, label_subjects_get
 
 from .errors import NotFound, ServiceError
 

@@ -41,8 +41,8 @@ from .doses import (
 )
 from .errors import ServiceError
 from .processing import passage_record, processing_harvest, processing_start, qc_result_record
+from .qc_release import processing_qc_release
 from .randomisation import randomisation_in_use
-from .release import processing_qc_release
 from .storage import (
     container_create,
     free_position_suggest,

@@ -47,7 +47,7 @@ from biobank.models import (
     Site,
     UnitStatus,
 )
-from biobank.scanning.clean import ScanError, resolve_scan_text
+from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.shipments import ITEM_MODELS, item_site
 
 from .aspirates import aspirate_receive
@@ -181,7 +181,7 @@ def shipment_create(
 
 def _scanned(raw: str, field_name: str = "scan") -> tuple[Kind, str]:
     try:
-        scan = resolve_scan_text(raw if isinstance(raw, str) else "")
+        scan = parse_scan(raw if isinstance(raw, str) else "")
     except ScanError as exc:
         raise ServiceError(exc.message, code=exc.code, field=field_name) from exc
     return scan.parsed.kind, scan.value

@@ -28,8 +28,8 @@ from biobank.models import (
     UnitStatus,
 )
 from biobank.models.storage import ROW_LETTERS
-from biobank.scanning.rack_csv import RackCell, RackRead
-from biobank.selectors_storage import open_count_per_box, units_with_location
+from biobank.rack_csv import RackCell, RackRead
+from biobank.selectors.storage import open_count_per_box, units_with_location
 
 from .errors import ConflictError, ServiceError, TransitionError
 from .identifiers import identifier_allocate

@@ -1,26 +1,23 @@
-"""Signed approvals outside the dose itself: QC release of a product, emergency unblinding.
+"""QC release: a product's QC results signed as meeting the release specification.
 
-Doses (plan, preparation, release, identity checks, administration) are in ``doses.py``.
+Not to be confused with the other three acts called "release": a dose's signed release
+(``doses.py``, ``dose_release``), a unit leaving the biobank (``units.py``, which needs this
+QC release first) and an aspirate's release from quarantine (the transition table).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
 from biobank.models import (
-    ArmSchedule,
-    Participant,
     Processing,
     ProcessingStatus,
     QcRelease,
     QcTest,
     SignatureMeaning,
-    Treatment,
-    Unblinding,
 )
 
 from .errors import ConflictError, ServiceError
@@ -35,9 +32,6 @@ REQUIRED_QC = [
     QcTest.VIABILITY,
 ]
 MIN_VIABILITY_PCT = Decimal("70")
-
-
-# --- QC release ------------------------------------------------------------------------------
 
 
 def qc_release_problems(processing: Processing) -> list[str]:
@@ -97,50 +91,3 @@ def processing_qc_release(
         reason=str(signature),
     )
     return release
-
-
-# --- emergency unblinding --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UnblindingResult:
-    record: Unblinding
-    arm: str
-    schedule: list[tuple[str, str]]
-
-
-@transaction.atomic
-def participant_unblind(
-    *, participant: Participant, actor: AbstractBaseUser, password: str, reason: str
-) -> UnblindingResult:
-    """Reveal one participant's allocation in an emergency: authorised, reasoned, signed."""
-    require_perm(actor, "biobank.emergency_unblind", "unblind participants")
-    reason = (reason or "").strip()
-    if len(reason) < 10:
-        raise ServiceError(
-            "Give the medical reason for unblinding (at least 10 characters).", field="reason"
-        )
-    if participant.arm_id is None:
-        raise ServiceError(f"{participant.pseudonym} has no allocation yet.", field="participant")
-    signature = signature_sign(
-        user=actor, password=password, meaning=SignatureMeaning.UNBLINDING, record=participant.code
-    )
-    record = Unblinding.objects.create(participant=participant, reason=reason, signature=signature)
-    event_record(
-        item=None,
-        participant_id=participant.pk,
-        item_code=participant.code,
-        item_kind="participant",
-        action="emergency_unblinding",
-        from_status="",
-        to_status="unblinded",
-        actor=actor,
-        at=signature.signed_at,
-        reason=reason,
-    )
-    arm = participant.arm
-    schedule = [
-        (s.visit_type.name, Treatment(s.treatment).label)
-        for s in ArmSchedule.objects.filter(arm=arm).select_related("visit_type")
-    ]
-    return UnblindingResult(record, f"{arm} – {arm.name}", schedule)

@@ -1,4 +1,9 @@
-"""One resolver: any scanned string → the registered item it names, or a clear refusal."""
+"""The scan resolver: any scanned string → the registered item it names, as the visibility
+policy lets the viewer see it, or a clear refusal.
+
+The text itself is read by the pure ``biobank.scan_input.parse_scan``; this is the database
+side, used by the scan pages, the API and the services that check a scan.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +26,9 @@ from biobank.models import (
     Shipment,
     StorageUnit,
 )
-from biobank.selectors_storage import location_of
+from biobank.scan_input import ScanError, parse_scan
+from biobank.selectors.storage import location_of
 from biobank.visibility import Policy, kind_of_identifier, policy_for
-
-from .clean import ScanError, resolve_scan_text
 
 # Kind → (model, select_related, API resource name).
 MODELS: dict[Kind, tuple[type[Model], tuple[str, ...], str]] = {
@@ -134,7 +138,7 @@ def scan_resolve(*, raw: str, viewer: Any, kinds: set[Kind] | None = None) -> Sc
     whether such an item exists or not (no oracle).
     """
     try:
-        scan = resolve_scan_text(raw if isinstance(raw, str) else "")
+        scan = parse_scan(raw if isinstance(raw, str) else "")
     except ScanError as exc:
         raise ScanRefused(exc.message, code=exc.code, field="code") from exc
     kind = scan.parsed.kind

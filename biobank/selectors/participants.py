@@ -1,19 +1,14 @@
-"""Read-side queries with bounded query counts (HackSoft style: selectors next to services)."""
+"""Reads of one participant: the chain shown on its page, and custody events by item."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
 from biobank.models import CustodyEvent, Participant, ProductUnit, Visit
 from biobank.visibility import policy_for
-
-# Per-capability selector modules live in biobank/selectors/ (e.g. biobank.selectors.shipments)
-# next to this module, which keeps its own name: __path__ lets them be imported as submodules.
-__path__ = [str(Path(__file__).with_suffix(""))]
 
 
 @dataclass

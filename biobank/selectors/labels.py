@@ -1,7 +1,7 @@
 """From a scanned or typed identifier to the item it names and what its label shows.
 
 Lookups are by kind (the identifier's prefix), one query per kind however many codes are
-asked for. The label text comes from ``biobank.labels.content_for``, which takes plain
+asked for. The label text comes from ``biobank.labels.content``, which takes plain
 values only: nothing here passes an arm or a treatment on, so no label can show them.
 """
 
@@ -17,7 +17,7 @@ from django.utils import timezone
 from biobank.errors import NotFound, ServiceError
 from biobank.identifiers import IdentifierError, Kind, ParsedId, parse_id
 from biobank.labels import TEMPLATES, LabelContent, LabelTemplate
-from biobank.labels import content_for as build
+from biobank.labels import content as build
 from biobank.models import (
     Aspirate,
     Container,

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from biobank.identifiers import ParsedId
-from biobank.scanning.clean import ScanError, clean_scan, resolve_scan_text
+from biobank.scan_input import ScanError, clean_scan, parse_scan
 
 CellStatus = Literal["ok", "no_read", "empty"]
 
@@ -455,7 +455,7 @@ def _cell(position: str, raw_tube: str, line: int) -> RackCell:
     if marker in EMPTY_MARKERS:
         return RackCell(position=position, tube=None, status="empty", line=line)
     try:
-        parsed = resolve_scan_text(raw_tube)
+        parsed = parse_scan(raw_tube)
     except ScanError as exc:
         return RackCell(
             position=position,

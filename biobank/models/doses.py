@@ -1,4 +1,5 @@
-"""Release for delayed injection: signatures, QC release, doses, identity checks, unblinding."""
+"""Doses for delayed injection, with what they rest on: signatures, QC release, identity
+checks, unblinding."""
 
 from __future__ import annotations
 

@@ -178,10 +178,10 @@ def clean_scan(raw: str) -> CleanScan:
     return CleanScan(raw=raw, text=text, removed=tuple(removed))
 
 
-def resolve_scan_text(raw: str) -> ParsedScan:
+def parse_scan(raw: str) -> ParsedScan:
     """Clean a scan and validate it as exactly one identifier, or raise ``ScanError``."""
     if not isinstance(raw, str):
-        raise TypeError(f"resolve_scan_text() takes str, not {type(raw).__name__}")
+        raise TypeError(f"parse_scan() takes str, not {type(raw).__name__}")
     trimmed, _, _ = _strip_invisible(raw)
     if len(trimmed) > MAX_SCAN_LENGTH:
         raise ScanError(
