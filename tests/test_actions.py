@@ -56,6 +56,17 @@ EXPECTED = [
     ("dose", "cancel", "biobank.prepare_dose", True),
     ("dose", "dispatch", "biobank.administer_dose", True),
     ("dose", "administer", "biobank.administer_dose", True),
+    ("shipment", "create", "biobank.pack_shipment", False),
+    ("shipment", "pack", "biobank.pack_shipment", True),
+    ("shipment", "unpack", "biobank.pack_shipment", True),
+    ("shipment", "seal", "biobank.pack_shipment", True),
+    ("shipment", "ship", "biobank.pack_shipment", True),
+    ("shipment", "cancel", "biobank.pack_shipment", True),
+    ("shipment", "receive_scan", "biobank.receive_shipment", True),
+    ("shipment", "receive", "biobank.receive_shipment", True),
+    ("shipment", "find", "biobank.receive_shipment", True),
+    ("shipment", "write_off", "biobank.receive_shipment", True),
+    ("shipment", "logger", "biobank.receive_shipment", True),
 ]
 
 API_PREFIX = {
@@ -65,6 +76,7 @@ API_PREFIX = {
     "unit": "units",
     "container": "containers",
     "dose": "doses",
+    "shipment": "shipments",
 }
 
 
@@ -76,6 +88,7 @@ def test_the_catalogue_lists_every_step_with_its_permission() -> None:
         ("dose", "release"),
         ("participant", "unblind"),
         ("processing", "qc_release"),
+        ("shipment", "seal"),
     ]
     # A unit is thawed and administered only through its dose (identity and expiry checks).
     assert {"thaw", "administer"}.isdisjoint(a.name for a in ACTIONS if a.kind == "unit")
@@ -91,7 +104,7 @@ def test_every_step_on_an_item_is_an_api_path_named_like_the_step() -> None:
         path = f"/api/{API_PREFIX[kind]}/{{code}}/{name.replace('_', '-')}/"
         assert "post" in paths.get(path, {}), path
     assert "post" in paths["/api/visits/record-weight/"]
-    for collection in ("participants", "aspirates", "doses"):
+    for collection in ("participants", "aspirates", "doses", "shipments"):
         assert "post" in paths[f"/api/{collection}/"]
 
 
