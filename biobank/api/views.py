@@ -34,6 +34,7 @@ from biobank.models import (
     Visit,
 )
 from biobank.models.storage import open_placement_q
+from biobank.selectors.participants import visit_of
 from biobank.selectors.scan import scan_resolve
 from biobank.selectors.storage import box_map, units_with_location
 from biobank.services import doses as dose_services
@@ -166,14 +167,7 @@ class VisitViewSet(mixins.ListModelMixin, BaseViewSet):
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
         participant = _scanned(data.pop("participant"), Kind.PARTICIPANT, request, "participant")
-        visit_code = data.pop("visit").strip().upper()
-        visit = participant.visits.filter(visit_type__code=visit_code).first()
-        if visit is None:
-            raise ServiceError(
-                f"{participant.pseudonym} has no visit {visit_code}.",
-                code="not_found",
-                field="visit",
-            )
+        visit = visit_of(participant, data.pop("visit"))
         action_run(action=RECORD_WEIGHT, item=visit, actor=request.user, data=data)
         return Response(self.get_serializer(self.get_queryset().get(pk=visit.pk)).data)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
+from biobank.errors import NotFound
 from biobank.models import CustodyEvent, Participant, ProductUnit, Visit
 from biobank.visibility import policy_for
 
@@ -62,3 +63,14 @@ def events_for(**filters: object) -> QuerySet[CustodyEvent]:
     return (
         CustodyEvent.objects.filter(**filters).select_related("actor", "site").order_by("at", "id")
     )
+
+
+def visit_of(participant: Participant, visit_code: str) -> Visit:
+    """A participant's visit by its type code (BASELINE, M6...): visits carry no barcode."""
+    code = str(visit_code or "").strip().upper()
+    visit = participant.visits.select_related("visit_type").filter(visit_type__code=code).first()
+    if visit is None:
+        raise NotFound(
+            f"{participant.pseudonym} has no visit {visit_code}.", code="not_found", field="visit"
+        )
+    return visit

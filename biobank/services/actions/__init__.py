@@ -1,0 +1,90 @@
+"""The action catalogue: every step a person can take, once.
+
+One entry per step: its name (the same word in the API path, the admin action, the service and
+the custody event), its label, the permission it needs, its inputs and the service it calls.
+The API generates its POST actions from it, the admin its actions, the scan pages ask it for
+permissions; `action_run` is the one place that checks the permission and resolves scanned
+IDs before the service runs. A new step is one row in the transition table, one service and
+one entry in the module of its kind (samples, storage, doses, shipments).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+
+from biobank.errors import Forbidden, NotFound, ServiceError
+from biobank.selectors.scan import scan_resolve
+
+from . import doses, samples, shipments, storage
+from .inputs import Action, Input
+
+ACTIONS: tuple[Action, ...] = (*samples.STEPS, *storage.STEPS, *doses.STEPS, *shipments.STEPS)
+CATALOGUE: dict[tuple[str, str], Action] = {(a.kind, a.name): a for a in ACTIONS}
+
+
+def actions_for(kind: str, *, on_item: bool | None = None) -> list[Action]:
+    """The steps of one kind of item, in catalogue order."""
+    return [a for a in ACTIONS if a.kind == kind and on_item in (None, a.on_item)]
+
+
+def action_get(kind: str, name: str) -> Action:
+    try:
+        return CATALOGUE[(kind, name)]
+    except KeyError:
+        steps = ", ".join(a.name for a in actions_for(kind))
+        raise NotFound(
+            f"'{name}' is not a step for a {kind}. Steps: {steps}.",
+            code="unknown_action",
+            field="action",
+        ) from None
+
+
+def action_permitted(action: Action, actor: Any) -> bool:
+    return bool(actor and actor.is_authenticated and actor.has_perm(action.permission))
+
+
+def _resolved(inputs: tuple[Input, ...], data: dict[str, Any], actor: Any, at: str) -> dict:
+    """Scanned IDs in the input become items, read through the viewer's visibility policy;
+    a refusal names the field (``units.2``, ``placements.0.unit``)."""
+    out = dict(data)
+    for spec in inputs:
+        value = data.get(spec.name)
+        if value in (None, "", []):
+            continue
+        where = f"{at}{spec.name}"
+        if spec.type == "code":
+            out[spec.name] = _item(value, spec, actor, where)
+        elif spec.type == "codes":
+            out[spec.name] = [_item(v, spec, actor, f"{where}.{i}") for i, v in enumerate(value)]
+        elif spec.type == "rows" and any(s.type in ("code", "codes") for s in spec.of):
+            out[spec.name] = [
+                _resolved(spec.of, row, actor, f"{where}.{i}.") for i, row in enumerate(value)
+            ]
+    return out
+
+
+def _item(raw: Any, spec: Input, actor: Any, where: str) -> Any:
+    try:
+        return scan_resolve(raw=str(raw), viewer=actor, kinds=set(spec.kinds) or None).item
+    except ServiceError as exc:
+        exc.field = where
+        raise
+
+
+def action_run(*, action: Action, item: Any, actor: AbstractBaseUser, data: dict[str, Any]) -> Any:
+    """Run one catalogued step for ``actor``: permission, scanned IDs, then the service.
+
+    Every interface comes through here, so a role that may not take a step is refused the same
+    way everywhere (403 ``permission_denied`` naming the step), before anything is read.
+    Not atomic itself: each service is, and a refusal that records evidence (an identity
+    mismatch) must keep that record.
+    """
+    if not action_permitted(action, actor):
+        raise Forbidden(
+            f"Your role may not {action.label.lower()}.", code="permission_denied", field=None
+        )
+    if action.on_item and item is None:
+        raise ServiceError(f"{action.label}: which item?", code="required", field="code")
+    return action.run(item, actor, _resolved(action.inputs, data, actor, ""))
