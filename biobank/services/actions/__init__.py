@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from biobank.errors import Forbidden, NotFound, ServiceError
-from biobank.selectors.scan import scan_resolve
+from biobank.selectors.scan import scans_resolve
 
 from . import doses, samples, shipments, storage
 from .inputs import Action, Input
@@ -46,8 +46,9 @@ def action_permitted(action: Action, actor: Any) -> bool:
 
 
 def _resolved(inputs: tuple[Input, ...], data: dict[str, Any], actor: Any, at: str) -> dict:
-    """Scanned IDs in the input become items, read through the viewer's visibility policy;
-    a refusal names the field (``units.2``, ``placements.0.unit``)."""
+    """Scanned IDs in the input become items, read through the viewer's visibility policy,
+    one query per kind however long the list; a refusal names the field (``container``,
+    ``units.2``, ``placements.0.unit``)."""
     out = dict(data)
     for spec in inputs:
         value = data.get(spec.name)
@@ -55,22 +56,32 @@ def _resolved(inputs: tuple[Input, ...], data: dict[str, Any], actor: Any, at: s
             continue
         where = f"{at}{spec.name}"
         if spec.type == "code":
-            out[spec.name] = _item(value, spec, actor, where)
+            out[spec.name] = _items([value], spec, actor, [where])[0]
         elif spec.type == "codes":
-            out[spec.name] = [_item(v, spec, actor, f"{where}.{i}") for i, v in enumerate(value)]
-        elif spec.type == "rows" and any(s.type in ("code", "codes") for s in spec.of):
-            out[spec.name] = [
-                _resolved(spec.of, row, actor, f"{where}.{i}.") for i, row in enumerate(value)
-            ]
+            out[spec.name] = _items(value, spec, actor, [f"{where}.{i}" for i in range(len(value))])
+        elif spec.type == "rows":
+            rows = [dict(row) for row in value]
+            for column in (c for c in spec.of if c.type == "code"):
+                raws = [row.get(column.name) for row in rows]
+                at_row = [i for i, raw in enumerate(raws) if raw not in (None, "")]
+                fields = [f"{where}.{i}.{column.name}" for i in at_row]
+                items = _items([raws[i] for i in at_row], column, actor, fields)
+                for i, item in zip(at_row, items, strict=True):
+                    rows[i][column.name] = item
+            out[spec.name] = rows
     return out
 
 
-def _item(raw: Any, spec: Input, actor: Any, where: str) -> Any:
+def _items(raws: list[Any], spec: Input, actor: Any, fields: list[str]) -> list[Any]:
     try:
-        return scan_resolve(raw=str(raw), viewer=actor, kinds=set(spec.kinds) or None).item
+        found = scans_resolve(
+            raws=[str(raw) for raw in raws], viewer=actor, kinds=set(spec.kinds) or None
+        )
     except ServiceError as exc:
-        exc.field = where
+        exc.field = fields[exc.index or 0]
+        exc.index = None  # the field names the place now
         raise
+    return [result.item for result in found]
 
 
 def action_run(*, action: Action, item: Any, actor: AbstractBaseUser, data: dict[str, Any]) -> Any:
