@@ -23,6 +23,7 @@ from typing import Any
 from django.db.models import Model, Q, QuerySet
 
 from biobank.errors import NotVisible
+from biobank.models.doses import PRODUCT_FIELDS as DOSE_PRODUCT_FIELDS
 
 ALLOCATION_PERMISSION = "biobank.view_allocation"
 
@@ -76,17 +77,10 @@ BLINDED_HIDDEN_FIELDS: dict[str, frozenset[str]] = {
     "participant": frozenset({"arm", "randomisation", "randomisation_entry", "units", "doses"}),
     "dose": frozenset(
         {
-            "treatment",
+            *DOSE_PRODUCT_FIELDS,
             "unit",
             "units",
             "dose_units",
-            "processing",
-            "post_thaw_cell_count",
-            "post_thaw_viability_pct",
-            "viable_cells",
-            "saline_lot",
-            "deviation_signature",
-            "deviation_reason",
             "todo",
             # the admin's and the API's read-outs of the fields above
             "deviation",

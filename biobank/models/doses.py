@@ -72,6 +72,20 @@ class DoseStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# The fields of a dose that tell MSC from saline: kept out of its history, hidden from blinded
+# roles by the visibility policy.
+PRODUCT_FIELDS = (
+    "treatment",
+    "processing",
+    "post_thaw_cell_count",
+    "post_thaw_viability_pct",
+    "viable_cells",
+    "saline_lot",
+    "deviation_signature",
+    "deviation_reason",
+)
+
+
 class Dose(models.Model):
     """One blinded syringe for a treatment visit: MSC or saline.
 
@@ -134,18 +148,8 @@ class Dose(models.Model):
     dispatched_at = models.DateTimeField(null=True, blank=True)
     administered_at = models.DateTimeField(null=True, blank=True)
     administered_by = models.CharField(max_length=200, blank=True)
-    history = HistoricalRecords(
-        excluded_fields=[
-            "treatment",
-            "processing",
-            "post_thaw_cell_count",
-            "post_thaw_viability_pct",
-            "viable_cells",
-            "saline_lot",
-            "deviation_signature",
-            "deviation_reason",
-        ]
-    )
+    # History rows are read by blinded roles: what tells the product is never in them.
+    history = HistoricalRecords(excluded_fields=list(PRODUCT_FIELDS))
 
     class Meta:
         ordering = ["visit__scheduled_on", "code"]

@@ -192,26 +192,26 @@ def _previous_step(item: Item, kind: str) -> tuple[str, datetime] | None:
 def _time_order_refusal(
     item: Item, kind: str, action: str, at: datetime, qc_signed: dict[int, datetime]
 ) -> ServiceError | None:
+    """What a step dated ``at`` would come before, if anything: the item's previous step, or
+    the signature that allowed the step."""
+    bounds: list[tuple[str, datetime]] = []
     previous = _previous_step(item, kind)
-    if previous is not None and at < previous[1]:
-        return ServiceError(
-            f"{item.code}: {action.replace('_', ' ')} at {_when(at)} is before its previous "
-            f"step ({previous[0].replace('_', ' ')} at {_when(previous[1])}).",
-            code="time_order",
-            field="at",
-        )
-    signature: tuple[str, datetime] | None = None
+    if previous is not None:
+        step, when = previous
+        bounds.append((f"its previous step ({step.replace('_', ' ')} at {_when(when)})", when))
     if isinstance(item, Dose) and item.release_signature_id is not None:
-        signature = ("its release signature", item.release_signature.signed_at)
+        signed = item.release_signature.signed_at
+        bounds.append((f"its release signature ({_when(signed)})", signed))
     elif isinstance(item, ProductUnit) and item.processing_id in qc_signed:
-        signature = ("the QC release signature", qc_signed[item.processing_id])
-    if signature is not None and at < signature[1]:
-        return ServiceError(
-            f"{item.code}: {action.replace('_', ' ')} at {_when(at)} is before {signature[0]} "
-            f"({_when(signature[1])}).",
-            code="time_order",
-            field="at",
-        )
+        signed = qc_signed[item.processing_id]
+        bounds.append((f"the QC release signature ({_when(signed)})", signed))
+    for what, when in bounds:
+        if at < when:
+            return ServiceError(
+                f"{item.code}: {action.replace('_', ' ')} at {_when(at)} is before {what}.",
+                code="time_order",
+                field="at",
+            )
     return None
 
 
