@@ -495,7 +495,7 @@ class Builder:
         """Tanks, racks (10 boxes each) and 9×9 boxes, with their materialised paths."""
         from biobank.identifiers import Kind, format_id
         from biobank.models import Container, StorageUnit
-        from biobank.services.storage import SEPARATOR
+        from biobank.services.containers import SEPARATOR
 
         self.plan = storage_plan(self.n)
         tanks = []

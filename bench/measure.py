@@ -167,7 +167,7 @@ def suggestion(target: Target) -> dict[str, Any]:
     from django.test.utils import CaptureQueriesContext
 
     from biobank.models import Container, StorageUnit
-    from biobank.services.storage import free_position_suggest
+    from biobank.services.containers import free_position_suggest
 
     tank = StorageUnit.objects.get(code=target.info()["suggest_tank"])
     boxes = Container.objects.filter(storage_unit=tank, kind="box").count()
@@ -210,7 +210,7 @@ def _store_setup(count: int) -> tuple[Any, list[Any], Any]:
         Site,
         StorageUnit,
     )
-    from biobank.services.storage import container_create, storage_unit_create
+    from biobank.services.containers import container_create, storage_unit_create
 
     user = get_user_model().objects.get(username="bench")
     lab = Site.objects.get(is_lab=True)
@@ -394,7 +394,7 @@ def store_box_rack_scan() -> dict[str, Any]:
     from django.test.utils import CaptureQueriesContext
 
     from biobank.rack_csv import parse_rack_csv
-    from biobank.services.storage import rack_scan_apply
+    from biobank.services.racks import rack_scan_apply
 
     box, units, user = _store_setup(STORE_UNITS)
     box_type = box.box_type

@@ -169,7 +169,7 @@ class BiobankAdminSite(admin.AdminSite):
         from django.template.response import TemplateResponse
         from django.utils import timezone
 
-        from biobank.services.doses import doses_due
+        from biobank.services.dose_plan import doses_due
         from biobank.visibility import can_see_allocation
 
         if not request.user.has_perm("biobank.view_dose"):

@@ -25,9 +25,10 @@ from biobank.models import (
     Study,
 )
 from biobank.services.aspirates import aspirate_collect, aspirate_receive
+from biobank.services.containers import container_create, storage_unit_create
 from biobank.services.processing import processing_harvest, processing_start
 from biobank.services.seeding import trial_definition_load
-from biobank.services.storage import container_create, storage_unit_create, unit_place
+from biobank.services.storage import unit_place
 from biobank.services.trial import participant_enroll
 from biobank.services.units import UnitSpec, freezing_run_record, units_create
 
@@ -258,7 +259,7 @@ DOSE_WEIGHT = Decimal("45.0")  # target 45×10⁶: both 25×10⁶ units of make_
 
 
 def record_weight(*, visit: Any, actor: Any, weight_kg: Decimal = DOSE_WEIGHT) -> Any:
-    from biobank.services.doses import visit_weight_record
+    from biobank.services.dose_plan import visit_weight_record
 
     return visit_weight_record(visit=visit, weight_kg=weight_kg, actor=actor)
 

@@ -16,15 +16,9 @@ from biobank.models import CustodyEvent, Placement, ProductUnit
 from biobank.rack_csv import parse_rack_csv
 from biobank.selectors.storage import location_of
 from biobank.services.errors import ConflictError, ServiceError
+from biobank.services.racks import rack_scan_apply
 from biobank.services.roles import LAB, roles_sync
-from biobank.services.storage import (
-    MoveItem,
-    StoreItem,
-    rack_scan_apply,
-    unit_place,
-    units_move,
-    units_store,
-)
+from biobank.services.storage import MoveItem, StoreItem, unit_place, units_move, units_store
 from biobank.services.units import UnitSpec, freezing_run_record, units_create
 
 from .factories import make_box, make_processing, make_units, make_user, past

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from biobank.reports import charts
-from biobank.services.storage import temperature_record
+from biobank.services.containers import temperature_record
 
 from .factories import make_box, make_dose, make_storage_unit, make_units, make_user, past
 

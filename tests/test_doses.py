@@ -13,16 +13,14 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from biobank.models import CustodyEvent, Dose, ProductUnit, Study
+from biobank.services.dose_plan import dose_propose, units_suggest, visit_weight_record
 from biobank.services.doses import (
     UnitCount,
     dose_deviation_sign,
     dose_dispatch,
     dose_make_ready,
     dose_prepare,
-    dose_propose,
     dose_release,
-    units_suggest,
-    visit_weight_record,
 )
 from biobank.services.errors import ServiceError
 from biobank.services.processing import processing_harvest

@@ -11,12 +11,8 @@ from django.urls import reverse
 from biobank.models import CustodyEvent, Placement
 from biobank.rack_csv import parse_rack_csv
 from biobank.services.errors import ServiceError
-from biobank.services.storage import (
-    rack_scan_apply,
-    rack_scan_compare,
-    rack_scan_plan,
-    unit_place,
-)
+from biobank.services.racks import rack_scan_apply, rack_scan_compare, rack_scan_plan
+from biobank.services.storage import unit_place
 
 from .factories import make_box, make_units
 

@@ -14,6 +14,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from biobank.models import Dose, IdentityCheck, QcRelease, Signature, Unblinding
+from biobank.services.dose_plan import dose_propose, doses_due
 from biobank.services.doses import (
     UnitCount,
     dose_administer,
@@ -21,9 +22,7 @@ from biobank.services.doses import (
     dose_dispatch,
     dose_make_ready,
     dose_prepare,
-    dose_propose,
     dose_release,
-    doses_due,
 )
 from biobank.services.errors import ServiceError
 from biobank.services.qc_release import processing_qc_release

@@ -13,14 +13,16 @@ from django.utils import timezone
 
 from biobank.identifiers import Kind, format_id
 from biobank.models import Container, Placement, ProductUnit
-from biobank.services.errors import ConflictError, ServiceError
-from biobank.services.qc_release import processing_qc_release
-from biobank.services.storage import (
+from biobank.services.containers import (
     container_create,
     container_move,
     free_position_suggest,
     position_parse,
     temperature_record,
+)
+from biobank.services.errors import ConflictError, ServiceError
+from biobank.services.qc_release import processing_qc_release
+from biobank.services.storage import (
     unit_check_in,
     unit_check_out,
     unit_move,

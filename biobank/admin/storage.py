@@ -22,14 +22,14 @@ from biobank.models import (
 )
 from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.storage import box_map, boxes_with_occupancy
-from biobank.services.errors import ServiceError
-from biobank.services.storage import (
+from biobank.services.containers import (
     container_create,
     free_position_suggest,
     storage_unit_create,
     temperature_record,
-    unit_place,
 )
+from biobank.services.errors import ServiceError
+from biobank.services.storage import unit_place
 
 from .printing import LabelPreviewMixin, print_labels
 from .steps import ReadOnlyAdminMixin, check_with_service

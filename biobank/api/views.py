@@ -37,8 +37,8 @@ from biobank.models.storage import open_placement_q
 from biobank.selectors.participants import visit_of
 from biobank.selectors.scan import scan_resolve
 from biobank.selectors.storage import box_map, units_with_location
-from biobank.services import doses as dose_services
-from biobank.services import storage as storage_services
+from biobank.services import containers as container_services
+from biobank.services import dose_plan as dose_plan_services
 from biobank.services.actions import action_get, action_run
 from biobank.visibility import policy_for
 
@@ -309,7 +309,7 @@ class StorageUnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseV
             raise ServiceError(
                 "container_type must be cryobag or cryovial.", field="container_type"
             )
-        found = storage_services.free_position_suggest(
+        found = container_services.free_position_suggest(
             storage_unit=self.get_object(), container_type=container_type
         )
         return Response(
@@ -473,7 +473,7 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
             raise ServiceError("days must be 1–365.", field="days")
         hidden = policy_for(request.user).hidden_fields("dose")
         rows = []
-        for row in dose_services.doses_due(within_days=days):
+        for row in dose_plan_services.doses_due(within_days=days):
             item = {
                 "participant": row.visit.participant.code,
                 "pseudonym": row.visit.participant.pseudonym,

@@ -36,12 +36,10 @@ from biobank.rack_csv import parse_rack_csv
 from biobank.selectors.scan import ScanResult, scan_resolve
 from biobank.selectors.storage import location_of
 from biobank.services.aspirates import aspirate_receive
+from biobank.services.containers import position_parse
 from biobank.services.doses import dose_administer, dose_dispatch
+from biobank.services.racks import rack_scan_apply, rack_scan_compare, rack_scan_plan
 from biobank.services.storage import (
-    position_parse,
-    rack_scan_apply,
-    rack_scan_compare,
-    rack_scan_plan,
     unit_check_in,
     unit_check_out,
     unit_move,

@@ -29,6 +29,13 @@ from biobank.models import (
 )
 
 from .aspirates import aspirate_collect, aspirate_discard, aspirate_receive
+from .containers import (
+    container_create,
+    free_position_suggest,
+    storage_unit_create,
+    temperature_record,
+)
+from .dose_plan import visit_treatment, visit_weight_record
 from .doses import (
     UnitCount,
     dose_administer,
@@ -36,20 +43,12 @@ from .doses import (
     dose_make_ready,
     dose_prepare,
     dose_release,
-    visit_treatment,
-    visit_weight_record,
 )
 from .errors import ServiceError
 from .processing import passage_record, processing_harvest, processing_start, qc_result_record
 from .qc_release import processing_qc_release
 from .randomisation import randomisation_in_use
-from .storage import (
-    container_create,
-    free_position_suggest,
-    storage_unit_create,
-    temperature_record,
-    unit_place,
-)
+from .storage import unit_place
 from .trial import participant_enroll
 from .units import UnitSpec, freezing_run_record, unit_transition, units_create
 

@@ -1,38 +1,25 @@
-"""Storage hierarchy and unit placement: place, move, check out/in, remove; suggestions."""
+"""Unit placement: store, move, check out and in, remove from storage."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F, Min, Q
+from django.db.models import Q
 
-from biobank.identifiers import Kind
 from biobank.models import (
     Accepts,
-    BoxType,
     Container,
-    ContainerKind,
-    Labelling,
     Placement,
     ProductUnit,
-    Site,
-    StorageKind,
-    StorageUnit,
-    TemperatureReading,
     UnitStatus,
 )
-from biobank.models.storage import ROW_LETTERS
-from biobank.rack_csv import RackCell, RackRead
-from biobank.selectors.storage import open_count_per_box, units_with_location
 
+from .containers import position_parse
 from .errors import ConflictError, ServiceError, TransitionError
-from .identifiers import identifier_allocate
 from .lifecycle import (
     TRANSITIONS,
     Step,
@@ -41,264 +28,6 @@ from .lifecycle import (
     transition_apply,
     transitions_apply_bulk,
 )
-
-SEPARATOR = " › "
-
-
-# --- hierarchy -------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def storage_unit_create(
-    *,
-    site: Site,
-    name: str,
-    kind: str,
-    min_temperature_c: Decimal,
-    max_temperature_c: Decimal,
-    actor: AbstractBaseUser,
-) -> StorageUnit:
-    name = name.strip()
-    if not name:
-        raise ServiceError("A name is required.", field="name")
-    if kind not in StorageKind.values:
-        raise ServiceError(f"Kind must be one of {', '.join(StorageKind.values)}.", field="kind")
-    low, high = Decimal(str(min_temperature_c)), Decimal(str(max_temperature_c))
-    if low >= high:
-        raise ServiceError(
-            "The minimum temperature must be below the maximum.", field="min_temperature_c"
-        )
-    if StorageUnit.objects.filter(site=site, name=name).exists():
-        raise ServiceError(f"{site.code} already has a storage unit named {name}.", field="name")
-    unit = StorageUnit(
-        code=identifier_allocate(kind=Kind.STORAGE_UNIT),
-        site=site,
-        name=name,
-        kind=kind,
-        min_temperature_c=low,
-        max_temperature_c=high,
-    )
-    unit._change_reason = "storage unit created"
-    unit._history_user = actor
-    unit.save()
-    return unit
-
-
-@transaction.atomic
-def container_create(
-    *,
-    name: str,
-    kind: str,
-    actor: AbstractBaseUser,
-    storage_unit: StorageUnit | None = None,
-    parent: Container | None = None,
-    box_type: BoxType | None = None,
-) -> Container:
-    """A rack/canister/shelf/drawer (CT…) or a box (BX…) in a storage unit or container."""
-    name = name.strip()
-    if not name:
-        raise ServiceError("A name is required.", field="name")
-    if kind not in ContainerKind.values:
-        raise ServiceError(f"Kind must be one of {', '.join(ContainerKind.values)}.", field="kind")
-    if kind == ContainerKind.BOX and box_type is None:
-        raise ServiceError("A box needs a box type (its rows and columns).", field="box_type")
-    if kind != ContainerKind.BOX and box_type is not None:
-        raise ServiceError("Only boxes have a box type.", field="box_type")
-    if parent is not None:
-        if parent.is_box:
-            raise ServiceError(f"{parent.code} is a box; boxes hold units only.", field="parent")
-        if storage_unit is not None and storage_unit.pk != parent.storage_unit_id:
-            raise ServiceError("The parent is in another storage unit.", field="parent")
-        storage_unit = parent.storage_unit
-    if storage_unit is None:
-        raise ServiceError("Give a storage unit or a parent container.", field="storage_unit")
-    if Container.objects.filter(storage_unit=storage_unit, parent=parent, name=name).exists():
-        raise ServiceError(f"'{name}' already exists there.", code="duplicate", field="name")
-    container = Container(
-        code=identifier_allocate(kind=Kind.BOX if kind == ContainerKind.BOX else Kind.CONTAINER),
-        storage_unit=storage_unit,
-        parent=parent,
-        kind=kind,
-        name=name,
-        box_type=box_type,
-        path=_path(storage_unit, parent, name),
-        depth=0 if parent is None else parent.depth + 1,
-    )
-    container._change_reason = "container created"
-    container._history_user = actor
-    container.save()
-    return container
-
-
-def _path(storage_unit: StorageUnit, parent: Container | None, name: str) -> str:
-    base = parent.path if parent else f"{storage_unit.site.code}{SEPARATOR}{storage_unit.name}"
-    return f"{base}{SEPARATOR}{name}"
-
-
-@transaction.atomic
-def container_move(
-    *,
-    container: Container,
-    actor: AbstractBaseUser,
-    parent: Container | None = None,
-    storage_unit: StorageUnit | None = None,
-) -> Container:
-    """Move a container (with everything in it) under another parent or storage unit."""
-    container = Container.objects.select_for_update(of=("self",)).get(pk=container.pk)
-    if parent is not None:
-        if parent.is_box:
-            raise ServiceError(f"{parent.code} is a box; boxes hold units only.", field="parent")
-        ancestor: Container | None = parent
-        while ancestor is not None:
-            if ancestor.pk == container.pk:
-                raise ServiceError("A container cannot go inside itself.", field="parent")
-            ancestor = ancestor.parent
-        storage_unit = parent.storage_unit
-    if storage_unit is None:
-        raise ServiceError("Give a new parent or a storage unit.", field="parent")
-    clash = Container.objects.filter(storage_unit=storage_unit, parent=parent, name=container.name)
-    if clash.exclude(pk=container.pk).exists():
-        raise ServiceError(f"'{container.name}' already exists there.", field="parent")
-    container.parent = parent
-    container.storage_unit = storage_unit
-    _repath(container, actor)
-    return container
-
-
-def _repath(container: Container, actor: AbstractBaseUser) -> None:
-    container.path = _path(container.storage_unit, container.parent, container.name)
-    container.depth = 0 if container.parent is None else container.parent.depth + 1
-    container._change_reason = "container moved"
-    container._history_user = actor
-    container.save()
-    for child in container.children.select_related("storage_unit"):
-        child.parent = container
-        child.storage_unit = container.storage_unit
-        _repath(child, actor)
-
-
-# --- positions -------------------------------------------------------------------------------
-
-_LETTER_NUMBER = re.compile(r"^([A-Z])0*(\d{1,2})$")
-_NUMBER_LETTER = re.compile(r"^0*(\d{1,2})([A-Z])$")
-_NUMBER_NUMBER = re.compile(r"^0*(\d{1,2})\s*[-:/.,]\s*0*(\d{1,2})$")
-
-
-def position_parse(*, box_type: BoxType, label: str) -> tuple[int, int]:
-    """'A1', 'a01', '3-7' or a running number '15' (row by row) → (row, column), 1-based."""
-    raw = (label or "").strip().upper()
-    row = col = None
-    if m := _LETTER_NUMBER.match(raw):
-        if box_type.row_labelling == Labelling.LETTERS:
-            row, col = ROW_LETTERS.index(m.group(1)) + 1, int(m.group(2))
-    elif m := _NUMBER_LETTER.match(raw):
-        if box_type.column_labelling == Labelling.LETTERS:
-            row, col = int(m.group(1)), ROW_LETTERS.index(m.group(2)) + 1
-    elif m := _NUMBER_NUMBER.match(raw):
-        row, col = int(m.group(1)), int(m.group(2))
-    elif raw.isdigit() and 1 <= int(raw) <= box_type.capacity:
-        number = int(raw) - 1
-        row, col = number // box_type.columns + 1, number % box_type.columns + 1
-    last = box_type.position_label(box_type.rows, box_type.columns)
-    if row is None or col is None:
-        raise ServiceError(
-            f"'{label}' is not a position of a {box_type}: use e.g. "
-            f"{box_type.position_label(1, 1)}…{last} or 1…{box_type.capacity}.",
-            code="bad_position",
-            field="position",
-        )
-    if not (1 <= row <= box_type.rows and 1 <= col <= box_type.columns):
-        raise ServiceError(
-            f"Position {label} is outside this {box_type.rows}×{box_type.columns} box "
-            f"({box_type.position_label(1, 1)}…{last}).",
-            code="bad_position",
-            field="position",
-        )
-    return row, col
-
-
-@dataclass(frozen=True)
-class Suggestion:
-    box: Container
-    row: int
-    column: int
-    position: str
-    reason: str
-
-
-def _accepts(container_type: str | None) -> Q:
-    if container_type is None:
-        return Q()
-    return Q(box_type__accepts__in=[Accepts.ANY, container_type])
-
-
-def first_free_position(*, box: Container) -> tuple[int, int] | None:
-    """The first free position in row order, computed in SQL (two small queries)."""
-    box_type = box.box_type
-    cols, capacity = box_type.columns, box_type.capacity
-    open_ = Placement.objects.open().filter(container=box, row__isnull=False)
-    indexed = open_.annotate(idx=(F("row") - 1) * cols + F("column") - 1)
-    if not open_.filter(row=1, column=1).exists():
-        index = 0
-    else:
-        # The first free index follows some occupied one: min(idx + 1) not itself occupied.
-        index = (
-            indexed.annotate(nxt=F("idx") + 1)
-            .filter(nxt__lt=capacity)
-            .exclude(nxt__in=indexed.values("idx"))
-            .aggregate(first=Min("nxt"))["first"]
-        )
-    if index is None:
-        return None
-    return index // cols + 1, index % cols + 1
-
-
-def free_position_suggest(
-    *,
-    box: Container | None = None,
-    storage_unit: StorageUnit | None = None,
-    container_type: str | None = None,
-) -> Suggestion:
-    """First free position in a box, or in the fullest box with space in a storage unit."""
-    if box is not None:
-        if not box.is_box:
-            raise ServiceError(f"{box.code} is not a box.", field="box")
-        found = first_free_position(box=box)
-        if found is None:
-            raise ServiceError(f"Box {box.code} is full.", code="box_full", field="box")
-        label = box.box_type.position_label(*found)
-        return Suggestion(box, *found, label, f"first free position in {box.name} ({box.code})")
-    if storage_unit is None:
-        raise ServiceError("Give a box or a storage unit.", field="storage_unit")
-    rows = (
-        Container.objects.filter(storage_unit=storage_unit, kind=ContainerKind.BOX, active=True)
-        .filter(_accepts(container_type))
-        .annotate(
-            used=open_count_per_box(),
-            capacity=F("box_type__rows") * F("box_type__columns"),
-        )
-        .values_list("pk", "used", "capacity", "path")
-    )
-    with_space = [row for row in rows if row[1] < row[2]]
-    if not with_space:
-        kind = f" for {container_type}s" if container_type else ""
-        raise ServiceError(
-            f"No box with free space{kind} in {storage_unit.name} ({storage_unit.code}).",
-            code="storage_full",
-            field="storage_unit",
-        )
-    pk, used, capacity, _ = min(with_space, key=lambda r: (-r[1], r[3], r[0]))
-    best = Container.objects.select_related("box_type").get(pk=pk)
-    best.used, best.capacity = used, capacity
-    found = first_free_position(box=best)
-    assert found is not None  # used < capacity
-    label = best.box_type.position_label(*found)
-    reason = (
-        f"fullest box with space in {storage_unit.name}: {best.name} ({best.code}), "
-        f"{best.used}/{best.capacity} used; first free position {label}"
-    )
-    return Suggestion(best, *found, label, reason)
-
 
 # --- placement -------------------------------------------------------------------------------
 #
@@ -322,7 +51,7 @@ class MoveItem:
 
 
 @dataclass
-class _Slot:
+class Slot:
     unit: ProductUnit
     action: str  # store | move
     container: Container
@@ -349,7 +78,7 @@ def _open_placement(unit: ProductUnit) -> Placement | None:
     )
 
 
-def _open_placements(units: list[ProductUnit]) -> dict[int, Placement]:
+def open_placements_lock(units: list[ProductUnit]) -> dict[int, Placement]:
     """The open placements of many units, locked, in one query (unit pk → placement)."""
     rows = (
         Placement.objects.open()
@@ -424,7 +153,7 @@ def _taken_error(container: Container, label: str, holder: str | None) -> Confli
     )
 
 
-def _claim(slot: _Slot, taken: Occupied) -> None:
+def _claim(slot: Slot, taken: Occupied) -> None:
     """Mark the slot's position as taken (refused if it already is); free the unit's old one."""
     if slot.row is None:
         return
@@ -441,8 +170,8 @@ def _where(container: Container, label: str) -> str:
     return f"{container.path} {label}".strip()
 
 
-def _placements_write(
-    slots: list[_Slot], *, actor: AbstractBaseUser, at: datetime, end_reason: str
+def slots_write(
+    slots: list[Slot], *, actor: AbstractBaseUser, at: datetime, end_reason: str
 ) -> list[Placement]:
     """The writes for planned slots, in a fixed number of statements: the lifecycle steps
     (locked, checked, history, events), the old placements ended, the new ones inserted."""
@@ -487,7 +216,7 @@ def _placements_write(
     return placements
 
 
-def _conflict_after_race(slots: list[_Slot]) -> ServiceError:
+def _conflict_after_race(slots: list[Slot]) -> ServiceError:
     wanted = Q()
     for slot in slots:
         wanted |= Q(container=slot.container, row=slot.row, column=slot.col)
@@ -555,7 +284,7 @@ def units_store(
                     field="unit",
                 )
             row, col, label = _plan_slot(unit, container, item.position, taken)
-            slot = _Slot(
+            slot = Slot(
                 unit,
                 "store",
                 container,
@@ -568,7 +297,7 @@ def units_store(
         except ServiceError as exc:
             raise _indexed(index, exc) from None
         slots.append(slot)
-    return _placements_write(slots, actor=actor, at=when, end_reason="")
+    return slots_write(slots, actor=actor, at=when, end_reason="")
 
 
 def unit_place(
@@ -605,12 +334,12 @@ def units_move(
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    current = _open_placements(units)
+    current = open_placements_lock(units)
     targets = Container.objects.select_related("box_type", "storage_unit__site").in_bulk(
         {item.container.pk for item in items}
     )
     taken = _occupied(list(targets.values()))
-    slots: list[_Slot] = []
+    slots: list[Slot] = []
     for index, item in enumerate(items):
         unit, container = item.unit, targets[item.container.pk]
         try:
@@ -625,7 +354,7 @@ def units_move(
                     code="already_there",
                     field="position",
                 )
-            slot = _Slot(
+            slot = Slot(
                 unit,
                 "move",
                 container,
@@ -645,7 +374,7 @@ def units_move(
         except ServiceError as exc:
             raise _indexed(index, exc) from None
         slots.append(slot)
-    return _placements_write(slots, actor=actor, at=when, end_reason="moved")
+    return slots_write(slots, actor=actor, at=when, end_reason="moved")
 
 
 def unit_move(
@@ -757,244 +486,17 @@ def placement_close(
         _end(current, actor=actor, at=at, reason=reason)
 
 
-# --- temperature -----------------------------------------------------------------------------
-
-
 @transaction.atomic
-def temperature_record(
-    *,
-    storage_unit: StorageUnit,
-    temperature_c: Decimal | float | str,
-    actor: AbstractBaseUser,
-    at: datetime | None = None,
-    source: str = "manual",
-    note: str = "",
-) -> TemperatureReading:
-    try:
-        value = Decimal(str(temperature_c))
-    except InvalidOperation as exc:
-        raise ServiceError("Temperature must be a number (°C).", field="temperature_c") from exc
-    if not value.is_finite() or not (Decimal(-273) < value < Decimal(100)):
-        raise ServiceError("Temperature must be between -273 and 100 °C.", field="temperature_c")
-    when = check_time(at)
-    if TemperatureReading.objects.filter(storage_unit=storage_unit, at=when).exists():
-        raise ServiceError("A reading at that time is already recorded.", field="at")
-    return TemperatureReading.objects.create(
-        storage_unit=storage_unit,
-        at=when,
-        temperature_c=value,
-        out_of_range=not (
-            storage_unit.min_temperature_c <= value <= storage_unit.max_temperature_c
-        ),
-        source=source[:50] or "manual",
-        recorded_by=actor,
-        note=note[:200],
-    )
-
-
-# --- rack scanner ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RackDiff:
-    position: str
-    row: int
-    column: int
-    state: str  # match | new | moved_here | mismatch | missing | no_read | empty | bad_tube
-    file_tube: str
-    system_unit: str
-    note: str
-    tube_placed: bool = False  # the file's tube has a place in storage now (a move, not a store)
-
-
-def rack_scan_compare(*, box: Container, read: RackRead) -> list[RackDiff]:
-    """Compare a rack-scanner read with what the system believes is in ``box``."""
-    box_type = box.box_type
-    here = {
-        (p.row, p.column): p.unit.code
-        for p in Placement.objects.open().filter(container=box).select_related("unit")
-    }
-    tubes = [c.tube for c in read.cells if c.status == "ok" and c.parsed is not None]
-    known = {u.code: u for u in units_with_location(ProductUnit.objects.filter(code__in=tubes))}
-    cells = {}
-    for cell in read.cells:
-        try:
-            row, col = position_parse(box_type=box_type, label=cell.position)
-        except ServiceError:
-            continue
-        cells[(row, col)] = cell
-    diffs = []
-    for row in range(1, box_type.rows + 1):
-        for col in range(1, box_type.columns + 1):
-            label = box_type.position_label(row, col)
-            system = here.get((row, col), "")
-            cell = cells.get((row, col))
-            state, tube, note = _rack_state(cell, system, known, box)
-            placed = tube in known and known[tube].location_container_id is not None
-            diffs.append(RackDiff(label, row, col, state, tube, system, note, placed))
-    return diffs
-
-
-def _rack_state(
-    cell: RackCell | None, system: str, known: dict[str, ProductUnit], box: Container
-) -> tuple[str, str, str]:
-    if cell is None or cell.status == "empty":
-        if system:
-            return "missing", "", "the system has a unit here; the rack shows none"
-        return "empty", "", ""
-    if cell.status == "no_read":
-        return "no_read", "NO READ", "tube present but unreadable: not verified"
-    tube = cell.tube or ""
-    if cell.parsed is None:
-        return "bad_tube", tube, cell.id_error or "not a valid identifier"
-    unit = known.get(tube)
-    if unit is None:
-        return "bad_tube", tube, "no such unit is registered"
-    if tube == system:
-        return "match", tube, ""
-    if system:
-        where = f"{unit.location_code} {unit.location_position}".strip()
-        there = f"; the system has {tube} in {where}" if where else f"; {tube} is not in storage"
-        return "mismatch", tube, f"the system has {system} here{there}"
-    if unit.location_container_id is None:
-        return "new", tube, f"{unit.get_status_display().lower()}, will be stored here"
-    where = f"{unit.location_code} {unit.location_position}".strip()
-    if unit.location_container_id == box.pk:
-        return "moved_here", tube, f"the system has it at {unit.location_position}"
-    return "moved_here", tube, f"the system has it in {where}"
-
-
-@dataclass(frozen=True)
-class RackPlan:
-    """What applying a compared rack scan would do; preview and apply both use it."""
-
-    incoming: dict[str, RackDiff]  # tube → its row: stored or moved to the row's position
-    displaced: list[RackDiff]  # rows whose system unit leaves storage (missing, or replaced)
-    bad: list[RackDiff]  # unknown or invalid tubes: the import cannot be applied
-    unchanged: int
-
-    @property
-    def blocked(self) -> bool:
-        return bool(self.bad)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        moved = sum(1 for d in self.incoming.values() if d.tube_placed)
-        return {
-            "stored": len(self.incoming) - moved,
-            "moved": moved,
-            "removed": len(self.displaced),
-            "unchanged": self.unchanged,
-        }
-
-
-def rack_scan_plan(*, diffs: list[RackDiff]) -> RackPlan:
-    """The writes a rack scan implies. A mismatch row both brings its tube in and displaces
-    the system's unit (unless that unit is read elsewhere in the same rack)."""
-    incoming = {d.file_tube: d for d in diffs if d.state in ("new", "moved_here", "mismatch")}
-    displaced = [
-        d for d in diffs if d.state in ("missing", "mismatch") and d.system_unit not in incoming
-    ]
-    return RackPlan(
-        incoming=incoming,
-        displaced=displaced,
-        bad=[d for d in diffs if d.state == "bad_tube"],
-        unchanged=sum(1 for d in diffs if d.state == "match"),
-    )
-
-
-@transaction.atomic
-def rack_scan_apply(
-    *,
-    box: Container,
-    read: RackRead,
-    actor: AbstractBaseUser,
-    remove_missing: bool = False,
-) -> dict[str, int]:
-    """Make the system match the rack, all or nothing.
-
-    Tubes read in the file are stored at their positions (placed if unplaced, moved if
-    elsewhere). Units the system has in the box but the rack shows as empty, or that are
-    displaced by another tube, block the import unless ``remove_missing`` takes them out of
-    storage. NO READ positions are left as they are.
-    """
-    if read.errors:
-        raise ServiceError(
-            f"The file has {len(read.errors)} problem(s); first: {read.errors[0]}",
-            code="bad_file",
-            field="file",
-        )
-    box = (
-        Container.objects.select_for_update(of=("self",))
-        .select_related("box_type", "storage_unit")
-        .get(pk=box.pk)
-    )
-    diffs = rack_scan_compare(box=box, read=read)
-    plan = rack_scan_plan(diffs=diffs)
-    if plan.bad:
-        listed = ", ".join(f"{d.position} {d.file_tube} ({d.note})" for d in plan.bad[:5])
-        raise ServiceError(f"Unknown or invalid tubes: {listed}.", code="bad_tubes", field="file")
-    incoming, displaced = plan.incoming, plan.displaced
-    if displaced and not remove_missing:
-        listed = ", ".join(f"{d.system_unit} at {d.position}" for d in displaced[:5])
-        raise ServiceError(
-            f"{len(displaced)} unit(s) the system has in {box.code} are not in the rack: {listed}. "
-            "Find them, or choose to remove them from storage.",
-            code="units_missing",
-            field="remove_missing",
-        )
-    when = check_time(None)
-    _units_remove(
-        [
-            (diff.system_unit, f"Rack scan of {box.code}: not found at {diff.position}")
-            for diff in displaced
-        ],
-        actor=actor,
-        at=when,
-    )
-    units = {u.code: u for u in ProductUnit.objects.filter(code__in=incoming)}
-    # Every tube's old slot is freed before any is taken, so tubes can swap places in the box.
-    current = _open_placements(list(units.values()))
-    slots = []
-    for code, diff in incoming.items():
-        unit, before = units[code], current.get(units[code].pk)
-        data = {"container": box.code, "position": diff.position, "source": "rack scan"}
-        if before is not None:
-            data = {
-                "from_container": before.container.code,
-                "from_position": before.position,
-                **data,
-            }
-        slots.append(
-            _Slot(
-                unit,
-                "store" if before is None else "move",
-                box,
-                diff.row,
-                diff.column,
-                diff.position,
-                current=before,
-                data=data,
-            )
-        )
-    _placements_write(slots, actor=actor, at=when, end_reason=f"rack scan of {box.code}")
-    stored = sum(1 for slot in slots if slot.action == "store")
-    return {
-        "stored": stored,
-        "moved": len(slots) - stored,
-        "removed": len(displaced),
-        "unchanged": sum(1 for d in diffs if d.state == "match"),
-    }
-
-
-def _units_remove(
-    removals: list[tuple[str, str]], *, actor: AbstractBaseUser, at: datetime
+def units_remove(
+    *, removals: list[tuple[str, str]], actor: AbstractBaseUser, at: datetime | None = None
 ) -> None:
-    """``unit_remove`` for many units (code, reason) in a fixed number of statements."""
+    """``unit_remove`` for many units (code, reason), all or nothing, in a fixed number of
+    statements."""
     if not removals:
         return
+    at = check_time(at)
     units = {u.code: u for u in ProductUnit.objects.filter(code__in=[c for c, _ in removals])}
-    current = _open_placements(list(units.values()))
+    current = open_placements_lock(list(units.values()))
     transitions_apply_bulk(
         steps=[Step(item=units[code], action="unstore", reason=why) for code, why in removals],
         actor=actor,

@@ -12,7 +12,7 @@ from biobank.models import Anticoagulant, Condition, ContainerType, QcTest, Site
 from biobank.selectors.participants import visit_of
 from biobank.visibility import can_see_allocation
 
-from .. import aspirates, doses, processing, qc_release, unblinding, units
+from .. import aspirates, dose_plan, processing, qc_release, unblinding, units
 from ..trial import participant_enroll
 from .inputs import AT, PASSWORD, Action, Input, calls, choices, code, count, reason, viability
 
@@ -114,7 +114,7 @@ STEPS: tuple[Action, ...] = (
             Input("weight_kg", "decimal", max_digits=8, decimal_places=2),
             Input("measured_at", "datetime", required=False),
         ),
-        calls(doses.visit_weight_record, "visit"),
+        calls(dose_plan.visit_weight_record, "visit"),
         doc="Record the body weight measured at a treatment visit; answers with the dose plan.",
     ),
     Action(
