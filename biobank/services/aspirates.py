@@ -67,9 +67,6 @@ def aspirate_collect(
         visit.save(update_fields=["done_on"])
     event_record(
         item=aspirate,
-        participant_id=aspirate.participant_id,
-        item_code=aspirate.code,
-        item_kind="aspirate",
         action="collect",
         from_status="",
         to_status=aspirate.status,

@@ -43,7 +43,13 @@ from .dose_plan import (
 )
 from .errors import ConflictError, ServiceError, TransitionError
 from .identifiers import identifier_allocate
-from .lifecycle import check_time, event_record, time_order_check, transition_apply
+from .lifecycle import (
+    check_time,
+    event_record,
+    time_order_check,
+    transition_apply,
+    transition_check,
+)
 from .qc_release import MIN_VIABILITY_PCT
 from .signatures import require_perm, signature_sign
 from .units import unit_transition
@@ -131,9 +137,6 @@ def _dose_event(
     # Same shape for MSC and saline: no unit code, no treatment, no figures.
     event_record(
         item=dose,
-        participant_id=dose.participant_id,
-        item_code=dose.code,
-        item_kind="dose",
         action=action,
         from_status=from_status,
         to_status=dose.status,
@@ -162,13 +165,9 @@ def _locked(dose: Dose) -> Dose:
 def dose_release(*, dose: Dose, actor: AbstractBaseUser, password: str) -> Dose:
     """QA signs the dose's release; an MSC dose releases its units from the biobank."""
     require_perm(actor, "biobank.release_dose", "release doses")
+    # Checked before the units are released and the signature is asked for.
     locked = _locked(dose)
-    if locked.status != DoseStatus.PREPARED:
-        raise TransitionError(
-            f"{locked.code} is {locked.get_status_display().lower()}.",
-            code="invalid_transition",
-            field="status",
-        )
+    transition_check(kind="dose", action="release", item=locked)
     for link in _dose_units(locked):
         unit_transition(unit=link.unit, action="release", actor=actor, reason=f"for {dose.code}")
     signature = signature_sign(
@@ -279,13 +278,8 @@ def dose_make_ready(
     require_perm(actor, "biobank.prepare_dose", "prepare doses")
     ready_at = check_time(ready_at, field="ready_at")
     locked = _locked(dose)
-    if locked.status != DoseStatus.RELEASED:
-        raise TransitionError(
-            f"Cannot make {locked.code} ready: it is {locked.status}; this step is allowed "
-            "only from: released.",
-            code="invalid_transition",
-            field="status",
-        )
+    # Refused before anything is thawed (transition_apply checks again at the end).
+    transition_check(kind="dose", action="make_ready", item=locked)
     time_order_check(item=locked, kind="dose", action="make_ready", at=ready_at)
     study = locked.participant.study
     expires_at = ready_at + study.dose_shelf_life

@@ -225,20 +225,28 @@ def time_order_check(*, item: Item, kind: str, action: str, at: datetime) -> Non
 def event_record(
     *,
     item: Item | None,
-    participant_id: int,
-    item_code: str,
-    item_kind: str,
     action: str,
     from_status: str,
     to_status: str,
     actor: AbstractBaseUser,
     at: datetime,
+    participant_id: int | None = None,
+    item_code: str = "",
+    item_kind: str = "",
     site: Site | None = None,
     location: str = "",
     reason: str = "",
     data: dict[str, Any] | None = None,
 ) -> CustodyEvent:
-    """Append one chain-of-custody row (hash-chained). Callers are services in their transaction."""
+    """Append one chain-of-custody row (hash-chained). Callers are services in their transaction.
+
+    The participant, code and kind default to the item's; an event without an item (e.g. an
+    unblinding) names them itself.
+    """
+    if item is not None:
+        participant_id = item.participant_id if participant_id is None else participant_id
+        item_code = item_code or item.code
+        item_kind = item_kind or KIND_OF[type(item)]
     event = CustodyEvent(
         participant_id=participant_id,
         item_code=item_code,
@@ -347,6 +355,23 @@ def _refuse(action: str, code: str, status: str, transition: Transition) -> Tran
     )
 
 
+def transition_check(
+    *, kind: str, action: str, item: Any, reason: str = "", status: str | None = None
+) -> Transition:
+    """The table's verdict on one step: its transition, or the refusal (an unknown step, a
+    missing reason, an item held by an open shipment, a status the step does not start from).
+
+    ``status`` judges another status than the item's own (a bulk step's in-memory one). Every
+    state check asks this; ``transition_apply`` asks it on the locked row.
+    """
+    transition = _transition_of(kind, action, item.code, reason)
+    _shipment_guard(item, action)
+    status = item.status if status is None else status
+    if status not in transition.sources:
+        raise _refuse(action, item.code, status, transition)
+    return transition
+
+
 @transaction.atomic
 def transitions_apply_bulk(
     *, steps: list[Step], actor: AbstractBaseUser, at: datetime | None = None
@@ -375,10 +400,9 @@ def transitions_apply_bulk(
         row = locked[step.item.pk]
         reason = (step.reason or "").strip()
         try:
-            transition = _transition_of(kind, step.action, row.code, reason)
-            _shipment_guard(row, step.action)
-            if status[row.pk] not in transition.sources:
-                raise _refuse(step.action, row.code, status[row.pk], transition)
+            transition = transition_check(
+                kind=kind, action=step.action, item=row, reason=reason, status=status[row.pk]
+            )
             refusal = _time_order_refusal(row, kind, step.action, when, qc_signed[step.action])
             if refusal is not None:
                 raise refusal
@@ -475,7 +499,7 @@ def rows_update(model: type[models.Model], rows: list[Any], fields: list[str]) -
 @transaction.atomic
 def transition_apply(
     *,
-    item: Item,
+    item: Item | Shipment,
     action: str,
     actor: AbstractBaseUser,
     at: datetime | None = None,
@@ -484,27 +508,28 @@ def transition_apply(
     location: str = "",
     changes: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
-) -> CustodyEvent:
+) -> CustodyEvent | None:
     """Apply one lifecycle step: lock the row, check the table, save, write the event.
 
     ``item`` is updated in place to the saved state. Anything the table does not allow
     is refused with a ``TransitionError`` naming the current status and the allowed ones.
     Time order: a step dated before the item's previous step, or before the signature that
     allowed it, is refused (``time_order``); so is one in the future (``future_time``).
+    A shipment's step is saved with its history but has no event (None): custody is per item.
     """
     model = type(item)
     kind = KIND_OF[model]
     reason = (reason or "").strip()
-    transition = _transition_of(kind, action, item.code, reason)
+    _transition_of(kind, action, item.code, reason)  # a bad request is refused before locking
     when = check_time(at)
     locked = _lockable(model, kind).get(pk=item.pk)
-    _shipment_guard(locked, action)
-    if locked.status not in transition.sources:
-        raise _refuse(action, locked.code, locked.status, transition)
+    transition = transition_check(kind=kind, action=action, item=locked, reason=reason)
     from_status = locked.status
     for name, value in (changes or {}).items():
         setattr(locked, name, value)
-    time_order_check(item=locked, kind=kind, action=action, at=when)
+    custody = kind in LINK_OF
+    if custody:
+        time_order_check(item=locked, kind=kind, action=action, at=when)
     if transition.target is not None:
         locked.status = transition.target
     if transition.needs_reason:
@@ -512,11 +537,11 @@ def transition_apply(
     locked._change_reason = _change_reason(reason, action)
     locked._history_user = actor
     locked.save()
-    event = event_record(
+    _copy_saved(item, locked)
+    if not custody:
+        return None
+    return event_record(
         item=locked,
-        participant_id=locked.participant_id,
-        item_code=locked.code,
-        item_kind=kind,
         action=action,
         from_status=from_status,
         to_status=locked.status,
@@ -527,5 +552,3 @@ def transition_apply(
         reason=reason,
         data=data,
     )
-    _copy_saved(item, locked)
-    return event

@@ -46,9 +46,6 @@ def processing_start(
     processing.save()
     event_record(
         item=processing,
-        participant_id=processing.participant_id,
-        item_code=processing.code,
-        item_kind="processing",
         action="start",
         from_status="",
         to_status=processing.status,

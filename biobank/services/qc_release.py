@@ -80,9 +80,6 @@ def processing_qc_release(
     release = QcRelease.objects.create(processing=processing, signature=signature, comment=comment)
     event_record(
         item=processing,
-        participant_id=processing.participant_id,
-        item_code=processing.code,
-        item_kind="processing",
         action="qc_release",
         from_status=processing.status,
         to_status=processing.status,

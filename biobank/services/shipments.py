@@ -82,47 +82,6 @@ class PackRefused(ServiceError):
 # --- the shipment's own steps ----------------------------------------------------------------
 
 
-def _step(
-    shipment: Shipment,
-    action: str,
-    actor: AbstractBaseUser,
-    *,
-    reason: str = "",
-    changes: dict[str, Any] | None = None,
-) -> Shipment:
-    """Lock the shipment, check the table, save with history (the shipment has no events of
-    its own: custody is per item)."""
-    transition = TRANSITIONS["shipment"][action]
-    reason = (reason or "").strip()
-    if transition.needs_reason and not reason:
-        raise ServiceError(
-            f"A reason is required to {action} {shipment.code}.",
-            code="reason_required",
-            field="reason",
-        )
-    locked = Shipment.objects.select_for_update(of=("self",)).get(pk=shipment.pk)
-    if locked.status not in transition.sources:
-        allowed = ", ".join(sorted(transition.sources))
-        raise TransitionError(
-            f"Cannot {action.replace('_', ' ')} {locked.code}: it is {locked.status}; "
-            f"this step is allowed only from: {allowed}.",
-            code="invalid_transition",
-            field="status",
-        )
-    for name, value in (changes or {}).items():
-        setattr(locked, name, value)
-    locked.status = transition.target
-    if transition.needs_reason:
-        locked.status_reason = reason
-    locked._change_reason = (reason or action.replace("_", " "))[:100]
-    locked._history_user = actor
-    locked.save()
-    shipment.__dict__.update(
-        {k: v for k, v in locked.__dict__.items() if not k.startswith("_") or k == "_state"}
-    )
-    return shipment
-
-
 def _locked_open(shipment: Shipment) -> Shipment:
     """Lock the row and refresh the caller's object in place (it sees the new state)."""
     locked = (
@@ -290,7 +249,7 @@ def shipment_pack(*, shipment: Shipment, scan: str, actor: AbstractBaseUser) -> 
     if refusal is not None:
         raise refusal
     if shipment.status == ShipmentStatus.PLANNED:
-        _step(shipment, "pack", actor)
+        transition_apply(item=shipment, action="pack", actor=actor)
     try:
         with transaction.atomic():
             line = ShipmentItem(
@@ -378,13 +337,14 @@ def shipment_seal(*, shipment: Shipment, actor: AbstractBaseUser, password: str)
             record=shipment.code,
         )
     else:
-        signature = None  # _step refuses with the table's message
-    return _step(
-        shipment,
-        "seal",
-        actor,
+        signature = None  # transition_apply refuses with the table's message
+    transition_apply(
+        item=shipment,
+        action="seal",
+        actor=actor,
         changes={"seal_signature": signature, "manifest_digest": digest},
     )
+    return shipment
 
 
 def _event_data(shipment: Shipment, **extra: Any) -> dict[str, Any]:
@@ -415,7 +375,7 @@ def shipment_ship(
         changes["courier"] = courier.strip()
     if tracking_ref is not None:
         changes["tracking_ref"] = tracking_ref.strip()
-    _step(shipment, "ship", actor, changes=changes)
+    transition_apply(item=shipment, action="ship", actor=actor, changes=changes)
     lines = ShipmentItem.objects.filter(shipment=shipment, state=S.PACKED).select_related(
         "aspirate", "unit", "dose"
     )
@@ -438,7 +398,7 @@ def shipment_ship(
 def shipment_cancel(*, shipment: Shipment, actor: AbstractBaseUser, reason: str) -> Shipment:
     """Cancel before it leaves; the items are free again."""
     require_perm(actor, "biobank.pack_shipment", "cancel shipments")
-    _step(shipment, "cancel", actor, reason=reason)
+    transition_apply(item=shipment, action="cancel", actor=actor, reason=reason)
     for line in ShipmentItem.objects.filter(shipment=shipment, active=True):
         line.state, line.active = S.REMOVED, False
         _save_line(line, actor, "shipment cancelled")
@@ -551,10 +511,10 @@ def shipment_receive(
     )
     receipt = Receipt(shipment)
     missing = [line for line in lines if line.state == S.PACKED]
-    _step(
-        shipment,
-        "receive_partially" if missing else "receive",
-        actor,
+    transition_apply(
+        item=shipment,
+        action="receive_partially" if missing else "receive",
+        actor=actor,
         changes={"received_at": when},
     )
     excursion = _excursion_evidence(shipment)
@@ -675,7 +635,7 @@ def shipment_item_write_off(
 def _close_if_complete(shipment: Shipment, actor: AbstractBaseUser) -> None:
     still = ShipmentItem.objects.filter(shipment=shipment, state=S.MISSING).exists()
     if shipment.status == ShipmentStatus.PARTIALLY_RECEIVED and not still:
-        _step(shipment, "receive", actor)
+        transition_apply(item=shipment, action="receive", actor=actor)
 
 
 # --- quarantine and the temperature logger ---------------------------------------------------

@@ -219,6 +219,7 @@ def unit_transition(
             item=unit, action=action, actor=actor, reason=reason, at=at, location=location
         )
         if action in LEAVES_STORAGE:
+            assert event is not None  # a unit's step always writes its event
             placement_close(unit=unit, actor=actor, at=event.at, reason=action)
     return unit
 
