@@ -30,15 +30,17 @@ from biobank.models import (
 from biobank.services.aspirates import aspirate_receive
 from biobank.services.doses import UnitCount, dose_make_ready, dose_prepare, dose_release
 from biobank.services.errors import ServiceError
-from biobank.services.shipments import (
-    shipment_cancel,
-    shipment_create,
+from biobank.services.shipment_receipt import (
     shipment_item_find,
     shipment_item_write_off,
     shipment_logger_upload,
-    shipment_pack,
     shipment_receive,
     shipment_receive_scan,
+)
+from biobank.services.shipments import (
+    shipment_cancel,
+    shipment_create,
+    shipment_pack,
     shipment_seal,
     shipment_ship,
     shipment_unpack,

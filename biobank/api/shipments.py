@@ -28,7 +28,7 @@ from biobank.selectors.shipments import (
     shipper_label,
     trace_chart,
 )
-from biobank.services import shipments as services
+from biobank.services import shipment_receipt as receiving
 from biobank.services.errors import NotFound
 from biobank.services.lifecycle import allowed_actions
 
@@ -176,7 +176,7 @@ def _visible_codes(shipment: Shipment, request: Request) -> set[str]:
     return {row["code"] for row in manifest_rows(shipment=shipment, user=request.user)}
 
 
-def _receipt(receipt: services.Receipt, request: Request) -> dict[str, list[str]]:
+def _receipt(receipt: receiving.Receipt, request: Request) -> dict[str, list[str]]:
     visible = _visible_codes(receipt.shipment, request)
     return {
         name: [c for c in getattr(receipt, name) if c in visible]

@@ -1,4 +1,5 @@
-"""Shipments between sites: plan, pack by scan, seal (signed), ship, receive by scan.
+"""Shipments between sites: plan, pack by scan, seal (signed), ship, cancel. (Receipt:
+``shipment_receipt``.)
 
 Every shipment step goes through the transition table (``TRANSITIONS["shipment"]``); every
 item gets ``ship`` and ``receive`` custody events (``transition_apply``) in the transaction of
@@ -13,30 +14,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass, field
-from decimal import Decimal
+from collections.abc import Iterable
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from biobank.identifiers import Kind
-from biobank.logger_csv import (
-    LoggerCsvError,
-    decode,
-    excursion_summary,
-    excursions_find,
-    parse_logger_csv,
-)
 from biobank.models import (
     Aspirate,
     AspirateStatus,
-    Condition,
     Dose,
     DoseStatus,
-    LoggerFile,
     ProductUnit,
     Shipment,
     ShipmentItem,
@@ -50,7 +40,6 @@ from biobank.models import (
 from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.shipments import ITEM_MODELS, item_site
 
-from .aspirates import aspirate_receive
 from .errors import ConflictError, NotFound, ServiceError, TransitionError
 from .identifiers import identifier_allocate
 from .lifecycle import TRANSITIONS, check_time, transition_apply
@@ -70,7 +59,6 @@ PACKABLE_STATUS: dict[str, tuple[str, ...]] = {
     "unit": (UnitStatus.FROZEN, UnitStatus.RELEASED),
     "dose": (DoseStatus.RELEASED, DoseStatus.READY),
 }
-KIND_NAME = {Aspirate: "aspirate", ProductUnit: "unit", Dose: "dose"}
 
 
 class PackRefused(ServiceError):
@@ -82,7 +70,7 @@ class PackRefused(ServiceError):
 # --- the shipment's own steps ----------------------------------------------------------------
 
 
-def _locked_open(shipment: Shipment) -> Shipment:
+def shipment_lock(shipment: Shipment) -> Shipment:
     """Lock the row and refresh the caller's object in place (it sees the new state)."""
     locked = (
         Shipment.objects.select_for_update(of=("self",))
@@ -91,6 +79,39 @@ def _locked_open(shipment: Shipment) -> Shipment:
     )
     shipment.__dict__.update(locked.__dict__)
     return shipment
+
+
+def status_require(shipment: Shipment, states: Iterable[str], *, code: str, why: str) -> None:
+    """Refuse a manifest or receipt step on a shipment in another status than ``states``."""
+    if shipment.status not in states:
+        raise TransitionError(
+            f"{shipment.code} is {shipment.status}{why}", code=code, field="status"
+        )
+
+
+def item_step(
+    *,
+    shipment: Shipment,
+    item: Item,
+    action: str,
+    actor: AbstractBaseUser,
+    site: Site,
+    at: dt.datetime | None = None,
+    reason: str = "",
+    **data: Any,
+) -> None:
+    """One item's custody step in this shipment (ship, receive, quarantine, write-off): the
+    event is located at the shipment and carries its route."""
+    transition_apply(
+        item=item,
+        action=action,
+        actor=actor,
+        at=at,
+        reason=reason,
+        site=site,
+        location=shipment.code,
+        data=event_data(shipment, **data),
+    )
 
 
 @transaction.atomic
@@ -138,7 +159,7 @@ def shipment_create(
     return shipment
 
 
-def _scanned(raw: str, field_name: str = "scan") -> tuple[Kind, str]:
+def scan_read(raw: str, field_name: str = "scan") -> tuple[Kind, str]:
     try:
         scan = parse_scan(raw if isinstance(raw, str) else "")
     except ScanError as exc:
@@ -147,7 +168,7 @@ def _scanned(raw: str, field_name: str = "scan") -> tuple[Kind, str]:
 
 
 def _item_for_scan(raw: str, *, lock: bool) -> tuple[str, Item]:
-    kind, code = _scanned(raw)
+    kind, code = scan_read(raw)
     if kind not in ITEM_MODELS:
         raise PackRefused(
             f"{code} is a {kind.label}; only aspirates, units and doses travel in shipments.",
@@ -235,13 +256,13 @@ def pack_refusal(*, shipment: Shipment, kind: str, item: Item) -> PackRefused | 
 def shipment_pack(*, shipment: Shipment, scan: str, actor: AbstractBaseUser) -> ShipmentItem:
     """Scan one item into the shipment, or refuse it with the reason."""
     require_perm(actor, "biobank.pack_shipment", "pack shipments")
-    shipment = _locked_open(shipment)
-    if shipment.status not in (ShipmentStatus.PLANNED, ShipmentStatus.PACKING):
-        raise TransitionError(
-            f"{shipment.code} is {shipment.status}: its manifest is locked.",
-            code="manifest_locked",
-            field="status",
-        )
+    shipment = shipment_lock(shipment)
+    status_require(
+        shipment,
+        TRANSITIONS["shipment"]["pack"].sources,
+        code="manifest_locked",
+        why=": its manifest is locked.",
+    )
     # The item row lock serialises two packers scanning the same item at once; the partial
     # unique constraint is the backstop.
     kind, item = _item_for_scan(scan, lock=True)
@@ -272,8 +293,10 @@ def shipment_pack(*, shipment: Shipment, scan: str, actor: AbstractBaseUser) -> 
     return line
 
 
-def _line(shipment: Shipment, raw: str, states: tuple[str, ...] | None = None) -> ShipmentItem:
-    _, code = _scanned(raw)
+def manifest_line(
+    shipment: Shipment, raw: str, states: tuple[str, ...] | None = None
+) -> ShipmentItem:
+    _, code = scan_read(raw)
     rows = ShipmentItem.objects.select_for_update(of=("self",)).filter(
         shipment=shipment, item_code=code
     )
@@ -285,7 +308,7 @@ def _line(shipment: Shipment, raw: str, states: tuple[str, ...] | None = None) -
     return line
 
 
-def _save_line(line: ShipmentItem, actor: AbstractBaseUser, reason: str) -> None:
+def line_save(line: ShipmentItem, actor: AbstractBaseUser, reason: str) -> None:
     line._change_reason = reason[:100]
     line._history_user = actor
     line.save()
@@ -295,16 +318,13 @@ def _save_line(line: ShipmentItem, actor: AbstractBaseUser, reason: str) -> None
 def shipment_unpack(*, shipment: Shipment, scan: str, actor: AbstractBaseUser) -> ShipmentItem:
     """Take an item out again before sealing."""
     require_perm(actor, "biobank.pack_shipment", "pack shipments")
-    shipment = _locked_open(shipment)
-    if shipment.status != ShipmentStatus.PACKING:
-        raise TransitionError(
-            f"{shipment.code} is {shipment.status}: its manifest is locked.",
-            code="manifest_locked",
-            field="status",
-        )
-    line = _line(shipment, scan, (S.PACKED,))
+    shipment = shipment_lock(shipment)
+    status_require(
+        shipment, [ShipmentStatus.PACKING], code="manifest_locked", why=": its manifest is locked."
+    )
+    line = manifest_line(shipment, scan, (S.PACKED,))
     line.state, line.active = S.REMOVED, False
-    _save_line(line, actor, "taken out before sealing")
+    line_save(line, actor, "taken out before sealing")
     return line
 
 
@@ -316,7 +336,7 @@ def manifest_digest(codes: list[str]) -> str:
 def shipment_seal(*, shipment: Shipment, actor: AbstractBaseUser, password: str) -> Shipment:
     """Lock the manifest and e-sign it (password asked again)."""
     require_perm(actor, "biobank.pack_shipment", "seal shipments")
-    shipment = _locked_open(shipment)
+    shipment = shipment_lock(shipment)
     codes = list(
         ShipmentItem.objects.filter(shipment=shipment, state=S.PACKED).values_list(
             "item_code", flat=True
@@ -347,7 +367,7 @@ def shipment_seal(*, shipment: Shipment, actor: AbstractBaseUser, password: str)
     return shipment
 
 
-def _event_data(shipment: Shipment, **extra: Any) -> dict[str, Any]:
+def event_data(shipment: Shipment, **extra: Any) -> dict[str, Any]:
     return {
         "shipment": shipment.code,
         "from_site": shipment.from_site.code,
@@ -369,7 +389,7 @@ def shipment_ship(
     """Hand the sealed shipper to the courier: every item gets its ``ship`` event."""
     require_perm(actor, "biobank.pack_shipment", "ship shipments")
     when = check_time(at)
-    shipment = _locked_open(shipment)
+    shipment = shipment_lock(shipment)
     changes: dict[str, Any] = {"shipped_at": when}
     if courier is not None:
         changes["courier"] = courier.strip()
@@ -382,14 +402,13 @@ def shipment_ship(
     for line in lines:
         item = line.item
         assert item is not None
-        transition_apply(
+        item_step(
+            shipment=shipment,
             item=item,
             action="ship",
             actor=actor,
             at=when,
             site=shipment.from_site,
-            location=shipment.code,
-            data=_event_data(shipment),
         )
     return shipment
 
@@ -401,414 +420,5 @@ def shipment_cancel(*, shipment: Shipment, actor: AbstractBaseUser, reason: str)
     transition_apply(item=shipment, action="cancel", actor=actor, reason=reason)
     for line in ShipmentItem.objects.filter(shipment=shipment, active=True):
         line.state, line.active = S.REMOVED, False
-        _save_line(line, actor, "shipment cancelled")
+        line_save(line, actor, "shipment cancelled")
     return shipment
-
-
-# --- receipt ---------------------------------------------------------------------------------
-
-
-@dataclass
-class ScanOutcome:
-    line: ShipmentItem
-    extra: bool
-    message: str
-
-
-@transaction.atomic
-def shipment_receive_scan(
-    *,
-    shipment: Shipment,
-    scan: str,
-    actor: AbstractBaseUser,
-    damaged: bool = False,
-    note: str = "",
-) -> ScanOutcome:
-    """Scan one arriving item against the manifest: on it (arrived), or extra."""
-    require_perm(actor, "biobank.receive_shipment", "receive shipments")
-    shipment = _locked_open(shipment)
-    if shipment.status != ShipmentStatus.IN_TRANSIT:
-        raise TransitionError(
-            f"{shipment.code} is {shipment.status}; receipt scans are for a shipment in "
-            "transit (a missing item found later is received with 'found').",
-            code="not_in_transit",
-            field="status",
-        )
-    kind, code = _scanned(scan)
-    line = (
-        ShipmentItem.objects.select_for_update(of=("self",))
-        .filter(shipment=shipment, item_code=code)
-        .exclude(state=S.REMOVED)
-        .first()
-    )
-    now = timezone.now()
-    if line is not None and line.state != S.PACKED:
-        raise ConflictError(
-            f"{code} was already scanned at receipt ({line.get_state_display().lower()}).",
-            code="already_received",
-            field="scan",
-        )
-    if line is None:
-        links: dict[str, Any] = {}
-        if kind in ITEM_MODELS:
-            name, model = ITEM_MODELS[kind]
-            found = model.objects.filter(code=code).first()
-            if found is not None:
-                links[name] = found
-        extra = ShipmentItem(
-            shipment=shipment,
-            item_kind=ITEM_MODELS[kind][0] if kind in ITEM_MODELS else kind.label,
-            item_code=code,
-            state=S.EXTRA,
-            active=False,
-            damaged=damaged,
-            scanned_at=now,
-            received_by=actor,
-            note=(note or "").strip(),
-            **links,
-        )
-        _save_line(extra, actor, "extra: not on the manifest")
-        return ScanOutcome(extra, True, f"{code} is NOT on the manifest: recorded as extra.")
-    line.state, line.scanned_at, line.damaged = S.ARRIVED, now, damaged
-    line.note = (note or "").strip()
-    _save_line(line, actor, "scanned at receipt")
-    verdict = "damaged" if damaged else "on the manifest"
-    return ScanOutcome(line, False, f"{code}: {verdict}.")
-
-
-@dataclass
-class Receipt:
-    shipment: Shipment
-    received: list[str] = field(default_factory=list)
-    damaged: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    extra: list[str] = field(default_factory=list)
-    quarantined: list[str] = field(default_factory=list)
-
-
-@transaction.atomic
-def shipment_receive(
-    *, shipment: Shipment, actor: AbstractBaseUser, at: dt.datetime | None = None
-) -> Receipt:
-    """Close the receipt: scanned items are received (``receive`` events), unscanned ones are
-    missing and stay in transit; the shipment is received or partially received."""
-    require_perm(actor, "biobank.receive_shipment", "receive shipments")
-    when = check_time(at)
-    shipment = _locked_open(shipment)
-    if shipment.shipped_at and when < shipment.shipped_at:
-        raise ServiceError(
-            f"Received at {when:%Y-%m-%d %H:%M} is before it was shipped "
-            f"({shipment.shipped_at:%Y-%m-%d %H:%M}).",
-            code="time_order",
-            field="at",
-        )
-    lines = list(
-        ShipmentItem.objects.select_for_update(of=("self",))
-        .filter(shipment=shipment)
-        .exclude(state=S.REMOVED)
-        .select_related("aspirate", "unit", "dose")
-        .order_by("id")
-    )
-    receipt = Receipt(shipment)
-    missing = [line for line in lines if line.state == S.PACKED]
-    transition_apply(
-        item=shipment,
-        action="receive_partially" if missing else "receive",
-        actor=actor,
-        changes={"received_at": when},
-    )
-    excursion = _excursion_evidence(shipment)
-    for line in lines:
-        if line.state == S.EXTRA:
-            receipt.extra.append(line.item_code)
-        elif line.state == S.PACKED:
-            line.state = S.MISSING
-            _save_line(line, actor, "missing at receipt")
-            receipt.missing.append(line.item_code)
-        elif line.state == S.ARRIVED:
-            _receive_line(shipment, line, actor, when, receipt, excursion)
-    return receipt
-
-
-def _receive_line(
-    shipment: Shipment,
-    line: ShipmentItem,
-    actor: AbstractBaseUser,
-    when: dt.datetime,
-    receipt: Receipt,
-    excursion: dict[str, Any] | None,
-) -> None:
-    item = line.item
-    assert item is not None
-    transition_apply(
-        item=item,
-        action="receive",
-        actor=actor,
-        at=when,
-        site=shipment.to_site,
-        location=shipment.code,
-        data=_event_data(shipment, condition="damaged" if line.damaged else "intact"),
-    )
-    line.state, line.active = S.RECEIVED, False
-    line.received_at, line.received_by = when, actor
-    _save_line(line, actor, "received")
-    (receipt.damaged if line.damaged else receipt.received).append(line.item_code)
-    if line.damaged:
-        why = f"Damaged in transit in {shipment.code}" + (f": {line.note}" if line.note else "")
-        if _quarantine(item, shipment, actor, when, why, {"damaged": True}, damaged=True):
-            receipt.quarantined.append(line.item_code)
-    if excursion is not None and _quarantine(
-        item, shipment, actor, when, excursion["reason"], excursion["data"]
-    ):
-        receipt.quarantined.append(line.item_code)
-
-
-@transaction.atomic
-def shipment_item_find(
-    *,
-    shipment: Shipment,
-    scan: str,
-    actor: AbstractBaseUser,
-    at: dt.datetime | None = None,
-    damaged: bool = False,
-    note: str = "",
-) -> Receipt:
-    """A missing item turned up: receive it now; the shipment is received when none is left."""
-    require_perm(actor, "biobank.receive_shipment", "receive shipments")
-    when = check_time(at)
-    shipment = _locked_open(shipment)
-    line = _line(shipment, scan)
-    if line.state != S.MISSING:
-        raise ConflictError(
-            f"{line.item_code} is not missing ({line.get_state_display().lower()}): "
-            "nothing is received twice.",
-            code="already_received" if line.state == S.RECEIVED else "not_missing",
-            field="scan",
-        )
-    line.damaged, line.note, line.scanned_at = damaged, (note or "").strip(), when
-    receipt = Receipt(shipment)
-    _receive_line(shipment, line, actor, when, receipt, _excursion_evidence(shipment))
-    _close_if_complete(shipment, actor)
-    return receipt
-
-
-@transaction.atomic
-def shipment_item_write_off(
-    *, shipment: Shipment, scan: str, actor: AbstractBaseUser, reason: str
-) -> ShipmentItem:
-    """A missing item is given up: written off with a reason, and the item itself discarded
-    (aspirate, unit) or cancelled (dose) with the same reason."""
-    require_perm(actor, "biobank.receive_shipment", "write off shipment items")
-    reason = (reason or "").strip()
-    if not reason:
-        raise ServiceError(
-            "A reason is required to write off a missing item.",
-            code="reason_required",
-            field="reason",
-        )
-    shipment = _locked_open(shipment)
-    line = _line(shipment, scan)
-    if line.state != S.MISSING:
-        raise ConflictError(
-            f"{line.item_code} is not missing ({line.get_state_display().lower()}).",
-            code="not_missing",
-            field="scan",
-        )
-    line.state, line.active, line.note = S.WRITTEN_OFF, False, reason
-    _save_line(line, actor, f"written off: {reason}")
-    item = line.item
-    assert item is not None
-    action = "cancel" if isinstance(item, Dose) else "discard"
-    transition_apply(
-        item=item,
-        action=action,
-        actor=actor,
-        reason=f"Lost in transit ({shipment.code}): {reason}",
-        site=shipment.to_site,
-        location=shipment.code,
-        data=_event_data(shipment, written_off=True),
-    )
-    _close_if_complete(shipment, actor)
-    return line
-
-
-def _close_if_complete(shipment: Shipment, actor: AbstractBaseUser) -> None:
-    still = ShipmentItem.objects.filter(shipment=shipment, state=S.MISSING).exists()
-    if shipment.status == ShipmentStatus.PARTIALLY_RECEIVED and not still:
-        transition_apply(item=shipment, action="receive", actor=actor)
-
-
-# --- quarantine and the temperature logger ---------------------------------------------------
-
-
-def _quarantine(
-    item: Item,
-    shipment: Shipment,
-    actor: AbstractBaseUser,
-    when: dt.datetime,
-    reason: str,
-    data: dict[str, Any],
-    *,
-    damaged: bool = False,
-) -> bool:
-    """Quarantine one received item with the evidence; False if it already is (or has ended).
-
-    Doses have no quarantine: an affected dose is cancelled (a new one can be prepared).
-    """
-    item.refresh_from_db()
-    evidence = _event_data(shipment, **data)
-    if isinstance(item, Aspirate):
-        if item.status == AspirateStatus.COLLECTED:
-            aspirate_receive(
-                aspirate=item,
-                decision="quarantine",
-                actor=actor,
-                temperature_c=_peak(data),
-                condition=Condition.DAMAGED if damaged else Condition.TEMPERATURE,
-                received_at=when,
-                reason=reason,
-                site=shipment.to_site,
-            )
-            return True
-        if item.status != AspirateStatus.ACCEPTED:
-            return False
-    elif isinstance(item, ProductUnit):
-        if item.status not in TRANSITIONS["unit"]["quarantine"].sources:
-            return False
-    elif isinstance(item, Dose):
-        if item.status not in TRANSITIONS["dose"]["cancel"].sources:
-            return False
-        transition_apply(
-            item=item, action="cancel", actor=actor, reason=reason, at=when, data=evidence
-        )
-        return True
-    transition_apply(
-        item=item,
-        action="quarantine",
-        actor=actor,
-        reason=reason,
-        at=when,
-        site=shipment.to_site,
-        location=shipment.code,
-        data=evidence,
-    )
-    return True
-
-
-def _peak(data: dict[str, Any]) -> Decimal | None:
-    worst = (data.get("excursion") or {}).get("worst") or {}
-    peak = worst.get("peak_c")
-    if peak is None:
-        return None
-    value = Decimal(peak)
-    # aspirate_receive records a transport temperature within −200 … 60 °C.
-    return max(Decimal(-200), min(Decimal(60), value))
-
-
-def _excursion_evidence(shipment: Shipment) -> dict[str, Any] | None:
-    """The first uploaded logger file that shows an excursion, as a reason and event data."""
-    logger = (
-        LoggerFile.objects.filter(shipment=shipment).exclude(excursion={}).order_by("id").first()
-    )
-    if logger is None:
-        return None
-    return _evidence(shipment, logger)
-
-
-def _evidence(shipment: Shipment, logger: LoggerFile) -> dict[str, Any]:
-    summary = logger.excursion
-    low, high = summary["range_c"]
-    reason = (
-        f"Temperature excursion in {shipment.code} (range {low} … {high} °C): "
-        f"{summary['total_minutes']:g} min outside; {summary['text']}. "
-        f"Logger file {logger.filename} (SHA-256 {logger.sha256[:16]}…)."
-    )
-    return {
-        "reason": reason,
-        "data": {
-            "logger_file": logger.pk,
-            "logger_sha256": logger.sha256,
-            "logger_serial": shipment.logger_serial,
-            "excursion": summary,
-        },
-    }
-
-
-@dataclass
-class LoggerUpload:
-    logger_file: LoggerFile
-    quarantined: list[str]
-
-
-@transaction.atomic
-def shipment_logger_upload(
-    *, shipment: Shipment, data: bytes, filename: str, actor: AbstractBaseUser
-) -> LoggerUpload:
-    """Attach the logger's CSV; an excursion quarantines every received item at once (and any
-    item received later), with the file and the excursion as evidence."""
-    require_perm(actor, "biobank.receive_shipment", "upload logger files")
-    shipment = _locked_open(shipment)
-    if shipment.status not in (
-        ShipmentStatus.IN_TRANSIT,
-        ShipmentStatus.PARTIALLY_RECEIVED,
-        ShipmentStatus.RECEIVED,
-    ):
-        raise TransitionError(
-            f"{shipment.code} is {shipment.status}; a logger file is uploaded at receipt.",
-            code="not_shipped",
-            field="status",
-        )
-    try:
-        readings = parse_logger_csv(data, default_tz=settings.TIME_ZONE)
-    except LoggerCsvError as exc:
-        raise ServiceError(exc.message, code=exc.code, field="file") from exc
-    low, high = shipment.temperature_range
-    summary = excursion_summary(excursions_find(readings, low, high), low, high)
-    temperatures = [r.temperature_c for r in readings]
-    logger = LoggerFile.objects.create(
-        shipment=shipment,
-        filename=(filename or "logger.csv")[:200],
-        sha256=hashlib.sha256(data).hexdigest(),
-        content=decode(data),
-        uploaded_by=actor,
-        uploaded_at=timezone.now(),
-        readings=len(readings),
-        first_at=readings[0].at,
-        last_at=readings[-1].at,
-        min_c=min(temperatures),
-        max_c=max(temperatures),
-        excursion=summary,
-    )
-    quarantined: list[str] = []
-    if summary:
-        evidence = _evidence(shipment, logger)
-        received = ShipmentItem.objects.filter(shipment=shipment, state=S.RECEIVED).select_related(
-            "aspirate", "unit", "dose"
-        )
-        when = timezone.now()
-        for line in received:
-            item = line.item
-            assert item is not None
-            if _quarantine(item, shipment, actor, when, evidence["reason"], evidence["data"]):
-                quarantined.append(line.item_code)
-    return LoggerUpload(logger, quarantined)
-
-
-__all__ = [
-    "LoggerUpload",
-    "PackRefused",
-    "Receipt",
-    "ScanOutcome",
-    "pack_refusal",
-    "shipment_cancel",
-    "shipment_create",
-    "shipment_item_find",
-    "shipment_item_write_off",
-    "shipment_logger_upload",
-    "shipment_pack",
-    "shipment_receive",
-    "shipment_receive_scan",
-    "shipment_seal",
-    "shipment_ship",
-    "shipment_unpack",
-]

@@ -9,7 +9,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from biobank.errors import ServiceError
 from biobank.models import ShipmentKind, Site
 
-from .. import shipments
+from .. import shipment_receipt, shipments
 from .inputs import AT, PASSWORD, Action, Input, calls, choices, reason
 
 
@@ -33,7 +33,7 @@ def _shipment_create(_: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
 
 def _logger(item: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
     upload = d["file"]
-    return shipments.shipment_logger_upload(
+    return shipment_receipt.shipment_logger_upload(
         shipment=item, data=upload.read(), filename=upload.name, actor=actor
     )
 
@@ -126,7 +126,7 @@ STEPS: tuple[Action, ...] = (
         "Scan an arriving item",
         RECEIVE,
         ARRIVAL,
-        calls(shipments.shipment_receive_scan, "shipment"),
+        calls(shipment_receipt.shipment_receive_scan, "shipment"),
     ),
     Action(
         "shipment",
@@ -134,7 +134,7 @@ STEPS: tuple[Action, ...] = (
         "Close the receipt",
         RECEIVE,
         (AT,),
-        calls(shipments.shipment_receive, "shipment"),
+        calls(shipment_receipt.shipment_receive, "shipment"),
     ),
     Action(
         "shipment",
@@ -142,7 +142,7 @@ STEPS: tuple[Action, ...] = (
         "A missing item found",
         RECEIVE,
         (*ARRIVAL, AT),
-        calls(shipments.shipment_item_find, "shipment"),
+        calls(shipment_receipt.shipment_item_find, "shipment"),
     ),
     Action(
         "shipment",
@@ -150,7 +150,7 @@ STEPS: tuple[Action, ...] = (
         "Write off a missing item",
         RECEIVE,
         (ITEM_SCAN, reason()),
-        calls(shipments.shipment_item_write_off, "shipment"),
+        calls(shipment_receipt.shipment_item_write_off, "shipment"),
     ),
     Action(
         "shipment",
