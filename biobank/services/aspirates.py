@@ -9,6 +9,7 @@ from django.db import transaction
 from biobank.identifiers import Kind
 from biobank.models import Anticoagulant, Aspirate, AspirateStatus, Condition, Site, Visit
 
+from .audit import history_save
 from .errors import ConflictError, ServiceError
 from .identifiers import identifier_allocate
 from .lifecycle import check_time, event_record, transition_apply
@@ -57,19 +58,13 @@ def aspirate_collect(
         collected_by=collected_by.strip(),
         recorded_by=actor,
     )
-    aspirate._change_reason = "collected"
-    aspirate._history_user = actor
-    aspirate.save()
+    history_save(aspirate, actor=actor, reason="collected")
     if visit.done_on is None:
         visit.done_on = collected_at.date()
-        visit._change_reason = "aspiration done"
-        visit._history_user = actor
-        visit.save(update_fields=["done_on"])
+        history_save(visit, actor=actor, reason="aspiration done", update_fields=["done_on"])
     event_record(
         item=aspirate,
         action="collect",
-        from_status="",
-        to_status=aspirate.status,
         actor=actor,
         at=collected_at,
         site=aspirate.site,

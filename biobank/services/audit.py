@@ -1,15 +1,43 @@
-"""The tamper-evident audit trail: the one writer of custody events, and its verifier."""
+"""The tamper-evident audit trail: the one writer of custody events, and its verifier; and
+the one way a service saves a row with its history (who, why)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from django.db import transaction
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from biobank.errors import ServiceError
 from biobank.models import AuditChainHead, CustodyEvent
 from biobank.models.events import CHAIN_FIELDS, GENESIS_HASH, chain_hash
+
+
+def history_save(
+    row: models.Model,
+    *,
+    actor: AbstractBaseUser | None,
+    reason: str,
+    update_fields: list[str] | None = None,
+    conflict: ServiceError | None = None,
+) -> None:
+    """Save ``row`` with its history row naming who and why (the reason column holds 100
+    characters). With ``conflict``: a unique-constraint clash (the same thing taken by
+    someone else at the same moment) is refused with that error, the transaction intact."""
+    obj: Any = row
+    obj._change_reason = reason[:100]
+    obj._history_user = actor
+    if conflict is None:
+        row.save(update_fields=update_fields)
+        return
+    try:
+        with transaction.atomic():
+            row.save(update_fields=update_fields)
+    except IntegrityError as exc:
+        raise conflict from exc
 
 
 def _head_lock() -> AuditChainHead:

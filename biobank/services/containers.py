@@ -28,6 +28,7 @@ from biobank.models import (
 from biobank.models.storage import ROW_LETTERS
 from biobank.selectors.storage import open_count_per_box
 
+from .audit import history_save
 from .errors import ServiceError
 from .identifiers import identifier_allocate
 from .lifecycle import check_time
@@ -68,9 +69,7 @@ def storage_unit_create(
         min_temperature_c=low,
         max_temperature_c=high,
     )
-    unit._change_reason = "storage unit created"
-    unit._history_user = actor
-    unit.save()
+    history_save(unit, actor=actor, reason="storage unit created")
     return unit
 
 
@@ -114,9 +113,7 @@ def container_create(
         path=_path(storage_unit, parent, name),
         depth=0 if parent is None else parent.depth + 1,
     )
-    container._change_reason = "container created"
-    container._history_user = actor
-    container.save()
+    history_save(container, actor=actor, reason="container created")
     return container
 
 
@@ -158,9 +155,7 @@ def container_move(
 def _repath(container: Container, actor: AbstractBaseUser) -> None:
     container.path = _path(container.storage_unit, container.parent, container.name)
     container.depth = 0 if container.parent is None else container.parent.depth + 1
-    container._change_reason = "container moved"
-    container._history_user = actor
-    container.save()
+    history_save(container, actor=actor, reason="container moved")
     for child in container.children.select_related("storage_unit"):
         child.parent = container
         child.storage_unit = container.storage_unit

@@ -34,6 +34,7 @@ from biobank.models import (
     millions,
 )
 
+from .audit import history_save
 from .errors import ConflictError, ServiceError
 from .lifecycle import check_time
 from .signatures import require_perm
@@ -90,9 +91,12 @@ def visit_weight_record(
     visit.weight_kg = weight
     visit.weight_measured_at = when
     visit.weight_recorded_by = actor
-    visit._change_reason = "body weight recorded"
-    visit._history_user = actor
-    visit.save(update_fields=["weight_kg", "weight_measured_at", "weight_recorded_by"])
+    history_save(
+        visit,
+        actor=actor,
+        reason="body weight recorded",
+        update_fields=["weight_kg", "weight_measured_at", "weight_recorded_by"],
+    )
     # The caller's object shows the saved weight too.
     given.weight_kg, given.weight_measured_at = weight, when
     given.weight_recorded_by = actor
@@ -237,16 +241,21 @@ def dose_propose(*, visit: Visit, at: dt.datetime | None = None) -> DoseProposal
 # --- may it be dosed? ------------------------------------------------------------------------
 
 
+def _identity_check(product: ProductUnit | Processing, visit: Visit, field: str) -> None:
+    """Chain of identity: only the participant's own product is ever dosed to them."""
+    if product.participant_id != visit.participant_id:
+        raise ServiceError(
+            f"Chain of identity: {product.code} belongs to another participant and can never "
+            f"be given to {visit.participant.pseudonym}.",
+            code="identity_mismatch",
+            field=field,
+        )
+
+
 def dose_unit_check(*, unit: ProductUnit, visit: Visit, at: dt.datetime) -> None:
     """Refuse a unit that may not go into this visit's dose (identity, status, reserved, QC,
     expiry)."""
-    if unit.participant_id != visit.participant_id:
-        raise ServiceError(
-            f"Chain of identity: {unit.code} belongs to another participant and can never "
-            f"be given to {visit.participant.pseudonym}.",
-            code="identity_mismatch",
-            field="units",
-        )
+    _identity_check(unit, visit, "units")
     if unit.status not in RELEASABLE_UNIT:
         raise ServiceError(
             f"{unit.code} is {unit.get_status_display().lower()}.",
@@ -269,13 +278,7 @@ def dose_unit_check(*, unit: ProductUnit, visit: Visit, at: dt.datetime) -> None
 
 def dose_fresh_check(*, processing: Processing, visit: Visit, at: dt.datetime) -> None:
     """Refuse a fresh product that may not be dosed at this visit."""
-    if processing.participant_id != visit.participant_id:
-        raise ServiceError(
-            f"Chain of identity: {processing.code} belongs to another participant and can "
-            f"never be given to {visit.participant.pseudonym}.",
-            code="identity_mismatch",
-            field="processing",
-        )
+    _identity_check(processing, visit, "processing")
     if processing.status != ProcessingStatus.HARVESTED:
         raise ServiceError(
             f"{processing.code} is {processing.get_status_display().lower()}: only a harvested, "

@@ -34,6 +34,7 @@ from biobank.models import (
     millions,
 )
 
+from .audit import history_save
 from .dose_plan import (
     dose_fresh_check,
     dose_propose,
@@ -127,22 +128,9 @@ def dose_prepare(
         prepared_by=actor,
     )
     DoseUnit.objects.bulk_create([DoseUnit(dose=dose, unit=unit) for unit in chosen])
-    _dose_event(dose, "prepare", "", actor, now)
-    return dose
-
-
-def _dose_event(
-    dose: Dose, action: str, from_status: str, actor: AbstractBaseUser, at: dt.datetime
-) -> None:
     # Same shape for MSC and saline: no unit code, no treatment, no figures.
-    event_record(
-        item=dose,
-        action=action,
-        from_status=from_status,
-        to_status=dose.status,
-        actor=actor,
-        at=at,
-    )
+    event_record(item=dose, action="prepare", actor=actor, at=now)
+    return dose
 
 
 def _dose_units(dose: Dose) -> list[DoseUnit]:
@@ -514,9 +502,7 @@ def dose_administer(
         visit = dose.visit
         if visit.done_on is None:
             visit.done_on = timezone.localdate(when)
-            visit._change_reason = "dose administered"
-            visit._history_user = actor
-            visit.save(update_fields=["done_on"])
+            history_save(visit, actor=actor, reason="dose administered", update_fields=["done_on"])
     return dose
 
 

@@ -28,7 +28,7 @@ from biobank.models import (
     UnitStatus,
 )
 
-from .audit import event_record_bulk
+from .audit import event_record_bulk, history_save
 from .errors import ServiceError, TransitionError
 
 A, P, U, D = AspirateStatus, ProcessingStatus, UnitStatus, DoseStatus
@@ -159,6 +159,10 @@ def _when(at: datetime) -> str:
     return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S}"
 
 
+def _words(action: str) -> str:
+    return action.replace("_", " ")
+
+
 # Steps a unit takes only after its processing's QC release was signed.
 AFTER_QC_RELEASE = frozenset({"release", "thaw", "administer"})
 
@@ -198,7 +202,7 @@ def _time_order_refusal(
     previous = _previous_step(item, kind)
     if previous is not None:
         step, when = previous
-        bounds.append((f"its previous step ({step.replace('_', ' ')} at {_when(when)})", when))
+        bounds.append((f"its previous step ({_words(step)} at {_when(when)})", when))
     if isinstance(item, Dose) and item.release_signature_id is not None:
         signed = item.release_signature.signed_at
         bounds.append((f"its release signature ({_when(signed)})", signed))
@@ -208,7 +212,7 @@ def _time_order_refusal(
     for what, when in bounds:
         if at < when:
             return ServiceError(
-                f"{item.code}: {action.replace('_', ' ')} at {_when(at)} is before {what}.",
+                f"{item.code}: {_words(action)} at {_when(at)} is before {what}.",
                 code="time_order",
                 field="at",
             )
@@ -222,14 +226,14 @@ def time_order_check(*, item: Item, kind: str, action: str, at: datetime) -> Non
         raise refusal
 
 
-def event_record(
+def event_new(
     *,
     item: Item | None,
     action: str,
-    from_status: str,
-    to_status: str,
     actor: AbstractBaseUser,
     at: datetime,
+    from_status: str = "",
+    to_status: str | None = None,
     participant_id: int | None = None,
     item_code: str = "",
     item_kind: str = "",
@@ -238,22 +242,23 @@ def event_record(
     reason: str = "",
     data: dict[str, Any] | None = None,
 ) -> CustodyEvent:
-    """Append one chain-of-custody row (hash-chained). Callers are services in their transaction.
+    """One unsaved chain-of-custody row, for ``event_record_bulk`` (which chains and saves).
 
-    The participant, code and kind default to the item's; an event without an item (e.g. an
-    unblinding) names them itself.
+    The participant, code, kind and status after default to the item's (no status before: a
+    creation); an event without an item (e.g. an unblinding) names them itself.
     """
     if item is not None:
         participant_id = item.participant_id if participant_id is None else participant_id
         item_code = item_code or item.code
         item_kind = item_kind or KIND_OF[type(item)]
-    event = CustodyEvent(
+        to_status = item.status if to_status is None else to_status
+    return CustodyEvent(
         participant_id=participant_id,
         item_code=item_code,
         item_kind=item_kind,
         action=action,
         from_status=from_status,
-        to_status=to_status,
+        to_status=to_status or "",
         actor=actor,
         at=at,
         site=site,
@@ -262,7 +267,14 @@ def event_record(
         data=data or {},
         **_links(item),
     )
-    return event_record_bulk([event])[0]
+
+
+def event_record(
+    *, item: Item | None, action: str, actor: AbstractBaseUser, at: datetime, **fields: Any
+) -> CustodyEvent:
+    """Append one chain-of-custody row (hash-chained; ``event_new`` for the fields). Callers
+    are services in their transaction."""
+    return event_record_bulk([event_new(item=item, action=action, actor=actor, at=at, **fields)])[0]
 
 
 def _links(item: Item | None) -> dict[str, Any]:
@@ -303,7 +315,7 @@ def _transition_of(kind: str, action: str, code: str, reason: str) -> Transition
         )
     if transition.needs_reason and not reason:
         raise ServiceError(
-            f"A reason is required to {action.replace('_', ' ')} {code}.",
+            f"A reason is required to {_words(action)} {code}.",
             code="reason_required",
             field="reason",
         )
@@ -333,7 +345,7 @@ def _shipment_guard(locked: Any, action: str) -> None:
     shipment = getattr(locked, "held_by_shipment", None)
     if shipment and action not in IN_SHIPMENT_STEPS:
         raise TransitionError(
-            f"Cannot {action.replace('_', ' ')} {locked.code}: it is in shipment {shipment}, "
+            f"Cannot {_words(action)} {locked.code}: it is in shipment {shipment}, "
             "which has not been received.",
             code="in_shipment",
             field="status",
@@ -342,13 +354,13 @@ def _shipment_guard(locked: Any, action: str) -> None:
 
 def _change_reason(reason: str, action: str) -> str:
     # The history's change reason column holds 100 characters; status_reason keeps it all.
-    return (reason or action.replace("_", " "))[:100]
+    return (reason or _words(action))[:100]
 
 
 def _refuse(action: str, code: str, status: str, transition: Transition) -> TransitionError:
     allowed = ", ".join(sorted(transition.sources))
     return TransitionError(
-        f"Cannot {action.replace('_', ' ')} {code}: it is {status}; "
+        f"Cannot {_words(action)} {code}: it is {status}; "
         f"this step is allowed only from: {allowed}.",
         code="invalid_transition",
         field="status",
@@ -446,20 +458,16 @@ def transitions_apply_bulk(
     model.history.bulk_history_create([row for _, row, *_ in plans], update=True)
     events = event_record_bulk(
         [
-            CustodyEvent(
-                participant_id=row.participant_id,
-                item_code=row.code,
-                item_kind=kind,
+            event_new(
+                item=row,
                 action=step.action,
                 from_status=from_status,
-                to_status=row.status,
                 actor=actor,
                 at=when,
                 site=step.site,
                 location=step.location,
                 reason=reason,
-                data=step.data or {},
-                **_links(row),
+                data=step.data,
             )
             for step, row, _, reason, from_status in plans
         ]
@@ -534,9 +542,7 @@ def transition_apply(
         locked.status = transition.target
     if transition.needs_reason:
         locked.status_reason = reason
-    locked._change_reason = _change_reason(reason, action)
-    locked._history_user = actor
-    locked.save()
+    history_save(locked, actor=actor, reason=_change_reason(reason, action))
     _copy_saved(item, locked)
     if not custody:
         return None
@@ -544,7 +550,6 @@ def transition_apply(
         item=locked,
         action=action,
         from_status=from_status,
-        to_status=locked.status,
         actor=actor,
         at=when,
         site=site,

@@ -31,6 +31,7 @@ from biobank.labels.layout import layout
 from biobank.models import Printer, PrintJob, PrintJobStatus
 from biobank.selectors.labels import LabelSubject, label_subject_get, label_subjects_get
 
+from .audit import history_save
 from .errors import NotFound, ServiceError
 
 BATCH_FORMATS: tuple[str, ...] = ("zpl", "pdf")
@@ -273,9 +274,7 @@ def _job_create(
         byte_count=byte_count,
         status=PrintJobStatus.QUEUED,
     )
-    job._change_reason = "print job queued"
-    job._history_user = actor
-    job.save()
+    history_save(job, actor=actor, reason="print job queued")
     return job
 
 
@@ -285,9 +284,12 @@ def _job_finish(*, job: PrintJob, error: str) -> PrintJob:
         job.status, job.error = PrintJobStatus.FAILED, error[:2000]
     else:
         job.status, job.sent_at = PrintJobStatus.SENT, timezone.now()
-    job._change_reason = f"print job {job.status}"
-    job._history_user = job.requested_by
-    job.save(update_fields=["status", "error", "sent_at"])
+    history_save(
+        job,
+        actor=job.requested_by,
+        reason=f"print job {job.status}",
+        update_fields=["status", "error", "sent_at"],
+    )
     return job
 
 

@@ -4,11 +4,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from biobank.identifiers import Kind
 from biobank.models import Aspirate, Passage, Processing, QcResult, QcTest
 
+from .audit import history_save
 from .errors import ConflictError, ServiceError
 from .identifiers import identifier_allocate
 from .lifecycle import check_time, event_record, transition_apply
@@ -41,14 +42,10 @@ def processing_start(
         started_at=started_at,
         started_by=actor,
     )
-    processing._change_reason = "processing started"
-    processing._history_user = actor
-    processing.save()
+    history_save(processing, actor=actor, reason="processing started")
     event_record(
         item=processing,
         action="start",
-        from_status="",
-        to_status=processing.status,
         actor=actor,
         at=started_at,
         data={"aspirate": aspirate.code},
@@ -83,17 +80,16 @@ def passage_record(
         viability_pct=_check_viability(viability_pct, "viability_pct"),
         recorded_by=actor,
     )
-    passage._change_reason = f"passage P{number}"
-    passage._history_user = actor
-    try:
-        with transaction.atomic():
-            passage.save()
-    except IntegrityError as exc:
-        raise ConflictError(
+    history_save(
+        passage,
+        actor=actor,
+        reason=f"passage P{number}",
+        conflict=ConflictError(
             f"Passage P{number} of {processing.code} is already recorded.",
             code="duplicate",
             field="number",
-        ) from exc
+        ),
+    )
     return passage
 
 
@@ -159,7 +155,5 @@ def qc_result_record(
         tested_at=check_time(tested_at, field="tested_at"),
         recorded_by=actor,
     )
-    qc._change_reason = f"QC {test} recorded"
-    qc._history_user = actor
-    qc.save()
+    history_save(qc, actor=actor, reason=f"QC {test} recorded")
     return qc

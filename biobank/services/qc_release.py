@@ -82,7 +82,6 @@ def processing_qc_release(
         item=processing,
         action="qc_release",
         from_status=processing.status,
-        to_status=processing.status,
         actor=actor,
         at=signature.signed_at,
         reason=str(signature),

@@ -14,7 +14,7 @@ from biobank.selectors.storage import units_with_location
 from .containers import position_parse
 from .errors import ServiceError
 from .lifecycle import check_time
-from .storage import Slot, open_placements_lock, slots_write, units_remove
+from .storage import open_placements_lock, slot_make, slots_write, units_remove
 
 
 @dataclass(frozen=True)
@@ -179,24 +179,16 @@ def rack_scan_apply(
     current = open_placements_lock(list(units.values()))
     slots = []
     for code, diff in incoming.items():
-        unit, before = units[code], current.get(units[code].pk)
-        data = {"container": box.code, "position": diff.position, "source": "rack scan"}
-        if before is not None:
-            data = {
-                "from_container": before.container.code,
-                "from_position": before.position,
-                **data,
-            }
+        unit = units[code]
         slots.append(
-            Slot(
+            slot_make(
                 unit,
-                "store" if before is None else "move",
                 box,
                 diff.row,
                 diff.column,
                 diff.position,
-                current=before,
-                data=data,
+                before=current.get(unit.pk),
+                source="rack scan",
             )
         )
     slots_write(slots, actor=actor, at=when, end_reason=f"rack scan of {box.code}")

@@ -248,6 +248,17 @@ def _load_containers(
     return created
 
 
+# The receipt of a demo aspirate that stops at receipt: decision, transport °C, condition,
+# reason. Every other stage is accepted intact.
+_ACCEPTED = ("accept", "20.5", "intact", "")
+_TOO_WARM = ("quarantine", "31.5", "temperature", "Transport box above 30 °C on arrival")
+DEMO_RECEIPTS: dict[str, tuple[str, str, str, str]] = {
+    "quarantined": _TOO_WARM,
+    "discarded": _TOO_WARM,
+    "rejected": ("reject", "19.0", "leaking", "Bag leaking on arrival"),
+}
+
+
 def _drive_aspirate(
     *,
     visit: Any,
@@ -273,42 +284,21 @@ def _drive_aspirate(
     )
     if stage == "collected":
         return
-    received = _at(day, 14, 10)
-    if stage in ("quarantined", "discarded"):
-        aspirate_receive(
-            aspirate=aspirate,
-            decision="quarantine",
-            actor=actor,
-            temperature_c=Decimal("31.5"),
-            condition="temperature",
-            received_at=received,
-            site=lab,
-            reason="Transport box above 30 °C on arrival",
-        )
-        if stage == "discarded":
-            aspirate_discard(aspirate=aspirate, actor=actor, reason="Clotted on inspection")
-        return
-    if stage == "rejected":
-        aspirate_receive(
-            aspirate=aspirate,
-            decision="reject",
-            actor=actor,
-            temperature_c=Decimal("19.0"),
-            condition="leaking",
-            received_at=received,
-            site=lab,
-            reason="Bag leaking on arrival",
-        )
-        return
+    decision, temperature, condition, reason = DEMO_RECEIPTS.get(stage, _ACCEPTED)
     aspirate_receive(
         aspirate=aspirate,
-        decision="accept",
+        decision=decision,
         actor=actor,
-        temperature_c=Decimal("20.5"),
-        condition="intact",
-        received_at=received,
+        temperature_c=Decimal(temperature),
+        condition=condition,
+        received_at=_at(day, 14, 10),
         site=lab,
+        reason=reason,
     )
+    if stage == "discarded":
+        aspirate_discard(aspirate=aspirate, actor=actor, reason="Clotted on inspection")
+    if stage in DEMO_RECEIPTS:
+        return
     if level < STAGES.index("in_culture"):
         return
     processing = processing_start(aspirate=aspirate, actor=actor, started_at=_at(day, 16))

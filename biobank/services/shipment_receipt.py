@@ -43,7 +43,6 @@ from .aspirates import aspirate_receive
 from .errors import ConflictError, ServiceError
 from .lifecycle import allowed_actions, check_time, transition_apply
 from .shipments import (
-    Item,
     item_step,
     line_save,
     manifest_line,
@@ -189,12 +188,10 @@ def _receive_line(
     receipt: Receipt,
     excursion: dict[str, Any] | None,
 ) -> None:
-    item = line.item
-    assert item is not None
     item_step(
-        shipment=shipment,
-        item=item,
-        action="receive",
+        shipment,
+        line,
+        "receive",
         actor=actor,
         at=when,
         site=shipment.to_site,
@@ -206,10 +203,10 @@ def _receive_line(
     (receipt.damaged if line.damaged else receipt.received).append(line.item_code)
     if line.damaged:
         why = f"Damaged in transit in {shipment.code}" + (f": {line.note}" if line.note else "")
-        if _quarantine(item, shipment, actor, when, why, {"damaged": True}, damaged=True):
+        if _quarantine(line, shipment, actor, when, why, {"damaged": True}, damaged=True):
             receipt.quarantined.append(line.item_code)
     if excursion is not None and _quarantine(
-        item, shipment, actor, when, excursion["reason"], excursion["data"]
+        line, shipment, actor, when, excursion["reason"], excursion["data"]
     ):
         receipt.quarantined.append(line.item_code)
 
@@ -267,12 +264,10 @@ def shipment_item_write_off(
         )
     line.state, line.active, line.note = S.WRITTEN_OFF, False, reason
     line_save(line, actor, f"written off: {reason}")
-    item = line.item
-    assert item is not None
     item_step(
-        shipment=shipment,
-        item=item,
-        action="cancel" if isinstance(item, Dose) else "discard",
+        shipment,
+        line,
+        "cancel" if line.dose_id is not None else "discard",
         actor=actor,
         reason=f"Lost in transit ({shipment.code}): {reason}",
         site=shipment.to_site,
@@ -292,7 +287,7 @@ def _close_if_complete(shipment: Shipment, actor: AbstractBaseUser) -> None:
 
 
 def _quarantine(
-    item: Item,
+    line: ShipmentItem,
     shipment: Shipment,
     actor: AbstractBaseUser,
     when: dt.datetime,
@@ -305,6 +300,8 @@ def _quarantine(
 
     Doses have no quarantine: an affected dose is cancelled (a new one can be prepared).
     """
+    item = line.item
+    assert item is not None
     item.refresh_from_db()
     if isinstance(item, Aspirate) and item.status == AspirateStatus.COLLECTED:
         aspirate_receive(
@@ -322,9 +319,9 @@ def _quarantine(
     if action not in allowed_actions(item):
         return False
     item_step(
-        shipment=shipment,
-        item=item,
-        action=action,
+        shipment,
+        line,
+        action,
         actor=actor,
         at=when,
         reason=reason,
@@ -422,8 +419,6 @@ def shipment_logger_upload(
         )
         when = timezone.now()
         for line in received:
-            item = line.item
-            assert item is not None
-            if _quarantine(item, shipment, actor, when, evidence["reason"], evidence["data"]):
+            if _quarantine(line, shipment, actor, when, evidence["reason"], evidence["data"]):
                 quarantined.append(line.item_code)
     return LoggerUpload(logger, quarantined)

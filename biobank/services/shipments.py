@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from biobank.identifiers import Kind
@@ -40,6 +40,7 @@ from biobank.models import (
 from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.shipments import ITEM_MODELS, item_site
 
+from .audit import history_save
 from .errors import ConflictError, NotFound, ServiceError, TransitionError
 from .identifiers import identifier_allocate
 from .lifecycle import TRANSITIONS, check_time, transition_apply
@@ -90,18 +91,20 @@ def status_require(shipment: Shipment, states: Iterable[str], *, code: str, why:
 
 
 def item_step(
-    *,
     shipment: Shipment,
-    item: Item,
+    line: ShipmentItem,
     action: str,
+    *,
     actor: AbstractBaseUser,
     site: Site,
     at: dt.datetime | None = None,
     reason: str = "",
     **data: Any,
 ) -> None:
-    """One item's custody step in this shipment (ship, receive, quarantine, write-off): the
+    """The custody step of a manifest line's item (ship, receive, quarantine, write-off): the
     event is located at the shipment and carries its route."""
+    item = line.item
+    assert item is not None  # a manifest line always links its item
     transition_apply(
         item=item,
         action=action,
@@ -153,9 +156,7 @@ def shipment_create(
         created_by=actor,
         created_at=timezone.now(),
     )
-    shipment._change_reason = "planned"
-    shipment._history_user = actor
-    shipment.save()
+    history_save(shipment, actor=actor, reason="planned")
     return shipment
 
 
@@ -271,25 +272,24 @@ def shipment_pack(*, shipment: Shipment, scan: str, actor: AbstractBaseUser) -> 
         raise refusal
     if shipment.status == ShipmentStatus.PLANNED:
         transition_apply(item=shipment, action="pack", actor=actor)
-    try:
-        with transaction.atomic():
-            line = ShipmentItem(
-                shipment=shipment,
-                item_kind=kind,
-                item_code=item.code,
-                packed_at=timezone.now(),
-                packed_by=actor,
-                **{kind: item},
-            )
-            line._change_reason = "packed"
-            line._history_user = actor
-            line.save()
-    except IntegrityError as exc:
-        raise ConflictError(
+    line = ShipmentItem(
+        shipment=shipment,
+        item_kind=kind,
+        item_code=item.code,
+        packed_at=timezone.now(),
+        packed_by=actor,
+        **{kind: item},
+    )
+    history_save(
+        line,
+        actor=actor,
+        reason="packed",
+        conflict=ConflictError(
             f"{item.code} was packed into another shipment at the same moment.",
             code="already_in_shipment",
             field="scan",
-        ) from exc
+        ),
+    )
     return line
 
 
@@ -309,9 +309,7 @@ def manifest_line(
 
 
 def line_save(line: ShipmentItem, actor: AbstractBaseUser, reason: str) -> None:
-    line._change_reason = reason[:100]
-    line._history_user = actor
-    line.save()
+    history_save(line, actor=actor, reason=reason[:100])
 
 
 @transaction.atomic
@@ -400,16 +398,7 @@ def shipment_ship(
         "aspirate", "unit", "dose"
     )
     for line in lines:
-        item = line.item
-        assert item is not None
-        item_step(
-            shipment=shipment,
-            item=item,
-            action="ship",
-            actor=actor,
-            at=when,
-            site=shipment.from_site,
-        )
+        item_step(shipment, line, "ship", actor=actor, at=when, site=shipment.from_site)
     return shipment
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -18,6 +19,7 @@ from biobank.models import (
     UnitStatus,
 )
 
+from .audit import history_save
 from .containers import position_parse
 from .errors import ConflictError, ServiceError, TransitionError
 from .lifecycle import (
@@ -35,6 +37,8 @@ from .lifecycle import (
 # run item by item in list order against an in-memory picture of the occupied positions (so
 # the refusals are those of one-by-one placing), then every write is a fixed number of
 # statements whatever the number of units (lock, status update, history, events, placements).
+
+ItemT = TypeVar("ItemT")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,42 @@ class Slot:
     current: Placement | None = None
     data: dict[str, Any] | None = None
     reason: str = ""
+
+
+def slot_make(
+    unit: ProductUnit,
+    container: Container,
+    row: int | None,
+    col: int | None,
+    label: str,
+    *,
+    before: Placement | None = None,
+    reason: str = "",
+    **extra: str,
+) -> Slot:
+    """A planned placement: a store when the unit has no place (``before``), else a move; its
+    event names the new place and, for a move, the old one."""
+    data = {"container": container.code, "position": label, **extra}
+    if before is not None:
+        data = {"from_container": before.container.code, "from_position": before.position, **data}
+    action = "store" if before is None else "move"
+    return Slot(unit, action, container, row, col, label, before, data, reason)
+
+
+def _slots_plan(
+    items: Sequence[ItemT], plan: Callable[[ItemT, list[Slot]], Slot], taken: Occupied
+) -> list[Slot]:
+    """Plan the items in list order against the occupied positions: the refusals of placing
+    them one by one, each carrying its item's place in the list (``.index``)."""
+    slots: list[Slot] = []
+    for index, item in enumerate(items):
+        try:
+            slot = plan(item, slots)
+            _claim(slot, taken)
+        except ServiceError as exc:
+            raise _indexed(index, exc) from None
+        slots.append(slot)
+    return slots
 
 
 def _indexed(index: int, exc: ServiceError) -> ServiceError:
@@ -143,14 +183,17 @@ def _plan_slot(
     return row, col, box_type.position_label(row, col)
 
 
-def _taken_error(container: Container, label: str, holder: str | None) -> ConflictError:
-    who = f" by {holder}" if holder else ""
-    return ConflictError(
-        f"Position {label or '-'} of {container.code} is already taken{who}. "
-        "Choose another position.",
-        code="position_taken",
-        field="position",
-    )
+class PositionTaken(ConflictError):
+    """The position already holds a unit (named when known)."""
+
+    def __init__(self, container: Container, label: str, holder: str | None) -> None:
+        who = f" by {holder}" if holder else ""
+        super().__init__(
+            f"Position {label or '-'} of {container.code} is already taken{who}. "
+            "Choose another position.",
+            code="position_taken",
+            field="position",
+        )
 
 
 def _claim(slot: Slot, taken: Occupied) -> None:
@@ -160,7 +203,7 @@ def _claim(slot: Slot, taken: Occupied) -> None:
     here = taken[slot.container.pk]
     holder = here.get((slot.row, slot.col))
     if holder is not None:
-        raise _taken_error(slot.container, slot.label, holder)
+        raise PositionTaken(slot.container, slot.label, holder)
     if slot.current is not None and slot.current.row is not None:
         taken.get(slot.current.container_id, {}).pop((slot.current.row, slot.current.column), None)
     here[(slot.row, slot.col)] = slot.unit.code
@@ -227,8 +270,8 @@ def _conflict_after_race(slots: list[Slot]) -> ServiceError:
     for index, slot in enumerate(slots):
         holder = holders.get((slot.container.pk, slot.row, slot.col))
         if holder is not None or slot.row is None:
-            return _indexed(index, _taken_error(slot.container, slot.label, holder))
-    return _indexed(0, _taken_error(slots[0].container, slots[0].label, None))
+            return _indexed(index, PositionTaken(slot.container, slot.label, holder))
+    return _indexed(0, PositionTaken(slots[0].container, slots[0].label, None))
 
 
 def _placements_end(
@@ -268,36 +311,22 @@ def units_store(
     when = check_time(at)
     container = _box_for_writes(container)
     taken = _occupied([container])
-    slots = []
-    for index, item in enumerate(items):
+
+    def plan(item: StoreItem, planned: list[Slot]) -> Slot:
         unit = item.unit
-        try:
-            if unit.status not in TRANSITIONS["unit"]["store"].sources or any(
-                s.unit.pk == unit.pk for s in slots
-            ):
-                # Say what is wrong with the unit before anything about the box.
-                status = UnitStatus.STORED if unit.status == UnitStatus.FROZEN else unit.status
-                raise TransitionError(
-                    f"Cannot store {unit.code}: it is {status}; only a frozen, unplaced unit "
-                    "can be stored (use move for a stored one).",
-                    code="invalid_transition",
-                    field="unit",
-                )
-            row, col, label = _plan_slot(unit, container, item.position, taken)
-            slot = Slot(
-                unit,
-                "store",
-                container,
-                row,
-                col,
-                label,
-                data={"container": container.code, "position": label},
+        twice = any(s.unit.pk == unit.pk for s in planned)
+        if twice or unit.status not in TRANSITIONS["unit"]["store"].sources:
+            # Say what is wrong with the unit before anything about the box.
+            status = UnitStatus.STORED if twice else unit.status
+            raise TransitionError(
+                f"Cannot store {unit.code}: it is {status}; only a frozen, unplaced unit "
+                "can be stored (use move for a stored one).",
+                code="invalid_transition",
+                field="unit",
             )
-            _claim(slot, taken)
-        except ServiceError as exc:
-            raise _indexed(index, exc) from None
-        slots.append(slot)
-    return slots_write(slots, actor=actor, at=when, end_reason="")
+        return slot_make(unit, container, *_plan_slot(unit, container, item.position, taken))
+
+    return slots_write(_slots_plan(items, plan, taken), actor=actor, at=when, end_reason="")
 
 
 def unit_place(
@@ -339,42 +368,23 @@ def units_move(
         {item.container.pk for item in items}
     )
     taken = _occupied(list(targets.values()))
-    slots: list[Slot] = []
-    for index, item in enumerate(items):
+
+    def plan(item: MoveItem, planned: list[Slot]) -> Slot:
         unit, container = item.unit, targets[item.container.pk]
-        try:
-            before = current.get(unit.pk)
-            if before is None or any(s.unit.pk == unit.pk for s in slots):
-                raise ServiceError(f"{unit.code} has no place to move from.", field="unit")
-            row, col, label = _plan_slot(unit, container, item.position, taken)
-            if before.container_id == container.pk and (before.row, before.column) == (row, col):
-                # The step is already done (e.g. by a concurrent identical move): a conflict.
-                raise ConflictError(
-                    f"{unit.code} is already at {label or container.code}.",
-                    code="already_there",
-                    field="position",
-                )
-            slot = Slot(
-                unit,
-                "move",
-                container,
-                row,
-                col,
-                label,
-                current=before,
-                reason=reason,
-                data={
-                    "from_container": before.container.code,
-                    "from_position": before.position,
-                    "container": container.code,
-                    "position": label,
-                },
+        before = current.get(unit.pk)
+        if before is None or any(s.unit.pk == unit.pk for s in planned):
+            raise ServiceError(f"{unit.code} has no place to move from.", field="unit")
+        row, col, label = _plan_slot(unit, container, item.position, taken)
+        if before.container_id == container.pk and (before.row, before.column) == (row, col):
+            # The step is already done (e.g. by a concurrent identical move): a conflict.
+            raise ConflictError(
+                f"{unit.code} is already at {label or container.code}.",
+                code="already_there",
+                field="position",
             )
-            _claim(slot, taken)
-        except ServiceError as exc:
-            raise _indexed(index, exc) from None
-        slots.append(slot)
-    return slots_write(slots, actor=actor, at=when, end_reason="moved")
+        return slot_make(unit, container, row, col, label, before=before, reason=reason)
+
+    return slots_write(_slots_plan(items, plan, taken), actor=actor, at=when, end_reason="moved")
 
 
 def unit_move(
@@ -389,15 +399,6 @@ def unit_move(
     return units_move(
         items=[MoveItem(unit, container, position)], actor=actor, reason=reason, at=at
     )[0]
-
-
-def _end(placement: Placement, *, actor: AbstractBaseUser, at: datetime, reason: str) -> None:
-    placement.ended_at = at
-    placement.ended_by = actor
-    placement.end_reason = reason[:200]
-    placement._change_reason = reason or "placement ended"
-    placement._history_user = actor
-    placement.save()
 
 
 def unit_check_out(
@@ -458,9 +459,7 @@ def _reserved_slot_step(
     out = action == "check_out"
     current.checked_out_at = when if out else None
     current.checked_out_by = actor if out else None
-    current._change_reason = history_reason
-    current._history_user = actor
-    current.save()
+    history_save(current, actor=actor, reason=history_reason)
     return current
 
 
@@ -473,7 +472,7 @@ def unit_remove(
     current = _open_placement(unit)
     transition_apply(item=unit, action="unstore", actor=actor, at=when, reason=reason)
     if current is not None:
-        _end(current, actor=actor, at=when, reason=reason)
+        _placements_end([current], actor=actor, at=when, reason=reason)
     return unit
 
 
@@ -483,7 +482,7 @@ def placement_close(
     """End the unit's open placement, if any (release, discard). Caller holds the transaction."""
     current = _open_placement(unit)
     if current is not None:
-        _end(current, actor=actor, at=at, reason=reason)
+        _placements_end([current], actor=actor, at=at, reason=reason)
 
 
 @transaction.atomic

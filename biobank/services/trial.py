@@ -4,11 +4,12 @@ from datetime import date
 
 from dateutil.relativedelta import relativedelta
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from biobank.identifiers import Kind
 from biobank.models import Arm, Participant, Site, Study, Visit
 
+from .audit import history_save
 from .errors import ConflictError, ServiceError
 from .identifiers import identifier_allocate
 from .randomisation import (
@@ -65,15 +66,14 @@ def participant_enroll(
         enrolled_on=enrolled_on,
         weight_kg=weight_kg,
     )
-    participant._change_reason = "enrolled"
-    participant._history_user = actor
-    try:
-        with transaction.atomic():
-            participant.save()
-    except IntegrityError as exc:
-        raise ConflictError(
+    history_save(
+        participant,
+        actor=actor,
+        reason="enrolled",
+        conflict=ConflictError(
             f"Participant {pseudonym} already exists.", code="duplicate", field="pseudonym"
-        ) from exc
+        ),
+    )
     if entry is not None:
         randomisation_entry_use(entry=entry, participant=participant)
     for visit_type in study.visit_types.all():
@@ -82,7 +82,5 @@ def participant_enroll(
             visit_type=visit_type,
             scheduled_on=enrolled_on + relativedelta(months=visit_type.month),
         )
-        visit._change_reason = "scheduled at enrolment"
-        visit._history_user = actor
-        visit.save()
+        history_save(visit, actor=actor, reason="scheduled at enrolment")
     return participant

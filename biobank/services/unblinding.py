@@ -44,7 +44,6 @@ def participant_unblind(
         item_code=participant.code,
         item_kind="participant",
         action="emergency_unblinding",
-        from_status="",
         to_status="unblinded",
         actor=actor,
         at=signature.signed_at,

@@ -10,7 +10,6 @@ from django.db import transaction
 from biobank.identifiers import Kind
 from biobank.models import (
     ContainerType,
-    CustodyEvent,
     FreezingRun,
     Processing,
     ProcessingStatus,
@@ -19,12 +18,13 @@ from biobank.models import (
     UnitStatus,
 )
 
-from .audit import event_record_bulk
+from .audit import event_record_bulk, history_save
 from .errors import ServiceError
 from .identifiers import identifier_allocate, identifiers_allocate
 from .lifecycle import (
     Step,
     check_time,
+    event_new,
     transition_apply,
     transitions_apply_bulk,
 )
@@ -108,14 +108,9 @@ def units_create(
     ProductUnit.history.bulk_history_create(units)
     event_record_bulk(
         [
-            CustodyEvent(
-                unit=unit,
-                participant_id=unit.participant_id,
-                item_code=unit.code,
-                item_kind="unit",
+            event_new(
+                item=unit,
                 action="create",
-                from_status="",
-                to_status=unit.status,
                 actor=actor,
                 at=when,
                 data={"processing": processing.code, "cell_number": unit.cell_number},
@@ -161,9 +156,7 @@ def freezing_run_record(
         finished_at=finished_at,
         operator=actor,
     )
-    run._change_reason = "freezing run recorded"
-    run._history_user = actor
-    run.save()
+    history_save(run, actor=actor, reason="freezing run recorded")
     transitions_apply_bulk(
         steps=[
             Step(
