@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import F, FilteredRelation, Model, Q, QuerySet
+from django.db.models import Model, QuerySet
 from django.urls import NoReverseMatch, reverse
 
 from biobank.errors import NotFound, ServiceError
@@ -27,7 +27,7 @@ from biobank.models import (
     StorageUnit,
 )
 from biobank.scan_input import ParsedScan, ScanError, parse_scan
-from biobank.selectors.storage import location_of
+from biobank.selectors.storage import location_of, units_with_location
 from biobank.visibility import Policy, kind_of_identifier, policy_for
 
 # Kind → (model, select_related, API resource name).
@@ -75,14 +75,7 @@ class ScanResult:
     def location(self) -> str:
         item = self.item
         if isinstance(item, ProductUnit):
-            if not hasattr(item, "loc_code"):
-                return location_of(item)
-            if not item.loc_code:
-                return ""
-            text = f"{item.loc_path} ({item.loc_code}) {item.loc_position}"
-            if item.loc_checked_out:
-                text += " — checked out, slot reserved"
-            return text.strip()
+            return location_of(item)
         if isinstance(item, Container):
             return item.path
         if isinstance(item, StorageUnit):
@@ -112,19 +105,6 @@ class ScanResult:
             return reverse("label-render", kwargs={"code": self.code, "fmt": "png"})
         except NoReverseMatch:
             return None
-
-
-def _units_with_place() -> QuerySet[ProductUnit]:
-    """Units with their open placement joined in: a scan is one query (the hot path)."""
-    return ProductUnit.objects.annotate(
-        open_placement=FilteredRelation(
-            "placements", condition=Q(placements__ended_at__isnull=True)
-        ),
-        loc_path=F("open_placement__container__path"),
-        loc_code=F("open_placement__container__code"),
-        loc_position=F("open_placement__position"),
-        loc_checked_out=F("open_placement__checked_out_at"),
-    )
 
 
 class ScanRefused(ServiceError):
@@ -160,7 +140,10 @@ def _checked(raw: Any, policy: Policy, kinds: set[Kind] | None) -> tuple[ParsedS
 
 def _lookup(kind: Kind) -> QuerySet:
     model, related, _ = MODELS[kind]
-    queryset = _units_with_place() if kind is Kind.UNIT else model.objects.all()
+    # A unit's place is joined in: a scan is one query (the hot path).
+    queryset = (
+        units_with_location(ProductUnit.objects.all()) if kind is Kind.UNIT else model.objects.all()
+    )
     if related:  # select_related() without names would join every foreign key
         queryset = queryset.select_related(*related)
     return queryset
