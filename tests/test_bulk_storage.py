@@ -273,6 +273,28 @@ def test_filling_and_freezing_take_the_same_queries(
     assert list(units[0].events.values_list("action", flat=True)) == ["create", "freeze"]
 
 
+def test_freezing_run_without_units_freezes_the_created_ones(trial: Any, tech: Any) -> None:
+    processing = make_processing(actor=tech, harvested=True)
+    first = units_create(
+        processing=processing,
+        specs=[UnitSpec("cryovial", 1_000_000, 1)] * 2,
+        actor=tech,
+        created_at=past(3),
+    )
+    run = freezing_run_record(
+        processing=processing, started_at=past(2, hours=2), finished_at=past(2), actor=tech
+    )
+    assert sorted(run.units.values_list("code", flat=True)) == sorted(u.code for u in first)
+    processing.refresh_from_db()
+    assert processing.status == "cryopreserved"
+    with pytest.raises(ServiceError) as info:  # nothing left to freeze
+        freezing_run_record(
+            processing=processing, started_at=past(1, hours=2), finished_at=past(1), actor=tech
+        )
+    assert (info.value.code, info.value.field) == ("invalid", "units")
+    assert ProductUnit.objects.filter(processing=processing, status="frozen").count() == 2
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_labs_storing_into_the_same_slots_never_double_book(postgres_only: None) -> None:
     from .factories import load_trial

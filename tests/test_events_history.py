@@ -9,8 +9,8 @@ import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from biobank.models import CustodyEvent, Site
-from biobank.services.aspirates import aspirate_receive
-from biobank.services.errors import ServiceError
+from biobank.services.aspirates import aspirate_receive, aspirate_receive_by_condition
+from biobank.services.errors import ConflictError, ServiceError
 from biobank.services.qc_release import processing_qc_release
 from biobank.services.units import unit_transition
 
@@ -46,6 +46,42 @@ def test_receipt_writes_event_and_history(trial: Any, tech: Any) -> None:
     assert changed["condition"] == ("", "temperature")
     assert record.history_change_reason == "Box too warm"
     assert record.history_user == tech
+
+
+def test_receipt_by_condition_accepts_intact_and_quarantines_the_rest(
+    trial: Any, tech: Any
+) -> None:
+    intact, leaking = make_aspirate(actor=tech), make_aspirate(actor=tech)
+    aspirate_receive_by_condition(
+        aspirate=intact, actor=tech, condition="intact", temperature_c=Decimal("19.5")
+    )
+    aspirate_receive_by_condition(aspirate=leaking, actor=tech, condition="leaking")
+    assert (intact.status, leaking.status) == ("accepted", "quarantined")
+    assert str(intact.transport_temperature_c) == "19.5" and intact.received_by == tech
+    events = {
+        e.aspirate_id: (e.action, e.reason)
+        for e in CustodyEvent.objects.filter(action__in=["accept", "quarantine"])
+    }
+    assert events == {
+        intact.pk: ("accept", ""),
+        leaking.pk: ("quarantine", "Condition at receipt: Leaking"),
+    }
+
+
+def test_receipt_by_condition_never_decides_twice(trial: Any, tech: Any) -> None:
+    aspirate = make_aspirate(actor=tech)
+    aspirate_receive_by_condition(aspirate=aspirate, actor=tech, condition="intact")
+    with pytest.raises(ConflictError) as info:
+        aspirate_receive_by_condition(aspirate=aspirate, actor=tech, condition="leaking")
+    assert (info.value.code, info.value.field) == ("already_received", "aspirate")
+    aspirate.refresh_from_db()
+    assert aspirate.status == "accepted"
+    assert CustodyEvent.objects.filter(aspirate=aspirate, action="quarantine").count() == 0
+    with pytest.raises(ServiceError) as info:
+        aspirate_receive_by_condition(
+            aspirate=make_aspirate(actor=tech), actor=tech, condition="frozen solid"
+        )
+    assert info.value.field == "condition"
 
 
 def test_whole_chain_is_logged_in_order(trial: Any, tech: Any) -> None:

@@ -20,13 +20,15 @@ from biobank.services.containers import (
     position_parse,
     temperature_record,
 )
-from biobank.services.errors import ConflictError, ServiceError
+from biobank.services.errors import ConflictError, ServiceError, TransitionError
 from biobank.services.qc_release import processing_qc_release
 from biobank.services.storage import (
     unit_check_in,
     unit_check_out,
     unit_move,
     unit_place,
+    unit_put,
+    unit_put_undo,
     unit_remove,
 )
 from biobank.services.units import unit_transition
@@ -149,6 +151,73 @@ def test_move_to_same_place_is_refused(box: Container, tech: Any) -> None:
     unit_place(unit=unit, container=box, position="A1", actor=tech)
     with pytest.raises(ServiceError):
         unit_move(unit=unit, container=box, position="A1", actor=tech)
+
+
+def test_put_stores_a_frozen_unit_and_moves_a_stored_one(box: Container, tech: Any) -> None:
+    other = make_box(actor=tech, name="Box B")
+    unit = make_units(actor=tech, count=1)[0]
+    put = unit_put(unit=unit, container=box, position="B2", actor=tech, reason="scanned")
+    assert (put.action, put.before, put.placement.position) == ("store", None, "B2")
+    moved = unit_put(unit=unit, container=other, actor=tech, reason="scanned into box")
+    assert moved.action == "move" and moved.placement.container == other
+    assert (moved.before.container, moved.before.position) == (box, "B2")
+    unit.refresh_from_db()
+    assert unit.status == "stored"
+    assert list(unit.events.values_list("action", "reason"))[-2:] == [
+        ("store", ""),
+        ("move", "scanned into box"),
+    ]
+
+
+def test_put_refuses_a_unit_that_cannot_be_stored(box: Container, tech: Any) -> None:
+    unfrozen = make_units(actor=tech, count=1, frozen=False)[0]
+    with pytest.raises(TransitionError) as info:
+        unit_put(unit=unfrozen, container=box, actor=tech)
+    assert (info.value.code, info.value.field) == ("not_storable", "unit")
+    assert "filled, not yet frozen: it cannot be stored" in info.value.message
+    checked_out = make_units(actor=tech, count=1)[0]
+    unit_place(unit=checked_out, container=box, position="A1", actor=tech)
+    unit_check_out(unit=checked_out, actor=tech)
+    with pytest.raises(TransitionError) as info:
+        unit_put(unit=checked_out, container=box, actor=tech)
+    assert info.value.code == "not_storable"
+    assert not Placement.objects.open().filter(unit=unfrozen).exists()
+    assert Placement.objects.open().get(unit=checked_out).position == "A1"
+
+
+def test_put_undo_takes_a_store_back_out_and_a_move_back(box: Container, tech: Any) -> None:
+    other = make_box(actor=tech, name="Box B")
+    stored, moved = make_units(actor=tech, count=2)
+    unit_put(unit=stored, container=box, position="C3", actor=tech)
+    unit_place(unit=moved, container=box, position="E5", actor=tech)
+    unit_put(unit=moved, container=other, actor=tech, reason="scanned into box")
+    assert unit_put_undo(unit=stored, actor=tech) is None
+    stored.refresh_from_db()
+    assert stored.status == "frozen"
+    assert not Placement.objects.open().filter(unit=stored).exists()
+    last = stored.events.latest("id")
+    assert (last.action, last.reason) == ("unstore", "Undo: stored at C3 by mistake")
+    back = unit_put_undo(unit=moved, actor=tech)
+    assert back is not None and (back.container, back.position) == (box, "E5")
+    last = moved.events.latest("id")
+    assert (last.action, last.reason) == ("move", "Undo: moved by mistake")
+    assert last.data["from_container"] == other.code
+
+
+def test_put_undo_refuses_after_a_later_step(box: Container, tech: Any) -> None:
+    unit, never_stored = make_units(actor=tech, count=2)
+    unit_put(unit=unit, container=box, position="A1", actor=tech)
+    unit_check_out(unit=unit, actor=tech)
+    with pytest.raises(TransitionError) as info:
+        unit_put_undo(unit=unit, actor=tech)
+    assert (info.value.code, info.value.field) == ("nothing_to_undo", "unit")
+    assert "its last step is check out" in info.value.message
+    with pytest.raises(TransitionError) as info:
+        unit_put_undo(unit=never_stored, actor=tech)
+    assert info.value.code == "nothing_to_undo"
+    unit.refresh_from_db()
+    assert unit.status == "checked_out"
+    assert Placement.objects.open().get(unit=unit).position == "A1"
 
 
 def test_check_out_keeps_the_slot_reserved(box: Container, tech: Any) -> None:

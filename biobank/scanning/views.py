@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views import View
 
-from biobank.errors import ServiceError
+from biobank.errors import ConflictError, ServiceError, TransitionError
 from biobank.identifiers import Kind
 from biobank.labels.commands import COMMANDS, command_for, command_sheet_pdf, command_sheet_zpl
 from biobank.models import (
@@ -35,17 +35,11 @@ from biobank.models import (
 from biobank.rack_csv import parse_rack_csv
 from biobank.selectors.scan import ScanResult, scan_resolve
 from biobank.selectors.storage import location_of
-from biobank.services.aspirates import aspirate_receive
+from biobank.services.aspirates import aspirate_receive_by_condition
 from biobank.services.containers import position_parse
 from biobank.services.doses import dose_administer, dose_dispatch
 from biobank.services.racks import rack_scan_apply, rack_scan_compare, rack_scan_plan
-from biobank.services.storage import (
-    unit_check_in,
-    unit_check_out,
-    unit_move,
-    unit_place,
-    unit_remove,
-)
+from biobank.services.storage import unit_check_in, unit_check_out, unit_put, unit_put_undo
 from biobank.visibility import policy_for
 
 RECENT = 15
@@ -253,15 +247,6 @@ class ReceivePage(ScanPage):
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
         aspirate = result.item
-        if aspirate.status != AspirateStatus.COLLECTED:
-            return Feedback(
-                False,
-                _("%(code)s was already received: %(status)s.")
-                % {"code": aspirate.code, "status": aspirate.get_status_display()},
-                aspirate.code,
-                result.admin_url,
-                level="warn",
-            )
         raw_temp = state.get("temperature_c", "")
         try:
             temperature = Decimal(raw_temp) if raw_temp else None
@@ -271,29 +256,36 @@ class ReceivePage(ScanPage):
                 _("Transport temperature '%(value)s' is not a number.") % {"value": raw_temp},
                 aspirate.code,
             )
-        condition = state.get("condition", Condition.INTACT)
-        decision = "accept" if condition == Condition.INTACT else "quarantine"
-        aspirate_receive(
-            aspirate=aspirate,
-            decision=decision,
-            actor=request.user,
-            temperature_c=temperature,
-            condition=condition,
-            reason=""
-            if decision == "accept"
-            else f"Condition at receipt: {Condition(condition).label}",
-        )
-        who = aspirate.participant.pseudonym
-        if decision == "accept":
+        try:
+            aspirate_receive_by_condition(
+                aspirate=aspirate,
+                actor=request.user,
+                condition=state.get("condition", Condition.INTACT),
+                temperature_c=temperature,
+            )
+        except ConflictError as exc:
+            if exc.code != "already_received":
+                raise
+            aspirate.refresh_from_db()
+            return Feedback(
+                False,
+                _("%(code)s was already received: %(status)s.")
+                % {"code": aspirate.code, "status": aspirate.get_status_display()},
+                aspirate.code,
+                result.admin_url,
+                level="warn",
+            )
+        accepted = aspirate.status == AspirateStatus.ACCEPTED
+        if accepted:
             message = _("%(code)s received and accepted (%(who)s).")
         else:
             message = _("%(code)s received and QUARANTINED (%(who)s).")
         return Feedback(
-            decision == "accept",
-            message % {"code": aspirate.code, "who": who},
+            accepted,
+            message % {"code": aspirate.code, "who": aspirate.participant.pseudonym},
             aspirate.code,
             result.admin_url,
-            level="ok" if decision == "accept" else "warn",
+            level="ok" if accepted else "warn",
         )
 
 
@@ -343,25 +335,17 @@ class StorePage(ScanPage):
         unit: ProductUnit = result.item
         position = state.pop("position", None)
         before = location_of(unit)
-        previous = unit.placements.open().select_related("container").first()
-        if unit.status == UnitStatus.FROZEN:
-            placement = unit_place(unit=unit, container=box, position=position, actor=request.user)
-            undo = {"unit": unit.pk, "kind": "place"}
-        elif unit.status in (UnitStatus.STORED, UnitStatus.QUARANTINED) and previous is not None:
-            placement = unit_move(
+        try:
+            put = unit_put(
                 unit=unit,
                 container=box,
                 position=position,
                 actor=request.user,
                 reason="scanned into box",
             )
-            undo = {
-                "unit": unit.pk,
-                "kind": "move",
-                "container": previous.container_id,
-                "position": previous.position,
-            }
-        else:
+        except TransitionError as exc:
+            if exc.code != "not_storable":
+                raise
             return Feedback(
                 False,
                 _("%(code)s is %(status)s: it cannot be stored.")
@@ -369,14 +353,12 @@ class StorePage(ScanPage):
                 unit.code,
                 result.admin_url,
             )
-        state.setdefault("undo", []).insert(
-            0, {**undo, "code": unit.code, "position_label": placement.position}
-        )
+        state.setdefault("undo", []).insert(0, {"unit": unit.pk, "code": unit.code})
         del state["undo"][10:]
         moved = _(" (moved from %(where)s)") % {"where": before} if before else ""
         return Feedback(
             True,
-            f"{unit.code} → {box.code} {placement.position}{moved}",
+            f"{unit.code} → {box.code} {put.placement.position}{moved}",
             unit.code,
             result.admin_url,
         )
@@ -392,40 +374,26 @@ class StorePage(ScanPage):
         last = state["undo"].pop(0)
         unit = ProductUnit.objects.get(pk=last["unit"])
         try:
-            if last["kind"] == "place":
-                unit_remove(
-                    unit=unit,
-                    actor=request.user,
-                    reason=f"Undo: stored at {last['position_label']} by mistake",
-                )
-                return Feedback(
-                    True,
-                    _("Undone: %(code)s is no longer stored (back to frozen, unplaced).")
-                    % {"code": unit.code},
-                    unit.code,
-                )
-            container = Container.objects.select_related("box_type", "storage_unit").get(
-                pk=last["container"]
-            )
-            unit_move(
-                unit=unit,
-                container=container,
-                position=last["position"] or None,
-                actor=request.user,
-                reason="Undo: moved by mistake",
-            )
-            return Feedback(
-                True,
-                _("Undone: %(code)s is back at %(box)s %(position)s.")
-                % {"code": unit.code, "box": container.code, "position": last["position"]},
-                unit.code,
-            )
+            back = unit_put_undo(unit=unit, actor=request.user)
         except ServiceError as exc:
             return Feedback(
                 False,
                 _("Cannot undo %(code)s: %(reason)s") % {"code": unit.code, "reason": exc.message},
                 unit.code,
             )
+        if back is None:
+            return Feedback(
+                True,
+                _("Undone: %(code)s is no longer stored (back to frozen, unplaced).")
+                % {"code": unit.code},
+                unit.code,
+            )
+        return Feedback(
+            True,
+            _("Undone: %(code)s is back at %(box)s %(position)s.")
+            % {"code": unit.code, "box": back.container.code, "position": back.position},
+            unit.code,
+        )
 
 
 class CheckOutPage(ScanPage):

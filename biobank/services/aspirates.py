@@ -12,7 +12,7 @@ from biobank.models import Anticoagulant, Aspirate, AspirateStatus, Condition, S
 from .audit import history_save
 from .errors import ConflictError, ServiceError
 from .identifiers import identifier_allocate
-from .lifecycle import check_time, event_record, transition_apply
+from .lifecycle import allowed_actions, check_time, event_record, transition_apply
 
 RECEIPT_DECISIONS = ("accept", "quarantine", "reject")
 
@@ -124,6 +124,40 @@ def aspirate_receive(
     return aspirate
 
 
+@transaction.atomic
+def aspirate_receive_by_condition(
+    *,
+    aspirate: Aspirate,
+    actor: AbstractBaseUser,
+    condition: str,
+    temperature_c: Decimal | None = None,
+    received_at: datetime | None = None,
+    site: Site | None = None,
+) -> Aspirate:
+    """Receive an arriving aspirate on what is seen: intact is accepted; any other condition
+    quarantines it with the condition as the reason (QA decides later). One already received
+    is refused (``already_received``): a second scan never decides it again."""
+    locked = Aspirate.objects.select_for_update(of=("self",)).get(pk=aspirate.pk)
+    if "accept" not in allowed_actions(locked):
+        raise ConflictError(
+            f"{locked.code} was already received: {locked.get_status_display()}.",
+            code="already_received",
+            field="aspirate",
+        )
+    intact = condition == Condition.INTACT
+    label = Condition(condition).label if condition in Condition.values else condition
+    return aspirate_receive(
+        aspirate=aspirate,
+        decision="accept" if intact else "quarantine",
+        actor=actor,
+        temperature_c=temperature_c,
+        condition=condition,
+        received_at=received_at,
+        reason="" if intact else f"Condition at receipt: {label}",
+        site=site,
+    )
+
+
 def aspirate_release_quarantine(
     *, aspirate: Aspirate, actor: AbstractBaseUser, reason: str
 ) -> Aspirate:
@@ -154,6 +188,7 @@ __all__ = [
     "aspirate_collect",
     "aspirate_discard",
     "aspirate_receive",
+    "aspirate_receive_by_condition",
     "aspirate_reject",
     "aspirate_release_quarantine",
 ]

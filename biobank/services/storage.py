@@ -401,6 +401,86 @@ def unit_move(
     )[0]
 
 
+@dataclass(frozen=True)
+class Put:
+    """Where a unit scanned into a box went: stored (it had no place) or moved from ``before``."""
+
+    placement: Placement
+    action: str  # store | move
+    before: Placement | None = None
+
+
+@transaction.atomic
+def unit_put(
+    *,
+    unit: ProductUnit,
+    container: Container,
+    actor: AbstractBaseUser,
+    position: str | None = None,
+    reason: str = "",
+    at: datetime | None = None,
+) -> Put:
+    """Put a unit into a box (given or first free position), whatever its place now: a frozen,
+    unplaced unit is stored, a stored or quarantined one moved (with ``reason``). A unit in
+    any other state is refused (``not_storable``)."""
+    status = (
+        ProductUnit.objects.select_for_update(of=("self",)).values_list("status", flat=True)
+    ).get(pk=unit.pk)
+    if status in TRANSITIONS["unit"]["store"].sources:
+        placement = unit_place(
+            unit=unit, container=container, position=position, actor=actor, at=at
+        )
+        return Put(placement, "store")
+    before = _open_placement(unit)
+    if before is None or status not in TRANSITIONS["unit"]["move"].sources:
+        raise TransitionError(
+            f"{unit.code} is {UnitStatus(status).label.lower()}: it cannot be stored.",
+            code="not_storable",
+            field="unit",
+        )
+    placement = unit_move(
+        unit=unit, container=container, position=position, actor=actor, reason=reason, at=at
+    )
+    return Put(placement, "move", before)
+
+
+@transaction.atomic
+def unit_put_undo(
+    *, unit: ProductUnit, actor: AbstractBaseUser, at: datetime | None = None
+) -> Placement | None:
+    """Undo the unit's last step when it was a store or a move (put into the wrong box): a
+    stored unit is taken back out of storage (frozen, unplaced; None), a moved one goes back
+    to the place it came from (its placement). Any later step makes it ``nothing_to_undo``."""
+    last = unit.events.order_by("-at", "-id").values_list("action", "data").first()
+    if last is None or last[0] not in ("store", "move"):
+        step = f"its last step is {last[0].replace('_', ' ')}" if last else "it has no steps"
+        raise TransitionError(
+            f"{unit.code}: {step}, not a store or a move; nothing to undo.",
+            code="nothing_to_undo",
+            field="unit",
+        )
+    action, data = last
+    if action == "store":
+        unit_remove(
+            unit=unit,
+            actor=actor,
+            reason=f"Undo: stored at {data.get('position', '')} by mistake",
+            at=at,
+        )
+        return None
+    back = Container.objects.select_related("box_type", "storage_unit").get(
+        code=data["from_container"]
+    )
+    return unit_move(
+        unit=unit,
+        container=back,
+        position=data.get("from_position") or None,
+        actor=actor,
+        reason="Undo: moved by mistake",
+        at=at,
+    )
+
+
 def unit_check_out(
     *, unit: ProductUnit, actor: AbstractBaseUser, reason: str = "", at: datetime | None = None
 ) -> Placement:

@@ -125,14 +125,17 @@ def units_create(
 def freezing_run_record(
     *,
     processing: Processing,
-    units: list[ProductUnit],
     started_at: datetime,
     finished_at: datetime,
     actor: AbstractBaseUser,
     rate_c_per_min: Decimal = Decimal("-1"),
     program: str = "-1 °C/min to -80 °C, then LN2",
+    units: list[ProductUnit] | None = None,
 ) -> FreezingRun:
-    """Record a finished controlled-rate freezing run: units frozen, product cryopreserved."""
+    """Record a finished controlled-rate freezing run: units frozen, product cryopreserved.
+
+    Without ``units``, the run freezes every unit of the processing not yet frozen (created).
+    """
     started_at = check_time(started_at, field="started_at")
     finished_at = check_time(finished_at, field="finished_at")
     if finished_at < started_at:
@@ -140,6 +143,8 @@ def freezing_run_record(
     rate = Decimal(str(rate_c_per_min))
     if rate >= 0:
         raise ServiceError("A freezing rate is negative (°C/min), e.g. -1.", field="rate_c_per_min")
+    if units is None:
+        units = list(processing.units.filter(status=UnitStatus.CREATED).order_by("code"))
     if not units:
         raise ServiceError("A freezing run needs at least one unit.", field="units")
     foreign = [u.code for u in units if u.processing_id != processing.pk]
