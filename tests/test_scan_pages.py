@@ -87,7 +87,8 @@ def test_store_box_then_units_then_undo(trial: Any, tech: Any, admin_client_tech
     scan(admin_client_tech, "store", "c3")
     html = scan(admin_client_tech, "store", units[1].code)
     assert f"{units[1].code} → {box.code} C3" in feedback(html)
-    scan(admin_client_tech, "store", units[2].code)
+    html = scan(admin_client_tech, "store", units[2].code)
+    assert f"({units[2].code} A2)</button>" in html  # the undo button names the last one
     positions = dict(Placement.objects.filter(ended_at=None).values_list("unit__code", "position"))
     assert positions == {units[0].code: "A1", units[1].code: "C3", units[2].code: "A2"}
     response = admin_client_tech.post(reverse("admin:scan_store"), {"do": "undo"})
