@@ -40,6 +40,8 @@ EXPECTED = [
     ("processing", "freezing_run", "biobank.add_freezingrun", True),
     ("unit", "store", "biobank.change_productunit", True),
     ("unit", "move", "biobank.change_productunit", True),
+    ("unit", "put", "biobank.change_productunit", True),
+    ("unit", "put_undo", "biobank.change_productunit", True),
     ("unit", "check_out", "biobank.change_productunit", True),
     ("unit", "check_in", "biobank.change_productunit", True),
     ("unit", "unstore", "biobank.change_productunit", True),

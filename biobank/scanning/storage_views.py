@@ -13,7 +13,8 @@ from biobank.identifiers import Kind
 from biobank.models import ProductUnit, UnitStatus
 from biobank.selectors.scan import ScanResult
 from biobank.selectors.storage import box_map, location_of
-from biobank.services.storage import unit_check_in, unit_check_out, unit_put, unit_put_undo
+from biobank.services.actions import action_get, action_run
+from biobank.services.storage import unit_check_in, unit_check_out
 
 from .base import Feedback, ScanPage, box_from_state, position_in_box
 
@@ -42,7 +43,7 @@ class StorePage(BoxScanPage):
         "Scan a box, then units one by one; each goes to the next free or the scanned position."
     )
     prompt = gettext_lazy("Scan a box (BX…), a position (e.g. A5) or a unit (UN…)")
-    permission = "biobank.change_productunit"
+    permission = action_get("unit", "put").permission
     position_message = gettext_noop("Next unit goes to %(position)s.")
 
     def extra_context(self, request: HttpRequest, state: dict[str, Any]) -> dict[str, Any]:
@@ -69,12 +70,11 @@ class StorePage(BoxScanPage):
         position = state.pop("position", None)
         before = location_of(unit)
         try:
-            put = unit_put(
-                unit=unit,
-                container=box,
-                position=position,
+            put = action_run(
+                action=action_get("unit", "put"),
+                item=unit,
                 actor=request.user,
-                reason="scanned into box",
+                data={"container": box.code, "position": position, "reason": "scanned into box"},
             )
         except TransitionError as exc:
             if exc.code != "not_storable":
@@ -109,7 +109,9 @@ class StorePage(BoxScanPage):
         last = state["undo"].pop(0)
         unit = ProductUnit.objects.get(pk=last["unit"])
         try:
-            back = unit_put_undo(unit=unit, actor=request.user)
+            back = action_run(
+                action=action_get("unit", "put_undo"), item=unit, actor=request.user, data={}
+            )
         except ServiceError as exc:
             return Feedback(
                 False,
@@ -136,7 +138,7 @@ class CheckOutPage(ScanPage):
     title = gettext_lazy("Check out / check in")
     summary = gettext_lazy("Scan units leaving their slot, or coming back to it.")
     prompt = gettext_lazy("Scan a unit (UN…)")
-    permission = "biobank.change_productunit"
+    permission = action_get("unit", "check_out").permission
 
     def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
         return {Kind.UNIT}

@@ -18,10 +18,10 @@ from django.utils.translation import gettext_lazy
 from biobank.errors import ConflictError, ServiceError
 from biobank.identifiers import Kind
 from biobank.labels.commands import command_sheet_pdf, command_sheet_zpl
-from biobank.models import AspirateStatus, Condition, IdentityStage
+from biobank.models import AspirateStatus, Condition, Dose, IdentityStage
 from biobank.selectors.scan import ScanResult
+from biobank.services.actions import action_get, action_run
 from biobank.services.aspirates import aspirate_receive_by_condition
-from biobank.services.doses import dose_administer, dose_dispatch
 from biobank.visibility import policy_for
 
 from .base import Feedback, ScanPage
@@ -68,7 +68,7 @@ class ReceivePage(ScanPage):
     title = gettext_lazy("Receive aspirates")
     summary = gettext_lazy("Scan aspirates arriving in the lab, one after another.")
     prompt = gettext_lazy("Scan an aspirate (AS…)")
-    permission = "biobank.change_aspirate"
+    permission = action_get("aspirate", "receive").permission
 
     def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
         return {Kind.ASPIRATE}
@@ -140,7 +140,7 @@ class DosePage(ScanPage):
         "A mismatch is refused, recorded and shown."
     )
     prompt = gettext_lazy("Scan the dose (DS…) and the participant (PT…)")
-    permission = "biobank.administer_dose"
+    permission = action_get("dose", "dispatch").permission
 
     def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
         return {Kind.DOSE, Kind.PARTICIPANT}
@@ -190,32 +190,19 @@ class DosePage(ScanPage):
         state["pending"] = {}
         stage = state.get("stage", IdentityStage.DISPATCH)
         try:
-            if stage == IdentityStage.DISPATCH:
-                dose = dose_dispatch(
-                    dose_scan=pending["dose"],
-                    participant_scan=pending["participant"],
-                    actor=request.user,
-                )
-                return Feedback(
-                    True,
-                    _("Identity confirmed: %(code)s DISPATCHED.") % {"code": dose.code}
-                    + " "
-                    + dose_summary(dose),
-                    dose.code,
-                )
-            dose = dose_administer(
-                dose_scan=pending["dose"],
-                participant_scan=pending["participant"],
-                actor=request.user,
-                administered_by=state.get("administered_by", ""),
+            step = "dispatch" if stage == IdentityStage.DISPATCH else "administer"
+            data = {"dose_scan": pending["dose"], "participant_scan": pending["participant"]}
+            if step == "administer":
+                data["administered_by"] = state.get("administered_by", "")
+            target = Dose.objects.filter(code=pending["dose"]).first()
+            dose = action_run(
+                action=action_get("dose", step), item=target, actor=request.user, data=data
             )
-            return Feedback(
-                True,
-                _("Identity confirmed: %(code)s ADMINISTERED.") % {"code": dose.code}
-                + " "
-                + dose_summary(dose),
-                dose.code,
-            )
+            if step == "dispatch":
+                done = _("Identity confirmed: %(code)s DISPATCHED.")
+            else:
+                done = _("Identity confirmed: %(code)s ADMINISTERED.")
+            return Feedback(True, done % {"code": dose.code} + " " + dose_summary(dose), dose.code)
         except ServiceError as exc:
             return Feedback(False, policy_for(request.user).redact(exc.message), pending["dose"])
 

@@ -58,10 +58,9 @@ def _fill(item: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
 
 
 def _freezing_run(item: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
-    chosen = d.get("units") or list(item.units.filter(status="created"))
     return units.freezing_run_record(
         processing=item,
-        units=chosen,
+        units=d.get("units") or None,  # none named: the processing's units not yet frozen
         started_at=d["started_at"],
         finished_at=d["finished_at"],
         rate_c_per_min=d["rate_c_per_min"],

@@ -64,6 +64,24 @@ STEPS: tuple[Action, ...] = (
     ),
     Action(
         "unit",
+        "put",
+        "Store or move",
+        CHANGE_UNIT,
+        (CONTAINER, POSITION, reason(required=False), AT),
+        _put(storage.unit_put),
+        doc="Put a unit into a box whatever its place now: a frozen unit is stored, a stored "
+        "or quarantined one moved (the scan pages' store).",
+    ),
+    Action(
+        "unit",
+        "put_undo",
+        "Undo the last store or move",
+        CHANGE_UNIT,
+        (AT,),
+        calls(storage.unit_put_undo, "unit"),
+    ),
+    Action(
+        "unit",
         "check_out",
         "Check out (keep slot)",
         CHANGE_UNIT,
