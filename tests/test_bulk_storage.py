@@ -114,6 +114,7 @@ def test_bulk_store_refuses_like_one_by_one_and_writes_nothing(trial: Any, tech:
         units_store(
             container=box, items=[StoreItem(units[0], "B2"), StoreItem(units[1], "B2")], actor=tech
         )
+    assert (clash.value.code, clash.value.index) == ("position_taken", 1)
     assert clash.value.message == (
         f"Position B2 of {box.code} is already taken by {units[0].code}. Choose another position."
     )
@@ -217,6 +218,7 @@ def test_bulk_move_refuses_a_taken_slot_and_writes_nothing(trial: Any, tech: Any
     assert (caught.value.code, caught.value.index) == ("position_taken", 0)
     with pytest.raises(ServiceError) as caught:
         units_move(items=[MoveItem(units[2], box, "A3")], actor=tech)
+    assert (caught.value.code, caught.value.field) == ("already_there", "position")
     assert caught.value.message == f"{units[2].code} is already at A3."
     assert list(Placement.objects.open().order_by("position").values_list("unit", "position")) == [
         (units[0].pk, "A1"),

@@ -143,13 +143,12 @@ def test_weight_is_who_when_and_not_in_the_future(roles: dict[str, Any]) -> None
     assert visit.weight_kg == Decimal("70.0") and visit.weight_recorded_by == roles[CLINICIAN]
     assert visit.history.first().history_user == roles[CLINICIAN]
     # A visit without treatment needs no weight; a monitor-like role may not record one.
+    follow_up = visit.participant.visits.get(visit_type__code="M12")
     with pytest.raises(ServiceError) as info:
-        visit_weight_record(
-            visit=visit.participant.visits.get(visit_type__code="M12"),
-            weight_kg=Decimal("70"),
-            actor=roles[CLINICIAN],
-        )
-    assert info.value.field == "visit"
+        visit_weight_record(visit=follow_up, weight_kg=Decimal("70"), actor=roles[CLINICIAN])
+    assert (info.value.code, info.value.field) == ("invalid", "visit")
+    follow_up.refresh_from_db()
+    assert follow_up.weight_kg is None
     with pytest.raises(ServiceError) as info:
         visit_weight_record(visit=visit, weight_kg=Decimal("70"), actor=roles[QA])
     assert info.value.code == "permission_denied"

@@ -115,8 +115,11 @@ def test_whole_chain_is_logged_in_order(trial: Any, tech: Any) -> None:
 
 def test_discard_needs_reason_and_keeps_it(trial: Any, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
-    with pytest.raises(ServiceError):
+    with pytest.raises(ServiceError) as info:
         unit_transition(unit=unit, action="discard", actor=tech, reason="")
+    assert (info.value.code, info.value.field) == ("reason_required", "reason")
+    unit.refresh_from_db()
+    assert unit.status == "frozen" and not unit.events.filter(action="discard").exists()
     unit_transition(unit=unit, action="discard", actor=tech, reason="Bag cracked in LN2")
     unit.refresh_from_db()
     assert unit.status_reason == "Bag cracked in LN2"
@@ -127,7 +130,9 @@ def test_future_time_is_refused(trial: Any, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
     with pytest.raises(ServiceError) as info:
         unit_transition(unit=unit, action="discard", actor=tech, reason="x", at=past(days=-1))
-    assert info.value.field == "at"
+    assert (info.value.code, info.value.field) == ("future_time", "at")
+    unit.refresh_from_db()
+    assert unit.status == "frozen" and not unit.events.filter(action="discard").exists()
 
 
 def test_events_cannot_be_updated(trial: Any, tech: Any) -> None:

@@ -142,9 +142,13 @@ def test_wrong_participant_scan_is_refused_and_recorded(roles: dict[str, Any]) -
 
 def test_garbage_participant_scan_is_not_a_match(roles: dict[str, Any]) -> None:
     dose = _ready(make_dose(actor=roles[LAB], ready=False), roles[LAB], roles[QA])
-    with pytest.raises(ServiceError):
+    with pytest.raises(ServiceError) as info:
         dose_dispatch(dose_scan=dose.code, participant_scan="PT0000001Q", actor=roles[CLINICIAN])
-    assert IdentityCheck.objects.get().message.startswith("IDENTITY NOT CONFIRMED")
+    assert (info.value.code, info.value.field) == ("identity_mismatch", "participant_scan")
+    check = IdentityCheck.objects.get()
+    assert check.message.startswith("IDENTITY NOT CONFIRMED") and not check.matched
+    dose.refresh_from_db()
+    assert dose.status == "ready"
 
 
 def test_expired_dose_cannot_be_dispatched_or_administered(roles: dict[str, Any]) -> None:
@@ -183,11 +187,11 @@ def test_unsigned_qc_release_blocks_unit_release(roles: dict[str, Any]) -> None:
     # Wrong password: no signature, no release.
     with pytest.raises(ServiceError) as info:
         processing_qc_release(processing=unit.processing, actor=qa, password="guess")
-    assert info.value.field == "password"
+    assert (info.value.code, info.value.field) == ("bad_signature_password", "password")
     # A technician may not sign.
     with pytest.raises(ServiceError) as info:
         processing_qc_release(processing=unit.processing, actor=lab, password=PASSWORD)
-    assert info.value.status_code == 403
+    assert (info.value.status_code, info.value.code) == (403, "permission_denied")
     assert not Signature.objects.exists() and not QcRelease.objects.exists()
     release = processing_qc_release(processing=unit.processing, actor=qa, password=PASSWORD)
     assert release.signature.signer == qa and release.signature.meaning == "qc_release"
@@ -227,9 +231,10 @@ def test_dose_release_needs_qa_and_password(roles: dict[str, Any]) -> None:
     dose = make_dose(actor=roles[LAB], ready=False)
     with pytest.raises(ServiceError) as info:
         dose_release(dose=dose, actor=roles[LAB], password=PASSWORD)
-    assert info.value.status_code == 403
-    with pytest.raises(ServiceError):
+    assert (info.value.status_code, info.value.code) == (403, "permission_denied")
+    with pytest.raises(ServiceError) as info:
         dose_release(dose=dose, actor=roles[QA], password="wrong")
+    assert (info.value.code, info.value.field) == ("bad_signature_password", "password")
     dose.refresh_from_db()
     assert dose.status == "prepared" and dose.release_signature is None
 
@@ -240,12 +245,13 @@ def test_emergency_unblinding(roles: dict[str, Any], client: Any) -> None:
         participant_unblind(
             participant=participant, actor=roles[MONITOR], password=PASSWORD, reason="x" * 20
         )
-    assert info.value.status_code == 403
+    assert (info.value.status_code, info.value.code) == (403, "permission_denied")
     with pytest.raises(ServiceError) as info:
         participant_unblind(
             participant=participant, actor=roles[CLINICIAN], password=PASSWORD, reason=""
         )
-    assert info.value.field == "reason"
+    assert (info.value.code, info.value.field) == ("invalid", "reason")
+    assert not Unblinding.objects.exists() and not Signature.objects.exists()
     result = participant_unblind(
         participant=participant,
         actor=roles[CLINICIAN],

@@ -46,8 +46,9 @@ def chain(trial: Any) -> dict[str, Any]:
     )
     unit_move(unit=spare, container=make_box(actor=lab), actor=lab, reason="tank maintenance")
     stranger = make_participant(actor=lab)
-    with pytest.raises(ServiceError):
+    with pytest.raises(ServiceError) as refused:
         dose_dispatch(dose_scan=dose.code, participant_scan=stranger.code, actor=lab)
+    assert refused.value.code == "identity_mismatch"
     dose_dispatch(dose_scan=dose.code, participant_scan=participant.code, actor=lab)
     dose_administer(
         dose_scan=dose.code, participant_scan=participant.code, actor=lab, administered_by="Dr. N"

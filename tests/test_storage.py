@@ -75,7 +75,7 @@ def test_position_labels(trial: Any, label: str, expected: tuple[int, int]) -> N
 def test_bad_positions_name_the_box_range(trial: Any, label: str) -> None:
     with pytest.raises(ServiceError) as info:
         position_parse(box_type=make_box_type(), label=label)
-    assert info.value.field == "position"
+    assert (info.value.code, info.value.field) == ("bad_position", "position")
     assert "A1" in info.value.message and "I9" in info.value.message
 
 
@@ -90,6 +90,7 @@ def test_position_taken_is_a_conflict(box: Container, tech: Any) -> None:
     unit_place(unit=first, container=box, position="B2", actor=tech)
     with pytest.raises(ConflictError) as info:
         unit_place(unit=second, container=box, position="B2", actor=tech)
+    assert (info.value.code, info.value.field) == ("position_taken", "position")
     assert first.code in info.value.message
     second.refresh_from_db()
     assert second.status == "frozen"  # nothing written: the store step rolled back too
@@ -120,10 +121,13 @@ def test_container_without_positions_holds_many(trial: Any, tech: Any) -> None:
     units = make_units(actor=tech, count=3)
     for unit in units:
         assert unit_place(unit=unit, container=canister, actor=tech).position == ""
-    with pytest.raises(ServiceError):
-        unit_place(
-            unit=make_units(actor=tech, count=1)[0], container=canister, position="A1", actor=tech
-        )
+    extra = make_units(actor=tech, count=1)[0]
+    with pytest.raises(ServiceError) as info:
+        unit_place(unit=extra, container=canister, position="A1", actor=tech)
+    assert (info.value.code, info.value.field) == ("invalid", "position")
+    extra.refresh_from_db()
+    assert extra.status == "frozen"
+    assert Placement.objects.open().filter(container=canister).count() == 3
 
 
 def test_move_records_from_and_to(box: Container, tech: Any) -> None:
@@ -148,9 +152,14 @@ def test_move_records_from_and_to(box: Container, tech: Any) -> None:
 
 def test_move_to_same_place_is_refused(box: Container, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
-    unit_place(unit=unit, container=box, position="A1", actor=tech)
-    with pytest.raises(ServiceError):
+    placement = unit_place(unit=unit, container=box, position="A1", actor=tech)
+    with pytest.raises(ConflictError) as info:
         unit_move(unit=unit, container=box, position="A1", actor=tech)
+    assert (info.value.code, info.value.field) == ("already_there", "position")
+    assert list(Placement.objects.filter(unit=unit)) == [placement]
+    placement.refresh_from_db()
+    assert placement.ended_at is None
+    assert not unit.events.filter(action="move").exists()
 
 
 def test_put_stores_a_frozen_unit_and_moves_a_stored_one(box: Container, tech: Any) -> None:
@@ -225,8 +234,11 @@ def test_check_out_keeps_the_slot_reserved(box: Container, tech: Any) -> None:
     unit_place(unit=unit, container=box, position="E5", actor=tech)
     out = unit_check_out(unit=unit, actor=tech, reason="QC sampling")
     assert out.checked_out_at is not None and out.ended_at is None
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError) as info:
         unit_place(unit=intruder, container=box, position="E5", actor=tech)
+    assert info.value.code == "position_taken" and unit.code in info.value.message
+    intruder.refresh_from_db()
+    assert intruder.status == "frozen"
     # And the suggestion skips it.
     assert free_position_suggest(box=box).position == "A1"
     back = unit_check_in(unit=unit, actor=tech)
@@ -238,9 +250,14 @@ def test_check_out_keeps_the_slot_reserved(box: Container, tech: Any) -> None:
 
 def test_check_in_without_check_out_is_refused(box: Container, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
-    unit_place(unit=unit, container=box, actor=tech)
-    with pytest.raises(ServiceError):
+    placement = unit_place(unit=unit, container=box, actor=tech)
+    with pytest.raises(ServiceError) as info:
         unit_check_in(unit=unit, actor=tech)
+    assert (info.value.code, info.value.field) == ("invalid_transition", "status")
+    unit.refresh_from_db()
+    placement.refresh_from_db()
+    assert unit.status == "stored" and placement.ended_at is None
+    assert not unit.events.filter(action="check_in").exists()
 
 
 def test_release_and_discard_free_the_slot(box: Container, tech: Any) -> None:
@@ -259,8 +276,12 @@ def test_release_and_discard_free_the_slot(box: Container, tech: Any) -> None:
 def test_remove_needs_reason_and_frees_slot(box: Container, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
     unit_place(unit=unit, container=box, actor=tech)
-    with pytest.raises(ServiceError):
+    with pytest.raises(ServiceError) as info:
         unit_remove(unit=unit, actor=tech, reason="")
+    assert (info.value.code, info.value.field) == ("reason_required", "reason")
+    unit.refresh_from_db()
+    assert unit.status == "stored"
+    assert Placement.objects.open().filter(unit=unit).exists()
     unit_remove(unit=unit, actor=tech, reason="shipped to Ulm in dry shipper")
     unit.refresh_from_db()
     assert unit.status == "frozen"
@@ -381,10 +402,16 @@ def test_container_paths_and_moves(trial: Any, tech: Any) -> None:
     container_move(container=rack_a, parent=rack_b, actor=tech)
     box.refresh_from_db()
     assert box.path == "HUS › Tank X › Rack B › Rack A › Box 7" and box.depth == 2
-    with pytest.raises(ServiceError):
+    # Into its own child: a loop.
+    with pytest.raises(ServiceError) as info:
         container_move(container=rack_b, parent=Container.objects.get(name="Rack A"), actor=tech)
-    with pytest.raises(ServiceError):
+    assert (info.value.code, info.value.field) == ("invalid", "parent")
+    rack_b.refresh_from_db()
+    assert rack_b.parent is None and rack_b.path == "HUS › Tank X › Rack B"
+    with pytest.raises(ServiceError) as info:
         container_create(name="Inner", kind="rack", parent=box, actor=tech)
+    assert (info.value.code, info.value.field) == ("invalid", "parent")
+    assert not Container.objects.filter(name="Inner").exists()
 
 
 def test_temperature_log_flags_out_of_range(trial: Any, tech: Any) -> None:
@@ -399,7 +426,8 @@ def test_temperature_log_flags_out_of_range(trial: Any, tech: Any) -> None:
     assert (ok.out_of_range, warm.out_of_range) == (False, True)
     with pytest.raises(ServiceError) as info:
         temperature_record(storage_unit=su, temperature_c="cold", actor=tech)
-    assert info.value.field == "temperature_c"
+    assert (info.value.code, info.value.field) == ("invalid", "temperature_c")
+    assert su.temperature_readings.count() == 2
 
 
 # --- admin -----------------------------------------------------------------------------------
