@@ -122,8 +122,10 @@ def test_blinded_user_never_sees_arm(demo: None, client: Any) -> None:
 
 def test_no_delete_anywhere(demo: None, admin_client_tech: Any) -> None:
     unit = ProductUnit.objects.first()
-    response = admin_client_tech.get(reverse("admin:biobank_productunit_delete", args=[unit.pk]))
-    assert response.status_code == 403
+    url = reverse("admin:biobank_productunit_delete", args=[unit.pk])
+    assert admin_client_tech.get(url).status_code == 403
+    assert admin_client_tech.post(url, {"post": "yes"}).status_code == 403
+    assert ProductUnit.objects.filter(pk=unit.pk, status=unit.status).exists()
     listing = admin_client_tech.get(reverse("admin:biobank_productunit_changelist"))
     assert "delete_selected" not in listing.content.decode()
 
@@ -230,6 +232,7 @@ def test_add_participant_duplicate_is_form_error(trial: Any, admin_client_tech: 
     again = admin_client_tech.post(reverse("admin:biobank_participant_add"), data)
     assert again.status_code == 200
     assert "already exists" in again.content.decode()
+    assert Participant.objects.filter(pseudonym="SMART-X-1").count() == 1
 
 
 def test_collect_aspirate_in_admin_writes_event(
@@ -284,6 +287,7 @@ def test_processing_walk_in_admin(trial: Any, tech: Any, admin_client_tech: Any)
         cryoprotectant="10 % DMSO",
     )
     assert "nothing was changed" in html and "more than" in html
+    assert not processing.units.exists()
     html = step(
         "fill_units",
         container_type="cryobag",

@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from biobank.models import Placement, ProductUnit
+from biobank.models import CustodyEvent, Participant, Placement, ProductUnit
 from biobank.services.doses import dose_release
 from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
 
@@ -264,6 +264,8 @@ def test_every_endpoint_success_unauthenticated_and_wrong_role(
             wrong = _call(client_for(role_users[refused]), method, url, body)
             assert wrong.status_code == 403, (url, refused, wrong.content)
             assert set(wrong.json()) == {"code", "message", "fields"}
+            # A blinded role is refused the product itself; others the step.
+            assert wrong.json()["code"] in ("permission_denied", "not_visible"), url
     # Success runs last and in order, since some steps change what later ones see.
     results = {}
     for method, url, body, allowed, _ in endpoints(world):
@@ -274,7 +276,34 @@ def test_every_endpoint_success_unauthenticated_and_wrong_role(
     assert results[f"/api/units/{world['stored'].code}/"]["location"]["container"]
 
 
-WRITE_ENDPOINTS = 24  # the POST rows of endpoints(); checked below
+# The custody steps (action, new status) each POST row of endpoints() writes, in order.
+WRITE_EVENTS: list[list[tuple[str, str]]] = [
+    [],  # enrol: a participant and its visits (checked below)
+    [("emergency_unblinding", "unblinded")],
+    [("collect", "collected")],
+    [("accept", "accepted")],
+    [("release_quarantine", "accepted")],
+    [("discard", "discarded")],
+    [],  # passage: a row on the processing (checked below)
+    [("harvest", "harvested")],
+    [("fail", "failed")],
+    [],  # QC result: a row on the processing (checked below)
+    [("create", "created")] * 3,
+    [("store", "stored")],
+    [("move", "stored")],
+    [("check_out", "checked_out")],
+    [("quarantine", "quarantined")],
+    [("unstore", "frozen")],
+    [("release", "released")],
+    [("discard", "discarded")],
+    [("store", "stored")],
+    [],  # body weight: on the visit (checked below)
+    [("prepare", "prepared")],
+    [("dispatch", "dispatched")],
+    [("cancel", "cancelled")],
+    [("make_ready", "ready")],
+]
+WRITE_ENDPOINTS = len(WRITE_EVENTS)
 
 
 @pytest.mark.parametrize("step", range(WRITE_ENDPOINTS))
@@ -291,9 +320,23 @@ def test_each_write_endpoint_succeeds(
         url = f"/api/doses/{fresh.code}/make-ready/"
     if url.endswith("/release/") and "/units/" in url:
         qc_pass(processing=world["stored"].processing, actor=role_users[LAB])
+    last_event = CustodyEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     response = _call(client_for(role_users[allowed]), method, url, body)
     assert response.status_code in (200, 201), (url, response.content)
     assert response.headers["Content-Type"].startswith("application/json")
+    written = CustodyEvent.objects.filter(id__gt=last_event).order_by("id")
+    assert [(e.action, e.to_status) for e in written] == WRITE_EVENTS[step], url
+    if url == "/api/participants/":
+        assert Participant.objects.get(code=response.json()["code"]).pseudonym == "API-1"
+    elif url.endswith("/passage/"):
+        passages = world["processing"].passages.values_list("number", "cell_count")
+        assert list(passages) == [(0, 1_000_000)]
+    elif url.endswith("/qc-result/"):
+        results = world["harvested"].qc_results.values_list("test", "result", "passed")
+        assert list(results) == [("sterility", "negative", True)]
+    elif url.endswith("/record-weight/"):
+        visit = world["participant"].visits.get(visit_type__code="BASELINE")
+        assert str(visit.weight_kg) == "71.5"
 
 
 @pytest.mark.parametrize(
@@ -342,15 +385,22 @@ def test_unit_actions_refuse_invalid_steps(
     client = client_for(role_users[LAB])
     frozen = world["frozen"]
     response = client.post(f"/api/units/{frozen.code}/check-in/", {}, format="json")
-    assert response.status_code in (400, 409)
+    # No slot was reserved for it (the service's generic code; the message says why).
+    assert (response.status_code, response.json()["code"]) == (400, "invalid")
+    assert response.json()["fields"] == {"unit": [f"{frozen.code} has no reserved slot."]}
     response = client.post(
         f"/api/units/{frozen.code}/store/",
         {"container": world["box"].code, "position": "Z99"},
         format="json",
     )
     assert response.status_code == 400 and "position" in response.json()["fields"]
+    assert response.json()["code"] == "bad_position"
     response = client.post(f"/api/units/{frozen.code}/discard/", {}, format="json")
-    assert response.status_code == 400 and "reason" in response.json()["fields"]
+    assert response.status_code == 400 and response.json() == {
+        "code": "invalid",
+        "message": "reason: This field is required.",
+        "fields": {"reason": ["This field is required."]},
+    }
     response = client.post("/api/units/UN0000001X/discard/", {"reason": "x"}, format="json")
     assert response.status_code == 404 and response.json()["code"] == "not_found"
     frozen.refresh_from_db()
@@ -364,9 +414,10 @@ def test_store_a_whole_box_is_atomic(trial: Any, role_users: dict[str, Any]) -> 
     client = client_for(lab)
     bad = [{"unit": u.code} for u in units[:95]] + [{"unit": units[0].code}]
     response = client.post(f"/api/containers/{box.code}/store/", {"placements": bad}, format="json")
-    assert response.status_code in (400, 409)
+    assert (response.status_code, response.json()["code"]) == (409, "invalid_transition")
     assert "placements.95" in str(response.json()["fields"])
     assert not Placement.objects.filter(container=box).exists()
+    assert set(ProductUnit.objects.values_list("status", flat=True)) == {"frozen"}
     good = [{"unit": u.code} for u in units]
     response = client.post(
         f"/api/containers/{box.code}/store/", {"placements": good}, format="json"
@@ -420,6 +471,7 @@ def test_dose_walk_via_api_with_identity_checks(trial: Any, role_users: dict[str
         f"/api/doses/{code}/release/", {"password": "nope"}, format="json"
     )
     assert bad_sig.status_code == 400 and "password" in bad_sig.json()["fields"]
+    assert bad_sig.json()["code"] == "bad_signature_password"
     assert (
         client_for(qa)
         .post(f"/api/doses/{code}/release/", {"password": PASSWORD}, format="json")
@@ -441,6 +493,7 @@ def test_dose_walk_via_api_with_identity_checks(trial: Any, role_users: dict[str
         f"/api/doses/{code}/dispatch/", {"participant_scan": stranger.code}, format="json"
     )
     assert wrong.status_code == 409 and "IDENTITY MISMATCH" in wrong.json()["message"]
+    assert wrong.json()["code"] == "identity_mismatch"
     ok = client_for(clinician).post(
         f"/api/doses/{code}/dispatch/",
         {"participant_scan": f"]C0{participant.code}"},
