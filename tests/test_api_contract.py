@@ -40,6 +40,7 @@ def test_duplicate_aspirate_is_a_409_like_a_duplicate_dose(trial: Any, tech: Any
     )
     assert response.status_code == 409
     assert response.json()["code"] == "duplicate"
+    assert aspirate.participant.aspirates.count() == 1
 
 
 def test_moving_a_unit_to_where_it_is_is_a_409(trial: Any, tech: Any) -> None:
@@ -192,6 +193,7 @@ def test_generated_python_client_imports_and_walks(live_server: Any, tmp_path: P
             "UN-NOPE", client=api, body=UnitMoveInput(container="BX-NOPE")
         )
         assert missing.status_code == 404 and isinstance(missing.parsed, Error)
+        assert missing.parsed.code == "not_found"
     finally:
         sys.path.remove(str(tmp_path))
         for name in [m for m in sys.modules if m == "bbclient" or m.startswith("bbclient.")]:

@@ -182,7 +182,7 @@ def test_blinded_roles_get_participant_and_dose_labels_only(trial: Any, tech: An
     batch = api.post(
         "/api/labels/batch/", {"codes": [dose.code, "UN0000001Q"], "format": "zpl"}, format="json"
     )
-    assert batch.status_code == 403
+    assert batch.status_code == 403 and batch.json()["code"] == "not_visible"
     assert batch.json()["fields"] == {"codes.1": [batch.json()["message"]]}
 
 

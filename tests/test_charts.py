@@ -137,8 +137,11 @@ def test_storage_unit_charts_over_the_api_and_on_its_page(client: Any, trial: An
     assert f"/api/inventory.xlsx?storage_unit={tank.code}" in page
     bad = client.get(f"/api/charts/temperature/{tank.code}.gif")
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_format"
-    assert client.get("/api/charts/occupancy/SU0000000X.svg").status_code == 404
-    assert client.get(f"/api/charts/temperature/{tank.code}.svg?days=x").status_code == 400
+    missing = client.get("/api/charts/occupancy/SU0000000X.svg")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    bad_days = client.get(f"/api/charts/temperature/{tank.code}.svg?days=x")
+    assert bad_days.status_code == 400
+    assert bad_days.json()["fields"] == {"days": ["days must be a whole number."]}
 
 
 @pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from biobank.models import CustodyEvent, Dose, ProductUnit, Study
+from biobank.models import CustodyEvent, Dose, IdentityCheck, ProductUnit, Study
 from biobank.services.dose_plan import dose_propose, units_suggest, visit_weight_record
 from biobank.services.doses import (
     UnitCount,
@@ -227,6 +227,8 @@ def test_viability_counts_towards_the_viable_cells(roles: dict[str, Any]) -> Non
             dose=dose, actor=roles[LAB], unit_counts=_counts(dose, 24_000_000, 24_000_000, "80")
         )
     assert info.value.code == "dose_out_of_window" and "38.4×10⁶" in info.value.message
+    dose.refresh_from_db()
+    assert dose.status == "released" and dose.viable_cells is None
 
 
 def test_more_cells_than_the_bag_held_is_refused(roles: dict[str, Any]) -> None:
@@ -236,6 +238,8 @@ def test_more_cells_than_the_bag_held_is_refused(roles: dict[str, Any]) -> None:
             dose=dose, actor=roles[LAB], unit_counts=_counts(dose, 25_000_001, 20_000_000)
         )
     assert info.value.code == "count_exceeds_unit" and "25.0×10⁶ frozen" in info.value.message
+    dose.refresh_from_db()
+    assert dose.status == "released" and dose.post_thaw_cell_count is None
 
 
 def test_every_unit_needs_its_count(roles: dict[str, Any]) -> None:
@@ -248,6 +252,8 @@ def test_every_unit_needs_its_count(roles: dict[str, Any]) -> None:
             post_thaw_viability_pct=Decimal("90"),
         )
     assert info.value.code == "counts_required" and info.value.field == "units"
+    dose.refresh_from_db()
+    assert dose.status == "released" and dose.post_thaw_cell_count is None
 
 
 def test_documented_deviation_lets_an_out_of_window_dose_through(roles: dict[str, Any]) -> None:
@@ -257,7 +263,9 @@ def test_documented_deviation_lets_an_out_of_window_dose_through(roles: dict[str
     assert info.value.code == "permission_denied"
     with pytest.raises(ServiceError) as info:
         dose_deviation_sign(dose=dose, actor=roles[QA], password=PASSWORD, reason="low")
-    assert info.value.code == "reason_required"
+    assert (info.value.code, info.value.field) == ("reason_required", "reason")
+    dose.refresh_from_db()
+    assert dose.deviation_signature is None and dose.deviation_reason == ""
     response = api(roles[QA]).post(
         f"/api/doses/{dose.code}/deviation/",
         {"password": PASSWORD, "reason": "Only 2 bags left; PI accepts 36×10⁶ (protocol 7.3)"},
@@ -319,7 +327,8 @@ def test_multi_unit_dose_is_suggested_and_reserved(roles: dict[str, Any]) -> Non
     Dose.objects.filter(code=body["code"]).update(visit=other_visit)  # free M6 for the test
     with pytest.raises(ServiceError) as info:
         dose_prepare(visit=visit, actor=lab, units=[units[0]])
-    assert info.value.code in ("unit_reserved", "placebo_visit")
+    assert (info.value.code, info.value.field) == ("unit_reserved", "units")
+    assert list(Dose.objects.values_list("code", flat=True)) == [body["code"]]
 
 
 def test_expired_and_foreign_units_are_refused(roles: dict[str, Any]) -> None:
@@ -414,13 +423,16 @@ def test_expired_fresh_product_is_refused(roles: dict[str, Any]) -> None:
     with pytest.raises(ServiceError) as info:
         dose_prepare(visit=visit, actor=lab, processing=product)
     assert info.value.code == "fresh_expired" and product.code in info.value.message
+    assert not Dose.objects.filter(visit=visit).exists()
     # A dose whose syringe would outlive the product is refused at make-ready too.
     Study.objects.update(fresh_shelf_life_hours=52)
     dose = dose_prepare(visit=visit, actor=lab, processing=product)
     dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
     with pytest.raises(ServiceError) as info:
         make_ready_in_window(dose=dose, actor=lab)
-    assert info.value.code == "fresh_expired"
+    assert (info.value.code, info.value.field) == ("fresh_expired", "ready_at")
+    dose.refresh_from_db()
+    assert dose.status == "released"
 
 
 def test_saline_records_its_lot_and_the_same_volume(roles: dict[str, Any]) -> None:
@@ -463,6 +475,8 @@ def test_steps_are_never_dated_before_the_previous_step(roles: dict[str, Any]) -
                 dose_scan=dose.code, participant_scan=participant, actor=roles[CLINICIAN], at=at
             )
         assert info.value.code == code
+        dose.refresh_from_db()
+        assert dose.status == "ready" and dose.dispatched_at is None
     response = api(roles[CLINICIAN]).post(
         f"/api/doses/{dose.code}/dispatch/",
         {"participant_scan": participant, "at": (ready + dt.timedelta(seconds=1)).isoformat()},
@@ -483,6 +497,8 @@ def test_unit_step_before_the_qc_signature_is_refused(roles: dict[str, Any]) -> 
     with pytest.raises(ServiceError) as info:
         unit_transition(unit=unit, action="release", actor=roles[QA], at=past(hours=1))
     assert info.value.code == "time_order" and "QC release signature" in info.value.message
+    unit.refresh_from_db()
+    assert unit.status == "stored"
 
 
 # --- both arms through the crossover, by the API ---------------------------------------------
@@ -597,7 +613,10 @@ def test_identity_checks_include_mismatches(roles: dict[str, Any]) -> None:
         results = client.get("/api/identity-checks/", params).json()["results"]
         assert len(results) == 1 and results[0]["matched"] is False
         assert "IDENTITY MISMATCH" in results[0]["message"]
-    assert client.post("/api/identity-checks/", {}).status_code in (403, 405)
+    # The identity checks are read-only: written by dispatch and administration only.
+    refused = client.post("/api/identity-checks/", {})
+    assert refused.status_code == 403 and refused.json()["code"] == "permission_denied"
+    assert IdentityCheck.objects.count() == 1
     assert api(roles[LAB]).get("/api/identity-checks/").status_code == 200
 
 
