@@ -76,8 +76,9 @@ def test_parse_errors_name_the_problem(raw: str, code: str) -> None:
 def test_wrong_check_character_message_says_which_is_expected() -> None:
     good = format_id(Kind.BOX, 3)
     bad = good[:-1] + ("0" if good[-1] != "0" else "1")
-    with pytest.raises(IdentifierError, match=f"'{good[-1]}' was expected"):
+    with pytest.raises(IdentifierError, match=f"'{good[-1]}' was expected") as info:
         parse_id(bad)
+    assert info.value.code == "bad_check_character"
 
 
 def test_lowercase_and_whitespace_are_normalised() -> None:

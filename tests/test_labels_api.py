@@ -75,12 +75,13 @@ def _fields(zpl: str) -> list[str]:
     return out
 
 
-def _error(response: Any, status: int | tuple[int, ...]) -> dict[str, Any]:
-    statuses = (status,) if isinstance(status, int) else status
-    assert response.status_code in statuses, (response.status_code, response.content[:500])
+def _error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """The JSON error body, after checking its status and code."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
     assert response["Content-Type"].startswith("application/json")
     body = response.json()
     assert set(body) >= {"code", "message", "fields"}
+    assert body["code"] == code, body
     return body
 
 
@@ -239,53 +240,46 @@ def test_token_authentication(items: Any, tech: Any) -> None:
 
 def test_unknown_id_is_404_json(api: APIClient, trial: Any) -> None:
     code = format_id(Kind.UNIT, 9_999_999)
-    body = _error(api.get(f"/api/labels/{code}.png"), 404)
-    assert body["code"] == "not_found"
+    body = _error(api.get(f"/api/labels/{code}.png"), 404, "not_found")
     assert code in body["message"]
 
 
 def test_dose_id_has_no_label_yet(api: APIClient, trial: Any) -> None:
-    body = _error(api.get(f"/api/labels/{format_id(Kind.DOSE, 1)}.png"), 404)
+    body = _error(api.get(f"/api/labels/{format_id(Kind.DOSE, 1)}.png"), 404, "not_found")
     assert "dose" in body["message"]
 
 
 def test_wrong_check_character_is_400_naming_it(api: APIClient, items: Any) -> None:
     code = items.unit.code
     wrong = code[:-1] + ("0" if code[-1] != "0" else "1")
-    body = _error(api.get(f"/api/labels/{wrong}.png"), 400)
-    assert body["code"] == "bad_check_character"
+    body = _error(api.get(f"/api/labels/{wrong}.png"), 400, "bad_check_character")
     assert "check character" in body["message"] and wrong in body["message"]
     assert "code" in body["fields"]
 
 
 def test_not_an_identifier_is_400(api: APIClient, trial: Any) -> None:
-    body = _error(api.get("/api/labels/HELLO.png"), 400)
-    assert body["code"] == "bad_format"
-    body = _error(api.get("/api/labels/ZZ0000001A.png"), 400)
-    assert body["code"] == "unknown_prefix"
-    body = _error(api.get(f"/api/labels/{'A' * 200}.png"), 400)
+    _error(api.get("/api/labels/HELLO.png"), 400, "bad_format")
+    _error(api.get("/api/labels/ZZ0000001A.png"), 400, "unknown_prefix")
+    body = _error(api.get(f"/api/labels/{'A' * 200}.png"), 400, "too_long")
     assert len(body["message"]) < 200  # a long input is not echoed
 
 
 def test_unknown_or_missing_format_is_json(api: APIClient, items: Any) -> None:
-    body = _error(api.get(f"/api/labels/{items.unit.code}.gif"), (400, 404))
-    assert body["code"] == "unknown_format" and "format" in body["fields"]
-    body = _error(api.get(f"/api/labels/{items.unit.code}"), (400, 404))
-    assert "zpl" in body["message"]
-    _error(api.get(f"/api/labels/{items.unit.code}.tar.gz"), (400, 404))
+    for suffix in (".gif", "", ".tar.gz"):
+        body = _error(api.get(f"/api/labels/{items.unit.code}{suffix}"), 400, "unknown_format")
+        assert "format" in body["fields"] and "zpl" in body["message"], suffix
 
 
 @pytest.mark.parametrize("dpi", ["150", "abc", "300.0", "9" * 50])
 def test_bad_dpi_is_400(api: APIClient, items: Any, dpi: str) -> None:
-    body = _error(api.get(f"/api/labels/{items.unit.code}.png", {"dpi": dpi}), 400)
-    assert body["code"] == "invalid_dpi"
+    body = _error(api.get(f"/api/labels/{items.unit.code}.png", {"dpi": dpi}), 400, "invalid_dpi")
     assert "dpi" in body["fields"]
     assert "203, 300, 600" in body["message"]
 
 
 def test_unknown_template_is_400(api: APIClient, items: Any) -> None:
-    body = _error(api.get(f"/api/labels/{items.unit.code}.png", {"template": "poster"}), 400)
-    assert body["code"] == "unknown_template" and "template" in body["fields"]
+    response = api.get(f"/api/labels/{items.unit.code}.png", {"template": "poster"})
+    assert "template" in _error(response, 400, "unknown_template")["fields"]
 
 
 def test_text_that_does_not_fit_is_422(api: APIClient, trial: Any, tech: Any) -> None:
@@ -297,14 +291,16 @@ def test_text_that_does_not_fit_is_422(api: APIClient, trial: Any, tech: Any) ->
         enrolled_on=dt.date(2025, 1, 1),
         actor=tech,
     )
-    body = _error(api.get(f"/api/labels/{participant.code}.png?template=cryovial"), 422)
-    assert body["code"] == "label_does_not_fit"
+    response = api.get(f"/api/labels/{participant.code}.png?template=cryovial")
+    assert _error(response, 422, "label_does_not_fit")["fields"] == {
+        "template": [response.json()["message"]]
+    }
 
 
 def test_errors_are_json_even_when_the_client_asks_for_an_image(api: APIClient, trial: Any) -> None:
     code = format_id(Kind.UNIT, 9_999_999)
     response = api.get(f"/api/labels/{code}.png", HTTP_ACCEPT="image/png")
-    _error(response, 404)
+    _error(response, 404, "not_found")
 
 
 def test_unauthenticated_is_refused(items: Any) -> None:
@@ -317,7 +313,7 @@ def test_unauthenticated_is_refused(items: Any) -> None:
         client.get("/api/print-jobs/"),
         client.get("/api/printers/"),
     ):
-        _error(response, (401, 403))
+        _error(response, 401, "not_authenticated")
 
 
 # --- batches -----------------------------------------------------------------------------
@@ -336,8 +332,7 @@ def test_batch_pdf_sheet_decodes_every_id(api: APIClient, items: Any) -> None:
 def test_batch_pdf_mixed_items_need_one_template(api: APIClient, items: Any) -> None:
     codes = [items.unit.code, items.aspirate.code, items.participant.code]
     mixed = api.post("/api/labels/batch/", {"codes": codes, "format": "pdf"}, format="json")
-    body = _error(mixed, 400)
-    assert body["code"] == "mixed_templates" and "template" in body["fields"]
+    assert "template" in _error(mixed, 400, "mixed_templates")["fields"]
     response = api.post(
         "/api/labels/batch/",
         {"codes": codes, "format": "pdf", "template": "aspirate", "dpi": 600},
@@ -373,6 +368,7 @@ def test_batch_errors_name_the_code_and_position(api: APIClient, items: Any) -> 
     body = _error(
         api.post("/api/labels/batch/", {"codes": [good, bad], "format": "zpl"}, format="json"),
         400,
+        "bad_check_character",
     )
     assert "Code 2 of 2" in body["message"] and bad in body["message"]
     assert "codes.1" in body["fields"]
@@ -382,20 +378,23 @@ def test_batch_errors_name_the_code_and_position(api: APIClient, items: Any) -> 
             "/api/labels/batch/", {"codes": [good, good, missing], "format": "pdf"}, format="json"
         ),
         404,
+        "not_found",
     )
     assert "Code 3 of 3" in body["message"] and missing in body["message"]
 
 
 def test_batch_request_validation(api: APIClient, items: Any) -> None:
     code = items.unit.code
-    post = api.post
-    _error(post("/api/labels/batch/", {"codes": [code], "format": "png"}, format="json"), 400)
-    _error(post("/api/labels/batch/", {"codes": [], "format": "zpl"}, format="json"), 400)
-    _error(post("/api/labels/batch/", {"codes": code, "format": "zpl"}, format="json"), 400)
-    too_many = {"codes": [code] * (MAX_BATCH_CODES + 1), "format": "zpl"}
-    _error(post("/api/labels/batch/", too_many, format="json"), 400)
-    bad_dpi = {"codes": [code], "format": "zpl", "dpi": 72}
-    assert "dpi" in _error(post("/api/labels/batch/", bad_dpi, format="json"), 400)["fields"]
+    cases = [
+        ({"codes": [code], "format": "png"}, "format"),
+        ({"codes": [], "format": "zpl"}, "codes"),
+        ({"codes": code, "format": "zpl"}, "codes"),
+        ({"codes": [code] * (MAX_BATCH_CODES + 1), "format": "zpl"}, "codes"),
+        ({"codes": [code], "format": "zpl", "dpi": 72}, "dpi"),
+    ]
+    for body, field in cases:
+        response = api.post("/api/labels/batch/", body, format="json")
+        assert list(_error(response, 400, "invalid")["fields"]) == [field], body
     assert api.get("/api/labels/batch/").status_code == 405
 
 

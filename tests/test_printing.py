@@ -229,29 +229,45 @@ def test_bad_requests_record_no_job(api: APIClient, units: list[Any], loopback: 
         return api.post("/api/print-jobs/", {"printer": printer.name, **data}, format="json")
 
     cases = [
-        (post(codes=[code], copies=0), 400, "copies"),
-        (post(codes=[code], copies=21), 400, "copies"),
-        (post(codes=[]), 400, "codes"),
-        (post(codes=[code], template="poster"), 400, "template"),
-        (post(codes=[format_id(Kind.UNIT, 9_999_999)]), 404, "codes.0"),
-        (post(codes=[code, code[:-1] + ("0" if code[-1] != "0" else "1")]), 400, "codes.1"),
-        (post(codes=[code], template="cryovial"), 400, "template"),  # not the loaded size
+        (post(codes=[code], copies=0), 400, "invalid", "copies"),
+        (post(codes=[code], copies=21), 400, "invalid", "copies"),
+        (post(codes=[]), 400, "invalid", "codes"),
+        (post(codes=[code], template="poster"), 400, "invalid", "template"),
+        (post(codes=[format_id(Kind.UNIT, 9_999_999)]), 404, "not_found", "codes.0"),
         (
-            api.post("/api/print-jobs/", {"printer": "nope", "codes": [code]}, format="json"),
-            404,
-            "printer",
+            post(codes=[code, code[:-1] + ("0" if code[-1] != "0" else "1")]),
+            400,
+            "bad_check_character",
+            "codes.1",
         ),
+        # Not the size of the loaded stock.
+        (post(codes=[code], template="cryovial"), 400, "wrong_label_size", "template"),
     ]
-    for response, status, field in cases:
-        assert response.status_code == status, (field, response.content[:300])
-        assert response["Content-Type"].startswith("application/json")
-        assert field in response.json()["fields"], response.json()
+    got = [(r.status_code, r.json()["code"], list(r.json()["fields"])) for r, *_ in cases]
+    assert got == [(status, error, [field]) for _, status, error, field in cases]
+    assert all(r["Content-Type"].startswith("application/json") for r, *_ in cases)
     printer.active = False
     printer.save()
     inactive = post(codes=[code])
     assert inactive.status_code == 400 and inactive.json()["code"] == "printer_inactive"
     assert not PrintJob.objects.exists()
     assert loopback.received == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="services/printing.py raises NotFound for an unknown printer without "
+    "code='not_found', so the 404 says code 'invalid' (production bug, reported)",
+)
+def test_unknown_printer_is_404_not_found(api: APIClient, units: list[Any]) -> None:
+    response = api.post(
+        "/api/print-jobs/", {"printer": "nope", "codes": [units[0].code]}, format="json"
+    )
+    assert response.status_code == 404 and response.json()["fields"] == {
+        "printer": ["No printer 'nope' is configured."]
+    }
+    assert response.json()["code"] == "not_found"
+    assert not PrintJob.objects.exists()
 
 
 def test_printing_needs_permission(trial: Any, units: list[Any], loopback: Any) -> None:
@@ -292,7 +308,8 @@ def test_print_job_list_has_bounded_queries(
     assert set(newest) >= {"id", "printer", "requested_by", "item_codes", "status", "error"}
     failed = api.get("/api/print-jobs/", {"status": "failed", "limit": 5}).json()
     assert failed["count"] == 10 and len(failed["results"]) == 5
-    assert api.get("/api/print-jobs/999999/").status_code == 404
+    missing = api.get("/api/print-jobs/999999/")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
 
 
 def test_printer_list(api: APIClient, trial: Any) -> None:

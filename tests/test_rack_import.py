@@ -123,7 +123,8 @@ def test_unknown_tube_blocks_apply(trial: Any, tech: Any) -> None:
     box = make_box(actor=tech, rows=8, columns=12)
     with pytest.raises(ServiceError) as info:
         rack_scan_apply(box=box, read=parse_rack_csv(b"A1,UN9999999Z\n"), actor=tech)
-    assert info.value.code == "bad_tubes"
+    assert info.value.code == "bad_tubes" and "UN9999999Z" in info.value.message
+    assert not Placement.objects.filter(container=box).exists()
 
 
 def test_rack_import_page_preview_and_apply(rack: dict[str, Any], admin_client_tech: Any) -> None:
@@ -140,6 +141,7 @@ def test_rack_import_page_preview_and_apply(rack: dict[str, Any], admin_client_t
     admin_client_tech.post(url, {"do": "apply"})
     html = admin_client_tech.get(url).content.decode()
     assert "Nothing was changed" in html
+    assert Placement.objects.open().get(unit=rack["units"][4]).position == "A5"
     admin_client_tech.post(url, {"do": "apply", "remove_missing": "1"})
     html = admin_client_tech.get(url).content.decode()
     assert "6 stored, 0 moved, 2 removed, 86 unchanged" in html

@@ -233,7 +233,7 @@ def test_blinding_sweep_over_every_report_route(client: Any, chain: dict[str, An
 def test_unknown_participant_and_format_are_clear_errors(client: Any, trial: Any) -> None:
     lab = make_user("lab-errors")
     response = _get(client, lab, "/api/reports/participants/PT0000000X.pdf")
-    assert response.status_code == 404
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
     assert response.json()["fields"] == {
         "participant": ["No participant PT0000000X is registered."]
     }

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from biobank.models import Placement, ProductUnit
+from biobank.models import CustodyEvent, Placement, ProductUnit
 from biobank.services.storage import unit_place
 
 from .factories import make_aspirate, make_box, make_units, make_user
@@ -75,6 +75,8 @@ def test_receive_refuses_other_kinds(trial: Any, tech: Any, admin_client_tech: A
     unit = make_units(actor=tech, count=1)[0]
     html = scan(admin_client_tech, "receive", unit.code)
     assert "expects a aspirate" in feedback(html) or "expects an aspirate" in feedback(html)
+    unit.refresh_from_db()
+    assert unit.status == "frozen" and unit.events.count() == 2  # create, freeze
 
 
 def test_store_box_then_units_then_undo(trial: Any, tech: Any, admin_client_tech: Any) -> None:
@@ -122,9 +124,16 @@ def test_check_out_then_in(trial: Any, tech: Any, admin_client_tech: Any) -> Non
     unit.refresh_from_db()
     assert unit.status == "checked_out"
     html = scan(admin_client_tech, "checkout", unit.code)
-    assert f"put it back at {box.code} A7" in feedback(html)
+    assert f"{unit.code} CHECKED IN: put it back at {box.code} A7" in feedback(html)
+    unit.refresh_from_db()
+    assert unit.status == "stored"
+    # Checking in a unit that is not checked out is refused and changes nothing.
+    events = unit.events.count()
     html = scan(admin_client_tech, "checkout", unit.code, mode="in")
     assert "error" in feedback(html)
+    unit.refresh_from_db()
+    assert unit.status == "stored" and unit.events.count() == events
+    assert Placement.objects.open().get(unit=unit).position == "A7"
 
 
 def test_verify_shows_missing_extra_and_misplaced(
@@ -147,22 +156,40 @@ def test_verify_shows_missing_extra_and_misplaced(
     assert "1 ok, 0 to scan, 1 missing, 1 extra, 1 in the wrong place" in html
 
 
-def test_blinded_read_only_user_cannot_store(trial: Any, client: Any) -> None:
+@pytest.fixture
+def read_only_monitor(trial: Any, client: Any) -> Any:
+    """A client logged in as a blinded user who may change nothing."""
     monitor = make_user("monitor", unblinded=False)
     monitor.user_permissions.remove(
         *monitor.user_permissions.filter(codename__startswith="change_")
     )
     client.force_login(monitor)
+    return client
+
+
+def test_blinded_read_only_user_cannot_store(read_only_monitor: Any, tech: Any) -> None:
+    client = read_only_monitor
+    box = make_box(actor=tech)
+    unit = make_units(actor=tech, count=1)[0]
     assert client.get(reverse("admin:scan_store")).status_code == 403
+    for code in (box.code, unit.code):
+        assert client.post(reverse("admin:scan_store"), {"code": code}).status_code == 403
+    unit.refresh_from_db()
+    assert unit.status == "frozen" and not Placement.objects.exists()
     assert client.get(reverse("admin:scan_find")).status_code == 200
 
 
 @pytest.mark.parametrize("page", ["find", "receive", "store", "checkout", "verify", "rack-import"])
-def test_hostile_scan_never_500(trial: Any, admin_client_tech: Any, page: str) -> None:
+def test_hostile_scan_never_500(trial: Any, tech: Any, admin_client_tech: Any, page: str) -> None:
+    unit = make_units(actor=tech, count=1)[0]  # UN0000001Q below is a real, frozen unit
+    assert unit.code == "UN0000001Q"
+    events = CustodyEvent.objects.count()
     for raw in ["", "\x00", "]C0", "A" * 5000, "<b>x</b>", "UN0000001Q", "%s%s%s"]:
         html = scan(admin_client_tech, page, raw)
         assert "<b>x</b>" not in html
-    assert ProductUnit.objects.count() == 0
+    # No page takes a step from a scan alone: nothing was written.
+    assert CustodyEvent.objects.count() == events
+    assert list(ProductUnit.objects.values_list("code", "status")) == [(unit.code, "frozen")]
 
 
 # --- the bench day (the browser tests cover the same in Chromium) -------------------------
@@ -218,13 +245,8 @@ def test_position_outside_the_box(trial: Any, tech: Any, admin_client_tech: Any)
     assert "Position C5 is outside this 2×5 box (A1…B5)." in text and "error" in text
 
 
-def test_forbidden_page_is_styled(trial: Any, client: Any) -> None:
-    monitor = make_user("monitor2", unblinded=False)
-    monitor.user_permissions.remove(
-        *monitor.user_permissions.filter(codename__startswith="change_")
-    )
-    client.force_login(monitor)
-    response = client.get(reverse("admin:scan_store"))
+def test_forbidden_page_is_styled(read_only_monitor: Any) -> None:
+    response = read_only_monitor.get(reverse("admin:scan_store"))
     html = response.content.decode()
     assert response.status_code == 403
     assert 'id="site-name"' in html and 'id="way-back"' in html

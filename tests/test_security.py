@@ -16,6 +16,8 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from biobank.models import Participant
+
 from .factories import PASSWORD, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +65,8 @@ def test_form_bodies_are_refused_on_the_api(api: APIClient) -> None:
     response = api.post("/api/participants/", {"pseudonym": "P-1"}, format="multipart")
     assert response.status_code == 415
     assert set(response.json()) == ERROR_KEYS
+    assert response.json()["code"] == "unsupported_media_type"
+    assert not Participant.objects.exists()
 
 
 # --- every /api/ answer is JSON --------------------------------------------------------------
@@ -120,8 +124,12 @@ def test_token_endpoint_locks_the_address_across_accounts(db: None) -> None:
     victim = make_user("victim")
     for i in range(5):
         _token(f"guess-{i}", "wrong", ip="10.9.9.9")
-    assert _token(victim.username, PASSWORD, ip="10.9.9.9").status_code == 429
-    assert _token(victim.username, PASSWORD, ip="10.1.1.1").status_code == 200
+    locked = _token(victim.username, PASSWORD, ip="10.9.9.9")
+    assert (locked.status_code, locked.json()["code"]) == (429, "locked_out")
+    assert not Token.objects.filter(user=victim).exists()
+    elsewhere = _token(victim.username, PASSWORD, ip="10.1.1.1")
+    assert elsewhere.status_code == 200
+    assert elsewhere.json()["token"] == Token.objects.get(user=victim).key
 
 
 def test_admin_login_is_locked_and_recorded(client: Any, tech: Any) -> None:
@@ -196,8 +204,10 @@ def test_tokens_expire_and_can_be_revoked(tech: Any, settings: Any) -> None:
         f"/admin/authtoken/tokenproxy/{tech.pk}/delete/", {"post": "yes"}, follow=False
     )
     assert page.status_code == 302
+    assert not Token.objects.filter(user=tech).exists()
     client.credentials(HTTP_AUTHORIZATION=f"Token {fresh}")
-    assert client.get("/api/participants/").status_code == 401
+    revoked = client.get("/api/participants/")
+    assert (revoked.status_code, revoked.json()["code"]) == (401, "authentication_failed")
 
 
 # --- settings ------------------------------------------------------------------------------

@@ -321,6 +321,8 @@ def test_sealing_needs_the_password_and_an_item(trial: Any, tech: Any) -> None:
     with pytest.raises(ServiceError) as refused:
         shipment_cancel(shipment=shipment, actor=tech, reason="  ")
     assert (refused.value.code, refused.value.field) == ("reason_required", "reason")
+    shipment.refresh_from_db()
+    assert shipment.status == "packing"
 
 
 def test_items_in_an_open_shipment_cannot_be_stored_moved_or_discarded(
@@ -410,6 +412,9 @@ def test_a_missing_item_is_written_off_with_a_reason(trial: Any, tech: Any) -> N
     with pytest.raises(ServiceError) as refused:
         shipment_item_write_off(shipment=shipment, scan=unit.code, actor=tech, reason=" ")
     assert refused.value.code == "reason_required"
+    unit.refresh_from_db()
+    assert unit.status == "released"
+    assert ShipmentItem.objects.get(shipment=shipment, item_code=unit.code).active is True
     shipment_item_write_off(
         shipment=shipment, scan=unit.code, actor=tech, reason="not in the shipper"
     )
@@ -571,6 +576,7 @@ def test_api_walks_a_dry_shipper_with_an_excursion(role_users: dict[str, Any]) -
 
     bad = api.post(url + "pack/", {"scan": "AS0000001X"}, format="json")
     assert bad.status_code == 400 and bad.json()["fields"] == {"scan": [bad.json()["message"]]}
+    assert bad.json()["code"] == "bad_check_character"
     assert api.post(url + "pack/", {"scan": unit.code}, format="json").status_code == 200
     again = api.post(url + "pack/", {"scan": unit.code}, format="json")
     assert (again.status_code, again.json()["code"]) == (409, "already_in_shipment")
@@ -615,7 +621,9 @@ def test_api_walks_a_dry_shipper_with_an_excursion(role_users: dict[str, Any]) -
     seen = clinician.get(url)
     assert seen.status_code == 200 and seen.json()["items"] == []
     assert unit.code.encode() not in seen.content
-    assert clinician.post(url + "receive/", {}, format="json").status_code == 403
+    refused = clinician.post(url + "receive/", {}, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (403, "permission_denied")
+    assert Shipment.objects.get(code=code).status == "received"
 
 
 def _released_dose(actor: Any, *, arm: str) -> Any:
