@@ -3,8 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.db.backends.signals import connection_created
+from rest_framework.test import APIClient
+
+from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
 
 from .factories import load_trial, make_user
 
@@ -34,6 +38,27 @@ def tech(db: None) -> Any:
 def admin_client_tech(client: Any, tech: Any) -> Any:
     client.force_login(tech)
     return client
+
+
+@pytest.fixture
+def api(tech: Any) -> APIClient:
+    """The REST API as the technician, signed in with a session (as the admin's pages are)."""
+    client = APIClient()
+    client.force_login(tech)
+    return client
+
+
+@pytest.fixture
+def roles(trial: Any) -> dict[str, Any]:
+    """One user per role with its group's permissions only, e.g. "lab_user", "blinded_user"."""
+    roles_sync()
+    users = {}
+    for name in (LAB, QA, CLINICIAN, MONITOR, ADMINISTRATOR):
+        user = make_user(name.split()[0].lower() + "_user")
+        user.user_permissions.clear()
+        user.groups.add(Group.objects.get(name=name))
+        users[name] = type(user).objects.get(pk=user.pk)  # no stale permission cache
+    return users
 
 
 @pytest.fixture

@@ -5,14 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import close_old_connections, connection
 from django.utils import timezone
+from rest_framework.test import APIClient
 
+from biobank.errors import ServiceError
 from biobank.models import (
     Aspirate,
     BoxType,
@@ -87,30 +92,45 @@ def make_aspirate(
     )
 
 
-def make_accepted_aspirate(*, actor: Any, **kwargs: Any) -> Aspirate:
-    aspirate = make_aspirate(actor=actor, **kwargs)
+def accept_intact(
+    *, aspirate: Aspirate, actor: Any, received_at: dt.datetime | None = None
+) -> None:
+    """Receive an aspirate at room temperature, intact, and accept it."""
     aspirate_receive(
         aspirate=aspirate,
         decision="accept",
         actor=actor,
         temperature_c=Decimal("20.0"),
         condition="intact",
-        received_at=past(days=29, hours=20),
+        received_at=received_at or past(days=29, hours=20),
     )
+
+
+def make_accepted_aspirate(*, actor: Any, **kwargs: Any) -> Aspirate:
+    aspirate = make_aspirate(actor=actor, **kwargs)
+    accept_intact(aspirate=aspirate, actor=actor)
     return aspirate
 
 
-def make_processing(*, actor: Any, harvested: bool = False, **kwargs: Any) -> Processing:
+def make_processing(
+    *,
+    actor: Any,
+    harvested: bool = False,
+    harvested_at: dt.datetime | None = None,
+    **kwargs: Any,
+) -> Processing:
+    """A processing started from an accepted aspirate; harvested (120×10⁶ cells) if asked,
+    eight days ago unless ``harvested_at`` says when."""
     aspirate = make_accepted_aspirate(actor=actor, **kwargs)
     processing = processing_start(aspirate=aspirate, actor=actor, started_at=past(days=29))
-    if harvested:
+    if harvested or harvested_at:
         processing_harvest(
             processing=processing,
             cell_count=120_000_000,
             viability_pct=Decimal("92.0"),
             passage=2,
             actor=actor,
-            harvested_at=past(days=8),
+            harvested_at=harvested_at or past(days=8),
         )
     return processing
 
@@ -218,6 +238,44 @@ def make_printer(
 
 
 PASSWORD = "correct-horse-battery"
+
+
+def api_as(user: Any) -> APIClient:
+    """The REST API as ``user`` (JSON bodies, as the API parses JSON only)."""
+    client = APIClient()
+    client.default_format = "json"
+    client.force_authenticate(user)
+    return client
+
+
+def run_at_once(*calls: Callable[[], object]) -> list[str]:
+    """Run ``calls`` in threads released together by a barrier (a real race needs PostgreSQL).
+
+    Returns each call's outcome, sorted: "ok", "<status> <code>" of a refusal, or
+    "unexpected: ..." for any other exception (a thread's exception would otherwise be lost).
+    """
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[str] = []
+
+    def run(call: Callable[[], object]) -> None:
+        try:
+            barrier.wait()
+            call()
+            outcomes.append("ok")
+        except ServiceError as exc:
+            outcomes.append(f"{exc.status_code} {exc.code}")
+        except Exception as exc:
+            outcomes.append(f"unexpected: {exc!r}")
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(outcomes)
 
 
 def qc_pass(*, processing: Processing, actor: Any) -> None:

@@ -6,14 +6,13 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from biobank.models import CustodyEvent, Participant, Placement, ProductUnit
 from biobank.services.doses import dose_release
-from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
+from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA
 
 from .factories import (
     PASSWORD,
@@ -24,24 +23,11 @@ from .factories import (
     make_processing,
     make_released_product_units,
     make_units,
-    make_user,
     past,
     qa_signer,
     qc_pass,
     record_weight,
 )
-
-
-@pytest.fixture
-def role_users(trial: Any) -> dict[str, Any]:
-    roles_sync()
-    users = {}
-    for name in (LAB, QA, CLINICIAN, MONITOR, ADMINISTRATOR):
-        user = make_user(name.split()[0].lower() + "-api")
-        user.user_permissions.clear()
-        user.groups.add(Group.objects.get(name=name))
-        users[name] = type(user).objects.get(pk=user.pk)
-    return users
 
 
 def client_for(user: Any | None) -> APIClient:
@@ -53,8 +39,8 @@ def client_for(user: Any | None) -> APIClient:
 
 
 @pytest.fixture
-def world(role_users: dict[str, Any]) -> dict[str, Any]:
-    lab = role_users[LAB]
+def world(roles: dict[str, Any]) -> dict[str, Any]:
+    lab = roles[LAB]
     participant = make_participant(actor=lab, arm="B")
     units = make_released_product_units(actor=lab, participant=participant)
     frozen = make_units(actor=lab, count=2)
@@ -254,14 +240,14 @@ def _call(client: APIClient, method: str, url: str, body: dict[str, Any]) -> Any
 
 
 def test_every_endpoint_success_unauthenticated_and_wrong_role(
-    world: dict[str, Any], role_users: dict[str, Any]
+    world: dict[str, Any], roles: dict[str, Any]
 ) -> None:
     for method, url, body, _allowed, refused in endpoints(world):
         anonymous = _call(client_for(None), method, url, body)
         assert anonymous.status_code in (401, 403), url
         assert anonymous.json()["code"] == "not_authenticated", url
         if refused:
-            wrong = _call(client_for(role_users[refused]), method, url, body)
+            wrong = _call(client_for(roles[refused]), method, url, body)
             assert wrong.status_code == 403, (url, refused, wrong.content)
             assert set(wrong.json()) == {"code", "message", "fields"}
             # A blinded role is refused the product itself; others the step.
@@ -270,7 +256,7 @@ def test_every_endpoint_success_unauthenticated_and_wrong_role(
     results = {}
     for method, url, body, allowed, _ in endpoints(world):
         if method == "get":
-            response = _call(client_for(role_users[allowed]), method, url, body)
+            response = _call(client_for(roles[allowed]), method, url, body)
             assert response.status_code == 200, (url, response.content)
             results[url] = response.json()
     assert results[f"/api/units/{world['stored'].code}/"]["location"]["container"]
@@ -308,20 +294,20 @@ WRITE_ENDPOINTS = len(WRITE_EVENTS)
 
 @pytest.mark.parametrize("step", range(WRITE_ENDPOINTS))
 def test_each_write_endpoint_succeeds(
-    world: dict[str, Any], role_users: dict[str, Any], step: int
+    world: dict[str, Any], roles: dict[str, Any], step: int
 ) -> None:
     writes = [e for e in endpoints(world) if e[0] == "post"]
     assert len(writes) == WRITE_ENDPOINTS
     method, url, body, allowed, _ = writes[step]
     if url.endswith("/make-ready/"):
         # The world's dose is already ready: a released placebo dose takes the step here.
-        fresh = make_dose(actor=role_users[LAB], arm="A", ready=False)
+        fresh = make_dose(actor=roles[LAB], arm="A", ready=False)
         dose_release(dose=fresh, actor=qa_signer(), password=PASSWORD)
         url = f"/api/doses/{fresh.code}/make-ready/"
     if url.endswith("/release/") and "/units/" in url:
-        qc_pass(processing=world["stored"].processing, actor=role_users[LAB])
+        qc_pass(processing=world["stored"].processing, actor=roles[LAB])
     last_event = CustodyEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    response = _call(client_for(role_users[allowed]), method, url, body)
+    response = _call(client_for(roles[allowed]), method, url, body)
     assert response.status_code in (200, 201), (url, response.content)
     assert response.headers["Content-Type"].startswith("application/json")
     written = CustodyEvent.objects.filter(id__gt=last_event).order_by("id")
@@ -370,19 +356,17 @@ def test_each_write_endpoint_succeeds(
     ],
 )
 def test_bad_input_names_the_field(
-    role_users: dict[str, Any], url: str, body: dict[str, Any], field: str
+    roles: dict[str, Any], url: str, body: dict[str, Any], field: str
 ) -> None:
-    response = client_for(role_users[LAB]).post(url, body, format="json")
+    response = client_for(roles[LAB]).post(url, body, format="json")
     assert 400 <= response.status_code < 500, response.content
     data = response.json()
     assert set(data) == {"code", "message", "fields"}
     assert field in data["fields"] or field in data["message"], data
 
 
-def test_unit_actions_refuse_invalid_steps(
-    world: dict[str, Any], role_users: dict[str, Any]
-) -> None:
-    client = client_for(role_users[LAB])
+def test_unit_actions_refuse_invalid_steps(world: dict[str, Any], roles: dict[str, Any]) -> None:
+    client = client_for(roles[LAB])
     frozen = world["frozen"]
     response = client.post(f"/api/units/{frozen.code}/check-in/", {}, format="json")
     # No slot was reserved for it (the service's generic code; the message says why).
@@ -407,8 +391,8 @@ def test_unit_actions_refuse_invalid_steps(
     assert frozen.status == "frozen"
 
 
-def test_store_a_whole_box_is_atomic(trial: Any, role_users: dict[str, Any]) -> None:
-    lab = role_users[LAB]
+def test_store_a_whole_box_is_atomic(trial: Any, roles: dict[str, Any]) -> None:
+    lab = roles[LAB]
     box = make_box(actor=lab, rows=8, columns=12)
     units = make_units(actor=lab, count=96)
     client = client_for(lab)
@@ -427,9 +411,9 @@ def test_store_a_whole_box_is_atomic(trial: Any, role_users: dict[str, Any]) -> 
     assert ProductUnit.objects.filter(status="stored").count() == 96
 
 
-def test_bulk_unit_creation_is_atomic(trial: Any, role_users: dict[str, Any]) -> None:
-    processing = make_processing(actor=role_users[LAB], harvested=True)
-    client = client_for(role_users[LAB])
+def test_bulk_unit_creation_is_atomic(trial: Any, roles: dict[str, Any]) -> None:
+    processing = make_processing(actor=roles[LAB], harvested=True)
+    client = client_for(roles[LAB])
     spec = {"container_type": "cryobag", "cell_number": 10_000_000, "volume_ml": "10"}
     too_many = {"units": [spec] * 13}  # 130 M cells > 120 M harvested
     response = client.post(
@@ -452,8 +436,8 @@ def test_bulk_unit_creation_is_atomic(trial: Any, role_users: dict[str, Any]) ->
     assert response.status_code == 200 and response.json()["status"] == "cryopreserved"
 
 
-def test_dose_walk_via_api_with_identity_checks(trial: Any, role_users: dict[str, Any]) -> None:
-    lab, qa, clinician = role_users[LAB], role_users[QA], role_users[CLINICIAN]
+def test_dose_walk_via_api_with_identity_checks(trial: Any, roles: dict[str, Any]) -> None:
+    lab, qa, clinician = roles[LAB], roles[QA], roles[CLINICIAN]
     participant = make_participant(actor=lab, arm="B")
     units = make_released_product_units(actor=lab, participant=participant)
     record_weight(visit=participant.visits.get(visit_type__code="M6"), actor=clinician)
@@ -509,9 +493,9 @@ def test_dose_walk_via_api_with_identity_checks(trial: Any, role_users: dict[str
     assert done.status_code == 200 and done.json()["status"] == "administered"
 
 
-def test_blinded_api_fields(world: dict[str, Any], role_users: dict[str, Any]) -> None:
+def test_blinded_api_fields(world: dict[str, Any], roles: dict[str, Any]) -> None:
     for role in (CLINICIAN, MONITOR):
-        client = client_for(role_users[role])
+        client = client_for(roles[role])
         participant = client.get(f"/api/participants/{world['participant'].code}/").json()
         assert "arm" not in participant
         for dose in client.get("/api/doses/").json()["results"]:
@@ -536,16 +520,14 @@ def test_blinded_api_fields(world: dict[str, Any], role_users: dict[str, Any]) -
             client.get("/api/participants/?arm=1").json()["count"]
             == client.get("/api/participants/").json()["count"]
         )
-    unblinded = (
-        client_for(role_users[LAB]).get(f"/api/participants/{world['participant'].code}/").json()
-    )
+    unblinded = client_for(roles[LAB]).get(f"/api/participants/{world['participant'].code}/").json()
     assert unblinded["arm"] == "B"
 
 
 def test_list_endpoints_have_bounded_queries(
-    world: dict[str, Any], role_users: dict[str, Any], django_assert_max_num_queries: Any
+    world: dict[str, Any], roles: dict[str, Any], django_assert_max_num_queries: Any
 ) -> None:
-    client = client_for(role_users[ADMINISTRATOR])
+    client = client_for(roles[ADMINISTRATOR])
     for url in [
         "/api/participants/",
         "/api/visits/",
@@ -562,8 +544,8 @@ def test_list_endpoints_have_bounded_queries(
         assert response.status_code == 200, url
 
 
-def test_filters_and_ordering(world: dict[str, Any], role_users: dict[str, Any]) -> None:
-    client = client_for(role_users[LAB])
+def test_filters_and_ordering(world: dict[str, Any], roles: dict[str, Any]) -> None:
+    client = client_for(roles[LAB])
     code = world["participant"].code
     units = client.get(f"/api/units/?participant={code}&status=stored").json()
     assert units["count"] == 2 and all(u["participant"] == code for u in units["results"])
@@ -575,10 +557,10 @@ def test_filters_and_ordering(world: dict[str, Any], role_users: dict[str, Any])
     assert in_box["count"] == 2
 
 
-def test_token_endpoint(role_users: dict[str, Any]) -> None:
+def test_token_endpoint(roles: dict[str, Any]) -> None:
     response = APIClient().post(
         "/api/auth/token/",
-        {"username": role_users[LAB].username, "password": PASSWORD},
+        {"username": roles[LAB].username, "password": PASSWORD},
         format="json",
     )
     assert response.status_code == 200 and response.json()["token"]
@@ -586,8 +568,8 @@ def test_token_endpoint(role_users: dict[str, Any]) -> None:
     assert bad.status_code == 400 and set(bad.json()) == {"code", "message", "fields"}
 
 
-def test_schema_and_docs(role_users: dict[str, Any]) -> None:
-    client = client_for(role_users[MONITOR])
+def test_schema_and_docs(roles: dict[str, Any]) -> None:
+    client = client_for(roles[MONITOR])
     schema = client.get("/api/schema/?format=json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]

@@ -12,12 +12,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test import Client
-from rest_framework.test import APIClient
 
 from biobank.models import CustodyEvent, ProductUnit, Signature
 from biobank.services.roles import CLINICIAN, LAB, MONITOR, roles_sync
 
-from .factories import PASSWORD, make_dose, make_units
+from .factories import PASSWORD, api_as, make_dose, make_units
 from .sweep import leaks_in, sweep
 
 
@@ -26,12 +25,6 @@ def role_user(username: str, role: str) -> Any:
     user = get_user_model().objects.create_user(username, password=PASSWORD, is_staff=True)
     user.groups.add(Group.objects.get(name=role))
     return get_user_model().objects.get(pk=user.pk)
-
-
-def api_as(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 # --- the sweep -------------------------------------------------------------------------------

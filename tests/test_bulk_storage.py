@@ -3,12 +3,11 @@ number of queries that does not grow with the number of units."""
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import close_old_connections, connection
 from rest_framework.test import APIClient
 
 from biobank.identifiers import Kind, format_id
@@ -21,7 +20,7 @@ from biobank.services.roles import LAB, roles_sync
 from biobank.services.storage import MoveItem, StoreItem, unit_place, units_move, units_store
 from biobank.services.units import UnitSpec, freezing_run_record, units_create
 
-from .factories import make_box, make_processing, make_units, make_user, past
+from .factories import make_box, make_processing, make_units, make_user, past, run_at_once
 
 ROWS = "ABCDEFGH"
 # Store/move/import N units: lock, read the box, status UPDATE, history and event inserts,
@@ -305,31 +304,17 @@ def test_two_labs_storing_into_the_same_slots_never_double_book(postgres_only: N
     tech = make_user("bulk-racer")
     box = make_box(actor=tech)
     batches = [make_units(actor=tech, count=4), make_units(actor=tech, count=4)]
-    barrier = threading.Barrier(2)
-    outcomes: list[str] = []
-
-    def store(units: list[ProductUnit]) -> None:
-        try:
-            barrier.wait()
-            units_store(
+    outcomes = run_at_once(
+        *(
+            partial(
+                units_store,
                 container=box,
-                items=[StoreItem(u, _label(i)) for i, u in enumerate(units)],
+                items=[StoreItem(u, _label(i)) for i, u in enumerate(batch)],  # same slots
                 actor=tech,
             )
-            outcomes.append("stored")
-        except ConflictError as exc:
-            outcomes.append(f"conflict: {exc.code}")
-        except Exception as exc:
-            outcomes.append(f"unexpected: {exc!r}")
-        finally:
-            close_old_connections()
-            connection.close()
-
-    threads = [threading.Thread(target=store, args=(b,)) for b in batches]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["conflict: position_taken", "stored"], outcomes
+            for batch in batches
+        )
+    )
+    assert outcomes == ["409 position_taken", "ok"]
     assert Placement.objects.open().filter(container=box).count() == 4
     assert ProductUnit.objects.filter(status="stored").count() == 4

@@ -8,9 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from biobank.models import CustodyEvent, Dose, IdentityCheck, ProductUnit, Study
 from biobank.services.dose_plan import dose_propose, units_suggest, visit_weight_record
@@ -23,43 +21,22 @@ from biobank.services.doses import (
     dose_release,
 )
 from biobank.services.errors import ServiceError
-from biobank.services.processing import processing_harvest
 from biobank.services.qc_release import processing_qc_release
-from biobank.services.roles import CLINICIAN, LAB, QA, roles_sync
+from biobank.services.roles import CLINICIAN, LAB, QA
 
 from .factories import (
     PASSWORD,
+    api_as,
     make_dose,
     make_participant,
     make_processing,
     make_ready_in_window,
     make_released_product_units,
-    make_user,
     past,
     qa_signer,
     qc_pass,
     record_weight,
 )
-
-
-@pytest.fixture
-def roles(trial: Any) -> dict[str, Any]:
-    roles_sync()
-    users = {}
-    for name in (LAB, QA, CLINICIAN):
-        user = make_user(name.split()[0].lower() + "_user")
-        user.user_permissions.clear()
-        user.groups.add(Group.objects.get(name=name))
-        users[name] = type(user).objects.get(pk=user.pk)
-    return users
-
-
-def api(user: Any) -> APIClient:
-    client = APIClient()
-    client.default_format = "json"  # the API parses JSON only
-    client.force_authenticate(user)
-    return client
-
 
 # --- the plan --------------------------------------------------------------------------------
 
@@ -99,7 +76,7 @@ def test_plan_from_the_trial_definition(trial: Any) -> None:
 @pytest.mark.parametrize("weight", ["0", "-70", "29.9", "250.1", "1000", "70000"])
 def test_implausible_weight_is_refused_with_the_range(roles: dict[str, Any], weight: str) -> None:
     participant = make_participant(actor=roles[LAB], arm="B")
-    response = api(roles[CLINICIAN]).post(
+    response = api_as(roles[CLINICIAN]).post(
         "/api/visits/record-weight/",
         {"participant": participant.code, "visit": "M6", "weight_kg": weight},
         format="json",
@@ -114,7 +91,7 @@ def test_implausible_weight_is_refused_with_the_range(roles: dict[str, Any], wei
 @pytest.mark.parametrize("weight", ["30", "250"])
 def test_weight_at_the_range_edges_is_recorded(roles: dict[str, Any], weight: str) -> None:
     participant = make_participant(actor=roles[LAB], arm="B")
-    response = api(roles[CLINICIAN]).post(
+    response = api_as(roles[CLINICIAN]).post(
         "/api/visits/record-weight/",
         {
             "participant": participant.code,
@@ -181,6 +158,16 @@ def _counts(dose: Dose, first: int, second: int, viability: str = "100") -> list
     return [UnitCount(a, first, Decimal(viability)), UnitCount(b, second, Decimal(viability))]
 
 
+def _make_ready_refused(dose: Dose, actor: Any, **inputs: Any) -> ServiceError:
+    """Make-ready must be refused and leave the dose released, uncounted, its units unthawed."""
+    with pytest.raises(ServiceError) as info:
+        dose_make_ready(dose=dose, actor=actor, **inputs)
+    dose.refresh_from_db()
+    assert (dose.status, dose.post_thaw_cell_count, dose.viable_cells) == ("released", None, None)
+    assert set(dose.units.values_list("status", flat=True)) == {"released"}
+    return info.value
+
+
 @pytest.mark.parametrize(
     "first,second,viable",
     [(20_250_000, 20_250_000, 40_500_000), (24_750_000, 24_750_000, 49_500_000)],
@@ -209,51 +196,33 @@ def test_just_outside_the_window_is_refused_with_the_numbers(
     roles: dict[str, Any], first: int, second: int, shown: str
 ) -> None:
     dose = _released_msc_dose(roles)
-    with pytest.raises(ServiceError) as info:
-        dose_make_ready(dose=dose, actor=roles[LAB], unit_counts=_counts(dose, first, second))
-    assert info.value.code == "dose_out_of_window"
-    assert shown in info.value.message and "40,500,000–49,500,000" in info.value.message
-    assert "45.0×10⁶ for 45.0 kg" in info.value.message
-    dose.refresh_from_db()
-    assert dose.status == "released" and dose.viable_cells is None
-    assert set(dose.units.values_list("status", flat=True)) == {"released"}
+    refused = _make_ready_refused(dose, roles[LAB], unit_counts=_counts(dose, first, second))
+    assert refused.code == "dose_out_of_window"
+    assert shown in refused.message and "40,500,000–49,500,000" in refused.message
+    assert "45.0×10⁶ for 45.0 kg" in refused.message
 
 
 def test_viability_counts_towards_the_viable_cells(roles: dict[str, Any]) -> None:
     dose = _released_msc_dose(roles)
     # 2 × 24×10⁶ at 80 % = 38.4×10⁶ viable: below 40.5×10⁶ although 48×10⁶ cells were counted.
-    with pytest.raises(ServiceError) as info:
-        dose_make_ready(
-            dose=dose, actor=roles[LAB], unit_counts=_counts(dose, 24_000_000, 24_000_000, "80")
-        )
-    assert info.value.code == "dose_out_of_window" and "38.4×10⁶" in info.value.message
-    dose.refresh_from_db()
-    assert dose.status == "released" and dose.viable_cells is None
+    counts = _counts(dose, 24_000_000, 24_000_000, "80")
+    refused = _make_ready_refused(dose, roles[LAB], unit_counts=counts)
+    assert refused.code == "dose_out_of_window" and "38.4×10⁶" in refused.message
 
 
 def test_more_cells_than_the_bag_held_is_refused(roles: dict[str, Any]) -> None:
     dose = _released_msc_dose(roles)
-    with pytest.raises(ServiceError) as info:
-        dose_make_ready(
-            dose=dose, actor=roles[LAB], unit_counts=_counts(dose, 25_000_001, 20_000_000)
-        )
-    assert info.value.code == "count_exceeds_unit" and "25.0×10⁶ frozen" in info.value.message
-    dose.refresh_from_db()
-    assert dose.status == "released" and dose.post_thaw_cell_count is None
+    counts = _counts(dose, 25_000_001, 20_000_000)
+    refused = _make_ready_refused(dose, roles[LAB], unit_counts=counts)
+    assert refused.code == "count_exceeds_unit" and "25.0×10⁶ frozen" in refused.message
 
 
 def test_every_unit_needs_its_count(roles: dict[str, Any]) -> None:
     dose = _released_msc_dose(roles)
-    with pytest.raises(ServiceError) as info:
-        dose_make_ready(
-            dose=dose,
-            actor=roles[LAB],
-            post_thaw_cell_count=45_000_000,
-            post_thaw_viability_pct=Decimal("90"),
-        )
-    assert info.value.code == "counts_required" and info.value.field == "units"
-    dose.refresh_from_db()
-    assert dose.status == "released" and dose.post_thaw_cell_count is None
+    refused = _make_ready_refused(
+        dose, roles[LAB], post_thaw_cell_count=45_000_000, post_thaw_viability_pct=Decimal("90")
+    )
+    assert (refused.code, refused.field) == ("counts_required", "units")
 
 
 def test_documented_deviation_lets_an_out_of_window_dose_through(roles: dict[str, Any]) -> None:
@@ -266,7 +235,7 @@ def test_documented_deviation_lets_an_out_of_window_dose_through(roles: dict[str
     assert (info.value.code, info.value.field) == ("reason_required", "reason")
     dose.refresh_from_db()
     assert dose.deviation_signature is None and dose.deviation_reason == ""
-    response = api(roles[QA]).post(
+    response = api_as(roles[QA]).post(
         f"/api/doses/{dose.code}/deviation/",
         {"password": PASSWORD, "reason": "Only 2 bags left; PI accepts 36×10⁶ (protocol 7.3)"},
         format="json",
@@ -276,9 +245,9 @@ def test_documented_deviation_lets_an_out_of_window_dose_through(roles: dict[str
     dose.refresh_from_db()
     assert dose.status == "ready" and dose.viable_cells == 36_000_000
     assert dose.deviation_signature.meaning == "dose_deviation"
-    unblinded = api(roles[LAB]).get(f"/api/doses/{dose.code}/").json()
+    unblinded = api_as(roles[LAB]).get(f"/api/doses/{dose.code}/").json()
     assert "PI accepts" in unblinded["deviation"] and "qa_user" in unblinded["deviation"]
-    blinded = api(roles[CLINICIAN]).get(f"/api/doses/{dose.code}/").json()
+    blinded = api_as(roles[CLINICIAN]).get(f"/api/doses/{dose.code}/").json()
     assert "deviation" not in blinded and "PI accepts" not in str(blinded)
     # Nothing in the dose's history says a deviation happened (only cell doses have one).
     reasons = list(Dose.history.filter(id=dose.pk).values_list("history_change_reason", flat=True))
@@ -313,7 +282,7 @@ def test_multi_unit_dose_is_suggested_and_reserved(roles: dict[str, Any]) -> Non
     record_weight(visit=visit, actor=lab, weight_kg=Decimal("60"))
     proposal = dose_propose(visit=visit)
     assert proposal.units == units and proposal.plan.target_cells == 60_000_000
-    response = api(lab).post(
+    response = api_as(lab).post(
         "/api/doses/", {"participant": participant.code, "visit": "M6"}, format="json"
     )
     assert response.status_code == 201, response.content
@@ -339,7 +308,7 @@ def test_expired_and_foreign_units_are_refused(roles: dict[str, Any]) -> None:
     foreign = make_released_product_units(actor=lab, participant=stranger)
     visit = participant.visits.get(visit_type__code="M6")
     record_weight(visit=visit, actor=lab)
-    client = api(lab)
+    client = api_as(lab)
     response = client.post(
         "/api/doses/",
         {"participant": participant.code, "visit": "M6", "units": [mine[0].code, foreign[0].code]},
@@ -369,13 +338,10 @@ def test_expired_and_foreign_units_are_refused(roles: dict[str, Any]) -> None:
 
 
 def _fresh_product(lab: Any, participant: Any, harvested_hours_ago: float = 3) -> Any:
-    processing = make_processing(actor=lab, participant=participant, visit="BASELINE")
-    processing_harvest(
-        processing=processing,
-        cell_count=120_000_000,
-        viability_pct=Decimal("93.0"),
-        passage=2,
+    processing = make_processing(
         actor=lab,
+        participant=participant,
+        visit="BASELINE",
         harvested_at=past(hours=harvested_hours_ago),
     )
     qc_pass(processing=processing, actor=lab)
@@ -477,7 +443,7 @@ def test_steps_are_never_dated_before_the_previous_step(roles: dict[str, Any]) -
         assert info.value.code == code
         dose.refresh_from_db()
         assert dose.status == "ready" and dose.dispatched_at is None
-    response = api(roles[CLINICIAN]).post(
+    response = api_as(roles[CLINICIAN]).post(
         f"/api/doses/{dose.code}/dispatch/",
         {"participant_scan": participant, "at": (ready + dt.timedelta(seconds=1)).isoformat()},
         format="json",
@@ -507,7 +473,7 @@ def test_unit_step_before_the_qc_signature_is_refused(roles: dict[str, Any]) -> 
 def _walk_dose(
     roles: dict[str, Any], participant: Any, visit: str, weight: str, **prepare: Any
 ) -> dict[str, Any]:
-    lab, qa, clinician = (api(roles[name]) for name in (LAB, QA, CLINICIAN))
+    lab, qa, clinician = (api_as(roles[name]) for name in (LAB, QA, CLINICIAN))
     response = clinician.post(
         "/api/visits/record-weight/",
         {"participant": participant.code, "visit": visit, "weight_kg": weight},
@@ -577,7 +543,7 @@ def test_both_arms_walk_the_crossover_through_the_api(roles: dict[str, Any], arm
     assert baseline["plan"]["target"] == "80.0×10⁶" and month6["plan"]["target"] == "80.5×10⁶"
     # The clinician reads the log as the visibility policy shows it: aspirate and dose steps,
     # in time order, no unit or product step.
-    clinician = api(roles[CLINICIAN])
+    clinician = api_as(roles[CLINICIAN])
     response = clinician.get("/api/events/", {"participant": participant.code, "item_kind": "dose"})
     assert response.status_code == 200
     events = response.json()["results"]
@@ -604,7 +570,7 @@ def test_both_arms_walk_the_crossover_through_the_api(roles: dict[str, Any], arm
 def test_identity_checks_include_mismatches(roles: dict[str, Any]) -> None:
     dose = make_dose(actor=roles[LAB], arm="A")
     stranger = make_participant(actor=roles[LAB])
-    client = api(roles[CLINICIAN])
+    client = api_as(roles[CLINICIAN])
     response = client.post(
         f"/api/doses/{dose.code}/dispatch/", {"participant_scan": stranger.code}, format="json"
     )
@@ -617,13 +583,13 @@ def test_identity_checks_include_mismatches(roles: dict[str, Any]) -> None:
     refused = client.post("/api/identity-checks/", {})
     assert refused.status_code == 403 and refused.json()["code"] == "permission_denied"
     assert IdentityCheck.objects.count() == 1
-    assert api(roles[LAB]).get("/api/identity-checks/").status_code == 200
+    assert api_as(roles[LAB]).get("/api/identity-checks/").status_code == 200
 
 
 def test_blinded_view_of_plan_volume_and_expiry_is_the_same(roles: dict[str, Any]) -> None:
     msc = make_dose(actor=roles[LAB], arm="B")
     saline = make_dose(actor=roles[LAB], arm="A")
-    client = api(roles[CLINICIAN])
+    client = api_as(roles[CLINICIAN])
     bodies = [client.get(f"/api/doses/{d.code}/").json() for d in (msc, saline)]
     assert bodies[0].keys() == bodies[1].keys()
     for key in ("plan", "volume_ml", "route", "status", "expired"):

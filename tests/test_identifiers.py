@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import close_old_connections, connection
 
 from biobank.identifiers import (
     ALPHABET,
@@ -15,6 +12,8 @@ from biobank.identifiers import (
     parse_id,
 )
 from biobank.services.identifiers import identifier_allocate
+
+from .factories import run_at_once
 
 
 @pytest.mark.parametrize(
@@ -97,25 +96,10 @@ def test_allocation_is_sequential_per_kind(db: None) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_allocation_never_repeats(postgres_only: None) -> None:
     results: list[str] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
 
-    def worker() -> None:
-        try:
-            barrier.wait()
-            for _ in range(25):
-                results.append(identifier_allocate(kind=Kind.ASPIRATE))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            close_old_connections()
-            connection.close()
+    def allocate() -> None:
+        results.extend(identifier_allocate(kind=Kind.ASPIRATE) for _ in range(25))
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert run_at_once(*[allocate] * 4) == ["ok"] * 4
     assert len(results) == 100
     assert len(set(results)) == 100

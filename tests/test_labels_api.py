@@ -7,17 +7,14 @@ import datetime as dt
 import inspect
 import io
 import re
-import xml.etree.ElementTree as ET
 import zoneinfo
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-import pypdfium2 as pdfium
 import pytest
-import zxingcpp
 from django.utils import timezone
-from PIL import Image, ImageDraw
+from PIL import Image
 from rest_framework.test import APIClient
 
 from biobank.identifiers import Kind, format_id
@@ -30,40 +27,10 @@ from biobank.services.printing import MAX_BATCH_CODES
 from biobank.services.trial import participant_enroll
 from biobank.services.units import UnitSpec, units_create
 
+from .barcodes import decode, pdf_codes, png_codes, svg_codes
 from .factories import make_participant, make_processing, make_units, make_user, past
 
-SVG_NS = "{http://www.w3.org/2000/svg}"
-
-
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _decode(image: Image.Image) -> list[str]:
-    return sorted(result.text for result in zxingcpp.read_barcodes(image.convert("L")))
-
-
-def _png_codes(data: bytes) -> list[str]:
-    return _decode(Image.open(io.BytesIO(data)))
-
-
-def _pdf_codes(data: bytes, dpi: int = 300) -> list[list[str]]:
-    """Barcodes found on each page of a PDF, rasterised at ``dpi``."""
-    document = pdfium.PdfDocument(data)
-    return [_decode(page.render(scale=dpi / 72).to_pil()) for page in document]
-
-
-def _svg_codes(data: bytes) -> list[str]:
-    """Redraw the SVG's module rectangles and decode them."""
-    root = ET.fromstring(data)
-    _, _, width, height = (int(v) for v in root.get("viewBox", "").split())
-    image = Image.new("1", (width, height), 1)
-    draw = ImageDraw.Draw(image)
-    for rect in root.iter(f"{SVG_NS}rect"):
-        if rect.get("fill") == "#fff":
-            continue
-        x, y, w, h = (int(rect.get(a, "0")) for a in ("x", "y", "width", "height"))
-        draw.rectangle((x, y, x + w - 1, y + h - 1), fill=0)
-    return _decode(image)
 
 
 def _fields(zpl: str) -> list[str]:
@@ -93,13 +60,6 @@ def _cryovial(actor: Any) -> Any:
         actor=actor,
         created_at=past(days=8),
     )[0]
-
-
-@pytest.fixture
-def api(tech: Any) -> APIClient:
-    client = APIClient()
-    client.force_login(tech)
-    return client
 
 
 @pytest.fixture
@@ -143,7 +103,7 @@ def test_png_from_api_decodes_to_the_id(api: APIClient, items: Any, kind: str) -
     response = api.get(f"/api/labels/{code}.png")
     assert response.status_code == 200, response.content[:300]
     assert response["Content-Type"] == "image/png"
-    assert _png_codes(response.content) == [code]
+    assert png_codes(response.content) == [code]
 
 
 @pytest.mark.parametrize("kind", ["unit", "cryovial", "box", "storage_unit", "participant"])
@@ -154,7 +114,7 @@ def test_png_at_every_dpi_decodes(api: APIClient, items: Any, kind: str, dpi: in
     assert response.status_code == 200
     image = Image.open(io.BytesIO(response.content))
     assert round(image.info["dpi"][0]) == dpi
-    assert _decode(image) == [code]
+    assert decode(image) == [code]
 
 
 def test_default_template_follows_the_item(api: APIClient, items: Any) -> None:
@@ -177,17 +137,17 @@ def test_default_template_follows_the_item(api: APIClient, items: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", ["unit", "cryovial", "aspirate", "box", "storage_unit"])
-def test_svg_and_pdf_decode(api: APIClient, items: Any, kind: str) -> None:
+def test_svg_and_pdfdecode(api: APIClient, items: Any, kind: str) -> None:
     code = getattr(items, kind).code
     svg = api.get(f"/api/labels/{code}.svg")
     assert svg.status_code == 200
     assert svg["Content-Type"] == "image/svg+xml"
     assert "default-src 'none'" in svg["Content-Security-Policy"]
-    assert _svg_codes(svg.content) == [code]
+    assert svg_codes(svg.content) == [code]
     pdf = api.get(f"/api/labels/{code}.pdf")
     assert pdf.status_code == 200
     assert pdf["Content-Type"] == "application/pdf"
-    assert _pdf_codes(pdf.content) == [[code]]
+    assert pdf_codes(pdf.content) == [[code]]
 
 
 def test_zpl_is_text_with_one_label(api: APIClient, items: Any) -> None:
@@ -208,7 +168,7 @@ def test_template_query_parameter(api: APIClient, items: Any) -> None:
     response = api.get(f"/api/labels/{code}.png", {"template": "cryovial", "dpi": 600})
     assert response.status_code == 200
     assert f"{code}-cryovial-600dpi.png" in response["Content-Disposition"]
-    assert _png_codes(response.content) == [code]
+    assert png_codes(response.content) == [code]
 
 
 @pytest.mark.parametrize("kind", ["unit", "aspirate", "box", "storage_unit"])
@@ -218,13 +178,13 @@ def test_any_item_fits_a_vial_label(api: APIClient, items: Any, kind: str) -> No
     code = getattr(items, kind).code
     response = api.get(f"/api/labels/{code}.png", {"template": "cryovial", "dpi": 203})
     assert response.status_code == 200, response.content[:300]
-    assert _png_codes(response.content) == [code]
+    assert png_codes(response.content) == [code]
 
 
 def test_lowercase_id_in_path_is_accepted(api: APIClient, items: Any) -> None:
     response = api.get(f"/api/labels/{items.unit.code.lower()}.png")
     assert response.status_code == 200
-    assert _png_codes(response.content) == [items.unit.code]
+    assert png_codes(response.content) == [items.unit.code]
 
 
 def test_token_authentication(items: Any, tech: Any) -> None:
@@ -324,7 +284,7 @@ def test_batch_pdf_sheet_decodes_every_id(api: APIClient, items: Any) -> None:
     response = api.post("/api/labels/batch/", {"codes": codes, "format": "pdf"}, format="json")
     assert response.status_code == 200, response.content[:300]
     assert response["Content-Type"] == "application/pdf"
-    pages = _pdf_codes(response.content)
+    pages = pdf_codes(response.content)
     assert len(pages) == 1  # one A4 sheet
     assert pages[0] == sorted(codes)
 
@@ -339,7 +299,7 @@ def test_batch_pdf_mixed_items_need_one_template(api: APIClient, items: Any) -> 
         format="json",
     )
     assert response.status_code == 200, response.content[:300]
-    assert _pdf_codes(response.content, dpi=600) == [sorted(codes)]
+    assert pdf_codes(response.content, dpi=600) == [sorted(codes)]
 
 
 def test_batch_zpl_is_one_stream_in_order(api: APIClient, items: Any) -> None:
@@ -495,7 +455,7 @@ def test_dose_label_is_identical_for_msc_and_placebo() -> None:
 def test_dose_label_decodes_and_refuses_a_naive_expiry() -> None:
     content = dose_label_content(**_dose())
     png = render(content, get_template("dose"), "png")
-    assert _png_codes(png) == [format_id(Kind.DOSE, 7)]
+    assert png_codes(png) == [format_id(Kind.DOSE, 7)]
     with pytest.raises(LabelError, match="timezone-aware"):
         dose_label_content(**_dose(expires_at=dt.datetime(2025, 9, 1, 14, 30)))
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import io
 import re
-import xml.etree.ElementTree as ET
 from itertools import cycle
 
 import pypdfium2 as pdfium
 import pytest
-import zxingcpp
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from biobank.identifiers import Kind, format_id, parse_id
 from biobank.labels import (
@@ -32,7 +30,7 @@ from biobank.labels import (
 )
 from biobank.labels.layout import layout
 
-SVG_NS = "{http://www.w3.org/2000/svg}"
+from .barcodes import SVG_NS, decode, pdf_pages, svg_raster
 
 
 def _ids() -> list[str]:
@@ -57,29 +55,6 @@ def _content(barcode: str) -> LabelContent:
         title="SMART-MS Ø",
         lines=("Haukeland, Bergen", "≤ −150 °C, 10 % DMSO"),
     )
-
-
-def _decode(image: Image.Image) -> list[str]:
-    return [result.text for result in zxingcpp.read_barcodes(image)]
-
-
-def _pdf_pages(data: bytes, dpi: int) -> list[Image.Image]:
-    document = pdfium.PdfDocument(data)
-    return [page.render(scale=dpi / 72).to_pil() for page in document]
-
-
-def _svg_raster(svg: bytes) -> tuple[ET.Element, Image.Image]:
-    """Parse the SVG and redraw its rectangles (the barcode modules) to decode them."""
-    root = ET.fromstring(svg)
-    _, _, width, height = (int(v) for v in root.get("viewBox", "").split())
-    image = Image.new("1", (width, height), 1)
-    draw = ImageDraw.Draw(image)
-    for rect in root.iter(f"{SVG_NS}rect"):
-        if rect.get("fill") == "#fff":
-            continue
-        x, y, w, h = (int(rect.get(a, "0")) for a in ("x", "y", "width", "height"))
-        draw.rectangle((x, y, x + w - 1, y + h - 1), fill=0)
-    return root, image
 
 
 def _unescape_fh(field: str) -> str:
@@ -129,15 +104,15 @@ def test_png_pdf_svg_decode_to_the_identifier(name: str, dpi: int, barcode: str)
     png = Image.open(io.BytesIO(render_png(content, template)))
     assert png.size == (template.width_dots, template.height_dots)
     assert round(png.info["dpi"][0]) == dpi
-    assert _decode(png) == [barcode]
+    assert decode(png) == [barcode]
 
-    pages = _pdf_pages(render_pdf([content], template), dpi)
+    pages = pdf_pages(render_pdf([content], template), dpi)
     assert len(pages) == 1
-    assert _decode(pages[0]) == [barcode]
+    assert decode(pages[0]) == [barcode]
 
-    root, svg_image = _svg_raster(render_svg(content, template))
+    root, svg_image = svg_raster(render_svg(content, template))
     assert root.get("width") == f"{template.width_mm:g}mm"
-    assert _decode(svg_image) == [barcode]
+    assert decode(svg_image) == [barcode]
     texts = [t.text for t in root.iter(f"{SVG_NS}text")]
     assert texts == ["SMART-MS Ø", barcode, "Haukeland, Bergen", "≤ −150 °C, 10 % DMSO"]
 
@@ -192,19 +167,19 @@ def test_pdf_sheet_decodes_every_identifier() -> None:
     contents = [LabelContent(i, "Sheet", ("line",)) for i in ids]
     for name in ("aspirate", "cryovial"):
         template = get_template(name, 300)
-        pages = _pdf_pages(render_pdf(contents, template, sheet=True), 300)
+        pages = pdf_pages(render_pdf(contents, template, sheet=True), 300)
         assert len(pages) == 1
         width, height = pages[0].size  # A4 at 300 dpi
         assert abs(width - 2480) <= 1 and abs(height - 3508) <= 1
-        assert sorted(_decode(pages[0])) == sorted(ids), name
+        assert sorted(decode(pages[0])) == sorted(ids), name
 
 
 def test_pdf_sheet_continues_on_new_pages() -> None:
     ids = [format_id(Kind.STORAGE_UNIT, n) for n in range(1, 8)]
     template = get_template("storage_unit", 203)  # 100x50 mm: 5 per A4 page
-    pages = _pdf_pages(render_pdf([LabelContent(i) for i in ids], template, sheet=True), 203)
+    pages = pdf_pages(render_pdf([LabelContent(i) for i in ids], template, sheet=True), 203)
     assert len(pages) == 2
-    assert sorted(_decode(pages[0]) + _decode(pages[1])) == ids
+    assert sorted(decode(pages[0]) + decode(pages[1])) == ids
 
 
 def test_pdf_single_labels_one_page_each_at_label_size() -> None:
@@ -250,16 +225,16 @@ def test_hostile_text_in_svg_png_pdf() -> None:
     barcode = format_id(Kind.DOSE, 8)
     content = LabelContent(barcode, HOSTILE_TITLE, HOSTILE_LINES)
     template = get_template("dose", 300)
-    root, image = _svg_raster(render_svg(content, template))
+    root, image = svg_raster(render_svg(content, template))
     assert [t.text for t in root.iter(f"{SVG_NS}text")] == [
         HOSTILE_TITLE,
         barcode,
         *content.lines,
     ]
     assert not list(root.iter(f"{SVG_NS}script"))
-    assert _decode(image) == [barcode]
-    assert _decode(Image.open(io.BytesIO(render_png(content, template)))) == [barcode]
-    assert _decode(_pdf_pages(render_pdf([content], template), 300)[0]) == [barcode]
+    assert decode(image) == [barcode]
+    assert decode(Image.open(io.BytesIO(render_png(content, template)))) == [barcode]
+    assert decode(pdf_pages(render_pdf([content], template), 300)[0]) == [barcode]
 
 
 def test_text_is_normalised_once_for_every_format() -> None:

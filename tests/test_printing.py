@@ -99,13 +99,6 @@ def _expected_zpl(codes: list[str], template: str, dpi: int, copies: int = 1) ->
 
 
 @pytest.fixture
-def api(tech: Any) -> APIClient:
-    client = APIClient()
-    client.force_login(tech)
-    return client
-
-
-@pytest.fixture
 def units(trial: Any, tech: Any) -> list[Any]:
     return make_units(actor=tech, count=2, stored=True)
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
+from functools import partial
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from biobank.errors import ServiceError
@@ -151,30 +150,14 @@ def test_api_enrolment_takes_the_arm_from_the_list(trial: Study, tech: Any) -> N
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_enrolments_never_take_the_same_entry(postgres_only: None) -> None:
-    from .factories import load_trial, make_user
+    from .factories import load_trial, make_user, run_at_once
 
     trial = load_trial()
     tech = make_user("tech")
     text = "sequence,arm\n" + "".join(f"{i},{'AB'[i % 2]}\n" for i in range(1, 21))
     randomisation_list_import(study=trial, text=text, actor=tech)
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
-
-    def worker(n: int) -> None:
-        try:
-            barrier.wait()
-            enrol(trial, "HUS", f"RACE-{n}", tech)
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    outcomes = run_at_once(*(partial(enrol, trial, "HUS", f"RACE-{n}", tech) for n in range(8)))
+    assert outcomes == ["ok"] * 8
     used = list(
         RandomisationEntry.objects.filter(participant__isnull=False)
         .order_by("sequence")

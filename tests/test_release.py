@@ -37,24 +37,11 @@ from .factories import (
     make_ready_in_window,
     make_released_product_units,
     make_units,
-    make_user,
     qc_pass,
     record_weight,
 )
 
 CONCEALED = ["MSC", "Placebo", "PLACEBO", "placebo", "Arm A", "Arm B", "arm A", "arm B", "NaCl"]
-
-
-@pytest.fixture
-def roles(trial: Any) -> dict[str, Any]:
-    roles_sync()
-    users = {}
-    for name in (LAB, QA, CLINICIAN, MONITOR, ADMINISTRATOR):
-        user = make_user(name.split()[0].lower() + "_user")
-        user.user_permissions.clear()
-        user.groups.add(Group.objects.get(name=name))
-        users[name] = type(user).objects.get(pk=user.pk)
-    return users
 
 
 def _ready(dose: Dose, actor: Any, qa: Any) -> Dose:

@@ -16,13 +16,6 @@ from .factories import make_box, make_units, make_user
 
 
 @pytest.fixture
-def api(tech: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(tech)
-    return client
-
-
-@pytest.fixture
 def stored_unit(trial: Any, tech: Any) -> Any:
     box = make_box(actor=tech, name="Scan box")
     unit = make_units(actor=tech, count=1)[0]

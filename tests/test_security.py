@@ -24,13 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ERROR_KEYS = {"code", "message", "fields"}
 
 
-@pytest.fixture
-def api(tech: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(tech)
-    return client
-
-
 # --- request limits ------------------------------------------------------------------------
 
 

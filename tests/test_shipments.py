@@ -4,12 +4,11 @@ custody in transit, manifests and labels, the API and the admin pages."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
-from django.db import close_old_connections, connection
 
 from biobank.logger_csv import (
     LoggerCsvError,
@@ -27,7 +26,6 @@ from biobank.models import (
     Signature,
     Site,
 )
-from biobank.services.aspirates import aspirate_receive
 from biobank.services.doses import UnitCount, dose_make_ready, dose_prepare, dose_release
 from biobank.services.errors import ServiceError
 from biobank.services.shipment_receipt import (
@@ -50,6 +48,8 @@ from biobank.services.units import unit_transition
 
 from .factories import (
     PASSWORD,
+    accept_intact,
+    api_as,
     make_aspirate,
     make_box,
     make_dose,
@@ -60,6 +60,7 @@ from .factories import (
     past,
     qa_signer,
     record_weight,
+    run_at_once,
 )
 
 
@@ -128,14 +129,7 @@ def test_aspirate_from_tromso_to_the_bergen_cell_lab(trial: Any, tech: Any) -> N
     assert shipment.status == "received"
 
     # The lab's own receipt decision follows the custody hand-over.
-    aspirate_receive(
-        aspirate=aspirate,
-        decision="accept",
-        actor=tech,
-        temperature_c=Decimal("5.0"),
-        condition="intact",
-        received_at=past(days=29, hours=21),
-    )
+    accept_intact(aspirate=aspirate, actor=tech, received_at=past(days=29, hours=21))
     assert actions(aspirate.code) == [
         ("collect", "UNN", ""),
         ("ship", "UNN", shipment.code),
@@ -166,16 +160,11 @@ def test_frozen_unit_bergen_to_trondheim_with_an_excursion_ends_quarantined(
     unit, dose = _unit_for_trondheim(tech)
     shipment = plan(tech, "HUS", "STO", "dry_shipper", shipper_id="CX-100", logger_serial="L-9")
     send(shipment, [unit.code], tech)
+    counts = [UnitCount(u.code, 23_000_000, Decimal("95")) for u in dose.units.order_by("code")]
 
     # In transit: it cannot be thawed for its dose.
     with pytest.raises(ServiceError) as refused:
-        dose_make_ready(
-            dose=dose,
-            actor=tech,
-            unit_counts=[
-                UnitCount(u.code, 23_000_000, Decimal("95")) for u in dose.units.order_by("code")
-            ],
-        )
+        dose_make_ready(dose=dose, actor=tech, unit_counts=counts)
     assert refused.value.code == "in_shipment"
     assert shipment.code in refused.value.message
 
@@ -205,13 +194,7 @@ def test_frozen_unit_bergen_to_trondheim_with_an_excursion_ends_quarantined(
     assert actions(unit.code)[-2][1:] == ("STO", shipment.code)
 
     with pytest.raises(ServiceError) as refused:
-        dose_make_ready(
-            dose=dose,
-            actor=tech,
-            unit_counts=[
-                UnitCount(u.code, 23_000_000, Decimal("95")) for u in dose.units.order_by("code")
-            ],
-        )
+        dose_make_ready(dose=dose, actor=tech, unit_counts=counts)
     assert refused.value.code == "invalid_transition"
     unit.refresh_from_db()
     assert unit.status == "quarantined"
@@ -382,14 +365,10 @@ def test_receiving_reconciles_missing_extra_and_damaged(trial: Any, tech: Any) -
 
     # The missing one stays in transit: nothing else may happen to it.
     with pytest.raises(ServiceError) as refused:
-        aspirate_receive(
-            aspirate=a2,
-            decision="accept",
-            actor=tech,
-            temperature_c=Decimal("20"),
-            condition="intact",
-        )
+        accept_intact(aspirate=a2, actor=tech, received_at=past())
     assert refused.value.code == "in_shipment"
+    a2.refresh_from_db()
+    assert a2.status == "collected"
     assert ShipmentItem.objects.get(shipment=shipment, item_code=a2.code).active is True
     # The extra one was not received into custody: no receive event.
     assert [a for a, _, _ in actions(extra.code)] == ["collect"]
@@ -443,28 +422,10 @@ def test_two_packers_scan_the_same_item_into_two_shipments(postgres_only: None) 
         )
         for _ in range(2)
     ]
-    barrier = threading.Barrier(2)
-    outcomes: list[str] = []
-
-    def pack(shipment: Shipment) -> None:
-        try:
-            barrier.wait()
-            shipment_pack(shipment=shipment, scan=unit.code, actor=packer)
-            outcomes.append("packed")
-        except ServiceError as exc:
-            outcomes.append(exc.code)
-        except Exception as exc:
-            outcomes.append(f"unexpected: {exc!r}")
-        finally:
-            close_old_connections()
-            connection.close()
-
-    threads = [threading.Thread(target=pack, args=(s,)) for s in shipments]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["already_in_shipment", "packed"], outcomes
+    outcomes = run_at_once(
+        *(partial(shipment_pack, shipment=s, scan=unit.code, actor=packer) for s in shipments)
+    )
+    assert outcomes == ["409 already_in_shipment", "ok"]
     assert ShipmentItem.objects.filter(unit=unit, active=True).count() == 1
 
 
@@ -534,35 +495,11 @@ def test_aspirate_status_stays_collected_in_transit(trial: Any, tech: Any) -> No
 # --- the API -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def role_users(trial: Any) -> dict[str, Any]:
-    from django.contrib.auth.models import Group
-
-    from biobank.services.roles import CLINICIAN, LAB, roles_sync
-
-    roles_sync()
-    users = {}
-    for name in (LAB, CLINICIAN):
-        user = make_user(name.split()[0].lower() + "-ship")
-        user.user_permissions.clear()
-        user.groups.add(Group.objects.get(name=name))
-        users[name] = type(user).objects.get(pk=user.pk)
-    return users
-
-
-def client_for(user: Any) -> Any:
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
-def test_api_walks_a_dry_shipper_with_an_excursion(role_users: dict[str, Any]) -> None:
+def test_api_walks_a_dry_shipper_with_an_excursion(roles: dict[str, Any]) -> None:
     from biobank.services.roles import CLINICIAN, LAB
 
-    lab = role_users[LAB]
-    api = client_for(lab)
+    lab = roles[LAB]
+    api = api_as(lab)
     unit, _ = _unit_for_trondheim(lab)
     response = api.post(
         "/api/shipments/",
@@ -617,7 +554,7 @@ def test_api_walks_a_dry_shipper_with_an_excursion(role_users: dict[str, Any]) -
     assert api.get(url + "label.pdf/").content[:4] == b"%PDF"
 
     # A blinded clinician sees the shipment but not the product unit inside it.
-    clinician = client_for(role_users[CLINICIAN])
+    clinician = api_as(roles[CLINICIAN])
     seen = clinician.get(url)
     assert seen.status_code == 200 and seen.json()["items"] == []
     assert unit.code.encode() not in seen.content
@@ -645,15 +582,15 @@ def _pdf_text(data: bytes) -> str:
     return "\n".join(page.get_textpage().get_text_range() for page in document)
 
 
-def test_blinded_manifest_names_doses_msc_or_saline(role_users: dict[str, Any]) -> None:
+def test_blinded_manifest_names_doses_msc_or_saline(roles: dict[str, Any]) -> None:
     from biobank.services.roles import CLINICIAN, LAB
 
-    lab = role_users[LAB]
+    lab = roles[LAB]
     msc, saline = _released_dose(lab, arm="B"), _released_dose(lab, arm="A")
     shipment = send(plan(lab, "HUS", "STO", "cool"), [msc.code, saline.code], lab)
     url = f"/api/shipments/{shipment.code}/"
 
-    blinded = client_for(role_users[CLINICIAN]).get(url)
+    blinded = api_as(roles[CLINICIAN]).get(url)
     descriptions = {i["code"]: i["description"] for i in blinded.json()["items"]}
     assert descriptions == {
         msc.code: "Dose: MSC or 0.9 % NaCl",
@@ -661,11 +598,11 @@ def test_blinded_manifest_names_doses_msc_or_saline(role_users: dict[str, Any]) 
     }
     for word in (b"Autologous", b"Placebo", b"UN0"):
         assert word not in blinded.content
-    text = _pdf_text(client_for(role_users[CLINICIAN]).get(url + "manifest/").content)
+    text = _pdf_text(api_as(roles[CLINICIAN]).get(url + "manifest/").content)
     assert "(blinded)" in text and text.count("MSC or 0.9 % NaCl") == 2
     assert "Placebo" not in text and "Autologous" not in text
 
-    unblinded = client_for(lab).get(url).json()["items"]
+    unblinded = api_as(lab).get(url).json()["items"]
     assert {i["code"]: i["description"] for i in unblinded} == {
         msc.code: "Dose: Autologous BM-MSC",
         saline.code: "Dose: Placebo (0.9 % NaCl)",
@@ -673,15 +610,15 @@ def test_blinded_manifest_names_doses_msc_or_saline(role_users: dict[str, Any]) 
 
 
 def test_shipment_list_has_bounded_queries(
-    role_users: dict[str, Any], django_assert_max_num_queries: Any
+    roles: dict[str, Any], django_assert_max_num_queries: Any
 ) -> None:
     from biobank.services.roles import LAB
 
-    lab = role_users[LAB]
+    lab = roles[LAB]
     for _ in range(5):
         shipment = plan(lab, "HUS", "STO", "dry_shipper")
         shipment_pack(shipment=shipment, scan=sto_units(lab, frozen=True)[0].code, actor=lab)
-    api = client_for(lab)
+    api = api_as(lab)
     with django_assert_max_num_queries(6):
         response = api.get("/api/shipments/")
     assert response.status_code == 200 and response.json()["count"] == 5

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -33,7 +33,15 @@ from biobank.services.storage import (
 )
 from biobank.services.units import unit_transition
 
-from .factories import PASSWORD, make_box, make_box_type, make_storage_unit, make_units, qc_pass
+from .factories import (
+    PASSWORD,
+    make_box,
+    make_box_type,
+    make_storage_unit,
+    make_units,
+    qc_pass,
+    run_at_once,
+)
 
 GOOD = format_id(Kind.UNIT, 1)
 WRONG_CHECK = GOOD[:-1] + ("A" if GOOD[-1] != "A" else "B")
@@ -328,28 +336,10 @@ def test_two_technicians_race_for_one_slot(postgres_only: None) -> None:
     tech = make_user("racer")
     box = make_box(actor=tech)
     units = make_units(actor=tech, count=2)
-    barrier = threading.Barrier(2)
-    outcomes: list[str] = []
-
-    def place(unit: ProductUnit) -> None:
-        try:
-            barrier.wait()
-            unit_place(unit=unit, container=box, position="A1", actor=tech)
-            outcomes.append("placed")
-        except ConflictError as exc:
-            outcomes.append(f"conflict: {exc.message}")
-        except Exception as exc:
-            outcomes.append(f"unexpected: {exc!r}")
-        finally:
-            close_old_connections()
-            connection.close()
-
-    threads = [threading.Thread(target=place, args=(u,)) for u in units]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(o.split(":")[0] for o in outcomes) == ["conflict", "placed"], outcomes
+    outcomes = run_at_once(
+        *(partial(unit_place, unit=u, container=box, position="A1", actor=tech) for u in units)
+    )
+    assert outcomes == ["409 position_taken", "ok"]
     assert Placement.objects.open().filter(container=box).count() == 1
     statuses = sorted(
         ProductUnit.objects.filter(pk__in=[u.pk for u in units]).values_list("status", flat=True)
