@@ -77,11 +77,12 @@ def test_receipt_by_condition_never_decides_twice(trial: Any, tech: Any) -> None
     aspirate.refresh_from_db()
     assert aspirate.status == "accepted"
     assert CustodyEvent.objects.filter(aspirate=aspirate, action="quarantine").count() == 0
+    other = make_aspirate(actor=tech)
     with pytest.raises(ServiceError) as info:
-        aspirate_receive_by_condition(
-            aspirate=make_aspirate(actor=tech), actor=tech, condition="frozen solid"
-        )
-    assert info.value.field == "condition"
+        aspirate_receive_by_condition(aspirate=other, actor=tech, condition="frozen solid")
+    assert (info.value.code, info.value.field) == ("invalid", "condition")
+    other.refresh_from_db()
+    assert other.status == "collected" and other.received_by is None
 
 
 def test_whole_chain_is_logged_in_order(trial: Any, tech: Any) -> None:
