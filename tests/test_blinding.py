@@ -228,7 +228,11 @@ def test_monitor_sees_dose_release_signatures_but_no_qc_release(
     assert "dose released for administration" in text
     assert "PR0" not in text
     qc = Signature.objects.get(meaning="qc_release")
-    assert client.get(f"/admin/biobank/signature/{qc.pk}/change/").status_code in (302, 404)
+    # The QC release signature answers as one that does not exist: back to the index.
+    hidden = client.get(f"/admin/biobank/signature/{qc.pk}/change/")
+    missing = client.get("/admin/biobank/signature/999999/change/")
+    assert (hidden.status_code, hidden["Location"]) == (302, "/admin/")
+    assert (missing.status_code, missing["Location"]) == (302, "/admin/")
 
 
 @pytest.mark.django_db
@@ -242,5 +246,5 @@ def test_admin_pages_of_lab_models_refuse_blinded_roles(
     assert client.get("/admin/biobank/randomisationentry/").status_code == 403
     # A crafted filter on a hidden field is refused, not silently applied.
     crafted = client.get("/admin/biobank/participant/?arm__code=A")
-    assert crafted.status_code in (302, 400)
+    assert crafted.status_code == 400
     assert "Arm" not in client.get("/admin/biobank/participant/").content.decode()

@@ -193,7 +193,12 @@ def test_checkout_page(browser: Any, live_server: Any, tech_in_browser: Any) -> 
     unit_place(unit=unit, container=box, position="B2", actor=tech_in_browser)
     _open(browser, live_server, "checkout")
     assert "CHECKED OUT" in _scan(browser, unit.code)
+    unit.refresh_from_db()
+    assert unit.status == "checked_out"
     assert "CHECKED IN" in _scan(browser, unit.code)
+    unit.refresh_from_db()
+    assert unit.status == "stored"
+    assert list(unit.events.values_list("action", flat=True))[-2:] == ["check_out", "check_in"]
 
 
 def test_verify_page(browser: Any, live_server: Any, tech_in_browser: Any) -> None:

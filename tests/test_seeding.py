@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from django.apps import apps
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from biobank.models import (
@@ -108,4 +109,6 @@ def test_demo_login_works(seeded: dict[str, int], client: Any) -> None:
     # Through the login form: django-axes needs the request to check for a lockout.
     response = client.post("/admin/login/", {"username": "demo", "password": "demo-biobank"})
     assert response.status_code == 302
+    demo = get_user_model().objects.get(username="demo")
+    assert client.session["_auth_user_id"] == str(demo.pk)
     assert client.get("/admin/").status_code == 200
