@@ -8,12 +8,13 @@ class ServiceError(Exception):
     """A refused request, with a code, a message for a person and, where known, the field."""
 
     status_code = 400
+    default_code = "invalid"
     index: int | None = None  # which item of a bulk request was refused
 
-    def __init__(self, message: str, *, code: str = "invalid", field: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.code = code
+        self.code = code or self.default_code
         self.field = field
 
     def as_dict(self) -> dict[str, object]:
@@ -24,6 +25,7 @@ class ServiceError(Exception):
 
 class NotFound(ServiceError):
     status_code = 404
+    default_code = "not_found"
 
 
 class TransitionError(ServiceError):

@@ -247,11 +247,6 @@ def test_bad_requests_record_no_job(api: APIClient, units: list[Any], loopback: 
     assert loopback.received == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/printing.py raises NotFound for an unknown printer without "
-    "code='not_found', so the 404 says code 'invalid' (production bug, reported)",
-)
 def test_unknown_printer_is_404_not_found(api: APIClient, units: list[Any]) -> None:
     response = api.post(
         "/api/print-jobs/", {"printer": "nope", "codes": [units[0].code]}, format="json"

@@ -289,11 +289,6 @@ def test_packing_refuses_each_ineligible_item(trial: Any, tech: Any) -> None:
     assert refused.value.code == "manifest_locked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/shipments.py manifest_line raises NotFound without code='not_found', "
-    "so the 404 says code 'invalid' (production bug, reported)",
-)
 def test_unpacking_an_item_not_on_the_manifest_is_not_found(trial: Any, tech: Any) -> None:
     packed, other = sto_units(tech, 2)
     shipment = plan(tech, "HUS", "STO", "dry_shipper")
