@@ -147,14 +147,7 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
             return []
         return [
             "code",
-            "label",
-            "from_site",
-            "to_site",
-            "kind",
-            "shipper_id",
-            "logger_serial",
-            "courier",
-            "tracking_ref",
+            *ShipmentForm.Meta.fields,
             "status",
             "status_reason",
             "seal_signature",

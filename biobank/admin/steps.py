@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from biobank.services.actions import Action, Input, action_get, action_run
+from biobank.services.actions import Action, Input, action_get, action_run, actions_for
 from biobank.services.errors import ServiceError
 
 
@@ -34,14 +34,6 @@ class ConfirmForm(forms.Form):
     def clean_at(self) -> Any:
         value = self.cleaned_data.get("at")
         return value or timezone.now()
-
-
-class ReasonForm(ConfirmForm):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Reason")
-
-
-class OptionalReasonForm(ConfirmForm):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
 
 @dataclass(frozen=True)
@@ -184,8 +176,6 @@ def catalogue_step(
 
 def catalogue_actions(kind: str, *names: str) -> list[Callable[..., HttpResponse | None]]:
     """Admin actions for the named steps (default: every step on an item of ``kind``)."""
-    from biobank.services.actions import actions_for
-
     chosen = names or tuple(a.name for a in actions_for(kind, on_item=True))
     return [make_action(catalogue_step(kind, name)) for name in chosen]
 

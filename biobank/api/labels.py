@@ -42,8 +42,6 @@ from .errors import ErrorSerializer
 
 TEMPLATE_NAMES = sorted(TEMPLATES)
 
-ErrorBody = ErrorSerializer
-
 
 class PrintJobError(ErrorSerializer):
     """A refused print: the error, and the job that was recorded as failed."""
@@ -51,13 +49,12 @@ class PrintJobError(ErrorSerializer):
     print_job = serializers.IntegerField(help_text="The failed job, recorded")
 
 
-PrintErrorBody = PrintJobError
 ERRORS = {
-    400: OpenApiResponse(ErrorBody, description="Bad identifier, format, template or dpi"),
-    401: OpenApiResponse(ErrorBody, description="Not logged in"),
-    403: OpenApiResponse(ErrorBody, description="Not allowed"),
-    404: OpenApiResponse(ErrorBody, description="No item with this identifier"),
-    422: OpenApiResponse(ErrorBody, description="The text does not fit the chosen label"),
+    400: OpenApiResponse(ErrorSerializer, description="Bad identifier, format, template or dpi"),
+    401: OpenApiResponse(ErrorSerializer, description="Not logged in"),
+    403: OpenApiResponse(ErrorSerializer, description="Not allowed"),
+    404: OpenApiResponse(ErrorSerializer, description="No item with this identifier"),
+    422: OpenApiResponse(ErrorSerializer, description="The text does not fit the chosen label"),
 }
 
 
@@ -300,7 +297,7 @@ class PrintJobList(generics.ListAPIView):
         responses={
             201: PrintJobSerializer,
             503: OpenApiResponse(
-                PrintErrorBody, description="The printer did not take the job (recorded failed)"
+                PrintJobError, description="The printer did not take the job (recorded failed)"
             ),
             **ERRORS,
         },

@@ -11,7 +11,7 @@ from biobank.visibility import kind_name, policy_for
 
 class RolePermission(BasePermission):
     """Reads need the model's view permission; a write needs what the action catalogue names
-    for its step (other writes: the view's ``write_permissions``, else change_<model>).
+    for its step (other writes: change_<model>).
 
     The same Django permissions (held through role groups) govern the admin, so a role
     can do the same things in both. Before any of that the visibility policy decides whether
@@ -30,7 +30,4 @@ class RolePermission(BasePermission):
         step = getattr(getattr(view, getattr(view, "action", None) or "", None), "catalogue", None)
         if step is not None:
             return action_permitted(step, user)
-        needed = getattr(view, "write_permissions", {}).get(getattr(view, "action", None) or "")
-        if needed is None:
-            needed = f"biobank.change_{view.model_name}"
-        return user.has_perm(needed)
+        return user.has_perm(f"biobank.change_{view.model_name}")

@@ -52,7 +52,6 @@ class BaseViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[^/]+"
     permission_classes = [RolePermission]
     model_name = ""
-    write_permissions: dict[str, str] = {}
 
     def get_object(self) -> Any:
         code = str(self.kwargs.get("code", "")).strip().upper()
