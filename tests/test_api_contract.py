@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from biobank.services.errors import ServiceError
+from biobank.errors import ServiceError
 from biobank.services.storage import unit_move, unit_place
 
 from .factories import PASSWORD, make_aspirate, make_box, make_units, run_at_once

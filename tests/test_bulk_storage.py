@@ -10,11 +10,11 @@ import pytest
 from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
+from biobank.errors import ConflictError, ServiceError
 from biobank.identifiers import Kind, format_id
 from biobank.models import CustodyEvent, Placement, ProductUnit
 from biobank.rack_csv import parse_rack_csv
 from biobank.selectors.storage import location_of
-from biobank.services.errors import ConflictError, ServiceError
 from biobank.services.racks import rack_scan_apply
 from biobank.services.roles import LAB, roles_sync
 from biobank.services.storage import MoveItem, StoreItem, unit_place, units_move, units_store

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from biobank.errors import ServiceError
 from biobank.models import CustodyEvent, Dose, IdentityCheck, ProductUnit, Study
 from biobank.services.dose_plan import dose_propose, units_suggest, visit_weight_record
 from biobank.services.doses import (
@@ -20,7 +21,6 @@ from biobank.services.doses import (
     dose_prepare,
     dose_release,
 )
-from biobank.services.errors import ServiceError
 from biobank.services.qc_release import processing_qc_release
 from biobank.services.roles import CLINICIAN, LAB, QA
 

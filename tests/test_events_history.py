@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
+from biobank.errors import ConflictError, ServiceError
 from biobank.models import CustodyEvent, Site
 from biobank.services.aspirates import aspirate_receive, aspirate_receive_by_condition
-from biobank.services.errors import ConflictError, ServiceError
 from biobank.services.qc_release import processing_qc_release
 from biobank.services.units import unit_transition
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from biobank.errors import ServiceError, TransitionError
 from biobank.models import (
     AspirateStatus,
     CustodyEvent,
@@ -14,7 +15,6 @@ from biobank.models import (
     ShipmentStatus,
     UnitStatus,
 )
-from biobank.services.errors import ServiceError, TransitionError
 from biobank.services.lifecycle import TRANSITIONS, allowed_actions, transition_apply
 
 from .factories import make_accepted_aspirate, make_dose, make_processing, make_units

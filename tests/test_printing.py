@@ -21,12 +21,12 @@ from django.urls import reverse
 from PIL import Image
 from rest_framework.test import APIClient
 
+from biobank.errors import ServiceError
 from biobank.identifiers import Kind, format_id
 from biobank.labels import get_template, render_zpl
 from biobank.models import Printer, PrintJob, PrintJobStatus
 from biobank.selectors.labels import label_subject_get
 from biobank.services import printing
-from biobank.services.errors import ServiceError
 from biobank.services.printing import print_job_submit
 
 from .factories import load_trial, make_printer, make_units, make_user

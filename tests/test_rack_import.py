@@ -8,9 +8,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from biobank.errors import ServiceError
 from biobank.models import CustodyEvent, Placement
 from biobank.rack_csv import parse_rack_csv
-from biobank.services.errors import ServiceError
 from biobank.services.racks import rack_scan_apply, rack_scan_compare, rack_scan_plan
 from biobank.services.storage import unit_place
 

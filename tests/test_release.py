@@ -13,6 +13,7 @@ import time_machine
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
+from biobank.errors import ServiceError
 from biobank.models import Dose, IdentityCheck, QcRelease, Signature, Unblinding
 from biobank.services.dose_plan import dose_propose, doses_due
 from biobank.services.doses import (
@@ -24,7 +25,6 @@ from biobank.services.doses import (
     dose_prepare,
     dose_release,
 )
-from biobank.services.errors import ServiceError
 from biobank.services.qc_release import processing_qc_release
 from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
 from biobank.services.unblinding import participant_unblind

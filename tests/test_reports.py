@@ -13,6 +13,7 @@ import pypdfium2 as pdfium
 import pytest
 from django.db.models import Q
 
+from biobank.errors import ServiceError
 from biobank.models import (
     CustodyEvent,
     ExportLog,
@@ -22,7 +23,6 @@ from biobank.models import (
     ProductUnit,
 )
 from biobank.services.doses import dose_administer, dose_dispatch
-from biobank.services.errors import ServiceError
 from biobank.services.storage import unit_move
 from biobank.services.unblinding import participant_unblind
 

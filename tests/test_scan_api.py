@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from biobank.errors import NotFound, ServiceError
 from biobank.identifiers import Kind, format_id
 from biobank.selectors.scan import scan_resolve
-from biobank.services.errors import NotFound, ServiceError
 from biobank.services.storage import unit_place
 
 from .factories import make_box, make_units, make_user

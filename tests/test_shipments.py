@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from biobank.errors import ServiceError
 from biobank.logger_csv import (
     LoggerCsvError,
     excursion_summary,
@@ -27,7 +28,6 @@ from biobank.models import (
     Site,
 )
 from biobank.services.doses import UnitCount, dose_make_ready, dose_prepare, dose_release
-from biobank.services.errors import ServiceError
 from biobank.services.shipment_receipt import (
     shipment_item_find,
     shipment_item_write_off,

@@ -11,6 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from biobank.errors import ConflictError, ServiceError, TransitionError
 from biobank.identifiers import Kind, format_id
 from biobank.models import Container, Placement, ProductUnit
 from biobank.services.containers import (
@@ -20,7 +21,6 @@ from biobank.services.containers import (
     position_parse,
     temperature_record,
 )
-from biobank.services.errors import ConflictError, ServiceError, TransitionError
 from biobank.services.qc_release import processing_qc_release
 from biobank.services.storage import (
     unit_check_in,

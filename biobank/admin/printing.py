@@ -19,10 +19,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from simple_history.admin import SimpleHistoryAdmin
 
+from biobank.errors import ServiceError
 from biobank.labels import TEMPLATES
 from biobank.models import Printer, PrintJob, PrintJobStatus
 from biobank.selectors.labels import default_template_for
-from biobank.services.errors import ServiceError
 from biobank.services.printing import MAX_COPIES, print_job_submit
 
 from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin

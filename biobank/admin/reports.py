@@ -18,10 +18,10 @@ from biobank.api.reports import (
     inventory_response,
     participant_report_response,
 )
+from biobank.errors import ServiceError
 from biobank.models import ExportLog, Participant
 from biobank.selectors.audit_export import SOURCES
 from biobank.selectors.inventory import inventory_counts, participant_whereabouts
-from biobank.services.errors import ServiceError
 
 from .steps import ReadOnlyAdminMixin
 

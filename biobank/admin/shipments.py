@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from biobank.errors import ServiceError
 from biobank.labels import content_type_for
 from biobank.models import Shipment, ShipmentStatus
 from biobank.selectors.shipments import (
@@ -26,7 +27,6 @@ from biobank.selectors.shipments import (
 )
 from biobank.services import shipments as services
 from biobank.services.actions import action_get, action_permitted, action_run
-from biobank.services.errors import ServiceError
 
 from .steps import NoDeleteAdminMixin, check_with_service, step_form
 

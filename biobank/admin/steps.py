@@ -20,8 +20,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from biobank.errors import ServiceError
 from biobank.services.actions import Action, Input, action_get, action_run, actions_for
-from biobank.services.errors import ServiceError
 
 
 class ConfirmForm(forms.Form):

@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
+from biobank.errors import ServiceError
 from biobank.identifiers import Kind
 from biobank.models import (
     BoxType,
@@ -28,7 +29,6 @@ from biobank.services.containers import (
     storage_unit_create,
     temperature_record,
 )
-from biobank.services.errors import ServiceError
 from biobank.services.storage import unit_place
 
 from .printing import LabelPreviewMixin, print_labels

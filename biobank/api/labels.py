@@ -21,9 +21,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from biobank.errors import ServiceError
 from biobank.labels import ALLOWED_DPI, FORMATS, TEMPLATES
 from biobank.models import Printer, PrinterDpi, PrintJob, PrintJobStatus
-from biobank.services.errors import ServiceError
 from biobank.services.printing import (
     BATCH_FORMATS,
     MAX_BATCH_CODES,

@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from biobank import visibility
+from biobank.errors import NotFound, ServiceError
 from biobank.models import ExportKind, Participant, StorageUnit
 from biobank.reports import charts
 from biobank.reports.charts_for import crossover_spec, occupancy_spec, temperature_spec
@@ -34,7 +35,6 @@ from biobank.selectors.inventory import (
     participant_whereabouts,
 )
 from biobank.selectors.reports import participant_report
-from biobank.services.errors import NotFound, ServiceError
 from biobank.services.reports import export_record
 from biobank.services.signatures import PermissionRefused
 

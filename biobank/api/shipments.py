@@ -19,6 +19,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from biobank.errors import NotFound
 from biobank.labels import content_type_for
 from biobank.models import Shipment
 from biobank.selectors.shipments import (
@@ -29,7 +30,6 @@ from biobank.selectors.shipments import (
     trace_chart,
 )
 from biobank.services import shipment_receipt as receiving
-from biobank.services.errors import NotFound
 from biobank.services.lifecycle import allowed_actions
 
 from .actions import create_method, with_steps

@@ -6,11 +6,11 @@ from decimal import Decimal
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
+from biobank.errors import ConflictError, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import Anticoagulant, Aspirate, AspirateStatus, Condition, Site, Visit
 
 from .audit import history_save
-from .errors import ConflictError, ServiceError
 from .identifiers import identifier_allocate
 from .lifecycle import allowed_actions, check_time, event_record, transition_apply
 

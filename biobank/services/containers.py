@@ -12,6 +12,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F, Min, Q
 
+from biobank.errors import ServiceError
 from biobank.identifiers import Kind
 from biobank.models import (
     Accepts,
@@ -29,7 +30,6 @@ from biobank.models.storage import ROW_LETTERS
 from biobank.selectors.storage import open_count_per_box
 
 from .audit import history_save
-from .errors import ServiceError
 from .identifiers import identifier_allocate
 from .lifecycle import check_time
 

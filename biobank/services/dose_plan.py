@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Prefetch
 from django.utils import timezone
 
+from biobank.errors import ConflictError, ServiceError
 from biobank.models import (
     ArmSchedule,
     Dose,
@@ -35,7 +36,6 @@ from biobank.models import (
 )
 
 from .audit import history_save
-from .errors import ConflictError, ServiceError
 from .lifecycle import check_time
 from .signatures import require_perm
 from .units import unit_release_check

@@ -18,6 +18,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from biobank.errors import ConflictError, ServiceError, TransitionError
 from biobank.identifiers import Kind
 from biobank.models import (
     Dose,
@@ -42,7 +43,6 @@ from .dose_plan import (
     visit_plan,
     visit_treatment,
 )
-from .errors import ConflictError, ServiceError, TransitionError
 from .identifiers import identifier_allocate
 from .lifecycle import (
     check_time,

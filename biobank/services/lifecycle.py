@@ -11,6 +11,7 @@ from django.db import models, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from biobank.errors import ServiceError, TransitionError
 from biobank.models import (
     Aspirate,
     AspirateStatus,
@@ -29,7 +30,6 @@ from biobank.models import (
 )
 
 from .audit import event_record_bulk, history_save
-from .errors import ServiceError, TransitionError
 
 A, P, U, D = AspirateStatus, ProcessingStatus, UnitStatus, DoseStatus
 

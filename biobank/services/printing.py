@@ -18,6 +18,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from biobank.errors import NotFound, ServiceError
 from biobank.labels import (
     FORMATS,
     LabelError,
@@ -32,7 +33,6 @@ from biobank.models import Printer, PrintJob, PrintJobStatus
 from biobank.selectors.labels import LabelSubject, label_subject_get, label_subjects_get
 
 from .audit import history_save
-from .errors import NotFound, ServiceError
 
 BATCH_FORMATS: tuple[str, ...] = ("zpl", "pdf")
 MAX_BATCH_CODES = 500

@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
+from biobank.errors import ConflictError, ServiceError
 from biobank.models import (
     Processing,
     ProcessingStatus,
@@ -20,7 +21,6 @@ from biobank.models import (
     SignatureMeaning,
 )
 
-from .errors import ConflictError, ServiceError
 from .lifecycle import event_record
 from .signatures import require_perm, signature_sign
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
+from biobank.errors import ServiceError
 from biobank.models import Container, Placement, ProductUnit
 from biobank.rack_csv import RackCell, RackRead
 from biobank.selectors.storage import units_with_location
 
 from .containers import position_parse
-from .errors import ServiceError
 from .lifecycle import check_time
 from .storage import open_placements_lock, slot_make, slots_write, units_remove
 

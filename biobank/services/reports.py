@@ -8,9 +8,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from biobank.errors import ServiceError
 from biobank.models import ExportKind, ExportLog, Participant
-
-from .errors import ServiceError
 
 FORMATS = {
     ExportKind.AUDIT_TRAIL: ("csv", "jsonl"),

@@ -15,6 +15,7 @@ from dateutil.relativedelta import relativedelta
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models, transaction
 
+from biobank.errors import ServiceError
 from biobank.models import (
     Arm,
     ArmSchedule,
@@ -44,7 +45,6 @@ from .doses import (
     dose_prepare,
     dose_release,
 )
-from .errors import ServiceError
 from .processing import passage_record, processing_harvest, processing_start, qc_result_record
 from .qc_release import processing_qc_release
 from .randomisation import randomisation_in_use

@@ -19,6 +19,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from biobank.errors import ConflictError, ServiceError
 from biobank.logger_csv import (
     LoggerCsvError,
     decode,
@@ -40,7 +41,6 @@ from biobank.models import (
 from biobank.selectors.shipments import ITEM_MODELS
 
 from .aspirates import aspirate_receive
-from .errors import ConflictError, ServiceError
 from .lifecycle import allowed_actions, check_time, transition_apply
 from .shipments import (
     item_step,

@@ -21,6 +21,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from biobank.errors import ConflictError, NotFound, ServiceError, TransitionError
 from biobank.identifiers import Kind
 from biobank.models import (
     Aspirate,
@@ -41,7 +42,6 @@ from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.shipments import ITEM_MODELS, item_site
 
 from .audit import history_save
-from .errors import ConflictError, NotFound, ServiceError, TransitionError
 from .identifiers import identifier_allocate
 from .lifecycle import TRANSITIONS, check_time, transition_apply
 from .signatures import require_perm, signature_sign

@@ -3,9 +3,8 @@ from __future__ import annotations
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
+from biobank.errors import ServiceError
 from biobank.models import Signature, SignatureMeaning
-
-from .errors import ServiceError
 
 
 class PermissionRefused(ServiceError):

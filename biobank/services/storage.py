@@ -11,6 +11,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from biobank.errors import ConflictError, ServiceError, TransitionError
 from biobank.models import (
     Accepts,
     Container,
@@ -21,7 +22,6 @@ from biobank.models import (
 
 from .audit import history_save
 from .containers import position_parse
-from .errors import ConflictError, ServiceError, TransitionError
 from .lifecycle import (
     TRANSITIONS,
     Step,

@@ -6,11 +6,11 @@ from dateutil.relativedelta import relativedelta
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
+from biobank.errors import ConflictError, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import Arm, Participant, Site, Study, Visit
 
 from .audit import history_save
-from .errors import ConflictError, ServiceError
 from .identifiers import identifier_allocate
 from .randomisation import (
     randomisation_entry_next,

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
+from biobank.errors import ServiceError
 from biobank.models import ArmSchedule, Participant, SignatureMeaning, Treatment, Unblinding
 
-from .errors import ServiceError
 from .lifecycle import event_record
 from .signatures import require_perm, signature_sign
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
+from biobank.errors import ServiceError
 from biobank.identifiers import Kind
 from biobank.models import (
     ContainerType,
@@ -19,7 +20,6 @@ from biobank.models import (
 )
 
 from .audit import event_record_bulk, history_save
-from .errors import ServiceError
 from .identifiers import identifier_allocate, identifiers_allocate
 from .lifecycle import (
     Step,

@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from biobank.errors import ServiceError
 from biobank.models import Study
-from biobank.services.errors import ServiceError
 from biobank.services.randomisation import randomisation_in_use, randomisation_list_import
 from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
 from biobank.services.seeding import demo_data_load, trial_definition_load
