@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from biobank.errors import NotFound, ServiceError
 from biobank.identifiers import Kind, format_id
 from biobank.selectors.scan import scan_resolve
-from biobank.services.storage import unit_place
+from biobank.services.storage import unit_check_out, unit_place
 
 from .factories import make_box, make_units, make_user
 
@@ -48,6 +48,18 @@ def test_scan_tolerates_what_scanners_add(api: APIClient, stored_unit: Any, wrap
     assert body["status"] == "stored"
     assert "Scan box" in body["location"] and "B4" in body["location"]
     assert body["admin_url"].endswith(f"/admin/biobank/productunit/{stored_unit.pk}/change/")
+
+
+def test_scan_of_a_checked_out_unit_names_its_reserved_slot(
+    api: APIClient, stored_unit: Any, tech: Any
+) -> None:
+    unit_check_out(unit=stored_unit, actor=tech, reason="thaw test")
+    body = api.post("/api/scan/", {"code": stored_unit.code}, format="json").json()
+    assert body["status"] == "checked_out"
+    assert body["location"].endswith("B4 — checked out, slot reserved")
+    # The resolver's unit carries when it left, as a time (the scan's compiled query).
+    result = scan_resolve(raw=stored_unit.code, viewer=tech)
+    assert result.item.location_checked_out.tzinfo is not None
 
 
 def test_scan_reports_what_was_removed(api: APIClient, stored_unit: Any) -> None:
