@@ -129,6 +129,8 @@ def django_setup(target: Target, *, allowed_hosts: str = "127.0.0.1,localhost,te
     os.environ["DEBUG"] = "false"
     os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production")
     os.environ["ALLOWED_HOSTS"] = allowed_hosts
+    # Plain HTTP on loopback: in production the TLS proxy in front redirects to https.
+    os.environ["SECURE_SSL_REDIRECT"] = "false"
     import django
 
     django.setup()

@@ -6,18 +6,15 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Q
-
 from biobank import visibility
 from biobank.models import (
-    Container,
-    ContainerKind,
     DoseStatus,
     Participant,
     StorageUnit,
     TemperatureReading,
     Treatment,
 )
+from biobank.selectors.storage import boxes_with_occupancy
 
 
 def temperature_series(
@@ -42,21 +39,12 @@ class BoxOccupancy:
 
 
 def box_occupancy(*, storage_unit: StorageUnit) -> list[BoxOccupancy]:
-    qs = (
-        Container.objects.filter(storage_unit=storage_unit, kind=ContainerKind.BOX)
-        .select_related("parent", "box_type")
-        .annotate(used=Count("placements", filter=Q(placements__ended_at__isnull=True)))
-        .order_by("path")
+    rows = boxes_with_occupancy(storage_unit=storage_unit).values_list(
+        "code", "name", "parent__name", "used", "capacity"
     )
     return [
-        BoxOccupancy(
-            code=b.code,
-            name=b.name,
-            parent=b.parent.name if b.parent else "",
-            used=b.used,
-            capacity=b.box_type.capacity,
-        )
-        for b in qs
+        BoxOccupancy(code=code, name=name, parent=parent or "", used=used, capacity=capacity)
+        for code, name, parent, used, capacity in rows
     ]
 
 
