@@ -178,6 +178,7 @@ def figures(result: dict[str, Any], small: dict[str, Any] | None) -> list[Figure
         queries = f"{st['queries']:,} queries" if st["queries"] >= 0 else "queries not counted"
         how = f" ({st['mode']})".replace("<code>", "{code}") if key == "one request" else ""
         cpu = f", CPU {_ms(st['cpu_ms'])}" if "cpu_ms" in st else ""
+        cpu += f", slowest {_ms(st['max_ms'])}" if "max_ms" in st else ""
         out.append(
             Figure(
                 name,
