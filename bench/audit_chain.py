@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.dataset import OUT, RowInserter, Target, _chunks, django_setup
+from bench.rows import RowInserter, _chunks
+from bench.target import OUT, Target, django_setup
 
 
 @dataclass(frozen=True)

@@ -21,26 +21,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import random
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-OUT = BENCH_DIR / "out"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
-ENGINES = ("sqlite", "postgres")
-ENGINE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+from bench.rows import RowInserter, _chunks
+from bench.target import REPO, Target
 
 BOX_ROWS = BOX_COLUMNS = 9
 BOX_CAPACITY = BOX_ROWS * BOX_COLUMNS
@@ -49,7 +38,6 @@ BOXES_PER_TANK = 1000
 SUGGEST_TANK_BOXES = 1000
 MAX_FREE_PER_BOX = 6  # tank 1: box i has i % 7 free positions
 UNITS_PER_PROCESSING = 10
-BATCH = 10_000
 BENCH_USER = "bench"
 BENCH_PASSWORD = "bench-biobank"  # local benchmark databases only
 VIAL_BOX_TYPE = "Bench vial box 9×9"
@@ -57,83 +45,6 @@ PLATE_BOX_TYPE = "Bench box 8×12"
 OSLO = ZoneInfo("Europe/Oslo")
 START = dt.date(2014, 1, 6)
 SPAN_DAYS = 3650  # enrolments spread over ten years
-
-
-@dataclass(frozen=True)
-class Target:
-    """One benchmark database: an engine and a data-set size."""
-
-    engine: str
-    units: int
-
-    @property
-    def db_name(self) -> str:
-        # BENCH_DB_PREFIX keeps parallel checkouts on one server apart.
-        return f"{os.environ.get('BENCH_DB_PREFIX', 'biobank_bench')}_{self.units}"
-
-    @property
-    def sqlite_path(self) -> Path:
-        return OUT / f"bench_{self.units}.sqlite3"
-
-    @property
-    def url(self) -> str:
-        if self.engine == "sqlite":
-            return f"sqlite:///{self.sqlite_path}"
-        return f"{PG_SERVER}/{self.db_name}"
-
-    @property
-    def marker(self) -> Path:
-        return OUT / f"{self.engine}_{self.units}.json"
-
-    @property
-    def title(self) -> str:
-        return f"{ENGINE_NAMES[self.engine]}, {self.units:,} units"
-
-    def _pg_admin(self) -> Any:
-        import psycopg
-
-        return psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True)
-
-    def exists(self) -> bool:
-        """Built completely (the marker is written last) and the database is still there."""
-        if not self.marker.exists():
-            return False
-        if self.engine == "sqlite":
-            return self.sqlite_path.exists()
-        with self._pg_admin() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (self.db_name,)
-            ).fetchone()
-        return row is not None
-
-    def info(self) -> dict[str, Any]:
-        return json.loads(self.marker.read_text())
-
-    def recreate(self) -> None:
-        """Drop and create an empty database (never touches any other database)."""
-        OUT.mkdir(parents=True, exist_ok=True)
-        self.marker.unlink(missing_ok=True)
-        if self.engine == "sqlite":
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{self.sqlite_path}{suffix}").unlink(missing_ok=True)
-            return
-        with self._pg_admin() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{self.db_name}"')
-
-
-def django_setup(target: Target, *, allowed_hosts: str = "127.0.0.1,localhost,testserver") -> None:
-    """Configure Django for ``target`` in this process (production mode: DEBUG off)."""
-    os.environ["DATABASE_URL"] = target.url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings_bench"
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production")
-    os.environ["ALLOWED_HOSTS"] = allowed_hosts
-    # Plain HTTP on loopback: in production the TLS proxy in front redirects to https.
-    os.environ["SECURE_SSL_REDIRECT"] = "false"
-    import django
-
-    django.setup()
 
 
 def _fast_load(sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -189,85 +100,7 @@ def storage_plan(units: int) -> list[BoxPlan]:
     return boxes
 
 
-# --- fast inserts ------------------------------------------------------------------------
-
-
-class RowInserter:
-    """Insert rows given as ``{attname: value}`` into a model's table, fast.
-
-    PostgreSQL: ``COPY … FROM STDIN``; SQLite: ``executemany``. Django's ``bulk_create``
-    spends most of its time preparing each value in Python (profiled: 1M units took
-    about ten minutes); this writes the same rows, every column, with the model's own
-    defaults for the columns a row leaves out. The database still checks every
-    constraint (check, unique, foreign key) on insert.
-    """
-
-    def __init__(self, model: Any) -> None:
-        from django.db import connection
-        from django.utils import timezone
-
-        self.connection = connection
-        self.table = model._meta.db_table
-        self.fields = list(model._meta.concrete_fields)
-        self.columns = [f.column for f in self.fields]
-        now = timezone.now()
-        sqlite = connection.vendor == "sqlite"
-        self.sqlite = sqlite
-        # (attname, default) per column; a missing NOT NULL value fails in the database.
-        self.pairs = []
-        self.converters = []
-        for index, f in enumerate(self.fields):
-            if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False):
-                default = now
-            elif f.has_default():
-                default = f.get_default()
-            elif f.empty_strings_allowed and f.blank and not f.null:
-                default = ""
-            else:
-                default = None
-            self.pairs.append((f.attname, default))
-            kind = f.get_internal_type()
-            if kind == "JSONField":
-                self.converters.append((index, lambda v: json.dumps(v, ensure_ascii=False)))
-            elif sqlite and kind == "DateTimeField":
-                # Django's SQLite format: naive UTC, 'YYYY-MM-DD HH:MM:SS[.ffffff]'.
-                self.converters.append(
-                    (index, lambda v: str(v.astimezone(dt.UTC).replace(tzinfo=None)))
-                )
-            elif sqlite and kind in ("DateField", "DecimalField"):
-                self.converters.append((index, str))
-
-    def _tuple(self, row: dict[str, Any]) -> list[Any]:
-        values = [row.get(name, default) for name, default in self.pairs]
-        for index, convert in self.converters:
-            value = values[index]
-            if value is not None:
-                values[index] = convert(value)
-        return values
-
-    def __call__(self, rows: list[dict[str, Any]]) -> None:
-        tuples = [self._tuple(r) for r in rows]
-        columns = ", ".join(f'"{c}"' for c in self.columns)
-        self.connection.ensure_connection()
-        if self.sqlite:
-            marks = ", ".join("?" * len(self.columns))
-            raw = self.connection.connection.cursor()
-            raw.executemany(f'INSERT INTO "{self.table}" ({columns}) VALUES ({marks})', tuples)
-            raw.close()
-            return
-        with self.connection.cursor() as cursor:
-            copy_sql = f'COPY "{self.table}" ({columns}) FROM STDIN'
-            with cursor.cursor.copy(copy_sql) as copy:
-                for t in tuples:
-                    copy.write_row(t)
-
-
 # --- the builder -------------------------------------------------------------------------
-
-
-def _chunks(n: int, size: int = BATCH) -> Iterator[range]:
-    for start in range(0, n, size):
-        yield range(start, min(n, start + size))
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.dataset import REPO, Target, django_setup
 from bench.measure_http import http_part
 from bench.measure_store import move_box_service, store_box_rack_scan, store_box_service
+from bench.target import REPO, Target, django_setup
 from bench.timing import guarded, machine, ms
 
 SUGGEST_RUNS = 20

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.dataset import OUT, REPO, Target
 from bench.measure_store import STORE_UNITS, _store_body, _store_setup, store_route
+from bench.target import OUT, REPO, Target
 from bench.timing import guarded, ms, percentile, unit_codes
 
 VENV_BIN = Path(sys.executable).parent

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bench.dataset import ENGINE_NAMES
+from bench.target import ENGINE_NAMES
 
 SCAN_RATIO_TARGET = 1.5
 STORE_QUERIES_TARGET = 30

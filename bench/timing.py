@@ -60,7 +60,7 @@ def machine() -> dict[str, Any]:
     with contextlib.suppress(Exception):
         import psycopg
 
-        from bench.dataset import PG_SERVER
+        from bench.target import PG_SERVER
 
         with psycopg.connect(f"{PG_SERVER}/postgres") as conn:
             pg = conn.execute("SHOW server_version").fetchone()[0]
