@@ -14,7 +14,19 @@ from biobank.visibility import can_see_allocation
 
 from .. import aspirates, dose_plan, processing, qc_release, unblinding, units
 from ..trial import participant_enroll
-from .inputs import AT, PASSWORD, Action, Input, calls, choices, code, count, reason, viability
+from .inputs import (
+    AT,
+    PASSWORD,
+    Action,
+    Input,
+    calls,
+    choices,
+    code,
+    codes,
+    count,
+    reason,
+    viability,
+)
 
 
 def _enrol(_: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
@@ -253,14 +265,7 @@ STEPS: tuple[Action, ...] = (
         "Record freezing run",
         "biobank.add_freezingrun",
         (
-            Input(
-                "units",
-                "codes",
-                False,
-                help="Default: every unit not yet frozen",
-                kinds=frozenset({Kind.UNIT}),
-                max_length=80,
-            ),
+            codes("units", Kind.UNIT, required=False, help="Default: every unit not yet frozen"),
             Input("started_at", "datetime"),
             Input("finished_at", "datetime"),
             Input("rate_c_per_min", "decimal", False, max_digits=4, decimal_places=2, default=-1),
