@@ -504,6 +504,20 @@ def unit_check_in(
 
 
 @transaction.atomic
+def unit_check_out_or_in(
+    *, unit: ProductUnit, actor: AbstractBaseUser, at: datetime | None = None
+) -> Placement:
+    """Check a checked-out unit back in, any other unit out (the scan page's automatic mode);
+    the placement's ``checked_out_at`` says which it was."""
+    status = (
+        ProductUnit.objects.select_for_update(of=("self",)).values_list("status", flat=True)
+    ).get(pk=unit.pk)
+    if status == UnitStatus.CHECKED_OUT:
+        return unit_check_in(unit=unit, actor=actor, at=at)
+    return unit_check_out(unit=unit, actor=actor, at=at)
+
+
+@transaction.atomic
 def _reserved_slot_step(
     *, unit: ProductUnit, action: str, actor: AbstractBaseUser, at: datetime | None, reason: str
 ) -> Placement:
