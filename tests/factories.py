@@ -29,7 +29,7 @@ from biobank.models import (
     StorageUnit,
     Study,
 )
-from biobank.services.aspirates import aspirate_collect, aspirate_receive
+from biobank.services.aspirates import aspirate_collect, aspirate_receive_by_condition
 from biobank.services.containers import container_create, storage_unit_create
 from biobank.services.processing import processing_harvest, processing_start
 from biobank.services.seeding import trial_definition_load
@@ -95,13 +95,12 @@ def make_aspirate(
 def accept_intact(
     *, aspirate: Aspirate, actor: Any, received_at: dt.datetime | None = None
 ) -> None:
-    """Receive an aspirate at room temperature, intact, and accept it."""
-    aspirate_receive(
+    """Receive an aspirate at room temperature, intact: the receipt scan accepts it."""
+    aspirate_receive_by_condition(
         aspirate=aspirate,
-        decision="accept",
         actor=actor,
-        temperature_c=Decimal("20.0"),
         condition="intact",
+        temperature_c=Decimal("20.0"),
         received_at=received_at or past(days=29, hours=20),
     )
 

@@ -27,6 +27,7 @@ EXPECTED = [
     ("visit", "record_weight", "biobank.record_weight", True),
     ("aspirate", "collect", "biobank.add_aspirate", False),
     ("aspirate", "receive", "biobank.change_aspirate", True),
+    ("aspirate", "receive_by_condition", "biobank.change_aspirate", True),
     ("aspirate", "release_quarantine", "biobank.change_aspirate", True),
     ("aspirate", "reject", "biobank.change_aspirate", True),
     ("aspirate", "start_processing", "biobank.add_processing", True),
@@ -44,6 +45,7 @@ EXPECTED = [
     ("unit", "put_undo", "biobank.change_productunit", True),
     ("unit", "check_out", "biobank.change_productunit", True),
     ("unit", "check_in", "biobank.change_productunit", True),
+    ("unit", "check_out_or_in", "biobank.change_productunit", True),
     ("unit", "unstore", "biobank.change_productunit", True),
     ("unit", "quarantine", "biobank.change_productunit", True),
     ("unit", "lift_quarantine", "biobank.change_productunit", True),
@@ -171,8 +173,39 @@ def test_the_admin_offers_the_catalogue_steps_a_role_may_take(client: Any, trial
     assert offered[LAB] == [
         "step_discard",
         "step_receive",
+        "step_receive_by_condition",
         "step_reject",
         "step_release_quarantine",
         "step_start_processing",
     ]
     assert offered[CLINICIAN] == []
+
+
+def test_the_scan_pages_automatic_check_and_receipt_are_steps_of_their_own(trial: Any) -> None:
+    lab = make_user("lab-auto")
+    unit = make_units(actor=lab, count=1, stored=True)[0]
+    api = APIClient()
+    api.force_authenticate(lab)
+    statuses = []
+    for _ in range(2):
+        response = api.post(f"/api/units/{unit.code}/check-out-or-in/", {}, format="json")
+        assert response.status_code == 200, response.content
+        statuses.append(ProductUnit.objects.get(pk=unit.pk).status)
+    assert statuses == ["checked_out", "stored"]
+    actions = list(CustodyEvent.objects.filter(unit=unit).order_by("id").values_list("action"))
+    assert actions[-2:] == [("check_out",), ("check_in",)]
+    intact, late = make_aspirate(actor=lab), make_aspirate(actor=lab)
+    for aspirate, condition in ((intact, "intact"), (late, "late")):
+        response = api.post(
+            f"/api/aspirates/{aspirate.code}/receive-by-condition/",
+            {"condition": condition, "temperature_c": "21.5"},
+            format="json",
+        )
+        assert response.status_code == 200, response.content
+    intact.refresh_from_db()
+    late.refresh_from_db()
+    assert (intact.status, late.status) == ("accepted", "quarantined")
+    again = api.post(
+        f"/api/aspirates/{late.code}/receive-by-condition/", {"condition": "intact"}, format="json"
+    )
+    assert (again.status_code, again.json()["code"]) == (409, "already_received")

@@ -10,11 +10,10 @@ from django.utils.translation import gettext_lazy, gettext_noop
 
 from biobank.errors import ServiceError, TransitionError
 from biobank.identifiers import Kind
-from biobank.models import ProductUnit, UnitStatus
+from biobank.models import ProductUnit
 from biobank.selectors.scan import ScanResult
 from biobank.selectors.storage import box_map, location_of
 from biobank.services.actions import action_get, action_run
-from biobank.services.storage import unit_check_in, unit_check_out
 
 from .base import Feedback, ScanPage, box_from_state, position_in_box
 
@@ -133,6 +132,10 @@ class StorePage(BoxScanPage):
         )
 
 
+# The step each check-out page mode takes.
+STEP_OF_MODE = {"auto": "check_out_or_in", "out": "check_out", "in": "check_in"}
+
+
 class CheckOutPage(ScanPage):
     slug = "checkout"
     title = gettext_lazy("Check out / check in")
@@ -144,7 +147,7 @@ class CheckOutPage(ScanPage):
         return {Kind.UNIT}
 
     def update_settings(self, request: HttpRequest, state: dict[str, Any]) -> None:
-        if request.POST.get("mode") in ("auto", "out", "in"):
+        if request.POST.get("mode") in STEP_OF_MODE:
             state["mode"] = request.POST["mode"]
 
     def extra_context(self, request: HttpRequest, state: dict[str, Any]) -> dict[str, Any]:
@@ -162,11 +165,11 @@ class CheckOutPage(ScanPage):
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
         unit: ProductUnit = result.item
-        mode = state.get("mode", "auto")
-        if mode == "auto":
-            mode = "in" if unit.status == UnitStatus.CHECKED_OUT else "out"
-        step = unit_check_out if mode == "out" else unit_check_in
-        placement = step(unit=unit, actor=request.user)
+        step = STEP_OF_MODE[state.get("mode", "auto")]
+        placement = action_run(
+            action=action_get("unit", step), item=unit, actor=request.user, data={}
+        )
+        mode = "out" if placement.checked_out_at else "in"
         if mode == "out":
             message = _("%(code)s CHECKED OUT of %(slot)s (slot reserved).")
         else:

@@ -21,7 +21,6 @@ from biobank.labels.commands import command_sheet_pdf, command_sheet_zpl
 from biobank.models import AspirateStatus, Condition, Dose, IdentityStage
 from biobank.selectors.scan import ScanResult
 from biobank.services.actions import action_get, action_run
-from biobank.services.aspirates import aspirate_receive_by_condition
 from biobank.visibility import policy_for
 
 from .base import Feedback, ScanPage
@@ -68,7 +67,7 @@ class ReceivePage(ScanPage):
     title = gettext_lazy("Receive aspirates")
     summary = gettext_lazy("Scan aspirates arriving in the lab, one after another.")
     prompt = gettext_lazy("Scan an aspirate (AS…)")
-    permission = action_get("aspirate", "receive").permission
+    permission = action_get("aspirate", "receive_by_condition").permission
 
     def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
         return {Kind.ASPIRATE}
@@ -94,11 +93,14 @@ class ReceivePage(ScanPage):
                 aspirate.code,
             )
         try:
-            aspirate_receive_by_condition(
-                aspirate=aspirate,
+            action_run(
+                action=action_get("aspirate", "receive_by_condition"),
+                item=aspirate,
                 actor=request.user,
-                condition=state.get("condition", Condition.INTACT),
-                temperature_c=temperature,
+                data={
+                    "condition": state.get("condition", Condition.INTACT),
+                    "temperature_c": temperature,
+                },
             )
         except ConflictError as exc:
             if exc.code != "already_received":

@@ -63,6 +63,15 @@ def _local(value: Any) -> Any:
     return timezone.localtime(value) if timezone.is_aware(value) else value
 
 
+def _whose(item: Any) -> dict[str, Any]:
+    """What a participant's sample label starts with: its ID, the pseudonym and the study."""
+    return {
+        "code": item.code,
+        "pseudonym": item.participant.pseudonym,
+        "study_code": item.participant.study.code,
+    }
+
+
 def _participant(p: Participant, small: bool) -> LabelContent:
     return build.participant_label_content(
         code=p.code, pseudonym=p.pseudonym, study_code=p.study.code
@@ -71,9 +80,7 @@ def _participant(p: Participant, small: bool) -> LabelContent:
 
 def _aspirate(a: Aspirate, small: bool) -> LabelContent:
     return build.aspirate_label_content(
-        code=a.code,
-        pseudonym=a.participant.pseudonym,
-        study_code=a.participant.study.code,
+        **_whose(a),
         visit_name=a.visit.visit_type.name,
         collected_at=_local(a.collected_at),
         collected_by=a.collected_by,
@@ -83,9 +90,7 @@ def _aspirate(a: Aspirate, small: bool) -> LabelContent:
 
 def _unit(u: ProductUnit, small: bool) -> LabelContent:
     return build.unit_label_content(
-        code=u.code,
-        pseudonym=u.participant.pseudonym,
-        study_code=u.participant.study.code,
+        **_whose(u),
         visit_name=u.aspirate.visit.visit_type.name,
         collected_on=_local(u.aspirate.collected_at),
         cell_number=u.cell_number,
@@ -97,9 +102,7 @@ def _unit(u: ProductUnit, small: bool) -> LabelContent:
 
 def _processing(p: Processing, small: bool) -> LabelContent:
     return build.processing_label_content(
-        code=p.code,
-        pseudonym=p.participant.pseudonym,
-        study_code=p.participant.study.code,
+        **_whose(p),
         aspirate_code=p.aspirate.code,
         started_at=_local(p.started_at),
     )

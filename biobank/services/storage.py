@@ -484,48 +484,48 @@ def unit_put_undo(
     )
 
 
+# What check-out and check-in write to the placement's history, and how each refuses a unit
+# that does not have the slot it needs.
+_RESERVED_SLOT_WORDS = {
+    "check_out": ("checked out", "{code} is not in storage."),
+    "check_in": ("checked in", "{code} has no reserved slot."),
+}
+
+
 def unit_check_out(
     *, unit: ProductUnit, actor: AbstractBaseUser, reason: str = "", at: datetime | None = None
 ) -> Placement:
     """Take a unit out of its slot for a while; the slot stays reserved for its return."""
-    return _reserved_slot_step(
-        unit=unit,
-        action="check_out",
-        actor=actor,
-        at=at,
-        reason=reason,
-        history_reason=reason or "checked out",
-        missing=f"{unit.code} is not in storage.",
-    )
+    return _reserved_slot_step(unit=unit, action="check_out", actor=actor, at=at, reason=reason)
 
 
 def unit_check_in(
     *, unit: ProductUnit, actor: AbstractBaseUser, at: datetime | None = None
 ) -> Placement:
     """Return a checked-out unit to its reserved slot."""
-    return _reserved_slot_step(
-        unit=unit,
-        action="check_in",
-        actor=actor,
-        at=at,
-        reason="",
-        history_reason="checked in",
-        missing=f"{unit.code} has no reserved slot.",
-    )
+    return _reserved_slot_step(unit=unit, action="check_in", actor=actor, at=at, reason="")
+
+
+@transaction.atomic
+def unit_check_out_or_in(
+    *, unit: ProductUnit, actor: AbstractBaseUser, at: datetime | None = None
+) -> Placement:
+    """Check a checked-out unit back in, any other unit out (the scan page's automatic mode);
+    the placement's ``checked_out_at`` says which it was."""
+    status = (
+        ProductUnit.objects.select_for_update(of=("self",)).values_list("status", flat=True)
+    ).get(pk=unit.pk)
+    if status == UnitStatus.CHECKED_OUT:
+        return unit_check_in(unit=unit, actor=actor, at=at)
+    return unit_check_out(unit=unit, actor=actor, at=at)
 
 
 @transaction.atomic
 def _reserved_slot_step(
-    *,
-    unit: ProductUnit,
-    action: str,
-    actor: AbstractBaseUser,
-    at: datetime | None,
-    reason: str,
-    history_reason: str,
-    missing: str,
+    *, unit: ProductUnit, action: str, actor: AbstractBaseUser, at: datetime | None, reason: str
 ) -> Placement:
     """Check out or in: the placement stays open either way; only its mark changes."""
+    done, missing = (words.format(code=unit.code) for words in _RESERVED_SLOT_WORDS[action])
     when = check_time(at)
     current = _open_placement(unit)
     if current is None:
@@ -542,7 +542,7 @@ def _reserved_slot_step(
     out = action == "check_out"
     current.checked_out_at = when if out else None
     current.checked_out_by = actor if out else None
-    history_save(current, actor=actor, reason=history_reason)
+    history_save(current, actor=actor, reason=reason or done)
     return current
 
 

@@ -11,7 +11,7 @@ from biobank.identifiers import Kind
 from biobank.selectors.participants import visit_of
 
 from .. import doses
-from .inputs import AT, PASSWORD, Action, Input, Run, calls, code, count, reason, viability
+from .inputs import AT, PASSWORD, Action, Input, Run, calls, code, codes, count, reason, viability
 
 PREPARE, RELEASE, ADMINISTER = (
     "biobank.prepare_dose",
@@ -73,14 +73,12 @@ STEPS: tuple[Action, ...] = (
         (
             code("participant", Kind.PARTICIPANT),
             Input("visit", max_length=16),
-            Input(
+            codes(
                 "units",
-                "codes",
-                False,
+                Kind.UNIT,
+                required=False,
                 help="Stored units to draw on (default: the suggestion)",
-                kinds=frozenset({Kind.UNIT}),
-                max_length=80,
-                max_items=20,
+                most=20,
             ),
             code("unit", Kind.UNIT, required=False, help="One unit"),
             code(

@@ -87,6 +87,13 @@ def code(name: str, *kinds: Kind, required: bool = True, help: str = "") -> Inpu
     return Input(name, "code", required, help=help, max_length=80, kinds=frozenset(kinds))
 
 
+def codes(name: str, *kinds: Kind, required: bool = True, help: str = "", most: int = 200) -> Input:
+    """A list of item IDs, each resolved like a scan."""
+    return Input(
+        name, "codes", required, help=help, max_length=80, kinds=frozenset(kinds), max_items=most
+    )
+
+
 def choices(enum: Any) -> tuple[tuple[str, str], ...]:
     return tuple((str(value), str(label)) for value, label in enum.choices)
 

@@ -14,7 +14,19 @@ from biobank.visibility import can_see_allocation
 
 from .. import aspirates, dose_plan, processing, qc_release, unblinding, units
 from ..trial import participant_enroll
-from .inputs import AT, PASSWORD, Action, Input, calls, choices, code, count, reason, viability
+from .inputs import (
+    AT,
+    PASSWORD,
+    Action,
+    Input,
+    calls,
+    choices,
+    code,
+    codes,
+    count,
+    reason,
+    viability,
+)
 
 
 def _enrol(_: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
@@ -71,6 +83,19 @@ def _freezing_run(item: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
 
 RECEIPT_REASON = "Required to quarantine or reject, or to accept a sample that is not intact."
 DECISIONS = (("accept", "Accept"), ("quarantine", "Quarantine"), ("reject", "Reject"))
+# What is seen when an aspirate arrives.
+RECEIPT = (
+    Input(
+        "temperature_c",
+        "decimal",
+        False,
+        help="Transport temperature (°C)",
+        max_digits=4,
+        decimal_places=1,
+    ),
+    Input("condition", "choice", choices=choices(Condition), default="intact"),
+    Input("received_at", "datetime", required=False),
+)
 UNIT_SPEC = (
     Input("container_type", "choice", choices=choices(ContainerType)),
     count("cell_number"),
@@ -141,19 +166,20 @@ STEPS: tuple[Action, ...] = (
         CHANGE_ASPIRATE,
         (
             Input("decision", "choice", choices=DECISIONS),
-            Input(
-                "temperature_c",
-                "decimal",
-                False,
-                help="Transport temperature (°C)",
-                max_digits=4,
-                decimal_places=1,
-            ),
-            Input("condition", "choice", choices=choices(Condition), default="intact"),
-            Input("received_at", "datetime", required=False),
+            *RECEIPT,
             reason(required=False, help=RECEIPT_REASON),
         ),
         calls(aspirates.aspirate_receive, "aspirate"),
+    ),
+    Action(
+        "aspirate",
+        "receive_by_condition",
+        "Receive in lab, accept if intact",
+        CHANGE_ASPIRATE,
+        RECEIPT,
+        calls(aspirates.aspirate_receive_by_condition, "aspirate"),
+        doc="Receive an arriving aspirate on what is seen: intact is accepted, any other "
+        "condition quarantines it (QA decides later); the receipt scan page.",
     ),
     *(
         Action("aspirate", name, label, CHANGE_ASPIRATE, (reason(),), calls(service, "aspirate"))
@@ -253,14 +279,7 @@ STEPS: tuple[Action, ...] = (
         "Record freezing run",
         "biobank.add_freezingrun",
         (
-            Input(
-                "units",
-                "codes",
-                False,
-                help="Default: every unit not yet frozen",
-                kinds=frozenset({Kind.UNIT}),
-                max_length=80,
-            ),
+            codes("units", Kind.UNIT, required=False, help="Default: every unit not yet frozen"),
             Input("started_at", "datetime"),
             Input("finished_at", "datetime"),
             Input("rate_c_per_min", "decimal", False, max_digits=4, decimal_places=2, default=-1),

@@ -93,6 +93,16 @@ STEPS: tuple[Action, ...] = (
     ),
     Action(
         "unit",
+        "check_out_or_in",
+        "Check out or in",
+        CHANGE_UNIT,
+        (AT,),
+        calls(storage.unit_check_out_or_in, "unit"),
+        doc="Check a checked-out unit back in, any other unit out (the scan page's automatic "
+        "mode).",
+    ),
+    Action(
+        "unit",
         "unstore",
         "Remove from storage",
         CHANGE_UNIT,
