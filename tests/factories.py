@@ -306,6 +306,24 @@ def make_released_product_units(
     return units
 
 
+def make_fresh_product(
+    *, actor: Any, participant: Participant, harvested_hours_ago: float = 3
+) -> Processing:
+    """A QC-passed, QC-released baseline product, harvested ``harvested_hours_ago`` hours ago
+    and never frozen: dosed fresh."""
+    from biobank.services.qc_release import processing_qc_release
+
+    processing = make_processing(
+        actor=actor,
+        participant=participant,
+        visit="BASELINE",
+        harvested_at=past(hours=harvested_hours_ago),
+    )
+    qc_pass(processing=processing, actor=actor)
+    processing_qc_release(processing=processing, actor=qa_signer(), password=PASSWORD)
+    return processing
+
+
 def qa_signer() -> Any:
     """A QA person who signs releases in tests where the actor's role does not matter."""
     User = get_user_model()
