@@ -369,9 +369,13 @@ def test_unit_actions_refuse_invalid_steps(world: dict[str, Any], roles: dict[st
     client = client_for(roles[LAB])
     frozen = world["frozen"]
     response = client.post(f"/api/units/{frozen.code}/check-in/", {}, format="json")
-    # No slot was reserved for it (the service's generic code; the message says why).
-    assert (response.status_code, response.json()["code"]) == (400, "invalid")
+    # No slot was reserved for it.
+    assert (response.status_code, response.json()["code"]) == (400, "slot_not_reserved")
     assert response.json()["fields"] == {"unit": [f"{frozen.code} has no reserved slot."]}
+    # Nor can it be checked out: it is in no slot.
+    response = client.post(f"/api/units/{frozen.code}/check-out/", {}, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "not_stored")
+    assert response.json()["fields"] == {"unit": [f"{frozen.code} is not in storage."]}
     response = client.post(
         f"/api/units/{frozen.code}/store/",
         {"container": world["box"].code, "position": "Z99"},

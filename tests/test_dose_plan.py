@@ -107,7 +107,14 @@ def test_weight_is_who_when_and_not_in_the_future(roles: dict[str, Any]) -> None
     follow_up = visit.participant.visits.get(visit_type__code="M12")
     with pytest.raises(ServiceError) as info:
         visit_weight_record(visit=follow_up, weight_kg=Decimal("70"), actor=roles[CLINICIAN])
-    assert (info.value.code, info.value.field) == ("invalid", "visit")
+    assert (info.value.code, info.value.field) == ("no_treatment", "visit")
+    response = api_as(roles[CLINICIAN]).post(
+        "/api/visits/record-weight/",
+        {"participant": visit.participant.code, "visit": "M12", "weight_kg": "70"},
+        format="json",
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "no_treatment")
+    assert list(response.json()["fields"]) == ["visit"]
     follow_up.refresh_from_db()
     assert follow_up.weight_kg is None
     with pytest.raises(ServiceError) as info:
@@ -120,6 +127,20 @@ def test_no_dose_without_a_weight(roles: dict[str, Any]) -> None:
     with pytest.raises(ServiceError) as info:
         dose_prepare(visit=participant.visits.get(visit_type__code="M6"), actor=roles[LAB])
     assert info.value.code == "weight_missing" and info.value.field == "weight_kg"
+    assert not Dose.objects.exists()
+
+
+def test_no_dose_at_a_visit_without_treatment(roles: dict[str, Any]) -> None:
+    participant = make_participant(actor=roles[LAB], arm="B")
+    follow_up = participant.visits.get(visit_type__code="M12")
+    with pytest.raises(ServiceError) as info:
+        dose_prepare(visit=follow_up, actor=roles[LAB])
+    assert (info.value.code, info.value.field) == ("no_treatment", "visit")
+    response = api_as(roles[LAB]).post(
+        "/api/doses/", {"participant": participant.code, "visit": "M12"}, format="json"
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "no_treatment")
+    assert list(response.json()["fields"]) == ["visit"]
     assert not Dose.objects.exists()
 
 

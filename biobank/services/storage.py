@@ -158,7 +158,9 @@ def _plan_slot(
     if not container.is_box:
         if position:
             raise ServiceError(
-                f"{container.code} is a {container.kind} without positions.", field="position"
+                f"{container.code} is a {container.kind} without positions.",
+                code="no_positions",
+                field="position",
             )
         return None, None, ""
     box_type = container.box_type
@@ -496,6 +498,7 @@ def unit_check_out(
         reason=reason,
         history_reason=reason or "checked out",
         missing=f"{unit.code} is not in storage.",
+        missing_code="not_stored",
     )
 
 
@@ -511,6 +514,7 @@ def unit_check_in(
         reason="",
         history_reason="checked in",
         missing=f"{unit.code} has no reserved slot.",
+        missing_code="slot_not_reserved",
     )
 
 
@@ -524,12 +528,13 @@ def _reserved_slot_step(
     reason: str,
     history_reason: str,
     missing: str,
+    missing_code: str,
 ) -> Placement:
     """Check out or in: the placement stays open either way; only its mark changes."""
     when = check_time(at)
     current = _open_placement(unit)
     if current is None:
-        raise ServiceError(missing, field="unit")
+        raise ServiceError(missing, code=missing_code, field="unit")
     transition_apply(
         item=unit,
         action=action,
