@@ -86,7 +86,7 @@ def test_every_kind_resolves(trial: Any, tech: Any) -> None:
 @pytest.mark.parametrize(
     ("raw", "code"),
     [
-        ("", "invalid"),  # refused by the request's field check before the scan is read
+        ("", "empty"),
         ("   \r\n", "empty"),
         ("]C0", "empty"),
         ("ZZ0000001A", "unknown_prefix"),
@@ -126,6 +126,13 @@ def test_valid_but_unknown_is_404(api: APIClient, trial: Any) -> None:
     response = api.post("/api/scan/", {"code": format_id(Kind.UNIT, 424242)}, format="json")
     assert response.status_code == 404 and response.json()["code"] == "not_found"
     assert "no such unit" in response.json()["message"]
+
+
+def test_empty_scan_is_refused_by_the_scan_parser(api: APIClient, trial: Any) -> None:
+    response = api.post("/api/scan/", {"code": ""}, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "empty")
+    message = "Nothing was scanned. Put the cursor in the field and scan the label."
+    assert response.json() == {"code": "empty", "message": message, "fields": {"code": [message]}}
 
 
 def test_missing_field_is_400(api: APIClient, trial: Any) -> None:
