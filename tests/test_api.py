@@ -585,3 +585,10 @@ def test_schema_and_docs(roles: dict[str, Any]) -> None:
     ]:
         assert path in paths, path
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_a_step_named_like_an_http_method_is_not_its_handler(roles: dict[str, Any]) -> None:
+    # The unit step "put" is POST /api/units/<code>/put/; PUT on the list is not allowed.
+    client = client_for(roles[LAB])
+    response = client.put("/api/units/", {}, format="json")
+    assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")
