@@ -162,7 +162,16 @@ def test_scan_never_reveals_allocation(trial: Any, stored_unit: Any) -> None:
 def test_resolver_restricts_kinds(trial: Any, stored_unit: Any, tech: Any) -> None:
     with pytest.raises(ServiceError) as info:
         scan_resolve(raw=stored_unit.aspirate.code, viewer=tech, kinds={Kind.UNIT})
-    assert info.value.code == "wrong_kind" and "aspirate" in info.value.message
+    assert info.value.code == "wrong_kind"
+    aspirate = stored_unit.aspirate.code
+    assert info.value.message == f"{aspirate} is an aspirate; this screen expects a unit."
+    # Several kinds: each with its own article, in alphabetical order.
+    with pytest.raises(ServiceError) as info:
+        scan_resolve(raw=stored_unit.code, viewer=tech, kinds={Kind.BOX, Kind.ASPIRATE})
+    assert (info.value.code, info.value.message) == (
+        "wrong_kind",
+        f"{stored_unit.code} is a unit; this screen expects an aspirate or a box.",
+    )
     with pytest.raises(NotFound) as missing:
         scan_resolve(raw=format_id(Kind.BOX, 31337), viewer=tech)
     assert missing.value.code == "not_found"
