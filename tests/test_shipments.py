@@ -18,6 +18,7 @@ from biobank.models import (
     Signature,
     Site,
 )
+from biobank.services.actions import action_run
 from biobank.services.doses import dose_prepare, dose_release
 from biobank.services.shipment_receipt import shipment_receive, shipment_receive_scan
 from biobank.services.shipments import (
@@ -432,4 +433,65 @@ def test_admin_add_form_refuses_the_same_site(trial: Any, admin_client_tech: Any
     )
     assert response.status_code == 200
     assert b"from and to are the same site" in response.content
+    assert response.context["adminform"].form.errors == {
+        "to_site": ["A shipment goes from one site to another: from and to are the same site."]
+    }
+    assert not Shipment.objects.exists()
+
+
+def test_admin_add_form_plans_the_shipment_through_the_catalogue(
+    trial: Any, tech: Any, admin_client_tech: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import biobank.admin.shipments as shipment_admin
+
+    steps: list[tuple[str, str]] = []
+
+    def spy(*, action: Any, **kwargs: Any) -> Any:
+        steps.append((action.kind, action.name))
+        return action_run(action=action, **kwargs)
+
+    monkeypatch.setattr(shipment_admin, "action_run", spy)
+    response = admin_client_tech.post(
+        "/admin/biobank/shipment/add/",
+        {
+            "from_site": site("HUS").pk,
+            "to_site": site("STO").pk,
+            "kind": "dry_shipper",
+            "label": "",
+            "shipper_id": " CX-100 ",
+            "logger_serial": "L-9",
+            "courier": "",
+            "tracking_ref": "",
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    shipment = Shipment.objects.get()
+    assert set(steps) == {("shipment", "create")}
+    assert (shipment.label, shipment.kind, shipment.status) == (
+        "HUS → STO",
+        "dry_shipper",
+        "planned",
+    )
+    assert (shipment.shipper_id, shipment.logger_serial) == ("CX-100", "L-9")
+    assert shipment.created_by == tech
+    assert response.redirect_chain[-1][0] == "/admin/biobank/shipment/"
+    assert [str(m) for m in response.context["messages"]] == [
+        f"The shipment “{shipment.code} HUS → STO” was added successfully."
+    ]
+
+
+def test_admin_add_form_is_refused_to_a_role_without_the_step(
+    roles: dict[str, Any], client: Any
+) -> None:
+    from biobank.services.roles import QA
+
+    client.force_login(roles[QA])
+    hus, sto = site("HUS").pk, site("STO").pk
+    assert client.get("/admin/biobank/shipment/add/").status_code == 403
+    response = client.post(
+        "/admin/biobank/shipment/add/", {"from_site": hus, "to_site": sto, "kind": "ambient"}
+    )
+    assert response.status_code == 403
+    assert client.get("/admin/biobank/shipment/").status_code == 200  # QA still sees the list
     assert not Shipment.objects.exists()
