@@ -34,6 +34,14 @@ class Kind(StrEnum):
         return self.name.replace("_", " ").lower()
 
 
+def with_article(noun: str) -> str:
+    """The noun with its indefinite article, for messages: "an aspirate", "a unit", "a box".
+    "an" before a vowel sound: a, e, i, o, and u unless it sounds "you" (unit, user, usual)."""
+    first = noun[:1].lower()
+    vowel = first in "aeio" or (first == "u" and not noun.lower().startswith(("uni", "us", "ut")))
+    return f"{'an' if noun and vowel else 'a'} {noun}"
+
+
 PREFIXES: dict[str, Kind] = {k.value: k for k in Kind}
 
 

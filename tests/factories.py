@@ -305,6 +305,24 @@ def make_released_product_units(
     return units
 
 
+def make_fresh_product(
+    *, actor: Any, participant: Participant, harvested_hours_ago: float = 3
+) -> Processing:
+    """A QC-passed, QC-released baseline product, harvested ``harvested_hours_ago`` hours ago
+    and never frozen: dosed fresh."""
+    from biobank.services.qc_release import processing_qc_release
+
+    processing = make_processing(
+        actor=actor,
+        participant=participant,
+        visit="BASELINE",
+        harvested_at=past(hours=harvested_hours_ago),
+    )
+    qc_pass(processing=processing, actor=actor)
+    processing_qc_release(processing=processing, actor=qa_signer(), password=PASSWORD)
+    return processing
+
+
 def qa_signer() -> Any:
     """A QA person who signs releases in tests where the actor's role does not matter."""
     User = get_user_model()
@@ -368,3 +386,65 @@ def make_dose(
         make_ready_in_window(dose=dose, actor=actor)
     dose.refresh_from_db()
     return dose
+
+
+# --- shipments -------------------------------------------------------------------------------
+
+
+def make_shipment(actor: Any, from_site: str, to_site: str, kind: str, **extra: Any) -> Any:
+    """A planned shipment between two sites given by code, e.g. ("HUS", "STO")."""
+    from biobank.services.shipments import shipment_create
+
+    return shipment_create(
+        from_site=Site.objects.get(code=from_site),
+        to_site=Site.objects.get(code=to_site),
+        kind=kind,
+        actor=actor,
+        **extra,
+    )
+
+
+def ship_items(shipment: Any, codes: list[str], actor: Any) -> Any:
+    """Pack these items, seal and ship: the shipment is in transit."""
+    from biobank.services.shipments import shipment_pack, shipment_seal, shipment_ship
+
+    for code in codes:
+        shipment_pack(shipment=shipment, scan=code, actor=actor)
+    shipment_seal(shipment=shipment, actor=actor, password=PASSWORD)
+    return shipment_ship(shipment=shipment, actor=actor, courier="Bring", tracking_ref="T1")
+
+
+def make_unit_for_trondheim(actor: Any) -> tuple[ProductUnit, Any]:
+    """A participant of St. Olav in arm B: a released unit reserved by the month-6 dose, and
+    that dose."""
+    from biobank.services.doses import dose_prepare, dose_release
+
+    participant = make_participant(actor=actor, site_code="STO", arm="B")
+    make_released_product_units(actor=actor, participant=participant, count=2)
+    visit = participant.visits.get(visit_type__code="M6")
+    record_weight(visit=visit, actor=actor)
+    dose = dose_prepare(visit=visit, actor=actor)
+    dose_release(dose=dose, actor=qa_signer(), password=PASSWORD)
+    unit = dose.units.order_by("code").first()
+    assert unit.status == "released"
+    return unit, dose
+
+
+def logger_csv(start: dt.datetime, temps: list[str], *, minutes: int = 10) -> bytes:
+    """A temperature logger's Norwegian-Excel style export: BOM, preamble, ';' separators and
+    decimal commas; one reading every ``minutes`` from ``start``."""
+    lines = ["Serienummer;LOG-4711", "Tid;Temperatur (°C)"]
+    for i, t in enumerate(temps):
+        at = (start + dt.timedelta(minutes=i * minutes)).astimezone(dt.UTC)
+        lines.append(f"{at:%d.%m.%Y %H:%M:%S}Z;{t}".replace("Z;", "+00:00;"))
+    return ("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def custody_steps(code: str) -> list[tuple[str, str | None, str]]:
+    """An item's custody log as (action, site code, shipment code), in time order."""
+    from biobank.models import CustodyEvent
+
+    return [
+        (e.action, e.site.code if e.site else None, e.data.get("shipment", ""))
+        for e in CustodyEvent.objects.filter(item_code=code).order_by("at", "id")
+    ]

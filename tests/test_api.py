@@ -369,9 +369,13 @@ def test_unit_actions_refuse_invalid_steps(world: dict[str, Any], roles: dict[st
     client = client_for(roles[LAB])
     frozen = world["frozen"]
     response = client.post(f"/api/units/{frozen.code}/check-in/", {}, format="json")
-    # No slot was reserved for it (the service's generic code; the message says why).
-    assert (response.status_code, response.json()["code"]) == (400, "invalid")
+    # No slot was reserved for it.
+    assert (response.status_code, response.json()["code"]) == (400, "slot_not_reserved")
     assert response.json()["fields"] == {"unit": [f"{frozen.code} has no reserved slot."]}
+    # Nor can it be checked out: it is in no slot.
+    response = client.post(f"/api/units/{frozen.code}/check-out/", {}, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "not_stored")
+    assert response.json()["fields"] == {"unit": [f"{frozen.code} is not in storage."]}
     response = client.post(
         f"/api/units/{frozen.code}/store/",
         {"container": world["box"].code, "position": "Z99"},
@@ -581,3 +585,10 @@ def test_schema_and_docs(roles: dict[str, Any]) -> None:
     ]:
         assert path in paths, path
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_a_step_named_like_an_http_method_is_not_its_handler(roles: dict[str, Any]) -> None:
+    # The unit step "put" is POST /api/units/<code>/put/; PUT on the list is not allowed.
+    client = client_for(roles[LAB])
+    response = client.put("/api/units/", {}, format="json")
+    assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")

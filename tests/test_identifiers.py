@@ -10,6 +10,7 @@ from biobank.identifiers import (
     format_id,
     is_valid_id,
     parse_id,
+    with_article,
 )
 from biobank.services.identifiers import identifier_allocate
 
@@ -103,3 +104,24 @@ def test_concurrent_allocation_never_repeats(postgres_only: None) -> None:
     assert run_at_once(*[allocate] * 4) == ["ok"] * 4
     assert len(results) == 100
     assert len(set(results)) == 100
+
+
+def test_kind_names_take_the_right_article() -> None:
+    assert {kind.label: with_article(kind.label) for kind in Kind} == {
+        "participant": "a participant",
+        "aspirate": "an aspirate",
+        "processing": "a processing",
+        "freezing run": "a freezing run",
+        "unit": "a unit",
+        "storage unit": "a storage unit",
+        "container": "a container",
+        "box": "a box",
+        "dose": "a dose",
+        "shipment": "a shipment",
+    }
+    assert [with_article(w) for w in ("item", "empty box", "open placement", "upload")] == [
+        "an item",
+        "an empty box",
+        "an open placement",
+        "an upload",
+    ]

@@ -32,6 +32,7 @@ from biobank.services.units import unit_transition
 
 from .factories import (
     PASSWORD,
+    api_as,
     make_dose,
     make_participant,
     make_ready_in_window,
@@ -237,7 +238,16 @@ def test_emergency_unblinding(roles: dict[str, Any], client: Any) -> None:
         participant_unblind(
             participant=participant, actor=roles[CLINICIAN], password=PASSWORD, reason=""
         )
-    assert (info.value.code, info.value.field) == ("invalid", "reason")
+    assert (info.value.code, info.value.field) == ("reason_required", "reason")
+    assert not Unblinding.objects.exists() and not Signature.objects.exists()
+    # Too short a reason through the API: the same code, 400, the field named.
+    response = api_as(roles[CLINICIAN]).post(
+        f"/api/participants/{participant.code}/unblind/",
+        {"password": PASSWORD, "reason": "   urgent "},
+        format="json",
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "reason_required")
+    assert list(response.json()["fields"]) == ["reason"]
     assert not Unblinding.objects.exists() and not Signature.objects.exists()
     result = participant_unblind(
         participant=participant,

@@ -86,7 +86,7 @@ def test_every_kind_resolves(trial: Any, tech: Any) -> None:
 @pytest.mark.parametrize(
     ("raw", "code"),
     [
-        ("", "invalid"),  # refused by the request's field check before the scan is read
+        ("", "empty"),
         ("   \r\n", "empty"),
         ("]C0", "empty"),
         ("ZZ0000001A", "unknown_prefix"),
@@ -128,6 +128,13 @@ def test_valid_but_unknown_is_404(api: APIClient, trial: Any) -> None:
     assert "no such unit" in response.json()["message"]
 
 
+def test_empty_scan_is_refused_by_the_scan_parser(api: APIClient, trial: Any) -> None:
+    response = api.post("/api/scan/", {"code": ""}, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "empty")
+    message = "Nothing was scanned. Put the cursor in the field and scan the label."
+    assert response.json() == {"code": "empty", "message": message, "fields": {"code": [message]}}
+
+
 def test_missing_field_is_400(api: APIClient, trial: Any) -> None:
     response = api.post("/api/scan/", {}, format="json")
     assert (response.status_code, response.json()["code"]) == (400, "invalid")
@@ -155,7 +162,16 @@ def test_scan_never_reveals_allocation(trial: Any, stored_unit: Any) -> None:
 def test_resolver_restricts_kinds(trial: Any, stored_unit: Any, tech: Any) -> None:
     with pytest.raises(ServiceError) as info:
         scan_resolve(raw=stored_unit.aspirate.code, viewer=tech, kinds={Kind.UNIT})
-    assert info.value.code == "wrong_kind" and "aspirate" in info.value.message
+    assert info.value.code == "wrong_kind"
+    aspirate = stored_unit.aspirate.code
+    assert info.value.message == f"{aspirate} is an aspirate; this screen expects a unit."
+    # Several kinds: each with its own article, in alphabetical order.
+    with pytest.raises(ServiceError) as info:
+        scan_resolve(raw=stored_unit.code, viewer=tech, kinds={Kind.BOX, Kind.ASPIRATE})
+    assert (info.value.code, info.value.message) == (
+        "wrong_kind",
+        f"{stored_unit.code} is a unit; this screen expects an aspirate or a box.",
+    )
     with pytest.raises(NotFound) as missing:
         scan_resolve(raw=format_id(Kind.BOX, 31337), viewer=tech)
     assert missing.value.code == "not_found"

@@ -1,40 +1,26 @@
-"""Shipments between sites: pack by scan, seal, ship, receive by scan, the temperature logger,
-custody in transit, manifests and labels, the API and the admin pages."""
+"""Shipments between sites: plan, pack by scan, seal and ship, custody in transit, manifests
+and labels, the API and the admin pages. Receipt and the logger: test_shipment_receipt.py."""
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
 from functools import partial
 from typing import Any
 
 import pytest
 
 from biobank.errors import ServiceError
-from biobank.logger_csv import (
-    LoggerCsvError,
-    excursion_summary,
-    excursions_find,
-    parse_logger_csv,
-)
 from biobank.models import (
     Aspirate,
     CustodyEvent,
-    LoggerFile,
     ProductUnit,
     Shipment,
     ShipmentItem,
     Signature,
     Site,
 )
-from biobank.services.doses import UnitCount, dose_make_ready, dose_prepare, dose_release
-from biobank.services.shipment_receipt import (
-    shipment_item_find,
-    shipment_item_write_off,
-    shipment_logger_upload,
-    shipment_receive,
-    shipment_receive_scan,
-)
+from biobank.services.actions import action_run
+from biobank.services.doses import dose_prepare, dose_release
+from biobank.services.shipment_receipt import shipment_receive, shipment_receive_scan
 from biobank.services.shipments import (
     shipment_cancel,
     shipment_create,
@@ -50,33 +36,27 @@ from .factories import (
     PASSWORD,
     accept_intact,
     api_as,
+    custody_steps,
+    logger_csv,
     make_aspirate,
     make_box,
     make_dose,
     make_participant,
     make_released_product_units,
+    make_shipment,
+    make_unit_for_trondheim,
     make_units,
     make_user,
     past,
     qa_signer,
     record_weight,
     run_at_once,
+    ship_items,
 )
 
 
 def site(code: str) -> Site:
     return Site.objects.get(code=code)
-
-
-def plan(tech: Any, src: str, dst: str, kind: str, **extra: Any) -> Shipment:
-    return shipment_create(from_site=site(src), to_site=site(dst), kind=kind, actor=tech, **extra)
-
-
-def send(shipment: Shipment, codes: list[str], tech: Any) -> Shipment:
-    for code in codes:
-        shipment_pack(shipment=shipment, scan=code, actor=tech)
-    shipment_seal(shipment=shipment, actor=tech, password=PASSWORD)
-    return shipment_ship(shipment=shipment, actor=tech, courier="Bring", tracking_ref="T1")
 
 
 def sto_units(tech: Any, count: int = 1, **kwargs: Any) -> list[ProductUnit]:
@@ -85,29 +65,13 @@ def sto_units(tech: Any, count: int = 1, **kwargs: Any) -> list[ProductUnit]:
     return make_units(actor=tech, count=count, participant=participant, **kwargs)
 
 
-def logger_csv(start: dt.datetime, temps: list[str], *, minutes: int = 10) -> bytes:
-    """A Norwegian-Excel style export: BOM, preamble, ';' separators and decimal commas."""
-    lines = ["Serienummer;LOG-4711", "Tid;Temperatur (°C)"]
-    for i, t in enumerate(temps):
-        at = (start + dt.timedelta(minutes=i * minutes)).astimezone(dt.UTC)
-        lines.append(f"{at:%d.%m.%Y %H:%M:%S}Z;{t}".replace("Z;", "+00:00;"))
-    return ("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8")
-
-
-def actions(code: str) -> list[tuple[str, str | None, str]]:
-    return [
-        (e.action, e.site.code if e.site else None, e.data.get("shipment", ""))
-        for e in CustodyEvent.objects.filter(item_code=code).order_by("at", "id")
-    ]
-
-
 # --- the walk from the issue ------------------------------------------------------------------
 
 
 def test_aspirate_from_tromso_to_the_bergen_cell_lab(trial: Any, tech: Any) -> None:
     participant = make_participant(actor=tech, site_code="UNN")
     aspirate = make_aspirate(actor=tech, participant=participant)
-    shipment = plan(tech, "UNN", "HUS", "cool", shipper_id="BOX-7", logger_serial="LOG-1")
+    shipment = make_shipment(tech, "UNN", "HUS", "cool", shipper_id="BOX-7", logger_serial="LOG-1")
     assert shipment.code.startswith("SH") and shipment.status == "planned"
     assert shipment.label == "UNN → HUS"
 
@@ -130,7 +94,7 @@ def test_aspirate_from_tromso_to_the_bergen_cell_lab(trial: Any, tech: Any) -> N
 
     # The lab's own receipt decision follows the custody hand-over.
     accept_intact(aspirate=aspirate, actor=tech, received_at=past(days=29, hours=21))
-    assert actions(aspirate.code) == [
+    assert custody_steps(aspirate.code) == [
         ("collect", "UNN", ""),
         ("ship", "UNN", shipment.code),
         ("receive", "HUS", shipment.code),
@@ -141,96 +105,10 @@ def test_aspirate_from_tromso_to_the_bergen_cell_lab(trial: Any, tech: Any) -> N
     assert ship.location == shipment.code
 
 
-def _unit_for_trondheim(tech: Any) -> tuple[ProductUnit, Any]:
-    """A participant of St. Olav in arm B: a released unit reserved by the month-6 dose."""
-    participant = make_participant(actor=tech, site_code="STO", arm="B")
-    make_released_product_units(actor=tech, participant=participant, count=2)
-    visit = participant.visits.get(visit_type__code="M6")
-    record_weight(visit=visit, actor=tech)
-    dose = dose_prepare(visit=visit, actor=tech)
-    dose_release(dose=dose, actor=qa_signer(), password=PASSWORD)
-    unit = dose.units.order_by("code").first()
-    assert unit.status == "released"
-    return unit, dose
-
-
-def test_frozen_unit_bergen_to_trondheim_with_an_excursion_ends_quarantined(
-    trial: Any, tech: Any
-) -> None:
-    unit, dose = _unit_for_trondheim(tech)
-    shipment = plan(tech, "HUS", "STO", "dry_shipper", shipper_id="CX-100", logger_serial="L-9")
-    send(shipment, [unit.code], tech)
-    counts = [UnitCount(u.code, 23_000_000, Decimal("95")) for u in dose.units.order_by("code")]
-
-    # In transit: it cannot be thawed for its dose.
-    with pytest.raises(ServiceError) as refused:
-        dose_make_ready(dose=dose, actor=tech, unit_counts=counts)
-    assert refused.value.code == "in_shipment"
-    assert shipment.code in refused.value.message
-
-    shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
-    shipment_receive(shipment=shipment, actor=tech)
-    start = past(hours=6)
-    temps = ["−185,5"] * 6 + ["−140,2", "−120,0", "−138,4"] + ["−180,1"] * 3
-    upload = shipment_logger_upload(
-        shipment=shipment, data=logger_csv(start, temps), filename="L-9.csv", actor=tech
-    )
-    assert upload.quarantined == [unit.code]
-    logger = LoggerFile.objects.get(shipment=shipment)
-    assert logger.readings == 12
-    assert logger.excursion["count"] == 1
-    assert logger.excursion["total_minutes"] == 30.0  # 3 readings out, recovered 10 min later
-    assert logger.excursion["worst"]["peak_c"] == "-120.0"
-    assert logger.excursion["worst"]["beyond_c"] == "30.0"
-
-    unit.refresh_from_db()
-    assert unit.status == "quarantined"
-    assert "Temperature excursion" in unit.status_reason and "30 min" in unit.status_reason
-    quarantine = CustodyEvent.objects.get(item_code=unit.code, action="quarantine")
-    assert quarantine.data["logger_sha256"] == logger.sha256
-    assert quarantine.data["excursion"]["worst"]["side"] == "above"
-    assert [a for a, _, _ in actions(unit.code)][-3:] == ["ship", "receive", "quarantine"]
-    assert actions(unit.code)[-3][1:] == ("HUS", shipment.code)
-    assert actions(unit.code)[-2][1:] == ("STO", shipment.code)
-
-    with pytest.raises(ServiceError) as refused:
-        dose_make_ready(dose=dose, actor=tech, unit_counts=counts)
-    assert refused.value.code == "invalid_transition"
-    unit.refresh_from_db()
-    assert unit.status == "quarantined"
-
-
-def test_logger_upload_before_receipt_quarantines_items_as_they_are_received(
-    trial: Any, tech: Any
-) -> None:
-    unit, _ = _unit_for_trondheim(tech)
-    shipment = send(plan(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
-    temps = ["-180"] * 3 + ["-149,5"] + ["-181"]
-    upload = shipment_logger_upload(
-        shipment=shipment, data=logger_csv(past(hours=3), temps), filename="l.csv", actor=tech
-    )
-    assert upload.quarantined == []  # nothing has arrived yet
-    shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
-    receipt = shipment_receive(shipment=shipment, actor=tech)
-    assert receipt.quarantined == [unit.code]
-    unit.refresh_from_db()
-    assert unit.status == "quarantined"
-
-
-def test_a_clean_trace_quarantines_nothing(trial: Any, tech: Any) -> None:
-    unit, _ = _unit_for_trondheim(tech)
-    shipment = send(plan(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
-    shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
-    shipment_receive(shipment=shipment, actor=tech)
-    upload = shipment_logger_upload(
-        shipment=shipment,
-        data=logger_csv(past(hours=3), ["-185", "-150,0", "-190"]),
-        filename="ok.csv",
-        actor=tech,
-    )
-    assert (upload.quarantined, upload.logger_file.excursion) == ([], {})
-    unit.refresh_from_db()
-    assert unit.status == "released"
+def test_aspirate_status_stays_collected_in_transit(trial: Any, tech: Any) -> None:
+    aspirate = make_aspirate(actor=tech, participant=make_participant(actor=tech, site_code="UNN"))
+    ship_items(make_shipment(tech, "UNN", "HUS", "ambient"), [aspirate.code], tech)
+    assert Aspirate.objects.get(pk=aspirate.pk).status == "collected"
 
 
 # --- packing refuses each ineligible case ---------------------------------------------------
@@ -249,11 +127,11 @@ def test_packing_refuses_each_ineligible_item(trial: Any, tech: Any) -> None:
     frozen, quarantined = sto_units(tech, 2, stored=True)
     unit_remove(unit=frozen, actor=tech, reason="to ship")
     unit_transition(unit=quarantined, action="quarantine", actor=tech, reason="bag label torn")
-    to_lab = plan(tech, "STO", "HUS", "dry_shipper")
-    dry = plan(tech, "HUS", "STO", "dry_shipper")
-    other = plan(tech, "HUS", "STO", "dry_shipper")
-    ambient = plan(tech, "HUS", "STO", "ambient")
-    to_ahus = plan(tech, "HUS", "AHUS", "dry_shipper")
+    to_lab = make_shipment(tech, "STO", "HUS", "dry_shipper")
+    dry = make_shipment(tech, "HUS", "STO", "dry_shipper")
+    other = make_shipment(tech, "HUS", "STO", "dry_shipper")
+    ambient = make_shipment(tech, "HUS", "STO", "ambient")
+    to_ahus = make_shipment(tech, "HUS", "AHUS", "dry_shipper")
 
     assert _refusal(dry, stored.code, tech) == "wrong_status"
     assert _refusal(dry, quarantined.code, tech) == "quarantined"
@@ -268,16 +146,20 @@ def test_packing_refuses_each_ineligible_item(trial: Any, tech: Any) -> None:
 
     unn = make_participant(actor=tech, site_code="UNN")
     aspirate = make_aspirate(actor=tech, participant=unn)
-    assert _refusal(plan(tech, "UNN", "STO", "ambient"), aspirate.code, tech) == (
+    assert _refusal(make_shipment(tech, "UNN", "STO", "ambient"), aspirate.code, tech) == (
         "destination_not_allowed"
     )
     dose = make_dose(actor=tech, arm="A")  # HUS participant, placebo at M6
     with pytest.raises(ServiceError) as refused:
-        shipment_pack(shipment=plan(tech, "HUS", "STO", "cool"), scan=dose.code, actor=tech)
+        shipment_pack(
+            shipment=make_shipment(tech, "HUS", "STO", "cool"), scan=dose.code, actor=tech
+        )
     assert refused.value.code == "dose_for_other_site"
     assert "MSC" not in refused.value.message and "NaCl" not in refused.value.message
     prepared = make_dose(actor=tech, arm="A", ready=False)
-    assert _refusal(plan(tech, "HUS", "STO", "cool"), prepared.code, tech) == "wrong_status"
+    assert (
+        _refusal(make_shipment(tech, "HUS", "STO", "cool"), prepared.code, tech) == "wrong_status"
+    )
     assert _refusal(dry, "UN0000001X", tech) == "bad_check_character"
     assert _refusal(dry, unn.code, tech) == "wrong_kind"
 
@@ -291,7 +173,7 @@ def test_packing_refuses_each_ineligible_item(trial: Any, tech: Any) -> None:
 
 def test_unpacking_an_item_not_on_the_manifest_is_not_found(trial: Any, tech: Any) -> None:
     packed, other = sto_units(tech, 2)
-    shipment = plan(tech, "HUS", "STO", "dry_shipper")
+    shipment = make_shipment(tech, "HUS", "STO", "dry_shipper")
     shipment_pack(shipment=shipment, scan=packed.code, actor=tech)
     with pytest.raises(ServiceError) as refused:
         shipment_unpack(shipment=shipment, scan=other.code, actor=tech)
@@ -301,7 +183,7 @@ def test_unpacking_an_item_not_on_the_manifest_is_not_found(trial: Any, tech: An
 
 def test_sealing_needs_the_password_and_an_item(trial: Any, tech: Any) -> None:
     frozen = sto_units(tech)[0]
-    shipment = plan(tech, "HUS", "STO", "dry_shipper")
+    shipment = make_shipment(tech, "HUS", "STO", "dry_shipper")
     with pytest.raises(ServiceError) as refused:
         shipment_seal(shipment=shipment, actor=tech, password=PASSWORD)
     assert refused.value.code == "invalid_transition"
@@ -322,7 +204,7 @@ def test_items_in_an_open_shipment_cannot_be_stored_moved_or_discarded(
     trial: Any, tech: Any
 ) -> None:
     unit = sto_units(tech)[0]
-    shipment = plan(tech, "HUS", "STO", "dry_shipper")
+    shipment = make_shipment(tech, "HUS", "STO", "dry_shipper")
     shipment_pack(shipment=shipment, scan=unit.code, actor=tech)
     box = make_box(actor=tech)
     for step in (
@@ -342,77 +224,6 @@ def test_items_in_an_open_shipment_cannot_be_stored_moved_or_discarded(
     with pytest.raises(ServiceError) as refused:
         shipment_cancel(shipment=shipment, actor=tech, reason="again")
     assert refused.value.code == "invalid_transition"
-
-
-# --- receiving reconciles -----------------------------------------------------------------
-
-
-def test_receiving_reconciles_missing_extra_and_damaged(trial: Any, tech: Any) -> None:
-    unn = [make_participant(actor=tech, site_code="UNN") for _ in range(4)]
-    a1, a2, a3, extra = (make_aspirate(actor=tech, participant=p) for p in unn)
-    shipment = send(plan(tech, "UNN", "HUS", "ambient"), [a1.code, a2.code, a3.code], tech)
-
-    assert shipment_receive_scan(shipment=shipment, scan=a1.code, actor=tech).extra is False
-    outcome = shipment_receive_scan(
-        shipment=shipment, scan=a3.code, actor=tech, damaged=True, note="tube cracked"
-    )
-    assert outcome.extra is False
-    assert shipment_receive_scan(shipment=shipment, scan=extra.code, actor=tech).extra is True
-    with pytest.raises(ServiceError) as refused:
-        shipment_receive_scan(shipment=shipment, scan=a1.code, actor=tech)
-    assert refused.value.code == "already_received"
-
-    receipt = shipment_receive(shipment=shipment, actor=tech)
-    assert receipt.received == [a1.code]
-    assert receipt.damaged == [a3.code]
-    assert receipt.missing == [a2.code]
-    assert receipt.extra == [extra.code]
-    shipment.refresh_from_db()
-    assert shipment.status == "partially_received"
-    a3.refresh_from_db()
-    assert (a3.status, a3.condition) == ("quarantined", "damaged")
-    assert "tube cracked" in a3.status_reason
-
-    # The missing one stays in transit: nothing else may happen to it.
-    with pytest.raises(ServiceError) as refused:
-        accept_intact(aspirate=a2, actor=tech, received_at=past())
-    assert refused.value.code == "in_shipment"
-    a2.refresh_from_db()
-    assert a2.status == "collected"
-    assert ShipmentItem.objects.get(shipment=shipment, item_code=a2.code).active is True
-    # The extra one was not received into custody: no receive event.
-    assert [a for a, _, _ in actions(extra.code)] == ["collect"]
-
-    # Found later: received once, and the shipment is complete.
-    shipment_item_find(shipment=shipment, scan=a2.code, actor=tech)
-    with pytest.raises(ServiceError) as refused:
-        shipment_item_find(shipment=shipment, scan=a2.code, actor=tech)
-    assert refused.value.code == "already_received"
-    shipment.refresh_from_db()
-    assert shipment.status == "received"
-    assert [a for a, _, _ in actions(a2.code)] == ["collect", "ship", "receive"]
-
-
-def test_a_missing_item_is_written_off_with_a_reason(trial: Any, tech: Any) -> None:
-    unit, _ = _unit_for_trondheim(tech)
-    shipment = send(plan(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
-    receipt = shipment_receive(shipment=shipment, actor=tech)
-    assert receipt.missing == [unit.code]
-    with pytest.raises(ServiceError) as refused:
-        shipment_item_write_off(shipment=shipment, scan=unit.code, actor=tech, reason=" ")
-    assert refused.value.code == "reason_required"
-    unit.refresh_from_db()
-    assert unit.status == "released"
-    assert ShipmentItem.objects.get(shipment=shipment, item_code=unit.code).active is True
-    shipment_item_write_off(
-        shipment=shipment, scan=unit.code, actor=tech, reason="not in the shipper"
-    )
-    unit.refresh_from_db()
-    assert unit.status == "discarded" and "not in the shipper" in unit.status_reason
-    shipment.refresh_from_db()
-    assert shipment.status == "received"
-    line = ShipmentItem.objects.get(shipment=shipment, item_code=unit.code)
-    assert (line.state, line.active) == ("written_off", False)
 
 
 # --- two packers, one item -------------------------------------------------------------------
@@ -439,69 +250,6 @@ def test_two_packers_scan_the_same_item_into_two_shipments(postgres_only: None) 
     assert ShipmentItem.objects.filter(unit=unit, active=True).count() == 1
 
 
-# --- the logger file ------------------------------------------------------------------------
-
-
-def test_logger_csv_formats() -> None:
-    oslo = "Europe/Oslo"
-    comma = 'Time,Temperature (°C)\n2026-11-20T08:00:00+01:00,5.2\n2026-11-20T08:10:00Z,"6,1"\n'
-    readings = parse_logger_csv(comma.encode(), default_tz=oslo)
-    assert [str(r.temperature_c) for r in readings] == ["5.2", "6.1"]
-    assert readings[1].at == dt.datetime(2026, 11, 20, 8, 10, tzinfo=dt.UTC)
-
-    semicolon = "\ufeffDate;Time;Temp\n20.11.2026;08:00;−151,5 °C\n20.11.2026;08:05;-152,0\n"
-    readings = parse_logger_csv(semicolon.encode("utf-8"), default_tz=oslo)
-    assert [str(r.temperature_c) for r in readings] == ["-151.5", "-152.0"]
-    assert readings[0].at.utcoffset() == dt.timedelta(hours=1)  # Oslo in November
-
-    utf16 = "Timestamp\tTemperature\n2026-11-20 08:00\t4,0\n".encode("utf-16")
-    assert parse_logger_csv(utf16, default_tz=oslo)[0].temperature_c == Decimal("4.0")
-
-    with pytest.raises(LoggerCsvError) as bad:
-        parse_logger_csv(b"Time;Temp\n2026-11-20 08:00;warm\n")
-    assert (bad.value.code, bad.value.line) == ("bad_temperature", 2)
-    with pytest.raises(LoggerCsvError) as bad:
-        parse_logger_csv(b"just;some;numbers\n1;2;3\n")
-    assert bad.value.code == "no_header"
-    with pytest.raises(LoggerCsvError) as bad:
-        parse_logger_csv(b"Time;Temp\n\x00\x01\x02")
-    assert bad.value.code == "not_text"
-
-
-def test_excursions_how_long_and_how_far() -> None:
-    start = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
-    temps = ["5", "9", "10.5", "7", "1.5", "1", "3"]
-    text = "time;temp\n" + "".join(
-        f"{(start + dt.timedelta(minutes=15 * i)).isoformat()};{t}\n" for i, t in enumerate(temps)
-    )
-    found = excursions_find(parse_logger_csv(text), Decimal(2), Decimal(8))
-    assert [(e.side, e.minutes, str(e.peak_c), str(e.beyond_c)) for e in found] == [
-        ("above", 30.0, "10.5", "2.5"),
-        ("below", 30.0, "1", "1"),
-    ]
-    summary = excursion_summary(found, Decimal(2), Decimal(8))
-    assert (summary["count"], summary["total_minutes"]) == (2, 60.0)
-    assert summary["worst"]["side"] == "above"
-
-
-def test_a_bad_logger_file_is_refused_with_the_line(trial: Any, tech: Any) -> None:
-    unit, _ = _unit_for_trondheim(tech)
-    shipment = send(plan(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
-    with pytest.raises(ServiceError) as refused:
-        shipment_logger_upload(
-            shipment=shipment, data=b"Tid;Temp\n2026-11-20 08:00;x\n", filename="b.csv", actor=tech
-        )
-    assert (refused.value.code, refused.value.field) == ("bad_temperature", "file")
-    assert "Line 2" in refused.value.message
-    assert not LoggerFile.objects.exists()
-
-
-def test_aspirate_status_stays_collected_in_transit(trial: Any, tech: Any) -> None:
-    aspirate = make_aspirate(actor=tech, participant=make_participant(actor=tech, site_code="UNN"))
-    send(plan(tech, "UNN", "HUS", "ambient"), [aspirate.code], tech)
-    assert Aspirate.objects.get(pk=aspirate.pk).status == "collected"
-
-
 # --- the API -----------------------------------------------------------------------------------
 
 
@@ -510,7 +258,7 @@ def test_api_walks_a_dry_shipper_with_an_excursion(roles: dict[str, Any]) -> Non
 
     lab = roles[LAB]
     api = api_as(lab)
-    unit, _ = _unit_for_trondheim(lab)
+    unit, _ = make_unit_for_trondheim(lab)
     response = api.post(
         "/api/shipments/",
         {"from_site": "HUS", "to_site": "STO", "kind": "dry_shipper", "logger_serial": "L-1"},
@@ -597,7 +345,7 @@ def test_blinded_manifest_names_doses_msc_or_saline(roles: dict[str, Any]) -> No
 
     lab = roles[LAB]
     msc, saline = _released_dose(lab, arm="B"), _released_dose(lab, arm="A")
-    shipment = send(plan(lab, "HUS", "STO", "cool"), [msc.code, saline.code], lab)
+    shipment = ship_items(make_shipment(lab, "HUS", "STO", "cool"), [msc.code, saline.code], lab)
     url = f"/api/shipments/{shipment.code}/"
 
     blinded = api_as(roles[CLINICIAN]).get(url)
@@ -626,7 +374,7 @@ def test_shipment_list_has_bounded_queries(
 
     lab = roles[LAB]
     for _ in range(5):
-        shipment = plan(lab, "HUS", "STO", "dry_shipper")
+        shipment = make_shipment(lab, "HUS", "STO", "dry_shipper")
         shipment_pack(shipment=shipment, scan=sto_units(lab, frozen=True)[0].code, actor=lab)
     api = api_as(lab)
     with django_assert_max_num_queries(6):
@@ -639,7 +387,7 @@ def test_shipment_list_has_bounded_queries(
 
 def test_admin_pack_and_receive_pages(trial: Any, tech: Any, admin_client_tech: Any) -> None:
     unit = sto_units(tech)[0]
-    shipment = plan(tech, "HUS", "STO", "dry_shipper")
+    shipment = make_shipment(tech, "HUS", "STO", "dry_shipper")
     base = f"/admin/biobank/shipment/{shipment.pk}/"
     assert admin_client_tech.get("/admin/biobank/shipment/").status_code == 200
     page = admin_client_tech.get(base + "pack/")
@@ -685,4 +433,65 @@ def test_admin_add_form_refuses_the_same_site(trial: Any, admin_client_tech: Any
     )
     assert response.status_code == 200
     assert b"from and to are the same site" in response.content
+    assert response.context["adminform"].form.errors == {
+        "to_site": ["A shipment goes from one site to another: from and to are the same site."]
+    }
+    assert not Shipment.objects.exists()
+
+
+def test_admin_add_form_plans_the_shipment_through_the_catalogue(
+    trial: Any, tech: Any, admin_client_tech: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import biobank.admin.shipments as shipment_admin
+
+    steps: list[tuple[str, str]] = []
+
+    def spy(*, action: Any, **kwargs: Any) -> Any:
+        steps.append((action.kind, action.name))
+        return action_run(action=action, **kwargs)
+
+    monkeypatch.setattr(shipment_admin, "action_run", spy)
+    response = admin_client_tech.post(
+        "/admin/biobank/shipment/add/",
+        {
+            "from_site": site("HUS").pk,
+            "to_site": site("STO").pk,
+            "kind": "dry_shipper",
+            "label": "",
+            "shipper_id": " CX-100 ",
+            "logger_serial": "L-9",
+            "courier": "",
+            "tracking_ref": "",
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    shipment = Shipment.objects.get()
+    assert set(steps) == {("shipment", "create")}
+    assert (shipment.label, shipment.kind, shipment.status) == (
+        "HUS → STO",
+        "dry_shipper",
+        "planned",
+    )
+    assert (shipment.shipper_id, shipment.logger_serial) == ("CX-100", "L-9")
+    assert shipment.created_by == tech
+    assert response.redirect_chain[-1][0] == "/admin/biobank/shipment/"
+    assert [str(m) for m in response.context["messages"]] == [
+        f"The shipment “{shipment.code} HUS → STO” was added successfully."
+    ]
+
+
+def test_admin_add_form_is_refused_to_a_role_without_the_step(
+    roles: dict[str, Any], client: Any
+) -> None:
+    from biobank.services.roles import QA
+
+    client.force_login(roles[QA])
+    hus, sto = site("HUS").pk, site("STO").pk
+    assert client.get("/admin/biobank/shipment/add/").status_code == 403
+    response = client.post(
+        "/admin/biobank/shipment/add/", {"from_site": hus, "to_site": sto, "kind": "ambient"}
+    )
+    assert response.status_code == 403
+    assert client.get("/admin/biobank/shipment/").status_code == 200  # QA still sees the list
     assert not Shipment.objects.exists()

@@ -35,6 +35,7 @@ from biobank.services.units import unit_transition
 
 from .factories import (
     PASSWORD,
+    api_as,
     make_box,
     make_box_type,
     make_storage_unit,
@@ -132,10 +133,16 @@ def test_container_without_positions_holds_many(trial: Any, tech: Any) -> None:
     extra = make_units(actor=tech, count=1)[0]
     with pytest.raises(ServiceError) as info:
         unit_place(unit=extra, container=canister, position="A1", actor=tech)
-    assert (info.value.code, info.value.field) == ("invalid", "position")
+    assert (info.value.code, info.value.field) == ("no_positions", "position")
     extra.refresh_from_db()
     assert extra.status == "frozen"
     assert Placement.objects.open().filter(container=canister).count() == 3
+    # The API's position grid of a canister: refused with the same code, naming the container.
+    response = api_as(tech).get(f"/api/containers/{canister.code}/positions/")
+    assert (response.status_code, response.json()["code"]) == (400, "no_positions")
+    assert response.json()["fields"] == {
+        "code": [f"{canister.code} is a canister without positions."]
+    }
 
 
 def test_move_records_from_and_to(box: Container, tech: Any) -> None:
@@ -395,7 +402,7 @@ def test_container_paths_and_moves(trial: Any, tech: Any) -> None:
     # Into its own child: a loop.
     with pytest.raises(ServiceError) as info:
         container_move(container=rack_b, parent=Container.objects.get(name="Rack A"), actor=tech)
-    assert (info.value.code, info.value.field) == ("invalid", "parent")
+    assert (info.value.code, info.value.field) == ("container_cycle", "parent")
     rack_b.refresh_from_db()
     assert rack_b.parent is None and rack_b.path == "HUS › Tank X › Rack B"
     with pytest.raises(ServiceError) as info:

@@ -1,5 +1,6 @@
 """Shipment admin: the list, the shipment page (manifest, trace chart, documents, steps) and
-the pack and receive scan pages. Every change goes through ``services.shipments``."""
+the pack and receive scan pages. Every change, the add form's too, is a step of the action
+catalogue run by ``action_run``."""
 
 from __future__ import annotations
 
@@ -25,10 +26,16 @@ from biobank.selectors.shipments import (
     shipper_label,
     trace_chart,
 )
-from biobank.services import shipments as services
 from biobank.services.actions import action_get, action_permitted, action_run
 
 from .steps import NoDeleteAdminMixin, check_with_service, step_form
+
+
+def _create(actor: Any, data: dict[str, Any]) -> Shipment:
+    """The catalogue's step "create" of a shipment, from the add form (sites as their codes)."""
+    sites = {name: data[name].code for name in ("from_site", "to_site")}
+    step = action_get("shipment", "create")
+    return action_run(action=step, item=None, actor=actor, data={**data, **sites})
 
 
 class ShipmentForm(forms.ModelForm):
@@ -55,7 +62,7 @@ class ShipmentForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if self.instance.pk is None and not self.errors:
-            check_with_service(self, lambda: services.shipment_create(actor=self.actor, **data))
+            check_with_service(self, lambda: _create(self.actor, data))
         return data
 
 
@@ -139,7 +146,7 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
         return Bound
 
     def save_model(self, request: HttpRequest, obj: Shipment, form: Any, change: bool) -> None:
-        created = services.shipment_create(actor=request.user, **form.cleaned_data)
+        created = _create(request.user, form.cleaned_data)
         obj.__dict__.update(created.__dict__)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:

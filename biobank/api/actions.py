@@ -97,8 +97,9 @@ def step_data(request: Request, step: Action) -> dict[str, Any]:
     return dict(payload.validated_data)
 
 
-# Method names that a viewset already uses for something else.
-_RESERVED = {"dispatch", "update", "list", "retrieve"}
+# Method names that a viewset already uses for something else: its actions, and the HTTP
+# methods (a step named "put" must not become the handler of PUT on the list).
+_RESERVED = {"dispatch", "update", "list", "retrieve", "get", "post", "put", "patch", "delete"}
 
 
 def step_method(

@@ -10,9 +10,11 @@ from biobank.selectors.scan import scan_resolve
 
 
 class ScanRequestSerializer(serializers.Serializer):
+    # Blank is let through: the scan parser refuses it with its own code (``empty``).
     code = serializers.CharField(
         max_length=10_000,
         trim_whitespace=False,
+        allow_blank=True,
         help_text="Exactly what the scanner typed (AIM prefix, spaces and case are tolerated).",
     )
 

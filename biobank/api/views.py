@@ -380,7 +380,9 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVie
         """Every position of a box with the unit in it (null when free)."""
         box = self.get_object()
         if not box.is_box:
-            raise ServiceError(f"{box.code} is a {box.kind} without positions.", field="code")
+            raise ServiceError(
+                f"{box.code} is a {box.kind} without positions.", code="no_positions", field="code"
+            )
         return Response(_positions(box))
 
 

@@ -15,7 +15,7 @@ from django.db.models import Model, QuerySet
 from django.urls import NoReverseMatch, reverse
 
 from biobank.errors import NotFound, ServiceError
-from biobank.identifiers import Kind
+from biobank.identifiers import Kind, with_article
 from biobank.models import (
     Aspirate,
     Container,
@@ -126,9 +126,9 @@ def _checked(raw: Any, policy: Policy, kinds: set[Kind] | None) -> tuple[ParsedS
         exc.field = "code"
         raise
     if kinds is not None and kind not in kinds:
-        wanted = " or ".join(sorted(k.label for k in kinds))
+        wanted = " or ".join(with_article(label) for label in sorted(k.label for k in kinds))
         raise ScanRefused(
-            f"{scan.value} is a {kind.label}; this screen expects a {wanted}.",
+            f"{scan.value} is {with_article(kind.label)}; this screen expects {wanted}.",
             code="wrong_kind",
             field="code",
         )

@@ -138,7 +138,9 @@ def container_move(
         ancestor: Container | None = parent
         while ancestor is not None:
             if ancestor.pk == container.pk:
-                raise ServiceError("A container cannot go inside itself.", field="parent")
+                raise ServiceError(
+                    "A container cannot go inside itself.", code="container_cycle", field="parent"
+                )
             ancestor = ancestor.parent
         storage_unit = parent.storage_unit
     if storage_unit is None:

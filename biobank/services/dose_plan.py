@@ -67,7 +67,9 @@ def visit_weight_record(
     )
     if not visit.visit_type.has_treatment:
         raise ServiceError(
-            f"{visit.visit_type} has no treatment: no weight is needed.", field="visit"
+            f"{visit.visit_type} has no treatment: no weight is needed.",
+            code="no_treatment",
+            field="visit",
         )
     study = visit.participant.study
     try:

@@ -75,7 +75,9 @@ def dose_prepare(
         .get(pk=visit.pk)
     )
     if not visit.visit_type.has_treatment:
-        raise ServiceError(f"{visit.visit_type} has no treatment.", field="visit")
+        raise ServiceError(
+            f"{visit.visit_type} has no treatment.", code="no_treatment", field="visit"
+        )
     if Dose.objects.filter(visit=visit).exclude(status=DoseStatus.CANCELLED).exists():
         raise ConflictError(f"{visit} already has a dose.", code="duplicate", field="visit")
     plan = visit_plan(visit)

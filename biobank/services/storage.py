@@ -158,7 +158,9 @@ def _plan_slot(
     if not container.is_box:
         if position:
             raise ServiceError(
-                f"{container.code} is a {container.kind} without positions.", field="position"
+                f"{container.code} is a {container.kind} without positions.",
+                code="no_positions",
+                field="position",
             )
         return None, None, ""
     box_type = container.box_type
@@ -487,8 +489,8 @@ def unit_put_undo(
 # What check-out and check-in write to the placement's history, and how each refuses a unit
 # that does not have the slot it needs.
 _RESERVED_SLOT_WORDS = {
-    "check_out": ("checked out", "{code} is not in storage."),
-    "check_in": ("checked in", "{code} has no reserved slot."),
+    "check_out": ("checked out", "{code} is not in storage.", "not_stored"),
+    "check_in": ("checked in", "{code} has no reserved slot.", "slot_not_reserved"),
 }
 
 
@@ -525,11 +527,11 @@ def _reserved_slot_step(
     *, unit: ProductUnit, action: str, actor: AbstractBaseUser, at: datetime | None, reason: str
 ) -> Placement:
     """Check out or in: the placement stays open either way; only its mark changes."""
-    done, missing = (words.format(code=unit.code) for words in _RESERVED_SLOT_WORDS[action])
+    done, missing, missing_code = _RESERVED_SLOT_WORDS[action]
     when = check_time(at)
     current = _open_placement(unit)
     if current is None:
-        raise ServiceError(missing, field="unit")
+        raise ServiceError(missing.format(code=unit.code), code=missing_code, field="unit")
     transition_apply(
         item=unit,
         action=action,

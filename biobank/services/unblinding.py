@@ -30,7 +30,9 @@ def participant_unblind(
     reason = (reason or "").strip()
     if len(reason) < 10:
         raise ServiceError(
-            "Give the medical reason for unblinding (at least 10 characters).", field="reason"
+            "Give the medical reason for unblinding (at least 10 characters).",
+            code="reason_required",
+            field="reason",
         )
     if participant.arm_id is None:
         raise ServiceError(f"{participant.pseudonym} has no allocation yet.", field="participant")

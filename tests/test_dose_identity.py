@@ -1,0 +1,159 @@
+"""Doses given: both arms through the crossover by the REST API, the identity checks at
+dispatch and administration, and what a blinded clinician sees."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from biobank.models import CustodyEvent, IdentityCheck, ProductUnit
+from biobank.services.roles import CLINICIAN, LAB, QA
+
+from .factories import (
+    PASSWORD,
+    api_as,
+    make_dose,
+    make_fresh_product,
+    make_participant,
+    make_released_product_units,
+)
+
+# --- both arms through the crossover, by the API ---------------------------------------------
+
+
+def _walk_dose(
+    roles: dict[str, Any], participant: Any, visit: str, weight: str, **prepare: Any
+) -> dict[str, Any]:
+    lab, qa, clinician = (api_as(roles[name]) for name in (LAB, QA, CLINICIAN))
+    response = clinician.post(
+        "/api/visits/record-weight/",
+        {"participant": participant.code, "visit": visit, "weight_kg": weight},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    response = lab.post(
+        "/api/doses/", {"participant": participant.code, "visit": visit, **prepare}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    dose = response.json()
+    code = dose["code"]
+    assert qa.post(f"/api/doses/{code}/release/", {"password": PASSWORD}).status_code == 200
+    if dose["treatment"] == "PLACEBO":
+        ready = {"saline_lot": "NACL-24-117"}
+    elif dose["processing"]:
+        ready = {"post_thaw_cell_count": 80_000_000, "post_thaw_viability_pct": "95.0"}
+    else:
+        ready = {
+            "units": [
+                {
+                    "unit": u["unit"],
+                    "post_thaw_cell_count": 22_000_000,
+                    "post_thaw_viability_pct": 90,
+                }
+                for u in dose["units"]
+            ]
+        }
+    response = lab.post(f"/api/doses/{code}/make-ready/", ready, format="json")
+    assert response.status_code == 200, response.content
+    for step in ("dispatch", "administer"):
+        response = clinician.post(
+            f"/api/doses/{code}/{step}/", {"participant_scan": participant.code}, format="json"
+        )
+        assert response.status_code == 200, response.content
+    return lab.get(f"/api/doses/{code}/").json()
+
+
+@pytest.mark.parametrize("arm", ["A", "B"])
+def test_both_arms_walk_the_crossover_through_the_api(roles: dict[str, Any], arm: str) -> None:
+    lab = roles[LAB]
+    participant = make_participant(actor=lab, arm=arm)
+    if arm == "A":
+        # The baseline product is dosed fresh, never frozen.
+        fresh = make_fresh_product(actor=lab, participant=participant)
+        # The month-6 aspirate is processed, cryopreserved and stored (not dosed).
+        make_released_product_units(actor=lab, participant=participant, visit="M6")
+        baseline = _walk_dose(roles, participant, "BASELINE", "80", processing=fresh.code)
+        month6 = _walk_dose(roles, participant, "M6", "80.5")
+        assert baseline["treatment"] == "MSC" and baseline["processing"] == fresh.code
+        assert baseline["units"] == [] and baseline["viable_cells"] == 76_000_000
+        assert month6["treatment"] == "PLACEBO" and month6["saline_lot"] == "NACL-24-117"
+    else:
+        stored = make_released_product_units(
+            actor=lab, participant=participant, visit="BASELINE", count=4
+        )
+        baseline = _walk_dose(roles, participant, "BASELINE", "80")
+        month6 = _walk_dose(roles, participant, "M6", "80.5")
+        assert baseline["treatment"] == "PLACEBO"
+        assert month6["treatment"] == "MSC" and month6["processing"] is None
+        assert [u["unit"] for u in month6["units"]] == [u.code for u in stored[:4]]
+        assert month6["viable_cells"] == 79_200_000
+        assert {
+            u.status for u in ProductUnit.objects.filter(code__in=[s.code for s in stored])
+        } == {"administered"}
+    for dose in (baseline, month6):
+        assert dose["status"] == "administered" and dose["expired"] is False
+    assert baseline["plan"]["target"] == "80.0×10⁶" and month6["plan"]["target"] == "80.5×10⁶"
+    # The clinician reads the log as the visibility policy shows it: aspirate and dose steps,
+    # in time order, no unit or product step.
+    clinician = api_as(roles[CLINICIAN])
+    response = clinician.get("/api/events/", {"participant": participant.code, "item_kind": "dose"})
+    assert response.status_code == 200
+    events = response.json()["results"]
+    assert {e["item_kind"] for e in events} == {"dose"}
+    assert [e["action"] for e in events] == [
+        *["prepare", "release", "make_ready", "dispatch", "administer"] * 2
+    ]
+    times = [e["at"] for e in events]
+    assert times == sorted(times)
+    assert "MSC" not in str(events) and "UN" not in "".join(str(e["data"]) for e in events)
+    # The whole log (lab view) is in time order too, for every item.
+    for code in {e.item_code for e in CustodyEvent.objects.filter(participant=participant)}:
+        stamps = list(
+            CustodyEvent.objects.filter(item_code=code).order_by("id").values_list("at", flat=True)
+        )
+        assert stamps == sorted(stamps), code
+    # Identity checks are readable by participant and by dose: two per dose, all matched.
+    checks = clinician.get("/api/identity-checks/", {"participant": participant.code}).json()
+    assert [c["matched"] for c in checks["results"]] == [True] * 4
+    by_dose = clinician.get("/api/identity-checks/", {"dose": month6["code"]}).json()
+    assert [c["stage"] for c in by_dose["results"]] == ["dispatch", "administration"]
+
+
+def test_identity_checks_include_mismatches(roles: dict[str, Any]) -> None:
+    dose = make_dose(actor=roles[LAB], arm="A")
+    stranger = make_participant(actor=roles[LAB])
+    client = api_as(roles[CLINICIAN])
+    response = client.post(
+        f"/api/doses/{dose.code}/dispatch/", {"participant_scan": stranger.code}, format="json"
+    )
+    assert response.status_code == 409 and response.json()["code"] == "identity_mismatch"
+    for params in ({"participant": stranger.code}, {"dose": dose.code, "matched": "false"}):
+        results = client.get("/api/identity-checks/", params).json()["results"]
+        assert len(results) == 1 and results[0]["matched"] is False
+        assert "IDENTITY MISMATCH" in results[0]["message"]
+    # The identity checks are read-only: written by dispatch and administration only.
+    refused = client.post("/api/identity-checks/", {})
+    assert refused.status_code == 403 and refused.json()["code"] == "permission_denied"
+    assert IdentityCheck.objects.count() == 1
+    assert api_as(roles[LAB]).get("/api/identity-checks/").status_code == 200
+
+
+def test_blinded_view_of_plan_volume_and_expiry_is_the_same(roles: dict[str, Any]) -> None:
+    msc = make_dose(actor=roles[LAB], arm="B")
+    saline = make_dose(actor=roles[LAB], arm="A")
+    client = api_as(roles[CLINICIAN])
+    bodies = [client.get(f"/api/doses/{d.code}/").json() for d in (msc, saline)]
+    assert bodies[0].keys() == bodies[1].keys()
+    for key in ("plan", "volume_ml", "route", "status", "expired"):
+        assert bodies[0][key] == bodies[1][key], key
+    for dose in (msc, saline):
+        assert dose.expires_at - dose.ready_at == dt.timedelta(hours=6)
+    hidden = {"treatment", "units", "processing", "viable_cells", "saline_lot", "deviation"}
+    assert not hidden & bodies[0].keys()
+    assert "post_thaw_cell_count" not in bodies[0]
+    # The dose log of the clinician does not reveal the product either.
+    log = client.get("/api/events/", {"item": msc.code}).json()["results"]
+    assert [e["action"] for e in log] == ["prepare", "release", "make_ready"]
+    assert all(e["data"] == {} for e in log)

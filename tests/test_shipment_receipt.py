@@ -1,0 +1,253 @@
+"""Receiving shipments: the receipt by scan and its reconciliation (missing, extra, damaged,
+found later, written off), and the temperature logger file and the excursions that quarantine
+what arrived."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from biobank.errors import ServiceError
+from biobank.logger_csv import (
+    LoggerCsvError,
+    excursion_summary,
+    excursions_find,
+    parse_logger_csv,
+)
+from biobank.models import CustodyEvent, LoggerFile, ShipmentItem
+from biobank.services.doses import UnitCount, dose_make_ready
+from biobank.services.shipment_receipt import (
+    shipment_item_find,
+    shipment_item_write_off,
+    shipment_logger_upload,
+    shipment_receive,
+    shipment_receive_scan,
+)
+
+from .factories import (
+    accept_intact,
+    custody_steps,
+    logger_csv,
+    make_aspirate,
+    make_participant,
+    make_shipment,
+    make_unit_for_trondheim,
+    past,
+    ship_items,
+)
+
+# --- the temperature logger quarantines what arrived -----------------------------------------
+
+
+def test_frozen_unit_bergen_to_trondheim_with_an_excursion_ends_quarantined(
+    trial: Any, tech: Any
+) -> None:
+    unit, dose = make_unit_for_trondheim(tech)
+    shipment = make_shipment(
+        tech, "HUS", "STO", "dry_shipper", shipper_id="CX-100", logger_serial="L-9"
+    )
+    ship_items(shipment, [unit.code], tech)
+    counts = [UnitCount(u.code, 23_000_000, Decimal("95")) for u in dose.units.order_by("code")]
+
+    # In transit: it cannot be thawed for its dose.
+    with pytest.raises(ServiceError) as refused:
+        dose_make_ready(dose=dose, actor=tech, unit_counts=counts)
+    assert refused.value.code == "in_shipment"
+    assert shipment.code in refused.value.message
+
+    shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
+    shipment_receive(shipment=shipment, actor=tech)
+    start = past(hours=6)
+    temps = ["−185,5"] * 6 + ["−140,2", "−120,0", "−138,4"] + ["−180,1"] * 3
+    upload = shipment_logger_upload(
+        shipment=shipment, data=logger_csv(start, temps), filename="L-9.csv", actor=tech
+    )
+    assert upload.quarantined == [unit.code]
+    logger = LoggerFile.objects.get(shipment=shipment)
+    assert logger.readings == 12
+    assert logger.excursion["count"] == 1
+    assert logger.excursion["total_minutes"] == 30.0  # 3 readings out, recovered 10 min later
+    assert logger.excursion["worst"]["peak_c"] == "-120.0"
+    assert logger.excursion["worst"]["beyond_c"] == "30.0"
+
+    unit.refresh_from_db()
+    assert unit.status == "quarantined"
+    assert "Temperature excursion" in unit.status_reason and "30 min" in unit.status_reason
+    quarantine = CustodyEvent.objects.get(item_code=unit.code, action="quarantine")
+    assert quarantine.data["logger_sha256"] == logger.sha256
+    assert quarantine.data["excursion"]["worst"]["side"] == "above"
+    assert [a for a, _, _ in custody_steps(unit.code)][-3:] == ["ship", "receive", "quarantine"]
+    assert custody_steps(unit.code)[-3][1:] == ("HUS", shipment.code)
+    assert custody_steps(unit.code)[-2][1:] == ("STO", shipment.code)
+
+    with pytest.raises(ServiceError) as refused:
+        dose_make_ready(dose=dose, actor=tech, unit_counts=counts)
+    assert refused.value.code == "invalid_transition"
+    unit.refresh_from_db()
+    assert unit.status == "quarantined"
+
+
+def test_logger_upload_before_receipt_quarantines_items_as_they_are_received(
+    trial: Any, tech: Any
+) -> None:
+    unit, _ = make_unit_for_trondheim(tech)
+    shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    temps = ["-180"] * 3 + ["-149,5"] + ["-181"]
+    upload = shipment_logger_upload(
+        shipment=shipment, data=logger_csv(past(hours=3), temps), filename="l.csv", actor=tech
+    )
+    assert upload.quarantined == []  # nothing has arrived yet
+    shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
+    receipt = shipment_receive(shipment=shipment, actor=tech)
+    assert receipt.quarantined == [unit.code]
+    unit.refresh_from_db()
+    assert unit.status == "quarantined"
+
+
+def test_a_clean_trace_quarantines_nothing(trial: Any, tech: Any) -> None:
+    unit, _ = make_unit_for_trondheim(tech)
+    shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
+    shipment_receive(shipment=shipment, actor=tech)
+    upload = shipment_logger_upload(
+        shipment=shipment,
+        data=logger_csv(past(hours=3), ["-185", "-150,0", "-190"]),
+        filename="ok.csv",
+        actor=tech,
+    )
+    assert (upload.quarantined, upload.logger_file.excursion) == ([], {})
+    unit.refresh_from_db()
+    assert unit.status == "released"
+
+
+# --- receiving reconciles -----------------------------------------------------------------
+
+
+def test_receiving_reconciles_missing_extra_and_damaged(trial: Any, tech: Any) -> None:
+    unn = [make_participant(actor=tech, site_code="UNN") for _ in range(4)]
+    a1, a2, a3, extra = (make_aspirate(actor=tech, participant=p) for p in unn)
+    shipment = ship_items(
+        make_shipment(tech, "UNN", "HUS", "ambient"), [a1.code, a2.code, a3.code], tech
+    )
+
+    assert shipment_receive_scan(shipment=shipment, scan=a1.code, actor=tech).extra is False
+    outcome = shipment_receive_scan(
+        shipment=shipment, scan=a3.code, actor=tech, damaged=True, note="tube cracked"
+    )
+    assert outcome.extra is False
+    assert shipment_receive_scan(shipment=shipment, scan=extra.code, actor=tech).extra is True
+    with pytest.raises(ServiceError) as refused:
+        shipment_receive_scan(shipment=shipment, scan=a1.code, actor=tech)
+    assert refused.value.code == "already_received"
+
+    receipt = shipment_receive(shipment=shipment, actor=tech)
+    assert receipt.received == [a1.code]
+    assert receipt.damaged == [a3.code]
+    assert receipt.missing == [a2.code]
+    assert receipt.extra == [extra.code]
+    shipment.refresh_from_db()
+    assert shipment.status == "partially_received"
+    a3.refresh_from_db()
+    assert (a3.status, a3.condition) == ("quarantined", "damaged")
+    assert "tube cracked" in a3.status_reason
+
+    # The missing one stays in transit: nothing else may happen to it.
+    with pytest.raises(ServiceError) as refused:
+        accept_intact(aspirate=a2, actor=tech, received_at=past())
+    assert refused.value.code == "in_shipment"
+    a2.refresh_from_db()
+    assert a2.status == "collected"
+    assert ShipmentItem.objects.get(shipment=shipment, item_code=a2.code).active is True
+    # The extra one was not received into custody: no receive event.
+    assert [a for a, _, _ in custody_steps(extra.code)] == ["collect"]
+
+    # Found later: received once, and the shipment is complete.
+    shipment_item_find(shipment=shipment, scan=a2.code, actor=tech)
+    with pytest.raises(ServiceError) as refused:
+        shipment_item_find(shipment=shipment, scan=a2.code, actor=tech)
+    assert refused.value.code == "already_received"
+    shipment.refresh_from_db()
+    assert shipment.status == "received"
+    assert [a for a, _, _ in custody_steps(a2.code)] == ["collect", "ship", "receive"]
+
+
+def test_a_missing_item_is_written_off_with_a_reason(trial: Any, tech: Any) -> None:
+    unit, _ = make_unit_for_trondheim(tech)
+    shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    receipt = shipment_receive(shipment=shipment, actor=tech)
+    assert receipt.missing == [unit.code]
+    with pytest.raises(ServiceError) as refused:
+        shipment_item_write_off(shipment=shipment, scan=unit.code, actor=tech, reason=" ")
+    assert refused.value.code == "reason_required"
+    unit.refresh_from_db()
+    assert unit.status == "released"
+    assert ShipmentItem.objects.get(shipment=shipment, item_code=unit.code).active is True
+    shipment_item_write_off(
+        shipment=shipment, scan=unit.code, actor=tech, reason="not in the shipper"
+    )
+    unit.refresh_from_db()
+    assert unit.status == "discarded" and "not in the shipper" in unit.status_reason
+    shipment.refresh_from_db()
+    assert shipment.status == "received"
+    line = ShipmentItem.objects.get(shipment=shipment, item_code=unit.code)
+    assert (line.state, line.active) == ("written_off", False)
+
+
+# --- the logger file ------------------------------------------------------------------------
+
+
+def test_logger_csv_formats() -> None:
+    oslo = "Europe/Oslo"
+    comma = 'Time,Temperature (°C)\n2026-11-20T08:00:00+01:00,5.2\n2026-11-20T08:10:00Z,"6,1"\n'
+    readings = parse_logger_csv(comma.encode(), default_tz=oslo)
+    assert [str(r.temperature_c) for r in readings] == ["5.2", "6.1"]
+    assert readings[1].at == dt.datetime(2026, 11, 20, 8, 10, tzinfo=dt.UTC)
+
+    semicolon = "\ufeffDate;Time;Temp\n20.11.2026;08:00;−151,5 °C\n20.11.2026;08:05;-152,0\n"
+    readings = parse_logger_csv(semicolon.encode("utf-8"), default_tz=oslo)
+    assert [str(r.temperature_c) for r in readings] == ["-151.5", "-152.0"]
+    assert readings[0].at.utcoffset() == dt.timedelta(hours=1)  # Oslo in November
+
+    utf16 = "Timestamp\tTemperature\n2026-11-20 08:00\t4,0\n".encode("utf-16")
+    assert parse_logger_csv(utf16, default_tz=oslo)[0].temperature_c == Decimal("4.0")
+
+    with pytest.raises(LoggerCsvError) as bad:
+        parse_logger_csv(b"Time;Temp\n2026-11-20 08:00;warm\n")
+    assert (bad.value.code, bad.value.line) == ("bad_temperature", 2)
+    with pytest.raises(LoggerCsvError) as bad:
+        parse_logger_csv(b"just;some;numbers\n1;2;3\n")
+    assert bad.value.code == "no_header"
+    with pytest.raises(LoggerCsvError) as bad:
+        parse_logger_csv(b"Time;Temp\n\x00\x01\x02")
+    assert bad.value.code == "not_text"
+
+
+def test_excursions_how_long_and_how_far() -> None:
+    start = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
+    temps = ["5", "9", "10.5", "7", "1.5", "1", "3"]
+    text = "time;temp\n" + "".join(
+        f"{(start + dt.timedelta(minutes=15 * i)).isoformat()};{t}\n" for i, t in enumerate(temps)
+    )
+    found = excursions_find(parse_logger_csv(text), Decimal(2), Decimal(8))
+    assert [(e.side, e.minutes, str(e.peak_c), str(e.beyond_c)) for e in found] == [
+        ("above", 30.0, "10.5", "2.5"),
+        ("below", 30.0, "1", "1"),
+    ]
+    summary = excursion_summary(found, Decimal(2), Decimal(8))
+    assert (summary["count"], summary["total_minutes"]) == (2, 60.0)
+    assert summary["worst"]["side"] == "above"
+
+
+def test_a_bad_logger_file_is_refused_with_the_line(trial: Any, tech: Any) -> None:
+    unit, _ = make_unit_for_trondheim(tech)
+    shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    with pytest.raises(ServiceError) as refused:
+        shipment_logger_upload(
+            shipment=shipment, data=b"Tid;Temp\n2026-11-20 08:00;x\n", filename="b.csv", actor=tech
+        )
+    assert (refused.value.code, refused.value.field) == ("bad_temperature", "file")
+    assert "Line 2" in refused.value.message
+    assert not LoggerFile.objects.exists()
