@@ -194,6 +194,7 @@ def test_unknown_action_is_refused(trial: Any, tech: Any) -> None:
     with pytest.raises(TransitionError) as info:
         transition_apply(item=unit, action="teleport", actor=tech)
     assert info.value.code == "unknown_action"
+    assert info.value.message.startswith("'teleport' is not a step for a unit. Steps: ")
     assert "store" in info.value.message
 
 

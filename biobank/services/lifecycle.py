@@ -12,6 +12,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from biobank.errors import ServiceError, TransitionError
+from biobank.identifiers import with_article
 from biobank.models import (
     Aspirate,
     AspirateStatus,
@@ -309,7 +310,8 @@ def _transition_of(kind: str, action: str, code: str, reason: str) -> Transition
     transition = TRANSITIONS[kind].get(action)
     if transition is None:
         raise TransitionError(
-            f"'{action}' is not a step for a {kind}. Steps: {', '.join(TRANSITIONS[kind])}.",
+            f"'{action}' is not a step for {with_article(kind)}. "
+            f"Steps: {', '.join(TRANSITIONS[kind])}.",
             code="unknown_action",
             field="action",
         )

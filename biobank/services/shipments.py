@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from biobank.errors import ConflictError, NotFound, ServiceError, TransitionError
-from biobank.identifiers import Kind
+from biobank.identifiers import Kind, with_article
 from biobank.models import (
     Aspirate,
     AspirateStatus,
@@ -172,7 +172,8 @@ def _item_for_scan(raw: str, *, lock: bool) -> tuple[str, Item]:
     kind, code = scan_read(raw)
     if kind not in ITEM_MODELS:
         raise PackRefused(
-            f"{code} is a {kind.label}; only aspirates, units and doses travel in shipments.",
+            f"{code} is {with_article(kind.label)}; "
+            "only aspirates, units and doses travel in shipments.",
             code="wrong_kind",
             field="scan",
         )
@@ -199,7 +200,8 @@ def pack_refusal(*, shipment: Shipment, kind: str, item: Item) -> PackRefused | 
         allowed = ", ".join(PACKABLE_STATUS[kind])
         hint = " Take it out of storage first." if item.status in ("stored", "checked_out") else ""
         return PackRefused(
-            f"{code} is {item.status}; a {kind} can be packed only when: {allowed}.{hint}",
+            f"{code} is {item.status}; "
+            f"{with_article(kind)} can be packed only when: {allowed}.{hint}",
             code="wrong_status",
             field="scan",
         )

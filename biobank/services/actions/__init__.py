@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from biobank.errors import Forbidden, NotFound, ServiceError
+from biobank.identifiers import with_article
 from biobank.selectors.scan import scans_resolve
 
 from . import doses, samples, shipments, storage
@@ -35,7 +36,7 @@ def action_get(kind: str, name: str) -> Action:
     except KeyError:
         steps = ", ".join(a.name for a in actions_for(kind))
         raise NotFound(
-            f"'{name}' is not a step for a {kind}. Steps: {steps}.",
+            f"'{name}' is not a step for {with_article(kind)}. Steps: {steps}.",
             code="unknown_action",
             field="action",
         ) from None
