@@ -82,6 +82,16 @@ def _store_setup(count: int) -> tuple[Any, list[Any], Any]:
     return box, units, user
 
 
+def box_positions(box: Any) -> list[str]:
+    """Every position label of a box, row by row (A1, A2, … H12)."""
+    box_type = box.box_type
+    return [
+        box_type.position_label(r, c)
+        for r in range(1, box_type.rows + 1)
+        for c in range(1, box_type.columns + 1)
+    ]
+
+
 def store_route(code: str) -> str | None:
     """The bulk-store API route for a box, if the project has one (looked up, not assumed)."""
     from django.urls import NoReverseMatch, reverse
@@ -93,12 +103,7 @@ def store_route(code: str) -> str | None:
 
 
 def _store_body(box: Any, units: list[Any]) -> dict[str, Any]:
-    box_type = box.box_type
-    positions = [
-        box_type.position_label(r, c)
-        for r in range(1, box_type.rows + 1)
-        for c in range(1, box_type.columns + 1)
-    ]
+    positions = box_positions(box)
     return {
         "placements": [
             {"unit": u.code, "position": p} for u, p in zip(units, positions, strict=False)
@@ -114,12 +119,7 @@ def store_box_service() -> dict[str, Any]:
     from biobank.services.storage import StoreItem, units_store
 
     box, units, user = _store_setup(STORE_UNITS)
-    box_type = box.box_type
-    positions = [
-        box_type.position_label(r, c)
-        for r in range(1, box_type.rows + 1)
-        for c in range(1, box_type.columns + 1)
-    ]
+    positions = box_positions(box)
     items = [StoreItem(u, p) for u, p in zip(units, positions, strict=False)]
     with CaptureQueriesContext(connection) as ctx:
         start, cpu = time.perf_counter(), time.process_time()
@@ -175,16 +175,11 @@ def store_box_rack_scan() -> dict[str, Any]:
     from biobank.services.racks import rack_scan_apply
 
     box, units, user = _store_setup(STORE_UNITS)
-    box_type = box.box_type
-    positions = [
-        box_type.position_label(r, c)
-        for r in range(1, box_type.rows + 1)
-        for c in range(1, box_type.columns + 1)
-    ]
+    positions = box_positions(box)
     csv = "".join(f"{p},{u.code}\n" for p, u in zip(positions, units, strict=False)).encode()
     with CaptureQueriesContext(connection) as ctx:
         start, cpu = time.perf_counter(), time.process_time()
-        read = parse_rack_csv(csv, rows=box_type.rows, cols=box_type.columns)
+        read = parse_rack_csv(csv, rows=box.box_type.rows, cols=box.box_type.columns)
         counts = rack_scan_apply(box=box, read=read, actor=user)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {

@@ -49,6 +49,29 @@ SUGGEST_MAX_UNITS = 12
 # --- weight and plan -------------------------------------------------------------------------
 
 
+def treatment_visit_lock(visit: Visit, why: str) -> Visit:
+    """The visit, locked for a dose step, or a refusal when it has no treatment."""
+    locked = (
+        Visit.objects.select_for_update(of=("self",))
+        .select_related("participant__study", "visit_type")
+        .get(pk=visit.pk)
+    )
+    if not locked.visit_type.has_treatment:
+        raise ServiceError(
+            f"{locked.visit_type} has no treatment: {why}.", code="no_treatment", field="visit"
+        )
+    return locked
+
+
+def unit_expired_refusal(unit: ProductUnit, field: str, then: str = "") -> ServiceError:
+    """The one wording of an expired unit: its code, EXPIRED and the local date."""
+    return ServiceError(
+        f"{unit.code} EXPIRED on {timezone.localtime(unit.expires_at()):%Y-%m-%d}{then}.",
+        code="unit_expired",
+        field=field,
+    )
+
+
 @transaction.atomic
 def visit_weight_record(
     *,
@@ -60,17 +83,7 @@ def visit_weight_record(
     """Record the body weight measured at a treatment visit; the dose is computed from it."""
     require_perm(actor, "biobank.record_weight", "record body weight")
     given = visit
-    visit = (
-        Visit.objects.select_for_update(of=("self",))
-        .select_related("participant__study", "visit_type")
-        .get(pk=visit.pk)
-    )
-    if not visit.visit_type.has_treatment:
-        raise ServiceError(
-            f"{visit.visit_type} has no treatment: no weight is needed.",
-            code="no_treatment",
-            field="visit",
-        )
+    visit = treatment_visit_lock(visit, "no weight is needed")
     study = visit.participant.study
     try:
         weight = Decimal(str(weight_kg)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
@@ -270,12 +283,7 @@ def dose_unit_check(*, unit: ProductUnit, visit: Visit, at: dt.datetime) -> None
         )
     unit_release_check(unit)
     if unit.is_expired(at):
-        raise ServiceError(
-            f"{unit.code} EXPIRED on {timezone.localtime(unit.expires_at()):%Y-%m-%d} and "
-            "cannot be dosed.",
-            code="unit_expired",
-            field="units",
-        )
+        raise unit_expired_refusal(unit, "units", " and cannot be dosed")
 
 
 def dose_fresh_check(*, processing: Processing, visit: Visit, at: dt.datetime) -> None:

@@ -40,6 +40,8 @@ from .dose_plan import (
     dose_fresh_check,
     dose_propose,
     dose_unit_check,
+    treatment_visit_lock,
+    unit_expired_refusal,
     visit_plan,
     visit_treatment,
 )
@@ -52,7 +54,7 @@ from .lifecycle import (
     transition_check,
 )
 from .qc_release import MIN_VIABILITY_PCT
-from .signatures import require_perm, signature_sign
+from .signatures import require_perm, signature_sign, signed_reason
 from .units import unit_transition
 
 # --- preparation and release -----------------------------------------------------------------
@@ -69,15 +71,7 @@ def dose_prepare(
     """Plan the dose of a treatment visit from its recorded weight; for MSC, reserve the
     participant's own units (or fresh product). Without a choice, the suggestion is used."""
     require_perm(actor, "biobank.prepare_dose", "prepare doses")
-    visit = (
-        Visit.objects.select_for_update(of=("self",))
-        .select_related("participant__study", "visit_type")
-        .get(pk=visit.pk)
-    )
-    if not visit.visit_type.has_treatment:
-        raise ServiceError(
-            f"{visit.visit_type} has no treatment.", code="no_treatment", field="visit"
-        )
+    visit = treatment_visit_lock(visit, "there is no dose to prepare")
     if Dose.objects.filter(visit=visit).exclude(status=DoseStatus.CANCELLED).exists():
         raise ConflictError(f"{visit} already has a dose.", code="duplicate", field="visit")
     plan = visit_plan(visit)
@@ -178,13 +172,7 @@ def dose_deviation_sign(*, dose: Dose, actor: AbstractBaseUser, password: str, r
     """QA documents a deviation: the dose may be made ready outside the acceptance window."""
     require_perm(actor, "biobank.release_dose", "sign dose deviations")
     locked = _locked(dose)
-    reason = (reason or "").strip()
-    if len(reason) < 10:
-        raise ServiceError(
-            "Give the reason for the deviation (at least 10 characters).",
-            code="reason_required",
-            field="reason",
-        )
+    reason = signed_reason(reason, ask="the reason for the deviation")
     if locked.treatment != Treatment.MSC:
         raise ServiceError(
             f"{locked.code} has no cell count: there is no window to deviate from.",
@@ -340,12 +328,7 @@ def dose_make_ready(
                     field="units",
                 )
             if link.unit.is_expired(ready_at):
-                raise ServiceError(
-                    f"{link.unit.code} EXPIRED on "
-                    f"{timezone.localtime(link.unit.expires_at()):%Y-%m-%d}.",
-                    code="unit_expired",
-                    field="units",
-                )
+                raise unit_expired_refusal(link.unit, "units")
             figures.append((link, count, pct))
     total = sum(count for _, count, _ in figures)
     viable = sum(_viable(count, pct) for _, count, pct in figures)

@@ -16,6 +16,21 @@ def require_perm(user: AbstractBaseUser, perm: str, what: str) -> None:
         raise PermissionRefused(f"You are not authorised to {what}.", code="permission_denied")
 
 
+SIGNED_REASON_MIN = 10  # a signed deviation or unblinding says why in a sentence, not "ok"
+
+
+def signed_reason(reason: str | None, *, ask: str) -> str:
+    """The reason given with a signature, stripped; refused when too short to mean anything."""
+    reason = (reason or "").strip()
+    if len(reason) < SIGNED_REASON_MIN:
+        raise ServiceError(
+            f"Give {ask} (at least {SIGNED_REASON_MIN} characters).",
+            code="reason_required",
+            field="reason",
+        )
+    return reason
+
+
 def signature_sign(
     *, user: AbstractBaseUser, password: str, meaning: str, record: str
 ) -> Signature:

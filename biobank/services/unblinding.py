@@ -11,7 +11,7 @@ from biobank.errors import ServiceError
 from biobank.models import ArmSchedule, Participant, SignatureMeaning, Treatment, Unblinding
 
 from .lifecycle import event_record
-from .signatures import require_perm, signature_sign
+from .signatures import require_perm, signature_sign, signed_reason
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,7 @@ def participant_unblind(
 ) -> UnblindingResult:
     """Reveal one participant's allocation in an emergency: authorised, reasoned, signed."""
     require_perm(actor, "biobank.emergency_unblind", "unblind participants")
-    reason = (reason or "").strip()
-    if len(reason) < 10:
-        raise ServiceError(
-            "Give the medical reason for unblinding (at least 10 characters).",
-            code="reason_required",
-            field="reason",
-        )
+    reason = signed_reason(reason, ask="the medical reason for unblinding")
     if participant.arm_id is None:
         raise ServiceError(f"{participant.pseudonym} has no allocation yet.", field="participant")
     signature = signature_sign(
