@@ -54,6 +54,8 @@ class ScanPage(View):
     summary: ClassVar[Any]
     prompt: ClassVar[Any] = gettext_lazy("Scan")
     permission: ClassVar[str] = "biobank.view_productunit"
+    # The kinds of scan this page takes (None: any); others are refused before any lookup.
+    accepts: ClassVar[frozenset[Kind] | None] = None
     site: admin.AdminSite | None = None
 
     # --- plumbing ----------------------------------------------------------------------------
@@ -121,7 +123,8 @@ class ScanPage(View):
 
     def scan(self, request: HttpRequest, state: dict[str, Any], raw: str) -> Feedback | None:
         try:
-            result = scan_resolve(raw=raw, viewer=request.user, kinds=self.kinds(state))
+            kinds = set(self.accepts) if self.accepts is not None else None
+            result = scan_resolve(raw=raw, viewer=request.user, kinds=kinds)
             return self.handle(request, state, result)
         except ServiceError as exc:
             position = self.maybe_position(state, raw)
@@ -130,9 +133,6 @@ class ScanPage(View):
             # A code of a kind the user may not see is not echoed back either.
             echo = "" if exc.code == "not_visible" else raw.strip()[:64]
             return Feedback(False, policy_for(request.user).redact(exc.message), echo)
-
-    def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
-        return None
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
         raise NotImplementedError

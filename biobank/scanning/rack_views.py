@@ -41,8 +41,7 @@ class RackImportPage(ScanPage):
     def template_name(self) -> str:
         return "admin/biobank/scan/rack_import.html"
 
-    def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
-        return {Kind.BOX}
+    accepts = frozenset({Kind.BOX})
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
         state.update(box=result.item.pk, csv=None)

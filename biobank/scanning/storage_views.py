@@ -24,8 +24,7 @@ class BoxScanPage(ScanPage):
     # What a scanned position is for (the next unit's place, or the position to check).
     position_message: ClassVar[Any]
 
-    def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
-        return {Kind.BOX, Kind.CONTAINER, Kind.UNIT}
+    accepts = frozenset({Kind.BOX, Kind.CONTAINER, Kind.UNIT})
 
     def maybe_position(self, state: dict[str, Any], raw: str) -> Feedback | None:
         found = position_in_box(state, raw)
@@ -143,8 +142,7 @@ class CheckOutPage(ScanPage):
     prompt = gettext_lazy("Scan a unit (UN…)")
     permission = action_get("unit", "check_out").permission
 
-    def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
-        return {Kind.UNIT}
+    accepts = frozenset({Kind.UNIT})
 
     def update_settings(self, request: HttpRequest, state: dict[str, Any]) -> None:
         if request.POST.get("mode") in STEP_OF_MODE:

@@ -69,8 +69,7 @@ class ReceivePage(ScanPage):
     prompt = gettext_lazy("Scan an aspirate (AS…)")
     permission = action_get("aspirate", "receive_by_condition").permission
 
-    def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
-        return {Kind.ASPIRATE}
+    accepts = frozenset({Kind.ASPIRATE})
 
     def update_settings(self, request: HttpRequest, state: dict[str, Any]) -> None:
         if "temperature_c" in request.POST:
@@ -144,8 +143,7 @@ class DosePage(ScanPage):
     prompt = gettext_lazy("Scan the dose (DS…) and the participant (PT…)")
     permission = action_get("dose", "dispatch").permission
 
-    def kinds(self, state: dict[str, Any]) -> set[Kind] | None:
-        return {Kind.DOSE, Kind.PARTICIPANT}
+    accepts = frozenset({Kind.DOSE, Kind.PARTICIPANT})
 
     def update_settings(self, request: HttpRequest, state: dict[str, Any]) -> None:
         if request.POST.get("stage") in IdentityStage.values:
