@@ -215,6 +215,19 @@ def test_cancelled_msc_dose_returns_its_unit(roles: dict[str, Any]) -> None:
     assert not Dose.objects.filter(visit=dose.visit).exclude(status="cancelled").exists()
 
 
+def test_cancelled_ready_dose_discards_its_thawed_units(roles: dict[str, Any]) -> None:
+    dose = make_dose(actor=roles[LAB], arm="B")
+    assert [u.status for u in dose.units.all()] == ["thawed", "thawed"]
+    dose_cancel(dose=dose, actor=roles[LAB], reason="participant unwell")
+    units = list(dose.units.all())
+    assert [u.status for u in units] == ["discarded", "discarded"]
+    last = units[0].events.order_by("-at", "-id").first()
+    assert (last.action, last.reason) == (
+        "discard",
+        f"thawed for {dose.code}, which was cancelled: participant unwell",
+    )
+
+
 def test_dose_release_needs_qa_and_password(roles: dict[str, Any]) -> None:
     dose = make_dose(actor=roles[LAB], ready=False)
     with pytest.raises(ServiceError) as info:

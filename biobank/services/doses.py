@@ -491,26 +491,28 @@ def dose_administer(
     return dose
 
 
+# What a cancelled dose does with each of its units: a released one goes back to stock, a
+# thawed one is discarded (it cannot be frozen again); others are not the dose's to move.
+_UNIT_ON_CANCEL = {
+    UnitStatus.RELEASED: ("return_to_stock", "{dose} cancelled: {reason}"),
+    UnitStatus.THAWED: ("discard", "thawed for {dose}, which was cancelled: {reason}"),
+}
+
+
 @transaction.atomic
 def dose_cancel(*, dose: Dose, actor: AbstractBaseUser, reason: str) -> Dose:
     """Cancel a dose; released units go back to stock, thawed ones are discarded."""
     require_perm(actor, "biobank.prepare_dose", "cancel doses")
     transition_apply(item=dose, action="cancel", actor=actor, reason=reason)
     for link in _dose_units(dose):
-        unit = link.unit
-        if unit.status == UnitStatus.RELEASED:
+        step = _UNIT_ON_CANCEL.get(link.unit.status)
+        if step is not None:
+            action, why = step
             unit_transition(
-                unit=unit,
-                action="return_to_stock",
+                unit=link.unit,
+                action=action,
                 actor=actor,
-                reason=f"{dose.code} cancelled: {reason}",
-            )
-        elif unit.status == UnitStatus.THAWED:
-            unit_transition(
-                unit=unit,
-                action="discard",
-                actor=actor,
-                reason=f"thawed for {dose.code}, which was cancelled: {reason}",
+                reason=why.format(dose=dose.code, reason=reason),
             )
     DoseUnit.objects.filter(dose=dose).update(active=False)
     return dose
