@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from .checks import choice_check
 from .trial import Participant, Site, Visit
 
 
@@ -69,9 +70,7 @@ class Aspirate(models.Model):
                 condition=models.Q(volume_ml__gt=0) & models.Q(volume_ml__lte=500),
                 name="aspirate_volume_range",
             ),
-            models.CheckConstraint(
-                condition=models.Q(status__in=AspirateStatus.values), name="aspirate_status_valid"
-            ),
+            choice_check("status", AspirateStatus, name="aspirate_status_valid"),
             models.CheckConstraint(
                 condition=models.Q(status=AspirateStatus.COLLECTED)
                 | models.Q(received_at__isnull=False, received_by__isnull=False)

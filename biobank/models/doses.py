@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from .checks import choice_check, positive_check, range_check
 from .processing import Processing
 from .trial import DosePlan, Participant, Treatment, Visit, millions
 from .unit import ProductUnit
@@ -36,12 +37,7 @@ class Signature(models.Model):
 
     class Meta:
         ordering = ["-signed_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(meaning__in=SignatureMeaning.values),
-                name="signature_meaning_valid",
-            )
-        ]
+        constraints = [choice_check("meaning", SignatureMeaning, name="signature_meaning_valid")]
 
     def __str__(self) -> str:
         return (
@@ -175,9 +171,7 @@ class Dose(models.Model):
                 | models.Q(treatment=Treatment.PLACEBO, processing__isnull=True),
                 name="dose_placebo_has_no_product",
             ),
-            models.CheckConstraint(
-                condition=models.Q(status__in=DoseStatus.values), name="dose_status_valid"
-            ),
+            choice_check("status", DoseStatus, name="dose_status_valid"),
             models.CheckConstraint(
                 condition=models.Q(status__in=["prepared", "cancelled"])
                 | models.Q(release_signature__isnull=False),
@@ -188,10 +182,8 @@ class Dose(models.Model):
                 | models.Q(expires_at__isnull=False, ready_at__isnull=False),
                 name="dose_ready_has_expiry",
             ),
-            models.CheckConstraint(
-                condition=models.Q(post_thaw_viability_pct__isnull=True)
-                | models.Q(post_thaw_viability_pct__gte=0, post_thaw_viability_pct__lte=100),
-                name="dose_viability_range",
+            range_check(
+                "post_thaw_viability_pct", 0, 100, name="dose_viability_range", optional=True
             ),
             models.CheckConstraint(
                 condition=models.Q(deviation_signature__isnull=True)
@@ -259,16 +251,10 @@ class DoseUnit(models.Model):
             models.UniqueConstraint(
                 fields=["unit"], condition=models.Q(active=True), name="doseunit_one_active_dose"
             ),
-            models.CheckConstraint(
-                condition=models.Q(post_thaw_viability_pct__isnull=True)
-                | models.Q(post_thaw_viability_pct__gte=0, post_thaw_viability_pct__lte=100),
-                name="doseunit_viability_range",
+            range_check(
+                "post_thaw_viability_pct", 0, 100, name="doseunit_viability_range", optional=True
             ),
-            models.CheckConstraint(
-                condition=models.Q(post_thaw_cell_count__isnull=True)
-                | models.Q(post_thaw_cell_count__gt=0),
-                name="doseunit_count_positive",
-            ),
+            positive_check("post_thaw_cell_count", name="doseunit_count_positive", optional=True),
         ]
 
     def __str__(self) -> str:

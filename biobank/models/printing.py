@@ -10,6 +10,8 @@ from simple_history.models import HistoricalRecords
 
 from biobank.labels import TEMPLATES
 
+from .checks import choice_check, range_check
+
 RAW_PRINT_PORT = 9100
 
 
@@ -47,12 +49,8 @@ class Printer(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(port__gte=1, port__lte=65535), name="printer_port_range"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(dpi__in=PrinterDpi.values), name="printer_dpi_valid"
-            ),
+            range_check("port", 1, 65535, name="printer_port_range"),
+            choice_check("dpi", PrinterDpi, name="printer_dpi_valid"),
             models.CheckConstraint(condition=~models.Q(host=""), name="printer_host_required"),
         ]
 
@@ -103,12 +101,8 @@ class PrintJob(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(status__in=PrintJobStatus.values), name="printjob_status_valid"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(copies__gte=1, copies__lte=100), name="printjob_copies_range"
-            ),
+            choice_check("status", PrintJobStatus, name="printjob_status_valid"),
+            range_check("copies", 1, 100, name="printjob_copies_range"),
             models.CheckConstraint(condition=models.Q(format="zpl"), name="printjob_format_zpl"),
             models.CheckConstraint(
                 condition=~models.Q(status=PrintJobStatus.SENT) | models.Q(sent_at__isnull=False),

@@ -7,6 +7,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from .aspirate import Aspirate
+from .checks import choice_check, positive_check, range_check
 from .trial import Participant
 
 
@@ -45,19 +46,16 @@ class Processing(models.Model):
         ordering = ["-started_at"]
         permissions = [("approve_qc_release", "Can sign the QC release of a product")]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(status__in=ProcessingStatus.values),
-                name="processing_status_valid",
-            ),
-            models.CheckConstraint(
-                condition=models.Q(harvest_viability_pct__isnull=True)
-                | models.Q(harvest_viability_pct__gte=0, harvest_viability_pct__lte=100),
+            choice_check("status", ProcessingStatus, name="processing_status_valid"),
+            range_check(
+                "harvest_viability_pct",
+                0,
+                100,
                 name="processing_viability_pct_range",
+                optional=True,
             ),
-            models.CheckConstraint(
-                condition=models.Q(harvest_cell_count__isnull=True)
-                | models.Q(harvest_cell_count__gt=0),
-                name="processing_cell_count_positive",
+            positive_check(
+                "harvest_cell_count", name="processing_cell_count_positive", optional=True
             ),
             models.CheckConstraint(
                 condition=~models.Q(
@@ -104,13 +102,8 @@ class Passage(models.Model):
         ordering = ["processing", "number"]
         constraints = [
             models.UniqueConstraint(fields=["processing", "number"], name="passage_unique_number"),
-            models.CheckConstraint(
-                condition=models.Q(cell_count__gt=0), name="passage_count_positive"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(viability_pct__gte=0, viability_pct__lte=100),
-                name="passage_viability_range",
-            ),
+            positive_check("cell_count", name="passage_count_positive"),
+            range_check("viability_pct", 0, 100, name="passage_viability_range"),
         ]
 
     def __str__(self) -> str:
@@ -139,11 +132,7 @@ class QcResult(models.Model):
 
     class Meta:
         ordering = ["processing", "test", "tested_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(test__in=QcTest.values), name="qcresult_test_valid"
-            )
-        ]
+        constraints = [choice_check("test", QcTest, name="qcresult_test_valid")]
 
     def __str__(self) -> str:
         return f"{self.processing.code} {self.test}: {self.result}"

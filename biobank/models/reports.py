@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from .checks import choice_check
 from .trial import Participant
 
 
@@ -35,11 +36,7 @@ class ExportLog(models.Model):
     class Meta:
         ordering = ["-requested_at", "-id"]
         permissions = [("export_audit_trail", "Can export the audit trail")]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(kind__in=ExportKind.values), name="exportlog_kind_valid"
-            )
-        ]
+        constraints = [choice_check("kind", ExportKind, name="exportlog_kind_valid")]
         indexes = [models.Index(fields=["requested_at", "id"], name="exportlog_at_id_idx")]
 
     def __str__(self) -> str:

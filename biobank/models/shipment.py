@@ -9,6 +9,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from .aspirate import Aspirate
+from .checks import choice_check
 from .doses import Dose, Signature
 from .trial import Site
 from .unit import ProductUnit
@@ -90,13 +91,8 @@ class Shipment(models.Model):
                 condition=~models.Q(from_site=models.F("to_site")),
                 name="shipment_sites_differ",
             ),
-            models.CheckConstraint(
-                condition=models.Q(status__in=ShipmentStatus.values),
-                name="shipment_status_valid",
-            ),
-            models.CheckConstraint(
-                condition=models.Q(kind__in=ShipmentKind.values), name="shipment_kind_valid"
-            ),
+            choice_check("status", ShipmentStatus, name="shipment_status_valid"),
+            choice_check("kind", ShipmentKind, name="shipment_kind_valid"),
             models.CheckConstraint(
                 condition=models.Q(status__in=["planned", "packing", "cancelled"])
                 | models.Q(seal_signature__isnull=False),
@@ -189,10 +185,7 @@ class ShipmentItem(models.Model):
             models.UniqueConstraint(
                 fields=["dose"], condition=models.Q(active=True), name="shipmentitem_dose_one_open"
             ),
-            models.CheckConstraint(
-                condition=models.Q(state__in=ShipmentItemState.values),
-                name="shipmentitem_state_valid",
-            ),
+            choice_check("state", ShipmentItemState, name="shipmentitem_state_valid"),
             models.CheckConstraint(
                 # At most one item link (an extra may be an unknown code: no link at all).
                 condition=models.Q(unit__isnull=True, dose__isnull=True)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from .checks import range_check
 from .trial import Site
 from .unit import ProductUnit
 
@@ -41,12 +42,8 @@ class BoxType(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(rows__gte=1, rows__lte=26), name="boxtype_rows_range"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(columns__gte=1, columns__lte=26), name="boxtype_columns_range"
-            ),
+            range_check("rows", 1, 26, name="boxtype_rows_range"),
+            range_check("columns", 1, 26, name="boxtype_columns_range"),
             models.CheckConstraint(
                 condition=~models.Q(row_labelling="letters", column_labelling="letters"),
                 name="boxtype_not_letters_twice",

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from .checks import choice_check, positive_check
+
 MILLION = Decimal(1_000_000)
 
 
@@ -203,10 +205,7 @@ class ArmSchedule(models.Model):
         ordering = ["arm", "visit_type__order"]
         constraints = [
             models.UniqueConstraint(fields=["arm", "visit_type"], name="armschedule_unique_visit"),
-            models.CheckConstraint(
-                condition=models.Q(treatment__in=Treatment.values),
-                name="armschedule_treatment_valid",
-            ),
+            choice_check("treatment", Treatment, name="armschedule_treatment_valid"),
         ]
 
     def __str__(self) -> str:
@@ -234,10 +233,7 @@ class Participant(models.Model):
             ("emergency_unblind", "Can unblind one participant in an emergency"),
         ]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(weight_kg__isnull=True) | models.Q(weight_kg__gt=0),
-                name="participant_weight_positive",
-            )
+            positive_check("weight_kg", name="participant_weight_positive", optional=True)
         ]
 
     def __str__(self) -> str:

@@ -7,6 +7,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from .aspirate import Aspirate
+from .checks import choice_check, positive_check
 from .processing import Processing
 from .trial import Participant
 
@@ -83,16 +84,12 @@ class ProductUnit(models.Model):
     class Meta:
         ordering = ["code"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(cell_number__gt=0), name="unit_cells_positive"
-            ),
+            positive_check("cell_number", name="unit_cells_positive"),
             models.CheckConstraint(
                 condition=models.Q(volume_ml__gt=0) & models.Q(volume_ml__lte=1000),
                 name="unit_volume_range",
             ),
-            models.CheckConstraint(
-                condition=models.Q(status__in=UnitStatus.values), name="unit_status_valid"
-            ),
+            choice_check("status", UnitStatus, name="unit_status_valid"),
             models.CheckConstraint(
                 condition=~models.Q(status=UnitStatus.DISCARDED) | ~models.Q(status_reason=""),
                 name="unit_discard_needs_reason",
