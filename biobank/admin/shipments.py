@@ -219,21 +219,19 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra)
 
     def pack_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        shipment = self._shipment(request, pk)
-        if not action_permitted(action_get("shipment", "pack"), request.user):
-            raise PermissionDenied
-        context = self._context(request, shipment)
-        context["title"] = f"Pack {shipment.code}: scan items"
-        context["mode"] = "pack"
-        return TemplateResponse(request, "admin/biobank/shipment/scan.html", context)
+        return self._scan_page(request, pk, "pack")
 
     def receive_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._scan_page(request, pk, "receive")
+
+    def _scan_page(self, request: HttpRequest, pk: int, mode: str) -> HttpResponse:
+        """The scan page of a shipment, for the step ``mode`` (pack or receive)."""
         shipment = self._shipment(request, pk)
-        if not action_permitted(action_get("shipment", "receive"), request.user):
+        if not action_permitted(action_get("shipment", mode), request.user):
             raise PermissionDenied
         context = self._context(request, shipment)
-        context["title"] = f"Receive {shipment.code}: scan items"
-        context["mode"] = "receive"
+        context["title"] = f"{mode.capitalize()} {shipment.code}: scan items"
+        context["mode"] = mode
         return TemplateResponse(request, "admin/biobank/shipment/scan.html", context)
 
     def step_view(self, request: HttpRequest, pk: int, name: str) -> HttpResponse:
