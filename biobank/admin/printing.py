@@ -35,16 +35,7 @@ PREVIEW_PX_PER_MM = 5
 class PrinterAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     """Printers are switched off (active), never deleted: print jobs refer to them."""
 
-    list_display = [
-        "name",
-        "host",
-        "port",
-        "dpi",
-        "label_template",
-        "label_size",
-        "location",
-        "active",
-    ]
+    list_display = list(Printer.RECORD_FIELDS)
     list_filter = ["active", "dpi", "label_template"]
     search_fields = ["name", "host", "location"]
     fields = ["name", "host", "port", "dpi", "label_template", "location", "active"]
@@ -78,20 +69,7 @@ class PrintJobAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     search_fields = ["item_codes", "printer__name", "requested_by__username"]
     list_select_related = ["printer", "requested_by"]
     date_hierarchy = "created_at"
-    fields = [
-        "printer",
-        "requested_by",
-        "item_codes",
-        "template",
-        "dpi",
-        "copies",
-        "format",
-        "byte_count",
-        "status",
-        "error",
-        "created_at",
-        "sent_at",
-    ]
+    fields = ["printer", *PrintJob.RECORD_FIELDS]
     readonly_fields = fields
 
     @admin.display(description="Items")

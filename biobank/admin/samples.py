@@ -48,6 +48,9 @@ class ReadOnlyItemAdmin(BaseAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return list(self.fields or ())  # all an item's page shows is read-only
+
     @admin.display(description="Chain of custody")
     def custody_log(self, obj: Any) -> str:
         kind = {Aspirate: "aspirate", Processing: "processing", ProductUnit: "unit"}[type(obj)]
@@ -86,26 +89,7 @@ class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     search_fields = ["code", "participant__code", "participant__pseudonym"]
     list_select_related = ["participant", "visit__visit_type", "visit__participant", "site"]
     actions = [*catalogue_actions("aspirate"), print_labels]
-    fields = [
-        "code",
-        "label_preview",
-        "participant",
-        "visit",
-        "site",
-        "status",
-        "status_reason",
-        "volume_ml",
-        "anticoagulant",
-        "collected_at",
-        "collected_by",
-        "recorded_by",
-        "received_at",
-        "received_by",
-        "transport_temperature_c",
-        "condition",
-        "custody_log",
-    ]
-    readonly_fields = fields
+    fields = ["code", "label_preview", *Aspirate.RECORD_FIELDS, "recorded_by", "custody_log"]
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         if obj is None:
@@ -118,7 +102,7 @@ class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
         return self.fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [] if obj is None else self.readonly_fields
+        return [] if obj is None else super().get_readonly_fields(request, obj)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # The add form needs change rights on an unsaved object; saved ones stay read-only.
@@ -205,22 +189,7 @@ class ProcessingAdmin(ReadOnlyItemAdmin):
     list_select_related = ["aspirate", "participant"]
     actions = PROCESSING_ACTIONS
     inlines = [PassageInline, QcResultInline]
-    fields = [
-        "code",
-        "aspirate",
-        "participant",
-        "status",
-        "status_reason",
-        "started_at",
-        "started_by",
-        "harvested_at",
-        "harvest_passage",
-        "harvest_cell_count",
-        "harvest_viability_pct",
-        "qc_release_display",
-        "custody_log",
-    ]
-    readonly_fields = fields
+    fields = ["code", *Processing.RECORD_FIELDS, "started_by", "qc_release_display", "custody_log"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # started from an aspirate ("Start processing")
@@ -303,22 +272,11 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     fields = [
         "code",
         "label_preview",
-        "participant",
-        "aspirate",
-        "processing",
-        "container_type",
-        "status",
-        "status_reason",
-        "cell_number",
-        "volume_ml",
-        "cryoprotectant",
-        "freezing_run",
-        "created_at",
+        *ProductUnit.RECORD_FIELDS,
         "location",
         "location_history",
         "custody_log",
     ]
-    readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return units_with_location(super().get_queryset(request))

@@ -204,17 +204,7 @@ class PrinterSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Printer
-        fields = [
-            "id",
-            "name",
-            "host",
-            "port",
-            "dpi",
-            "label_template",
-            "label_size",
-            "location",
-            "active",
-        ]
+        fields = ["id", *Printer.RECORD_FIELDS]
 
 
 class PrintJobSerializer(serializers.ModelSerializer):
@@ -224,22 +214,7 @@ class PrintJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PrintJob
-        fields = [
-            "id",
-            "printer",
-            "printer_id",
-            "requested_by",
-            "item_codes",
-            "template",
-            "dpi",
-            "copies",
-            "format",
-            "byte_count",
-            "status",
-            "error",
-            "created_at",
-            "sent_at",
-        ]
+        fields = ["id", "printer", "printer_id", *PrintJob.RECORD_FIELDS]
         read_only_fields = fields
 
 

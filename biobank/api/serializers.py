@@ -137,22 +137,7 @@ class AspirateSerializer(PolicySerializer):
 
     class Meta:
         model = Aspirate
-        fields = [
-            "code",
-            "participant",
-            "visit",
-            "site",
-            "status",
-            "status_reason",
-            "volume_ml",
-            "anticoagulant",
-            "collected_at",
-            "collected_by",
-            "received_at",
-            "received_by",
-            "transport_temperature_c",
-            "condition",
-        ]
+        fields = ["code", *Aspirate.RECORD_FIELDS]
 
 
 class PassageSerializer(PolicySerializer):
@@ -176,21 +161,7 @@ class ProcessingSerializer(PolicySerializer):
 
     class Meta:
         model = Processing
-        fields = [
-            "code",
-            "aspirate",
-            "participant",
-            "status",
-            "status_reason",
-            "started_at",
-            "harvested_at",
-            "harvest_passage",
-            "harvest_cell_count",
-            "harvest_viability_pct",
-            "passages",
-            "qc_results",
-            "qc_release",
-        ]
+        fields = ["code", *Processing.RECORD_FIELDS, "passages", "qc_results", "qc_release"]
 
     def get_qc_release(self, obj: Processing) -> str | None:
         release = getattr(obj, "qc_release", None)
@@ -213,21 +184,7 @@ class UnitSerializer(PolicySerializer):
 
     class Meta:
         model = ProductUnit
-        fields = [
-            "code",
-            "participant",
-            "aspirate",
-            "processing",
-            "container_type",
-            "status",
-            "status_reason",
-            "cell_number",
-            "volume_ml",
-            "cryoprotectant",
-            "freezing_run",
-            "created_at",
-            "location",
-        ]
+        fields = ["code", *ProductUnit.RECORD_FIELDS, "location"]
 
     @extend_schema_field(LocationSerializer(allow_null=True))
     def get_location(self, obj: ProductUnit) -> dict[str, Any] | None:

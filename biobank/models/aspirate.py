@@ -37,6 +37,23 @@ class Condition(models.TextChoices):
 class Aspirate(models.Model):
     """A bone-marrow aspirate collected at a visit, from collection to processing."""
 
+    # Its record as people read it, after its ID: the admin page and the API show these.
+    RECORD_FIELDS = (
+        "participant",
+        "visit",
+        "site",
+        "status",
+        "status_reason",
+        "volume_ml",
+        "anticoagulant",
+        "collected_at",
+        "collected_by",
+        "received_at",
+        "received_by",
+        "transport_temperature_c",
+        "condition",
+    )
+
     code = models.CharField(max_length=16, unique=True, help_text="Barcode ID (AS…)")
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="aspirates")
     visit = models.OneToOneField(Visit, on_delete=models.PROTECT, related_name="aspirate")

@@ -29,6 +29,18 @@ LABEL_TEMPLATE_CHOICES = [
 class Printer(models.Model):
     """A label printer on the network and the label stock loaded in it."""
 
+    # What the printer list shows: the admin's columns and the API's fields (after the id).
+    RECORD_FIELDS = (
+        "name",
+        "host",
+        "port",
+        "dpi",
+        "label_template",
+        "label_size",
+        "location",
+        "active",
+    )
+
     name = models.CharField(max_length=100, unique=True)
     host = models.CharField(max_length=253, help_text="IP address or DNS name")
     port = models.PositiveIntegerField(
@@ -77,6 +89,21 @@ class PrintJob(models.Model):
     Recorded as queued before the bytes go out, then marked sent or failed, so an
     attempt that never reached the printer still leaves a row.
     """
+
+    # Its record as people read it, after its printer: the admin page and the API show these.
+    RECORD_FIELDS = (
+        "requested_by",
+        "item_codes",
+        "template",
+        "dpi",
+        "copies",
+        "format",
+        "byte_count",
+        "status",
+        "error",
+        "created_at",
+        "sent_at",
+    )
 
     printer = models.ForeignKey(Printer, on_delete=models.PROTECT, related_name="jobs")
     requested_by = models.ForeignKey(

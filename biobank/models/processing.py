@@ -21,6 +21,19 @@ class ProcessingStatus(models.TextChoices):
 class Processing(models.Model):
     """MSC isolation and culture expansion of one aspirate, up to the harvested product."""
 
+    # Its record as people read it, after its ID: the admin page and the API show these.
+    RECORD_FIELDS = (
+        "aspirate",
+        "participant",
+        "status",
+        "status_reason",
+        "started_at",
+        "harvested_at",
+        "harvest_passage",
+        "harvest_cell_count",
+        "harvest_viability_pct",
+    )
+
     code = models.CharField(max_length=16, unique=True, help_text="Barcode ID (PR…)")
     aspirate = models.OneToOneField(Aspirate, on_delete=models.PROTECT, related_name="processing")
     participant = models.ForeignKey(

@@ -65,6 +65,21 @@ class ContainerType(models.TextChoices):
 class ProductUnit(models.Model):
     """One cryobag or vial of a product. Keeps its aspirate and participant (chain of identity)."""
 
+    # Its record as people read it, after its ID: the admin page and the API show these.
+    RECORD_FIELDS = (
+        "participant",
+        "aspirate",
+        "processing",
+        "container_type",
+        "status",
+        "status_reason",
+        "cell_number",
+        "volume_ml",
+        "cryoprotectant",
+        "freezing_run",
+        "created_at",
+    )
+
     code = models.CharField(max_length=16, unique=True, help_text="Barcode ID (UN…)")
     processing = models.ForeignKey(Processing, on_delete=models.PROTECT, related_name="units")
     aspirate = models.ForeignKey(Aspirate, on_delete=models.PROTECT, related_name="units")
