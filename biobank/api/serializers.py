@@ -38,6 +38,11 @@ def code_field(**kwargs: Any) -> serializers.SlugRelatedField:
     return serializers.SlugRelatedField(slug_field="code", read_only=True, **kwargs)
 
 
+def signature_field() -> serializers.CharField:
+    """An optional e-signature, as it reads: who signed, when, and what it means."""
+    return serializers.CharField(read_only=True, allow_null=True)
+
+
 _FREE_TEXT = ("status_reason", "reason", "location", "message")
 
 
@@ -306,7 +311,7 @@ class DoseSerializer(PolicySerializer):
     units = serializers.SerializerMethodField()
     processing = code_field(allow_null=True)
     plan = serializers.SerializerMethodField()
-    release_signature = serializers.SerializerMethodField()
+    release_signature = signature_field()
     deviation = serializers.SerializerMethodField()
     expired = serializers.SerializerMethodField()
 
@@ -348,9 +353,6 @@ class DoseSerializer(PolicySerializer):
         if obj.target_cells is None or obj.weight_kg is None:
             return None
         return plan_output(obj.participant.study.dose_plan(obj.weight_kg))
-
-    def get_release_signature(self, obj: Dose) -> str | None:
-        return str(obj.release_signature) if obj.release_signature_id else None
 
     def get_deviation(self, obj: Dose) -> str | None:
         if obj.deviation_signature_id is None:

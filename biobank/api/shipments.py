@@ -33,6 +33,7 @@ from biobank.services import shipment_receipt as receiving
 from biobank.services.lifecycle import allowed_actions
 
 from .actions import create_method, with_steps
+from .serializers import signature_field
 from .views import BaseViewSet
 
 
@@ -40,7 +41,7 @@ class ShipmentSerializer(serializers.ModelSerializer):
     from_site = serializers.SlugRelatedField(slug_field="code", read_only=True)
     to_site = serializers.SlugRelatedField(slug_field="code", read_only=True)
     temperature_range_c = serializers.SerializerMethodField()
-    seal_signature = serializers.SerializerMethodField()
+    seal_signature = signature_field()
     items = serializers.SerializerMethodField()
     actions = serializers.SerializerMethodField()
 
@@ -74,9 +75,6 @@ class ShipmentSerializer(serializers.ModelSerializer):
     def get_actions(self, obj: Shipment) -> list[str]:
         """The shipment steps the transition table allows now."""
         return allowed_actions(obj)
-
-    def get_seal_signature(self, obj: Shipment) -> str | None:
-        return str(obj.seal_signature) if obj.seal_signature_id else None
 
     def get_items(self, obj: Shipment) -> list[dict[str, Any]] | None:
         if not self.context.get("with_items"):
