@@ -7,17 +7,35 @@ from .auth import TokenObtainView
 from .scan import ScanView
 
 router = SimpleRouter(trailing_slash=True)
-router.register("participants", views.ParticipantViewSet, basename="participants")
-router.register("visits", views.VisitViewSet, basename="visits")
-router.register("aspirates", views.AspirateViewSet, basename="aspirates")
-router.register("processings", views.ProcessingViewSet, basename="processings")
-router.register("units", views.UnitViewSet, basename="units")
-router.register("storage-units", views.StorageUnitViewSet, basename="storage-units")
-router.register("containers", views.ContainerViewSet, basename="containers")
-router.register("events", views.EventViewSet, basename="events")
-router.register("doses", views.DoseViewSet, basename="doses")
-router.register("identity-checks", views.IdentityCheckViewSet, basename="identity-checks")
-router.register("shipments", shipments.ShipmentViewSet, basename="shipments")
+# Each resource at /api/<prefix>/, its route names starting with the same prefix.
+RESOURCES = {
+    "participants": views.ParticipantViewSet,
+    "visits": views.VisitViewSet,
+    "aspirates": views.AspirateViewSet,
+    "processings": views.ProcessingViewSet,
+    "units": views.UnitViewSet,
+    "storage-units": views.StorageUnitViewSet,
+    "containers": views.ContainerViewSet,
+    "events": views.EventViewSet,
+    "doses": views.DoseViewSet,
+    "identity-checks": views.IdentityCheckViewSet,
+    "shipments": shipments.ShipmentViewSet,
+}
+for prefix, viewset in RESOURCES.items():
+    router.register(prefix, viewset, basename=prefix)
+
+
+def by_code_and_format(prefix: str) -> str:
+    """``<prefix>/<ID>.<format>``: a document of one item, its format named by the suffix."""
+    return rf"^{prefix}/(?P<code>[^/.]+)\.(?P<fmt>[a-z]+)$"
+
+
+# The charts of one item: /api/charts/<chart>/<ID>.<format>.
+CHARTS = {
+    "temperature": reports.TemperatureChartView,
+    "occupancy": reports.OccupancyChartView,
+    "crossover": reports.CrossoverChartView,
+}
 
 urlpatterns = [
     path("auth/token/", TokenObtainView.as_view(), name="api-token"),
@@ -36,7 +54,7 @@ urlpatterns = [
     path("print-jobs/<int:pk>/", labels.PrintJobDetail.as_view(), name="printjob-detail"),
     # Reports, exports, inventory and charts (issue 17).
     re_path(
-        r"^reports/participants/(?P<code>[^/.]+)\.(?P<fmt>[a-z]+)$",
+        by_code_and_format("reports/participants"),
         reports.ParticipantReportView.as_view(),
         name="participant-report",
     ),
@@ -52,20 +70,9 @@ urlpatterns = [
         name="inventory-whereabouts",
     ),
     re_path(r"^inventory\.(?P<fmt>[a-z]+)$", reports.InventoryView.as_view(), name="inventory"),
-    re_path(
-        r"^charts/temperature/(?P<code>[^/.]+)\.(?P<fmt>[a-z]+)$",
-        reports.TemperatureChartView.as_view(),
-        name="chart-temperature",
-    ),
-    re_path(
-        r"^charts/occupancy/(?P<code>[^/.]+)\.(?P<fmt>[a-z]+)$",
-        reports.OccupancyChartView.as_view(),
-        name="chart-occupancy",
-    ),
-    re_path(
-        r"^charts/crossover/(?P<code>[^/.]+)\.(?P<fmt>[a-z]+)$",
-        reports.CrossoverChartView.as_view(),
-        name="chart-crossover",
+    *(
+        re_path(by_code_and_format(f"charts/{chart}"), view.as_view(), name=f"chart-{chart}")
+        for chart, view in CHARTS.items()
     ),
     *router.urls,
 ]
