@@ -113,6 +113,29 @@ def _kv(pairs: list[tuple[str, Any]], st: dict[str, ParagraphStyle]) -> Table:
     return table
 
 
+# The tables under each processing in the report, by key: their columns.
+PROCESSING_TABLES = {
+    "passages": [
+        ("number", "Passage"),
+        ("at", "At"),
+        ("cell_count", "Cells"),
+        ("viability_pct", "Viability %"),
+    ],
+    "qc": [
+        ("test", "QC test"),
+        ("result", "Result"),
+        ("passed", "Passed"),
+        ("tested_at", "Tested"),
+    ],
+    "freezing_runs": [
+        ("code", "Freezing run"),
+        ("program", "Program"),
+        ("started_at", "Start"),
+        ("finished_at", "End"),
+    ],
+}
+
+
 def report_pdf(report: dict[str, Any]) -> bytes:
     """Render ``ParticipantReport.as_dict()``; every custody event gets its own table row."""
     st = _styles()
@@ -196,44 +219,10 @@ def report_pdf(report: dict[str, Any]) -> bytes:
                     st,
                 )
             )
-            story.append(
-                _table(
-                    pr["passages"],
-                    [
-                        ("number", "Passage"),
-                        ("at", "At"),
-                        ("cell_count", "Cells"),
-                        ("viability_pct", "Viability %"),
-                    ],
-                    st,
-                )
-            )
-            story.append(Spacer(1, 2 * mm))
-            story.append(
-                _table(
-                    pr["qc"],
-                    [
-                        ("test", "QC test"),
-                        ("result", "Result"),
-                        ("passed", "Passed"),
-                        ("tested_at", "Tested"),
-                    ],
-                    st,
-                )
-            )
-            story.append(Spacer(1, 2 * mm))
-            story.append(
-                _table(
-                    pr["freezing_runs"],
-                    [
-                        ("code", "Freezing run"),
-                        ("program", "Program"),
-                        ("started_at", "Start"),
-                        ("finished_at", "End"),
-                    ],
-                    st,
-                )
-            )
+            for n, (key, columns) in enumerate(PROCESSING_TABLES.items()):
+                if n:
+                    story.append(Spacer(1, 2 * mm))
+                story.append(_table(pr[key], columns, st))
     if "units" in content:
         story.append(Paragraph("Units and storage history", st["h1"]))
         story.append(
