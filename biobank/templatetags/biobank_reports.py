@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import template
@@ -19,15 +20,29 @@ def _user(context: Any) -> Any:
     return getattr(request, "user", None)
 
 
-@register.inclusion_tag("admin/biobank/reports/participant_tools.html", takes_context=True)
-def participant_report_tools(context: Any, participant: Participant | None) -> dict[str, Any]:
-    user = _user(context)
-    if participant is None or not visibility.may_see_kind(user, "participant"):
-        return {"show": False}
+def _tools_tag(template_name: str, kind: str) -> Callable[[Callable[..., dict[str, Any]]], Any]:
+    """An inclusion tag ``{% name item %}`` for an item's admin page: nothing (``show`` false)
+    without an item or for a viewer who may not see its kind, else what ``build(item, user)``
+    gives."""
+
+    def register_tag(build: Callable[..., dict[str, Any]]) -> Any:
+        def tag(context: Any, item: Any) -> dict[str, Any]:
+            user = _user(context)
+            if item is None or not visibility.may_see_kind(user, kind):
+                return {"show": False}
+            return {"show": True, **build(item, user)}
+
+        tag.__name__ = build.__name__
+        return register.inclusion_tag(template_name, takes_context=True)(tag)
+
+    return register_tag
+
+
+@_tools_tag("admin/biobank/reports/participant_tools.html", "participant")
+def participant_report_tools(participant: Participant, user: Any) -> dict[str, Any]:
     code = participant.code
     spec = crossover_spec(participant=participant, user=user)
     return {
-        "show": True,
         "pdf": reverse("participant-report", kwargs={"code": code, "fmt": "pdf"}),
         "json": reverse("participant-report", kwargs={"code": code, "fmt": "json"}),
         "audit": (
@@ -41,14 +56,10 @@ def participant_report_tools(context: Any, participant: Participant | None) -> d
     }
 
 
-@register.inclusion_tag("admin/biobank/reports/storage_tools.html", takes_context=True)
-def storage_report_tools(context: Any, unit: StorageUnit | None) -> dict[str, Any]:
-    user = _user(context)
-    if unit is None or not visibility.may_see_kind(user, "storage_unit"):
-        return {"show": False}
+@_tools_tag("admin/biobank/reports/storage_tools.html", "storage_unit")
+def storage_report_tools(unit: StorageUnit, user: Any) -> dict[str, Any]:
     code = unit.code
     return {
-        "show": True,
         "temperature": reverse("chart-temperature", kwargs={"code": code, "fmt": "svg"}),
         "temperature_alt": temperature_spec(unit=unit).alt,
         "occupancy": reverse("chart-occupancy", kwargs={"code": code, "fmt": "svg"}),
