@@ -14,20 +14,52 @@ from bench.timing import ms
 STORE_UNITS = 96
 
 
+def fresh_frozen_units(count: int) -> list[str]:
+    """``count`` new frozen, unplaced units (codes from the application's counter, rows in
+    bulk, not timed): what a freezing run leaves for the lab to store."""
+    from django.db import transaction
+    from django.db.models import F
+
+    from biobank.identifiers import Kind, format_id
+    from biobank.models import FreezingRun, IdSequence, ProductUnit
+
+    run = FreezingRun.objects.select_related("processing").order_by("pk").first()
+    with transaction.atomic():
+        IdSequence.objects.filter(prefix=Kind.UNIT.value).update(
+            last_number=F("last_number") + count
+        )
+        last = IdSequence.objects.get(prefix=Kind.UNIT.value).last_number
+    codes = [format_id(Kind.UNIT, n) for n in range(last - count + 1, last + 1)]
+    ProductUnit.objects.bulk_create(
+        (
+            ProductUnit(
+                code=code,
+                processing=run.processing,
+                aspirate_id=run.processing.aspirate_id,
+                participant_id=run.processing.participant_id,
+                container_type="cryovial",
+                cell_number=1_000_000,
+                volume_ml=1,
+                freezing_run=run,
+                status="frozen",
+                created_at=run.finished_at,
+            )
+            for code in codes
+        ),
+        batch_size=5000,
+    )
+    return codes
+
+
 def _store_setup(count: int) -> tuple[Any, list[Any], Any]:
     """An empty 8×12 box in an intake tank and ``count`` fresh frozen units (not timed)."""
     from decimal import Decimal
 
     from django.contrib.auth import get_user_model
-    from django.db import transaction
-    from django.db.models import F
 
-    from biobank.identifiers import Kind, format_id
     from biobank.models import (
         BoxType,
         Container,
-        FreezingRun,
-        IdSequence,
         ProductUnit,
         Site,
         StorageUnit,
@@ -56,28 +88,7 @@ def _store_setup(count: int) -> tuple[Any, list[Any], Any]:
         box_type=BoxType.objects.get(name=PLATE_BOX_TYPE),
         actor=user,
     )
-    run = FreezingRun.objects.select_related("processing").order_by("pk").first()
-    with transaction.atomic():
-        IdSequence.objects.filter(prefix=Kind.UNIT.value).update(
-            last_number=F("last_number") + count
-        )
-        last = IdSequence.objects.get(prefix=Kind.UNIT.value).last_number
-    codes = [format_id(Kind.UNIT, n) for n in range(last - count + 1, last + 1)]
-    ProductUnit.objects.bulk_create(
-        ProductUnit(
-            code=code,
-            processing=run.processing,
-            aspirate_id=run.processing.aspirate_id,
-            participant_id=run.processing.participant_id,
-            container_type="cryovial",
-            cell_number=1_000_000,
-            volume_ml=1,
-            freezing_run=run,
-            status="frozen",
-            created_at=run.finished_at,
-        )
-        for code in codes
-    )
+    codes = fresh_frozen_units(count)
     units = list(ProductUnit.objects.filter(code__in=codes).order_by("code"))
     return box, units, user
 
