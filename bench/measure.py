@@ -55,7 +55,8 @@ def admin_pages(target: Target) -> list[dict[str, Any]]:
     box = Container.objects.get(code=info["full_box"])
     tank = StorageUnit.objects.get(code=info["suggest_tank"])
     unit = ProductUnit.objects.order_by("pk").first()
-    participant = Participant.objects.order_by("pk").first()
+    # Not the first participant: the store figures give fresh units to its first freezing run.
+    participant = Participant.objects.order_by("-pk").first()
     changelist = "admin:biobank_{}_changelist"
     pages: list[tuple[str, str, bool]] = [
         ("units (productunit) list", reverse(changelist.format("productunit")), True),

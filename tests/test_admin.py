@@ -308,3 +308,28 @@ def test_processing_walk_in_admin(trial: Any, tech: Any, admin_client_tech: Any)
     processing.refresh_from_db()
     assert processing.status == "cryopreserved"
     assert set(processing.units.values_list("status", flat=True)) == {"frozen"}
+
+
+def test_unit_list_shows_each_place_in_a_fixed_number_of_queries(
+    trial: Any, tech: Any, admin_client_tech: Any, django_assert_max_num_queries: Any
+) -> None:
+    from biobank.services.storage import unit_place
+
+    from .factories import make_box
+
+    low, high = make_box(actor=tech, name="Alpha box"), make_box(actor=tech, name="Omega box")
+    units = make_units(actor=tech, count=4)
+    unit_place(unit=units[0], container=high, position="C3", actor=tech)
+    unit_place(unit=units[1], container=low, position="A1", actor=tech)
+    unit_place(unit=units[2], container=low, position="A2", actor=tech)
+    url = reverse("admin:biobank_productunit_changelist")
+    # A short list (one page) and the whole list: the places come in one query either way.
+    for query in ({"q": low.code}, {}):
+        with django_assert_max_num_queries(8):  # 10 if each row read its own place
+            html = admin_client_tech.get(url, query).content.decode()
+        assert f"({low.code}) A1" in html and f"({low.code}) A2" in html
+    assert f"({high.code}) C3" in html
+    # Sorted by place (column 8 after the selection checkbox): Alpha's units before Omega's.
+    html = admin_client_tech.get(url, {"o": "8"}).content.decode()
+    order = [html.index(u.code) for u in units[:3]]
+    assert order[1] < order[0] and order[2] < order[0]

@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
@@ -22,7 +23,11 @@ from biobank.models import (
 from biobank.models.storage import open_placement_q
 from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.participants import events_for
-from biobank.selectors.storage import location_of, units_with_location
+from biobank.selectors.storage import (
+    location_of,
+    units_locate,
+    units_sortable_by_location,
+)
 from biobank.services.actions import action_get, action_run
 from biobank.services.lifecycle import TRANSITIONS
 from biobank.services.qc_release import qc_release_problems
@@ -224,6 +229,15 @@ class FreezingRunAdmin(ReadOnlyAdminMixin, BaseAdmin):
 # --- units ---------------------------------------------------------------------------------
 
 
+class LocatedChangeList(ChangeList):
+    """The unit list, each row with its place, read for the rows shown (one query). Counting
+    the list never joins the placements: at 1,000,000 units that join was most of the time."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        self.result_list = units_locate(list(self.result_list))
+
+
 @admin.register(ProductUnit)
 class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     list_display = [
@@ -279,9 +293,12 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> Any:
-        return units_with_location(super().get_queryset(request))
+        return units_sortable_by_location(super().get_queryset(request))
 
-    @admin.display(description="Location", ordering="location_path")
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return LocatedChangeList
+
+    @admin.display(description="Location", ordering="location_sort")
     def location(self, obj: ProductUnit) -> str:
         return location_of(obj) or "–"
 

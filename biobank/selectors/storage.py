@@ -93,6 +93,30 @@ def units_with_location(queryset: QuerySet[ProductUnit]) -> QuerySet[ProductUnit
     )
 
 
+def units_sortable_by_location(queryset: QuerySet[ProductUnit]) -> QuerySet[ProductUnit]:
+    """Units that can be ordered by ``location_sort`` (their open placement's container path).
+    An alias, not a join: counting the list does not pay for it."""
+    here = Placement.objects.open().filter(unit=OuterRef("pk")).values("container__path")
+    return queryset.alias(location_sort=Subquery(here[:1]))
+
+
+def units_locate(units: list[ProductUnit]) -> list[ProductUnit]:
+    """Give already-read units the place columns of ``units_with_location``, in one query
+    for all of them (a list page: its rows only, not a join the whole list is counted through)."""
+    found = {
+        p.unit_id: p
+        for p in Placement.objects.open().filter(unit__in=units).select_related("container")
+    }
+    for unit in units:
+        here = found.get(unit.pk)
+        unit.location_container_id = here.container_id if here else None
+        unit.location_path = here.container.path if here else None
+        unit.location_code = here.container.code if here else None
+        unit.location_position = here.position if here else None
+        unit.location_checked_out = here.checked_out_at if here else None
+    return units
+
+
 def location_text(
     *, path: str | None, code: str | None, position: str | None, checked_out: datetime | None
 ) -> str:
