@@ -27,7 +27,6 @@ from biobank.models import (
     DoseUnit,
     IdentityCheck,
     Participant,
-    Placement,
     Processing,
     ProductUnit,
     StorageUnit,
@@ -36,7 +35,7 @@ from biobank.models import (
 from biobank.models.storage import open_placement_q
 from biobank.selectors.participants import visit_of
 from biobank.selectors.scan import scan_resolve
-from biobank.selectors.storage import box_map, units_with_location
+from biobank.selectors.storage import box_contents, units_with_location
 from biobank.services import containers as container_services
 from biobank.services import dose_plan as dose_plan_services
 from biobank.services.actions import action_get, action_run
@@ -334,29 +333,28 @@ class ContainerFilter(filters.FilterSet):
 def _positions(box: Container) -> list[dict[str, Any]]:
     """Every position of a box with the unit in it; for a container without positions, its
     units."""
+    held = box_contents(box=box)
     if not box.is_box:
-        placed = Placement.objects.open().filter(container=box).select_related("unit")
         return [
-            {
-                "position": "",
-                "row": 0,
-                "column": 0,
-                "unit": p.unit.code,
-                "checked_out": bool(p.checked_out_at),
-            }
-            for p in placed
+            {"position": "", "row": 0, "column": 0, "unit": code, "checked_out": out}
+            for units in held.values()
+            for code, out in units
         ]
-    return [
-        {
-            "position": cell.label,
-            "row": cell.row,
-            "column": cell.column,
-            "unit": cell.placement.unit.code if cell.placement else None,
-            "checked_out": bool(cell.placement and cell.placement.checked_out_at),
-        }
-        for _, cells in box_map(box=box).rows
-        for cell in cells
-    ]
+    box_type = box.box_type
+    cells = []
+    for row in range(1, box_type.rows + 1):
+        for column in range(1, box_type.columns + 1):
+            code, out = (held.get((row, column)) or [(None, False)])[0]
+            cells.append(
+                {
+                    "position": box_type.position_label(row, column),
+                    "row": row,
+                    "column": column,
+                    "unit": code,
+                    "checked_out": out,
+                }
+            )
+    return cells
 
 
 def _stored(view: Any, request: Request, item: Container, result: Any) -> Response:

@@ -51,6 +51,22 @@ def box_map(*, box: Container) -> BoxMap:
     return BoxMap(box, column_labels, rows, len(placements), box_type.capacity)
 
 
+def box_contents(*, box: Container) -> dict[tuple[int | None, int | None], list[tuple[str, bool]]]:
+    """What is in a container now, as plain values in one query: (row, column) → the units
+    there with whether each is checked out (a box holds one per position; a canister has no
+    positions, all its units sit under (None, None)). For answers that need no model objects."""
+    held: dict[tuple[int | None, int | None], list[tuple[str, bool]]] = {}
+    rows = (
+        Placement.objects.open()
+        .filter(container=box)
+        .order_by("row", "column", "unit__code")
+        .values_list("row", "column", "unit__code", "checked_out_at")
+    )
+    for row, column, code, checked_out_at in rows:
+        held.setdefault((row, column), []).append((code, checked_out_at is not None))
+    return held
+
+
 def open_count_per_box() -> Subquery:
     """Open placements of the outer box, counted in a subquery: joining every placement a
     box ever had (ended ones pile up over the years) and grouping made pages slow at scale."""
