@@ -35,7 +35,7 @@ from biobank.models import (
 from biobank.models.storage import open_placement_q
 from biobank.selectors.participants import visit_of
 from biobank.selectors.scan import scan_resolve
-from biobank.selectors.storage import box_contents, units_with_location
+from biobank.selectors.storage import box_contents, units_locate, units_with_location
 from biobank.services import containers as container_services
 from biobank.services import dose_plan as dose_plan_services
 from biobank.services.actions import action_get, action_run
@@ -274,11 +274,16 @@ class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
     ordering = ["code"]
 
     def get_queryset(self) -> QuerySet[ProductUnit]:
-        return units_with_location(
-            ProductUnit.objects.select_related(
-                "participant", "aspirate", "processing", "freezing_run"
-            )
+        units = ProductUnit.objects.select_related(
+            "participant", "aspirate", "processing", "freezing_run"
         )
+        # A list is counted without the placement join (it never changes the count: one open
+        # placement at most) and its page located in one query; one unit gets the join.
+        return units if self.action == "list" else units_with_location(units)
+
+    def paginate_queryset(self, queryset: QuerySet[ProductUnit]) -> list[ProductUnit] | None:
+        page = super().paginate_queryset(queryset)
+        return None if page is None else units_locate(list(page))
 
 
 # --- storage ---------------------------------------------------------------------------------
