@@ -96,11 +96,7 @@ def _store_setup(count: int) -> tuple[Any, list[Any], Any]:
 def box_positions(box: Any) -> list[str]:
     """Every position label of a box, row by row (A1, A2, … H12)."""
     box_type = box.box_type
-    return [
-        box_type.position_label(r, c)
-        for r in range(1, box_type.rows + 1)
-        for c in range(1, box_type.columns + 1)
-    ]
+    return [box_type.position_label(r, c) for r, c in box_type.positions()]
 
 
 def store_route(code: str) -> str | None:

@@ -347,18 +347,17 @@ def _positions(box: Container) -> list[dict[str, Any]]:
         ]
     box_type = box.box_type
     cells = []
-    for row in range(1, box_type.rows + 1):
-        for column in range(1, box_type.columns + 1):
-            code, out = (held.get((row, column)) or [(None, False)])[0]
-            cells.append(
-                {
-                    "position": box_type.position_label(row, column),
-                    "row": row,
-                    "column": column,
-                    "unit": code,
-                    "checked_out": out,
-                }
-            )
+    for row, column in box_type.positions():
+        code, out = (held.get((row, column)) or [(None, False)])[0]
+        cells.append(
+            {
+                "position": box_type.position_label(row, column),
+                "row": row,
+                "column": column,
+                "unit": code,
+                "checked_out": out,
+            }
+        )
     return cells
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
@@ -66,6 +68,12 @@ class BoxType(models.Model):
         c = self._part(column, self.column_labelling)
         both_numbers = self.row_labelling == self.column_labelling == Labelling.NUMBERS
         return f"{r}-{c}" if both_numbers else f"{r}{c}"
+
+    def positions(self) -> Iterator[tuple[int, int]]:
+        """Every (row, column) of the box, row by row: A1, A2, … then B1, …"""
+        for row in range(1, self.rows + 1):
+            for column in range(1, self.columns + 1):
+                yield row, column
 
     def position_number(self, row: int, column: int) -> int:
         return (row - 1) * self.columns + column

@@ -46,14 +46,13 @@ def rack_scan_compare(*, box: Container, read: RackRead) -> list[RackDiff]:
             continue
         cells[(row, col)] = cell
     diffs = []
-    for row in range(1, box_type.rows + 1):
-        for col in range(1, box_type.columns + 1):
-            label = box_type.position_label(row, col)
-            system = here.get((row, col), "")
-            cell = cells.get((row, col))
-            state, tube, note = _rack_state(cell, system, known, box)
-            placed = tube in known and known[tube].location_container_id is not None
-            diffs.append(RackDiff(label, row, col, state, tube, system, note, placed))
+    for row, col in box_type.positions():
+        label = box_type.position_label(row, col)
+        system = here.get((row, col), "")
+        cell = cells.get((row, col))
+        state, tube, note = _rack_state(cell, system, known, box)
+        placed = tube in known and known[tube].location_container_id is not None
+        diffs.append(RackDiff(label, row, col, state, tube, system, note, placed))
     return diffs
 
 

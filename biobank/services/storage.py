@@ -175,13 +175,7 @@ def _plan_slot(
     if position:
         row, col = position_parse(box_type=box_type, label=position)
     else:
-        free = (
-            (r, c)
-            for r in range(1, box_type.rows + 1)
-            for c in range(1, box_type.columns + 1)
-            if (r, c) not in here
-        )
-        found = next(free, None)
+        found = next((rc for rc in box_type.positions() if rc not in here), None)
         if found is None:
             raise ServiceError(f"Box {container.code} is full.", code="box_full", field="container")
         row, col = found
