@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db.models import Q
+from django.utils import timezone
 from openpyxl import load_workbook
 
 from biobank.models import CustodyEvent, ExportLog, Placement, ProductUnit
@@ -113,7 +114,7 @@ def test_filters_narrow_the_export(client: Any, small: Any) -> None:
     stored = CustodyEvent.objects.filter(action__in=["store", "move"]).order_by("at", "id")
     assert ids("action=store,move") == list(stored.values_list("id", flat=True))
     assert ids("user=nobody") == []
-    day = event.at.date()
+    day = timezone.localtime(event.at).date()  # a date means the lab's day, as in the filter
     window = CustodyEvent.objects.filter(at__date__gte=day, at__date__lte=day)
     got = ids(f"from={day}&to={day}")
     assert len(got) == window.count() and event.id in got
