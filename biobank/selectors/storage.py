@@ -147,20 +147,12 @@ def location_text(
 
 def location_of(unit: ProductUnit) -> str:
     """Where a unit is now: from ``units_with_location``'s columns when the unit was read
-    with them (no query), else one query for its open placement."""
-    if "location_code" in unit.__dict__:
-        return location_text(
-            path=unit.location_path,
-            code=unit.location_code,
-            position=unit.location_position,
-            checked_out=unit.location_checked_out,
-        )
-    placement = Placement.objects.open().filter(unit=unit).select_related("container").first()
-    if placement is None:
-        return ""
+    with them (no query), else one query for its open placement (``units_locate``)."""
+    if "location_code" not in unit.__dict__:
+        units_locate([unit])
     return location_text(
-        path=placement.container.path,
-        code=placement.container.code,
-        position=placement.position,
-        checked_out=placement.checked_out_at,
+        path=unit.location_path,
+        code=unit.location_code,
+        position=unit.location_position,
+        checked_out=unit.location_checked_out,
     )
