@@ -470,6 +470,22 @@ def test_box_map_links_units_and_free_positions(
     assert "1 of 81 positions used" in html
 
 
+def test_box_map_heads_rows_and_columns_by_the_box_types_labelling(trial: Any, tech: Any) -> None:
+    from biobank.selectors.storage import box_map
+
+    rack = container_create(
+        name="Rack L", kind="rack", storage_unit=make_storage_unit(actor=tech), actor=tech
+    )
+    box_type = make_box_type(
+        rows=3, columns=2, row_labelling="numbers", column_labelling="letters"
+    )
+    box = container_create(name="Box L", kind="box", parent=rack, box_type=box_type, actor=tech)
+    grid = box_map(box=box)
+    assert grid.column_labels == ["A", "B"]
+    assert [label for label, _cells in grid.rows] == ["1", "2", "3"]
+    assert [cell.label for cell in grid.rows[2][1]] == ["3A", "3B"]
+
+
 def test_place_from_map_by_scanning(box: Container, tech: Any, admin_client_tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
     url = reverse("admin:biobank_container_place", args=[box.pk])

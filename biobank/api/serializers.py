@@ -73,7 +73,7 @@ class PolicySerializer(serializers.ModelSerializer):
 class ParticipantSerializer(PolicySerializer):
     study = code_field()
     site = code_field()
-    arm = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    arm = code_field(allow_null=True)
 
     class Meta:
         model = Participant
@@ -107,7 +107,7 @@ class PlanSerializer(serializers.Serializer):
 
 class VisitSerializer(PolicySerializer):
     participant = code_field()
-    visit_type = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    visit_type = code_field()
     weight_recorded_by = serializers.CharField(
         source="weight_recorded_by.username", read_only=True, allow_null=True
     )

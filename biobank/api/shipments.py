@@ -33,13 +33,13 @@ from biobank.services import shipment_receipt as receiving
 from biobank.services.lifecycle import allowed_actions
 
 from .actions import create_method, with_steps
-from .serializers import signature_field
+from .serializers import code_field, signature_field
 from .views import BaseViewSet
 
 
 class ShipmentSerializer(serializers.ModelSerializer):
-    from_site = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    to_site = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    from_site = code_field()
+    to_site = code_field()
     temperature_range_c = serializers.SerializerMethodField()
     seal_signature = signature_field()
     items = serializers.SerializerMethodField()

@@ -59,13 +59,19 @@ class BoxType(models.Model):
     def capacity(self) -> int:
         return self.rows * self.columns
 
-    def _part(self, value: int, labelling: str) -> str:
+    @staticmethod
+    def _part(value: int, labelling: str) -> str:
         return ROW_LETTERS[value - 1] if labelling == Labelling.LETTERS else str(value)
+
+    def row_label(self, row: int) -> str:
+        return self._part(row, self.row_labelling)
+
+    def column_label(self, column: int) -> str:
+        return self._part(column, self.column_labelling)
 
     def position_label(self, row: int, column: int) -> str:
         """A1…I9 for letters × numbers; 3-7 when both are numbers (no ambiguity)."""
-        r = self._part(row, self.row_labelling)
-        c = self._part(column, self.column_labelling)
+        r, c = self.row_label(row), self.column_label(column)
         both_numbers = self.row_labelling == self.column_labelling == Labelling.NUMBERS
         return f"{r}-{c}" if both_numbers else f"{r}{c}"
 

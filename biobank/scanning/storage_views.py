@@ -131,8 +131,12 @@ class StorePage(BoxScanPage):
         )
 
 
-# The step each check-out page mode takes.
-STEP_OF_MODE = {"auto": "check_out_or_in", "out": "check_out", "in": "check_in"}
+# Each check-out page mode: the step it takes and its name on the page.
+MODES = {
+    "auto": ("check_out_or_in", gettext_lazy("Automatic")),
+    "out": ("check_out", gettext_lazy("Check out")),
+    "in": ("check_in", gettext_lazy("Check in")),
+}
 
 
 class CheckOutPage(ScanPage):
@@ -145,25 +149,25 @@ class CheckOutPage(ScanPage):
     accepts = frozenset({Kind.UNIT})
 
     def update_settings(self, request: HttpRequest, state: dict[str, Any]) -> None:
-        if request.POST.get("mode") in STEP_OF_MODE:
+        if request.POST.get("mode") in MODES:
             state["mode"] = request.POST["mode"]
 
     def extra_context(self, request: HttpRequest, state: dict[str, Any]) -> dict[str, Any]:
         return {
-            "modes": [("auto", _("Automatic")), ("out", _("Check out")), ("in", _("Check in"))],
+            "modes": [(mode, word) for mode, (_step, word) in MODES.items()],
             "mode": state.get("mode", "auto"),
         }
 
     def command(self, request: HttpRequest, state: dict[str, Any], name: str) -> Feedback | None:
-        words = {"auto": _("Automatic"), "out": _("Check out"), "in": _("Check in")}
-        if name.startswith("mode-") and name[5:] in words:
-            state["mode"] = name[5:]
-            return Feedback(True, _("Mode: %(mode)s.") % {"mode": words[name[5:]]})
+        mode = name.removeprefix("mode-")
+        if name.startswith("mode-") and mode in MODES:
+            state["mode"] = mode
+            return Feedback(True, _("Mode: %(mode)s.") % {"mode": MODES[mode][1]})
         return None
 
     def handle(self, request: HttpRequest, state: dict[str, Any], result: ScanResult) -> Feedback:
         unit: ProductUnit = result.item
-        step = STEP_OF_MODE[state.get("mode", "auto")]
+        step = MODES[state.get("mode", "auto")][0]
         placement = action_run(
             action=action_get("unit", step), item=unit, actor=request.user, data={}
         )

@@ -38,16 +38,15 @@ def box_map(*, box: Container) -> BoxMap:
         (p.row, p.column): p
         for p in Placement.objects.open().filter(container=box).select_related("unit")
     }
-    rows = []
-    for r in range(1, box_type.rows + 1):
-        cells = [
-            Cell(r, c, box_type.position_label(r, c), placements.get((r, c)))
-            for c in range(1, box_type.columns + 1)
-        ]
-        rows.append((box_type.position_label(r, 1).rstrip("0123456789-") or str(r), cells))
-    column_labels = [str(c) for c in range(1, box_type.columns + 1)]
-    if box_type.column_labelling == "letters":
-        column_labels = [chr(64 + c) for c in range(1, box_type.columns + 1)]
+    columns = range(1, box_type.columns + 1)
+    rows = [
+        (
+            box_type.row_label(r),
+            [Cell(r, c, box_type.position_label(r, c), placements.get((r, c))) for c in columns],
+        )
+        for r in range(1, box_type.rows + 1)
+    ]
+    column_labels = [box_type.column_label(c) for c in columns]
     return BoxMap(box, column_labels, rows, len(placements), box_type.capacity)
 
 
