@@ -476,9 +476,7 @@ def test_box_map_heads_rows_and_columns_by_the_box_types_labelling(trial: Any, t
     rack = container_create(
         name="Rack L", kind="rack", storage_unit=make_storage_unit(actor=tech), actor=tech
     )
-    box_type = make_box_type(
-        rows=3, columns=2, row_labelling="numbers", column_labelling="letters"
-    )
+    box_type = make_box_type(rows=3, columns=2, row_labelling="numbers", column_labelling="letters")
     box = container_create(name="Box L", kind="box", parent=rack, box_type=box_type, actor=tech)
     grid = box_map(box=box)
     assert grid.column_labels == ["A", "B"]
