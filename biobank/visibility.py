@@ -264,6 +264,18 @@ class Policy:
     def event_status(self, event: Any, status: str) -> str:
         return self.status_of(event.item_kind, status)
 
+    def event_shown(self, event: Any) -> Any:
+        """``event`` as this user may read it, changed in memory (never saved): statuses as
+        mapped, data whitelisted, lab codes redacted from its free text."""
+        if self.unblinded:
+            return event
+        event.from_status = self.event_status(event, event.from_status)
+        event.to_status = self.event_status(event, event.to_status)
+        event.reason = self.redact(event.reason)
+        event.location = self.redact(event.location)
+        event.data = self.event_data(event)
+        return event
+
     # --- text ------------------------------------------------------------------------------
 
     def redact(self, text: str) -> str:

@@ -31,6 +31,8 @@ LAB_CODE = re.compile(r"\b(?:UN|PR|FR|SU|CT|BX)[0-9]{7,}[0-9A-Z*]\b")
 TREATMENT_WORDS = re.compile(r"\bBM-MSCs?\b|\bMSCs?\b|placebo|saline|\bNaCl\b", re.IGNORECASE)
 COUNT_WORDS = re.compile(r"viabilit|cell[ _-]?(?:count|number)|post[ _-]?thaw", re.IGNORECASE)
 ARM_KEYS = re.compile(r"\"arm\"\s*:|\"treatment\"\s*:|\bArm [A-Z]\b")
+# An aspirate's lab statuses (expanded or not tells the arm); a blinded role sees "accepted".
+LAB_STATUS = re.compile(r"\bin_processing\b|[\"'>]processed[\"'<]|\bIn processing\b")
 LABEL_FORMATS = ("zpl", "svg", "png", "pdf")
 OTHER_FORMATS = ("json", "jsonl", "csv", "xlsx", "pdf", "svg", "png", "zpl")
 TEXT_TYPES = ("text/", "application/json", "application/vnd.oai.openapi", "image/svg")
@@ -233,6 +235,9 @@ def leaks_in(body: str, url: str, arm_texts: list[str]) -> list[str]:
         count = COUNT_WORDS.search(cleaned)
         if count:
             found.append(f"cell count or viability {count.group(0)!r}")
+        status = LAB_STATUS.search(body)
+        if status:
+            found.append(f"aspirate lab status {status.group(0)!r}")
     return found
 
 

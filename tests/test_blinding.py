@@ -42,8 +42,8 @@ def test_sweep_finds_no_leak_for_any_blinded_role(capsys: Any) -> None:
         with capsys.disabled():
             print(f"\nblinding sweep as {username}: {report.requests} requests")
         assert report.uncovered == []
-        assert report.errors == []
-        assert report.leaks == []
+        assert report.errors == [], "\n".join(report.errors)
+        assert report.leaks == [], "\n".join(report.leaks)
         assert report.requests > 3000
 
 
@@ -75,6 +75,8 @@ def test_leak_detector_recognises_each_kind_of_leak() -> None:
     assert leaks_in("Saline dose", "/x", []) == ["treatment word 'Saline'"]
     assert leaks_in("Post-thaw viability 91 %", "/x", []) == ["cell count or viability 'Post-thaw'"]
     assert leaks_in("Product: MSC or 0.9 % NaCl", "/x", []) == []
+    assert leaks_in('{"status": "processed"}', "/x", []) == ["aspirate lab status '\"processed\"'"]
+    assert leaks_in("<td>In processing</td>", "/x", []) == ["aspirate lab status 'In processing'"]
     # Documentation names fields but holds no data: only codes and arms count there.
     assert leaks_in("post_thaw_cell_count", "/api/schema/", []) == []
 
@@ -209,6 +211,27 @@ def test_blinded_aspirate_status_hides_lab_steps_everywhere(trial: Any, tech: An
     assert refused.status_code == 400 and refused.json()["code"] == "not_visible"
     scan = api.post("/api/scan/", {"code": processed.code}, format="json").json()
     assert (scan["status"], scan["label_url"]) == ("accepted", None)
+    where = api.get(f"/api/inventory/participants/{dose.participant.code}/")
+    assert where.status_code == 200
+    assert [a["status"] for a in where.json()["aspirates"]] == ["accepted"]
+
+
+@pytest.mark.django_db
+def test_aspirate_page_custody_log_shows_a_blinded_role_no_lab_step(trial: Any, tech: Any) -> None:
+    dose = make_dose(actor=tech, arm="B", visit="M6")
+    processed = dose.participant.visits.get(visit_type__code="BASELINE").aspirate
+    url = f"/admin/biobank/aspirate/{processed.pk}/change/"
+    pages = {}
+    for name, role in (("clin", CLINICIAN), ("lab", LAB)):
+        client = Client()
+        client.force_login(role_user(name, role))
+        response = client.get(url)
+        assert response.status_code == 200
+        pages[name] = response.content.decode()
+    assert "collected → accepted" in pages["clin"]
+    assert "processing" not in pages["clin"].split("Chain of custody")[1]
+    assert "accepted → in_processing" in pages["lab"]
+    assert "in_processing → processed" in pages["lab"]
 
 
 @pytest.mark.django_db

@@ -17,7 +17,7 @@ from biobank.logger_csv import (
     excursions_find,
     parse_logger_csv,
 )
-from biobank.models import CustodyEvent, LoggerFile, ShipmentItem
+from biobank.models import CustodyEvent, DoseUnit, LoggerFile, ShipmentItem
 from biobank.services.doses import UnitCount, dose_make_ready
 from biobank.services.shipment_receipt import (
     shipment_item_find,
@@ -33,6 +33,7 @@ from .factories import (
     logger_csv,
     make_aspirate,
     make_participant,
+    make_ready_in_window,
     make_shipment,
     make_unit_for_trondheim,
     past,
@@ -194,6 +195,27 @@ def test_a_missing_item_is_written_off_with_a_reason(trial: Any, tech: Any) -> N
     assert shipment.status == "received"
     line = ShipmentItem.objects.get(shipment=shipment, item_code=unit.code)
     assert (line.state, line.active) == ("written_off", False)
+
+
+def test_a_dose_lost_in_transit_is_cancelled_and_its_thawed_units_discarded(
+    trial: Any, tech: Any
+) -> None:
+    _unit, dose = make_unit_for_trondheim(tech)
+    make_ready_in_window(dose=dose, actor=tech)
+    dose.refresh_from_db()
+    assert [u.status for u in dose.units.all()] == ["thawed", "thawed"]
+    shipment = ship_items(make_shipment(tech, "HUS", "STO", "cool"), [dose.code], tech)
+    assert shipment_receive(shipment=shipment, actor=tech).missing == [dose.code]
+
+    shipment_item_write_off(shipment=shipment, scan=dose.code, actor=tech, reason="not in box")
+
+    dose.refresh_from_db()
+    assert dose.status == "cancelled"
+    units = list(dose.units.order_by("code"))
+    assert [u.status for u in units] == ["discarded", "discarded"]
+    assert all(f"thawed for {dose.code}, which was cancelled" in u.status_reason for u in units)
+    assert not DoseUnit.objects.filter(dose=dose, active=True).exists()
+    assert custody_steps(dose.code)[-1] == ("cancel", "STO", shipment.code)
 
 
 # --- the logger file ------------------------------------------------------------------------

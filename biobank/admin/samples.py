@@ -22,7 +22,7 @@ from biobank.models import (
 )
 from biobank.models.storage import open_placement_q
 from biobank.scan_input import ScanError, parse_scan
-from biobank.selectors.participants import events_for
+from biobank.selectors.participants import events_seen
 from biobank.selectors.storage import (
     location_of,
     units_locate,
@@ -56,10 +56,18 @@ class ReadOnlyItemAdmin(BaseAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return list(self.fields or ())  # all an item's page shows is read-only
 
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            # A display method gets only the object: it carries who is looking (per request).
+            obj.viewer = request.user
+        return obj
+
     @admin.display(description="Chain of custody")
     def custody_log(self, obj: Any) -> str:
         kind = {Aspirate: "aspirate", Processing: "processing", ProductUnit: "unit"}[type(obj)]
-        return events_table(events_for(**{kind: obj}))
+        # No viewer (never expected): shown as to an anonymous user, i.e. nothing.
+        return events_table(events_seen(user=getattr(obj, "viewer", None), **{kind: obj}))
 
 
 # --- aspirates -----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ def inventory_placements(
     *, storage_unit: StorageUnit | None = None, participant: Participant | None = None
 ) -> QuerySet[Placement]:
     """Open placements (every stored unit) by storage unit, box and position."""
-    qs = Placement.objects.filter(ended_at__isnull=True)
+    qs = Placement.objects.open()
     if storage_unit is not None:
         qs = qs.filter(container__storage_unit=storage_unit)
     if participant is not None:
@@ -86,7 +86,7 @@ def inventory_counts() -> list[dict[str, Any]]:
         .order_by("participant__pseudonym", "status")
     )
     stored = dict(
-        Placement.objects.filter(ended_at__isnull=True)
+        Placement.objects.open()
         .values("unit__participant__code")
         .annotate(n=Count("id"))
         .values_list("unit__participant__code", "n")
@@ -109,12 +109,14 @@ def inventory_counts() -> list[dict[str, Any]]:
 
 
 def participant_whereabouts(*, participant: Participant, user: Any) -> dict[str, Any]:
-    """ "Where is everything of participant X": aspirates, units (lab only), doses."""
+    """ "Where is everything of participant X": aspirates, units (lab only), doses, each
+    status as the visibility policy shows it."""
+    policy = visibility.policy_for(user)
     out: dict[str, Any] = {
         "participant": participant.code,
         "pseudonym": participant.pseudonym,
         "aspirates": [
-            {"code": a.code, "status": a.status, "site": a.site.code}
+            {"code": a.code, "status": policy.status_of("aspirate", a.status), "site": a.site.code}
             for a in participant.aspirates.select_related("site").order_by("collected_at")
         ],
         "doses": [
@@ -122,7 +124,7 @@ def participant_whereabouts(*, participant: Participant, user: Any) -> dict[str,
             for d in participant.doses.select_related("visit__visit_type").order_by("code")
         ],
     }
-    if visibility.may_see_kind(user, "unit"):
+    if policy.sees("unit"):
         placed = {
             row[6]: row
             for row in inventory_placements(participant=participant).values_list(*_INVENTORY_VALUES)

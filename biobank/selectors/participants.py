@@ -41,19 +41,13 @@ def participant_chain(*, participant: Participant, user: Any) -> ParticipantChai
         )
         .order_by("visit_type__order")
     )
-    events = list(policy.rows(events_for(participant=participant)))
+    events = events_seen(user=user, participant=participant)
     if not policy.unblinded:
         # Shown, never saved: the in-memory rows carry what this user may see.
         for visit in visits:
             aspirate = getattr(visit, "aspirate", None)
             if aspirate is not None:
                 aspirate.status = policy.status_of("aspirate", aspirate.status)
-        for event in events:
-            event.from_status = policy.event_status(event, event.from_status)
-            event.to_status = policy.event_status(event, event.to_status)
-            event.reason = policy.redact(event.reason)
-            event.location = policy.redact(event.location)
-            event.data = policy.event_data(event)
     return ParticipantChain(
         participant=participant, visits=visits, events=events, show_products=show_products
     )
@@ -63,6 +57,13 @@ def events_for(**filters: object) -> QuerySet[CustodyEvent]:
     return (
         CustodyEvent.objects.filter(**filters).select_related("actor", "site").order_by("at", "id")
     )
+
+
+def events_seen(*, user: Any, **filters: object) -> list[CustodyEvent]:
+    """The events ``user`` may see, each as the visibility policy shows it (every page and
+    report of an item's custody log reads its events here)."""
+    policy = policy_for(user)
+    return [policy.event_shown(e) for e in policy.rows(events_for(**filters))]
 
 
 def visit_of(participant: Participant, visit_code: str) -> Visit:

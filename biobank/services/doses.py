@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -503,7 +504,22 @@ _UNIT_ON_CANCEL = {
 def dose_cancel(*, dose: Dose, actor: AbstractBaseUser, reason: str) -> Dose:
     """Cancel a dose; released units go back to stock, thawed ones are discarded."""
     require_perm(actor, "biobank.prepare_dose", "cancel doses")
-    transition_apply(item=dose, action="cancel", actor=actor, reason=reason)
+    return dose_cancel_apply(dose=dose, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def dose_cancel_apply(
+    *,
+    dose: Dose,
+    actor: AbstractBaseUser,
+    reason: str,
+    at: dt.datetime | None = None,
+    **event: Any,
+) -> Dose:
+    """Cancel a dose and settle its units, whoever cancels it: the lab (``dose_cancel``, which
+    checks the permission) or a shipment that lost or quarantined it (``event``: where the
+    custody event happened). The units are freed of the dose either way."""
+    transition_apply(item=dose, action="cancel", actor=actor, at=at, reason=reason, **event)
     for link in _dose_units(dose):
         step = _UNIT_ON_CANCEL.get(link.unit.status)
         if step is not None:
@@ -512,6 +528,7 @@ def dose_cancel(*, dose: Dose, actor: AbstractBaseUser, reason: str) -> Dose:
                 unit=link.unit,
                 action=action,
                 actor=actor,
+                at=at,
                 reason=why.format(dose=dose.code, reason=reason),
             )
     DoseUnit.objects.filter(dose=dose).update(active=False)

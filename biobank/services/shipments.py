@@ -42,6 +42,7 @@ from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.shipments import ITEM_MODELS, item_site
 
 from .audit import history_save
+from .doses import dose_cancel_apply
 from .identifiers import identifier_allocate
 from .lifecycle import TRANSITIONS, check_time, transition_apply
 from .signatures import require_perm, signature_sign
@@ -105,16 +106,12 @@ def item_step(
     event is located at the shipment and carries its route."""
     item = line.item
     assert item is not None  # a manifest line always links its item
-    transition_apply(
-        item=item,
-        action=action,
-        actor=actor,
-        at=at,
-        reason=reason,
-        site=site,
-        location=shipment.code,
-        data=event_data(shipment, **data),
-    )
+    where = {"site": site, "location": shipment.code, "data": event_data(shipment, **data)}
+    if isinstance(item, Dose) and action == "cancel":
+        # A dose lost or spoiled in transit is cancelled as any dose is: its units settled.
+        dose_cancel_apply(dose=item, actor=actor, at=at, reason=reason, **where)
+        return
+    transition_apply(item=item, action=action, actor=actor, at=at, reason=reason, **where)
 
 
 @transaction.atomic
