@@ -128,3 +128,37 @@ class SessionIdleMiddleware:
             if now - int(session.get(SESSION_SEEN, 0)) >= 60:
                 session[SESSION_SEEN] = now  # modified: SessionMiddleware saves a new expiry
         return response
+
+
+_TEXT_TYPES = ("text/", "application/json", "application/javascript", "image/svg+xml")
+
+
+class BlindedRedactionMiddleware:
+    """The last line of blinding: a lab-only identifier in any text a blinded user receives
+    (a page, JSON, an error, a label's text) is replaced as the visibility policy redacts it.
+
+    Every view already shapes its answer by the policy (the blinding sweep checks them with
+    this middleware off); this catches what a view's own data brings along, such as a scan
+    typed into a free-text record by a lab user.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if getattr(response, "streaming", False):
+            return response  # exports redact row by row themselves
+        if not response.get("Content-Type", "").startswith(_TEXT_TYPES):
+            return response
+        from biobank.visibility import policy_for
+
+        policy = policy_for(getattr(request, "user", None))
+        if policy.unblinded:
+            return response
+        charset = response.charset or "utf-8"
+        text = response.content.decode(charset, "replace")
+        redacted = policy.redact(text)
+        if redacted != text:
+            response.content = redacted.encode(charset)
+        return response

@@ -259,6 +259,38 @@ def test_collect_aspirate_in_admin_writes_event(
     assert aspirate.events.get().action == "collect"
 
 
+@pytest.mark.parametrize(
+    ("visit_code", "message"),
+    [
+        ("M12", "Month 12 follow-up has no bone-marrow aspiration."),
+        ("BASELINE", "already has an aspirate."),
+    ],
+)
+def test_collect_form_shows_the_services_refusal(
+    trial: Any, tech: Any, admin_client_tech: Any, visit_code: str, message: str
+) -> None:
+    from .factories import make_participant
+
+    participant = make_participant(actor=tech)
+    make_aspirate(actor=tech, participant=participant)  # the baseline aspirate
+    visit = participant.visits.get(visit_type__code=visit_code)
+    before = Aspirate.objects.count()
+    response = admin_client_tech.post(
+        reverse("admin:biobank_aspirate_add"),
+        {
+            "visit": visit.pk,
+            "volume_ml": "48.5",
+            "anticoagulant": "heparin",
+            "collected_at_0": "2025-09-01",
+            "collected_at_1": "08:30",
+            "collected_by": "Dr. Bone",
+        },
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["visit"][0].endswith(message)
+    assert Aspirate.objects.count() == before
+
+
 def test_processing_walk_in_admin(trial: Any, tech: Any, admin_client_tech: Any) -> None:
     from .factories import make_processing
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from biobank.models import CustodyEvent, Participant, Placement, ProductUnit
+from biobank.models import Aspirate, CustodyEvent, Participant, Placement, ProductUnit
 from biobank.services.doses import dose_release
 from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA
 
@@ -593,3 +593,49 @@ def test_a_step_named_like_an_http_method_is_not_its_handler(roles: dict[str, An
     client = client_for(roles[LAB])
     response = client.put("/api/units/", {}, format="json")
     assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")
+
+
+def test_an_aspirate_at_a_visit_without_aspiration_is_refused(
+    tech: Any, roles: dict[str, Any]
+) -> None:
+    participant = make_participant(actor=tech)
+    response = client_for(roles[LAB]).post(
+        "/api/aspirates/",
+        {
+            "participant": participant.code,
+            "visit": "M12",
+            "volume_ml": "50.0",
+            "anticoagulant": "heparin",
+            "collected_at": past(days=1).isoformat(),
+            "collected_by": "Dr. A",
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "no_aspiration"
+    assert response.json()["fields"] == {
+        "visit": ["Month 12 follow-up has no bone-marrow aspiration."]
+    }
+    assert not Aspirate.objects.filter(participant=participant).exists()
+
+
+def test_the_visit_is_done_on_the_labs_day_of_the_aspiration(
+    tech: Any, roles: dict[str, Any]
+) -> None:
+    participant = make_participant(actor=tech)
+    # 23:30 UTC on 1 September is 01:30 on 2 September in Oslo.
+    response = client_for(roles[LAB]).post(
+        "/api/aspirates/",
+        {
+            "participant": participant.code,
+            "visit": "BASELINE",
+            "volume_ml": "50.0",
+            "anticoagulant": "heparin",
+            "collected_at": "2025-09-01T23:30:00Z",
+            "collected_by": "Dr. A",
+        },
+        format="json",
+    )
+    assert response.status_code == 201
+    visit = participant.visits.get(visit_type__code="BASELINE")
+    assert visit.done_on == dt.date(2025, 9, 2)

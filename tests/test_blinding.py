@@ -30,8 +30,16 @@ def role_user(username: str, role: str) -> Any:
 # --- the sweep -------------------------------------------------------------------------------
 
 
+def views_only(settings: Any) -> None:
+    """The sweep judges the views themselves: the redaction middleware (the last line) off."""
+    settings.MIDDLEWARE = [
+        m for m in settings.MIDDLEWARE if m != "biobank.middleware.BlindedRedactionMiddleware"
+    ]
+
+
 @pytest.mark.django_db
-def test_sweep_finds_no_leak_for_any_blinded_role(capsys: Any) -> None:
+def test_sweep_finds_no_leak_for_any_blinded_role(capsys: Any, settings: Any) -> None:
+    views_only(settings)
     call_command("seed", "--demo", "--demo-user", stdout=None)
     assert ProductUnit.objects.count() > 50  # the demo has lab records to leak
     for username in ("clinician", "monitor"):
@@ -52,6 +60,7 @@ def test_sweep_catches_an_unguarded_view_and_an_unfilled_route(
     trial: Any, tech: Any, settings: Any
 ) -> None:
     settings.ROOT_URLCONF = "tests.leaky_urls"
+    views_only(settings)
     make_units(actor=tech, count=2, stored=True)
     clinician = role_user("clin", CLINICIAN)
     client = Client()
@@ -271,3 +280,19 @@ def test_admin_pages_of_lab_models_refuse_blinded_roles(
     crafted = client.get("/admin/biobank/participant/?arm__code=A")
     assert crafted.status_code == 400
     assert "Arm" not in client.get("/admin/biobank/participant/").content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "ordering",
+    ["treatment", "-treatment", " treatment", " -treatment", "code, saline_lot", " viable_cells"],
+)
+def test_a_blinded_role_cannot_sort_doses_by_what_is_hidden(
+    trial: Any, tech: Any, ordering: str
+) -> None:
+    make_dose(actor=tech, arm="B")
+    api = api_as(role_user("clin", CLINICIAN))
+    response = api.get("/api/doses/", {"ordering": ordering})
+    assert response.status_code == 400
+    assert response.json()["code"] == "not_visible"
+    assert api.get("/api/doses/", {"ordering": " -code"}).status_code == 200

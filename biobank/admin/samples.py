@@ -41,6 +41,8 @@ from .steps import (
     ReadOnlyAdminMixin,
     catalogue_actions,
     catalogue_step,
+    check_with_service,
+    form_for_actor,
     make_action,
 )
 from .trial import BaseAdmin
@@ -78,13 +80,25 @@ class CollectForm(forms.ModelForm):
         model = Aspirate
         fields = ["visit", "volume_ml", "anticoagulant", "collected_at", "collected_by"]
 
-    def clean_visit(self) -> Any:
-        visit = self.cleaned_data["visit"]
-        if Aspirate.objects.filter(visit=visit).exists():
-            raise forms.ValidationError(f"Visit {visit} already has an aspirate.")
-        if not visit.visit_type.has_aspiration:
-            raise forms.ValidationError(f"{visit.visit_type} has no bone-marrow aspiration.")
-        return visit
+    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actor = actor
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not self.errors:  # the service's own rules (a visit with an aspiration, once)
+            check_with_service(self, lambda: _collect(self.actor, dict(data)))
+        return data
+
+
+def _collect(actor: Any, data: dict[str, Any]) -> Aspirate:
+    visit = data.pop("visit")
+    return action_run(
+        action=action_get("aspirate", "collect"),
+        item=None,
+        actor=actor,
+        data={**data, "participant": visit.participant.code, "visit": visit.visit_type.code},
+    )
 
 
 @admin.register(Aspirate)
@@ -105,9 +119,10 @@ class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     fields = ["code", "label_preview", *Aspirate.RECORD_FIELDS, "recorded_by", "custody_log"]
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
-        if obj is None:
-            kwargs.update(form=CollectForm, fields=CollectForm.Meta.fields)
-        return super().get_form(request, obj, **kwargs)
+        if obj is not None:
+            return super().get_form(request, obj, **kwargs)
+        kwargs.update(form=CollectForm, fields=CollectForm.Meta.fields)
+        return form_for_actor(super().get_form(request, obj, **kwargs), request.user)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
@@ -122,15 +137,7 @@ class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
         return obj is None and super(ReadOnlyItemAdmin, self).has_change_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Aspirate, form: Any, change: bool) -> None:
-        d = dict(form.cleaned_data)
-        visit = d.pop("visit")
-        created = action_run(
-            action=action_get("aspirate", "collect"),
-            item=None,
-            actor=request.user,
-            data={**d, "participant": visit.participant.code, "visit": visit.visit_type.code},
-        )
-        obj.__dict__.update(created.__dict__)
+        obj.__dict__.update(_collect(request.user, dict(form.cleaned_data)).__dict__)
 
 
 # --- processing ----------------------------------------------------------------------------

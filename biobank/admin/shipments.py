@@ -28,7 +28,7 @@ from biobank.selectors.shipments import (
 )
 from biobank.services.actions import action_get, action_permitted, action_run
 
-from .steps import NoDeleteAdminMixin, check_with_service, step_form
+from .steps import NoDeleteAdminMixin, check_with_service, form_for_actor, step_form
 
 
 def _create(actor: Any, data: dict[str, Any]) -> Shipment:
@@ -136,14 +136,7 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
         return False if obj is not None else super().has_change_permission(request, obj)
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
-        base = super().get_form(request, obj, **kwargs)
-        actor = request.user
-
-        class Bound(base):  # type: ignore[valid-type, misc]
-            def __init__(self, *args: Any, **kw: Any) -> None:
-                super().__init__(*args, actor=actor, **kw)
-
-        return Bound
+        return form_for_actor(super().get_form(request, obj, **kwargs), request.user)
 
     def save_model(self, request: HttpRequest, obj: Shipment, form: Any, change: bool) -> None:
         created = _create(request.user, form.cleaned_data)

@@ -256,6 +256,16 @@ class _DryRun(Exception):
     """Raised to roll back a trial run of a service inside form validation."""
 
 
+def form_for_actor(base: Any, actor: Any) -> Any:
+    """An admin form class whose instances know who is acting (for ``check_with_service``)."""
+
+    class Bound(base):  # type: ignore[valid-type, misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, actor=actor, **kwargs)
+
+    return Bound
+
+
 def check_with_service(form: forms.Form, call: Callable[[], Any]) -> None:
     """Run ``call`` in a savepoint that is always rolled back, turning a refusal into form
     errors, so admin add forms show the service's own message instead of failing on save."""

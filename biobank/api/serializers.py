@@ -43,7 +43,8 @@ def signature_field() -> serializers.CharField:
     return serializers.CharField(read_only=True, allow_null=True)
 
 
-_FREE_TEXT = ("status_reason", "reason", "location", "message")
+# Text typed or scanned by people: a lab code in it is redacted for blinded users.
+_FREE_TEXT = ("status_reason", "reason", "location", "message", "dose_scan", "participant_scan")
 
 
 def request_policy(context: dict[str, Any]) -> Policy:
@@ -363,7 +364,7 @@ class DoseSerializer(PolicySerializer):
         return obj.is_expired(timezone.now())
 
 
-class IdentityCheckSerializer(serializers.ModelSerializer):
+class IdentityCheckSerializer(PolicySerializer):
     dose = code_field(allow_null=True)
     checked_by = serializers.CharField(source="checked_by.username", read_only=True)
 

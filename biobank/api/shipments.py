@@ -33,11 +33,11 @@ from biobank.services import shipment_receipt as receiving
 from biobank.services.lifecycle import allowed_actions
 
 from .actions import create_method, with_steps
-from .serializers import code_field, signature_field
+from .serializers import PolicySerializer, code_field, signature_field
 from .views import BaseViewSet
 
 
-class ShipmentSerializer(serializers.ModelSerializer):
+class ShipmentSerializer(PolicySerializer):
     from_site = code_field()
     to_site = code_field()
     temperature_range_c = serializers.SerializerMethodField()

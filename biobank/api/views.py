@@ -14,6 +14,7 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -71,8 +72,9 @@ class BaseViewSet(viewsets.GenericViewSet):
                 for name in self.request.query_params
                 if name in declared
             ]
-            ordering = self.request.query_params.get("ordering", "")
-            lookups += [(o, o.lstrip("-")) for o in ordering.split(",") if o.strip()]
+            # The terms exactly as DRF will sort by them (it trims spaces: " treatment" sorts).
+            ordering = OrderingFilter().get_ordering(self.request, queryset, self) or []
+            lookups += [(o, o.lstrip("-")) for o in ordering if isinstance(o, str)]
             for name, lookup in lookups:
                 if not policy.lookup_allowed(queryset.model, lookup):
                     raise ServiceError(

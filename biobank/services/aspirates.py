@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 
 from biobank.errors import ConflictError, ServiceError
 from biobank.identifiers import Kind
@@ -30,11 +31,19 @@ def aspirate_collect(
 ) -> Aspirate:
     """Record a bone-marrow aspirate taken at a visit; its label gets a new AS… ID."""
     visit = (
-        Visit.objects.select_for_update(of=("self",)).select_related("participant").get(pk=visit.pk)
+        Visit.objects.select_for_update(of=("self",))
+        .select_related("participant", "visit_type")
+        .get(pk=visit.pk)
     )
     if Aspirate.objects.filter(visit=visit).exists():
         raise ConflictError(
             f"Visit {visit} already has an aspirate.", code="duplicate", field="visit"
+        )
+    if not visit.visit_type.has_aspiration:
+        raise ServiceError(
+            f"{visit.visit_type} has no bone-marrow aspiration.",
+            code="no_aspiration",
+            field="visit",
         )
     volume = Decimal(str(volume_ml))
     if not (Decimal(0) < volume <= Decimal(500)):
@@ -60,7 +69,7 @@ def aspirate_collect(
     )
     history_save(aspirate, actor=actor, reason="collected")
     if visit.done_on is None:
-        visit.done_on = collected_at.date()
+        visit.done_on = timezone.localdate(collected_at)  # the lab's day, not UTC's
         history_save(visit, actor=actor, reason="aspiration done", update_fields=["done_on"])
     event_record(
         item=aspirate,
