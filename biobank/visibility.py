@@ -27,8 +27,6 @@ from biobank.models.doses import PRODUCT_FIELDS as DOSE_PRODUCT_FIELDS
 
 ALLOCATION_PERMISSION = "biobank.view_allocation"
 
-# The product name on anything a blinded person sees (EU CTR 536/2014 Annex VI).
-BLINDED_PRODUCT = "MSC or 0.9 % NaCl"
 
 # Django model name -> policy kind, where they differ. Any other model's kind is its name.
 _MODEL_KIND: dict[str, str] = {

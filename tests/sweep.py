@@ -25,7 +25,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from biobank.models import Arm
-from biobank.visibility import BLINDED_PRODUCT
+from biobank.terms import BLINDED_PRODUCT
 
 LAB_CODE = re.compile(r"\b(?:UN|PR|FR|SU|CT|BX)[0-9]{7,}[0-9A-Z*]\b")
 TREATMENT_WORDS = re.compile(r"\bBM-MSCs?\b|\bMSCs?\b|placebo|saline|\bNaCl\b", re.IGNORECASE)

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from biobank.identifiers import Kind, format_id
 from biobank.labels import FORMATS, LabelError, get_template, render
-from biobank.labels.content import dose_label_content
+from biobank.labels.content import dose_label_content, unit_label_content
 from biobank.models import Site, Study
 from biobank.selectors.labels import label_subject_get
 from biobank.services.aspirates import aspirate_collect
@@ -420,6 +420,7 @@ def _dose(**changes: Any) -> dict[str, Any]:
         "visit_name": "Month 6",
         "dose_id": format_id(Kind.DOSE, 7),
         "volume_ml": Decimal("10.0"),
+        "route": "intrathecal",
         "expires_at": dt.datetime(2025, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")),
         "emergency_contact": "Haukeland University Hospital, Neurology: +47 55 97 50 00",
     }
@@ -450,6 +451,33 @@ def test_dose_label_is_identical_for_msc_and_placebo() -> None:
     # There is no way to tell the function what the dose contains.
     parameters = set(inspect.signature(dose_label_content).parameters)
     assert not parameters & {"arm", "treatment", "product", "is_placebo", "contents"}
+
+
+def test_dose_label_prints_the_doses_route() -> None:
+    content = dose_label_content(**_dose(route="intravenous"))
+    assert "Route: intravenous · 10.0 mL" in content.lines
+
+
+@pytest.mark.parametrize(
+    ("cells", "printed"),
+    [
+        (72_560_000, "72.56×10⁶ cells"),
+        (72_599_999, "72.59×10⁶ cells"),
+        (9_990_000, "9.99×10⁶ cells"),
+    ],
+)
+def test_unit_label_never_rounds_the_cells_up(cells: int, printed: str) -> None:
+    content = unit_label_content(
+        code=format_id(Kind.UNIT, 3),
+        pseudonym="SMART-HUS-01",
+        study_code="NCT04749667",
+        visit_name="Baseline",
+        collected_on=dt.date(2025, 9, 1),
+        cell_number=cells,
+        volume_ml=Decimal("5.0"),
+        cryoprotectant="10 % DMSO",
+    )
+    assert any(line.startswith(printed) for line in content.lines), content.lines
 
 
 def test_dose_label_decodes_and_refuses_a_naive_expiry() -> None:

@@ -35,6 +35,7 @@ PURE = (
     "biobank.rack_csv",
     "biobank.logger_csv",
     "biobank.labels",
+    "biobank.terms",
 )
 
 # Layer -> what it must not import.

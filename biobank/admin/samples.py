@@ -34,6 +34,7 @@ from biobank.services.qc_release import qc_release_problems
 from biobank.services.units import (
     MAX_UNITS_PER_PROCESSING,
 )
+from biobank.terms import millions
 
 from .printing import LabelPreviewMixin, print_labels
 from .steps import (
@@ -347,7 +348,7 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
 
     @admin.display(description="Cells", ordering="cell_number")
     def cell_number_display(self, obj: ProductUnit) -> str:
-        return format_html("{} × 10⁶", f"{obj.cell_number / 1e6:,.1f}")
+        return millions(obj.cell_number)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # filled from a harvested processing

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from biobank.labels.errors import LabelError
+from biobank.terms import BLINDED_PRODUCT, millions
 
 # Every symbology and every ZPL barcode command takes these literally: no space, no ZPL
 # prefixes (^ ~), no ^FH/^BX escape character (_), no ^BC invocation character (>).
@@ -91,9 +92,6 @@ class LabelContent:
 
 CLINICAL_TRIAL_ONLY = "For clinical trial use only"
 AUTOLOGOUS_ONLY = "For autologous use only"
-# The blinded product name names both possibilities (EU CTR 536/2014 Annex VI).
-BLINDED_PRODUCT = "MSC or 0.9 % NaCl"
-DOSE_ROUTE = "intrathecal"
 
 # Free text typed by people (collector names, container paths) is shortened so a long
 # entry cannot push the label's fixed text off the stock; the identifier is never cut.
@@ -119,8 +117,7 @@ def _when(value: dt.datetime | dt.date, *, time: bool = True) -> str:
 
 
 def _cells(cell_number: int) -> str:
-    millions = cell_number / 1e6
-    return f"{millions:,.0f}×10⁶ cells" if millions >= 10 else f"{millions:,.1f}×10⁶ cells"
+    return f"{millions(cell_number)} cells"
 
 
 def participant_label_content(*, code: str, pseudonym: str, study_code: str) -> LabelContent:
@@ -239,6 +236,7 @@ def dose_label_content(
     visit_name: str,
     dose_id: str,
     volume_ml: object,
+    route: str,
     expires_at: dt.datetime,
     emergency_contact: str,
 ) -> LabelContent:
@@ -258,7 +256,7 @@ def dose_label_content(
         title=BLINDED_PRODUCT,
         lines=(
             f"{study_code} · {participant_pseudonym} · {visit_name}",
-            f"Route: {DOSE_ROUTE} · {volume_ml} mL",
+            f"Route: {shorten(route, 16)} · {volume_ml} mL",
             f"Expires {expiry} {zone}".rstrip(),
             CLINICAL_TRIAL_ONLY,
             f"Emergency: {emergency_contact}",

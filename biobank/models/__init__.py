@@ -1,5 +1,6 @@
 from .aspirate import Anticoagulant, Aspirate, AspirateStatus, Condition
 from .doses import (
+    DEFAULT_ROUTE,
     Dose,
     DoseStatus,
     DoseUnit,
@@ -51,6 +52,7 @@ from .trial import (
 from .unit import ContainerType, FreezingRun, ProductUnit, UnitStatus
 
 __all__ = [
+    "DEFAULT_ROUTE",
     "KIND_RANGE_C",
     "Accepts",
     "Anticoagulant",

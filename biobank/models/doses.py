@@ -68,6 +68,9 @@ class DoseStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# How a dose is given unless the administration records otherwise (the trial's route).
+DEFAULT_ROUTE = "intrathecal"
+
 # The fields of a dose that tell MSC from saline: kept out of its history, hidden from blinded
 # roles by the visibility policy.
 PRODUCT_FIELDS = (
@@ -111,7 +114,7 @@ class Dose(models.Model):
         max_length=20, choices=DoseStatus.choices, default=DoseStatus.PREPARED
     )
     status_reason = models.TextField(blank=True)
-    route = models.CharField(max_length=30, default="intrathecal")
+    route = models.CharField(max_length=30, default=DEFAULT_ROUTE)
     volume_ml = models.DecimalField(max_digits=5, decimal_places=1, default=10)
     # The plan, fixed when the dose is prepared (from the visit's weight and trial settings).
     weight_kg = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)

@@ -10,15 +10,9 @@ from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from biobank.terms import millions
+
 from .checks import choice_check, positive_check
-
-MILLION = Decimal(1_000_000)
-
-
-def millions(cells: int | Decimal) -> str:
-    """Cells as a person reads them: 72500000 -> '72.5×10⁶', 65250000 -> '65.25×10⁶'."""
-    text = f"{(Decimal(cells) / MILLION).quantize(Decimal('0.01'), rounding=ROUND_FLOOR):.2f}"
-    return f"{text[:-1] if text.endswith('0') else text}×10⁶"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils import timezone
+
 from biobank import visibility
 from biobank.models import (
     DoseStatus,
@@ -66,7 +68,12 @@ def crossover_timeline(*, participant: Participant, user: Any) -> list[TimelineP
         )
     for a in participant.aspirates.select_related("visit__visit_type"):
         points.append(
-            TimelinePoint("Aspiration", a.collected_at.date(), a.visit.visit_type.code, True)
+            TimelinePoint(
+                "Aspiration",
+                timezone.localdate(a.collected_at),
+                a.visit.visit_type.code,
+                True,
+            )
         )
     for d in participant.doses.select_related("visit__visit_type").exclude(
         status=DoseStatus.CANCELLED
@@ -77,7 +84,7 @@ def crossover_timeline(*, participant: Participant, user: Any) -> list[TimelineP
         points.append(
             TimelinePoint(
                 "Dose",
-                when.date(),
+                timezone.localdate(when),  # the lab's day, as the visits' dates are
                 f"{d.visit.visit_type.code}: {product}",
                 d.status == DoseStatus.ADMINISTERED,
             )

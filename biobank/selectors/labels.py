@@ -153,6 +153,7 @@ def _dose(d: Dose, small: bool) -> LabelContent:
         visit_name=d.visit.visit_type.name,
         dose_id=d.code,
         volume_ml=d.volume_ml,
+        route=d.route,
         expires_at=_local(d.expires_at),
         emergency_contact=d.participant.study.emergency_contact,
     )

@@ -28,6 +28,7 @@ from biobank.models import (
 )
 from biobank.selectors.audit_export import event_extra_columns, iso, plain
 from biobank.selectors.participants import events_seen
+from biobank.terms import BLINDED_PRODUCT
 
 # Steps that depart from the normal path; listed again under "Deviations" in the report.
 DEVIATION_ACTIONS = frozenset(
@@ -270,7 +271,7 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
         row: dict[str, Any] = {
             "code": d.code,
             "visit": d.visit.visit_type.code,
-            "product": visibility.BLINDED_PRODUCT if blinded else Treatment(d.treatment).label,
+            "product": BLINDED_PRODUCT if blinded else Treatment(d.treatment).label,
             # The label of a planned dose reads "unit reserved or saline planned": fine for all.
             "status": DoseStatus(d.status).label,
             "route": d.route,

@@ -21,6 +21,7 @@ from biobank.models import (
     ShipmentItemState,
     Site,
 )
+from biobank.terms import BLINDED_PRODUCT, millions
 
 ITEM_MODELS: dict[Kind, tuple[str, Any]] = {
     Kind.ASPIRATE: ("aspirate", Aspirate),
@@ -80,7 +81,7 @@ def item_site(item: Aspirate | ProductUnit | Dose) -> Site | None:
 
 def _describe(line: ShipmentItem, user: Any) -> str:
     """What the item is, in words this user may read (doses stay blinded)."""
-    from biobank.visibility import BLINDED_PRODUCT, can_see_allocation
+    from biobank.visibility import can_see_allocation
 
     if line.dose_id:
         if can_see_allocation(user):
@@ -88,7 +89,7 @@ def _describe(line: ShipmentItem, user: Any) -> str:
         return f"Dose: {BLINDED_PRODUCT}"
     if line.unit_id:
         unit = line.unit
-        return f"{unit.get_container_type_display()}, {unit.cell_number / 1e6:g}×10⁶ cells"
+        return f"{unit.get_container_type_display()}, {millions(unit.cell_number)} cells"
     if line.aspirate_id:
         return f"Bone-marrow aspirate, {line.aspirate.volume_ml} mL"
     return "Not registered here"

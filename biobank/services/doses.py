@@ -22,6 +22,7 @@ from django.utils import timezone
 from biobank.errors import ConflictError, ServiceError, TransitionError
 from biobank.identifiers import Kind
 from biobank.models import (
+    DEFAULT_ROUTE,
     Dose,
     DoseStatus,
     DoseUnit,
@@ -463,7 +464,7 @@ def dose_administer(
     participant_scan: str,
     actor: AbstractBaseUser,
     administered_by: str = "",
-    route: str = "intrathecal",
+    route: str = DEFAULT_ROUTE,
     at: dt.datetime | None = None,
 ) -> Dose:
     """At the bedside: identity check again, expiry check, then record the administration."""

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from biobank.identifiers import Kind
+from biobank.models import DEFAULT_ROUTE
 from biobank.selectors.participants import visit_of
 
 from .. import doses
@@ -147,7 +148,7 @@ STEPS: tuple[Action, ...] = (
         (
             *SCANS,
             Input("administered_by", required=False, max_length=200, default=""),
-            Input("route", required=False, max_length=30, default="intrathecal"),
+            Input("route", required=False, max_length=30, default=DEFAULT_ROUTE),
         ),
         _bedside(doses.dose_administer),
         doc="Bedside identity check, expiry check, then the administration is recorded.",

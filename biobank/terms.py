@@ -1,0 +1,20 @@
+"""Words and numbers as people read them, the same on every surface (pure: no database, so
+labels, models and messages all use these)."""
+
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, Decimal
+
+MILLION = Decimal(1_000_000)
+
+# The product name on anything a blinded person sees (EU CTR 536/2014 Annex VI).
+BLINDED_PRODUCT = "MSC or 0.9 % NaCl"
+
+
+def millions(cells: int | Decimal) -> str:
+    """Cells as a person reads them: 72500000 -> '72.5×10⁶', 65250000 -> '65.25×10⁶'.
+
+    Rounded down, never up: a label or a message must not promise cells that are not there.
+    """
+    text = f"{(Decimal(cells) / MILLION).quantize(Decimal('0.01'), rounding=ROUND_FLOOR):.2f}"
+    return f"{text[:-1] if text.endswith('0') else text}×10⁶"
