@@ -270,6 +270,13 @@ def test_printing_needs_permission(trial: Any, units: list[Any], loopback: Any) 
     assert response.status_code == 403
     assert response.json()["code"] == "permission_denied"
     assert client.get("/api/print-jobs/").status_code == 200
+    # The service itself refuses too (a script or a new screen cannot skip the check).
+    user = type(user).objects.get(pk=user.pk)  # no cached permissions
+    with pytest.raises(ServiceError) as refused:
+        print_job_submit(printer=printer, codes=[units[0].code], actor=user)
+    assert refused.value.code == "permission_denied"
+    assert not PrintJob.objects.exists()
+    assert loopback.received == []
 
 
 def test_print_job_list_has_bounded_queries(

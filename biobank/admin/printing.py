@@ -23,11 +23,10 @@ from biobank.errors import ServiceError
 from biobank.labels import TEMPLATES
 from biobank.models import Printer, PrintJob, PrintJobStatus
 from biobank.selectors.labels import default_template_for
-from biobank.services.printing import MAX_COPIES, print_job_submit
+from biobank.services.printing import MAX_COPIES, PRINT_PERMISSION, print_job_submit
 
 from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin
 
-PRINT_PERMISSION = "biobank.add_printjob"
 PREVIEW_PX_PER_MM = 5
 
 

@@ -23,13 +23,13 @@ from biobank.models import (
 )
 from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.storage import box_map, boxes_with_occupancy
+from biobank.services.actions import action_get, action_permitted, action_run
 from biobank.services.containers import (
     container_create,
     free_position_suggest,
     storage_unit_create,
     temperature_record,
 )
-from biobank.services.storage import unit_place
 
 from .printing import LabelPreviewMixin, print_labels
 from .steps import ReadOnlyAdminMixin, check_with_service
@@ -246,8 +246,9 @@ class ContainerAdmin(LabelPreviewMixin, BaseAdmin):
     def place_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """Scan a unit into a position of this box (or the next free one)."""
         container = get_object_or_404(Container.objects.select_related("box_type"), pk=pk)
-        if not self.has_view_permission(request, container) or not request.user.has_perm(
-            "biobank.change_productunit"
+        store = action_get("unit", "store")
+        if not self.has_view_permission(request, container) or not action_permitted(
+            store, request.user
         ):
             return HttpResponse(status=403)
         back = reverse("admin:biobank_container_change", args=[container.pk])
@@ -257,11 +258,14 @@ class ContainerAdmin(LabelPreviewMixin, BaseAdmin):
             unit = self._unit_from_scan(form)
             if unit is not None:
                 try:
-                    placement = unit_place(
-                        unit=unit,
-                        container=container,
-                        position=form.cleaned_data["position"] or None,
+                    placement = action_run(
+                        action=store,
+                        item=unit,
                         actor=request.user,
+                        data={
+                            "container": container.code,
+                            "position": form.cleaned_data["position"],
+                        },
                     )
                 except ServiceError as exc:
                     form.add_error("position" if exc.field == "position" else "unit", exc.message)

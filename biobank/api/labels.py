@@ -29,6 +29,7 @@ from biobank.services.printing import (
     MAX_BATCH_CODES,
     MAX_COPIES,
     MAX_PRINT_CODES,
+    PRINT_PERMISSION,
     PrinterUnavailable,
     RenderedLabels,
     label_render,
@@ -239,7 +240,7 @@ class CanPrint(BasePermission):
     """Anyone logged in may read; sending a job needs the add-print-job permission."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return request.method in SAFE_METHODS or request.user.has_perm("biobank.add_printjob")
+        return request.method in SAFE_METHODS or request.user.has_perm(PRINT_PERMISSION)
 
 
 class PrinterList(generics.ListAPIView):

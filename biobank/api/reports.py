@@ -27,7 +27,12 @@ from biobank.reports import charts
 from biobank.reports.charts_for import crossover_spec, occupancy_spec, temperature_spec
 from biobank.reports.exports import csv_stream, jsonl_stream, xlsx_bytes
 from biobank.reports.pdf import report_pdf
-from biobank.selectors.audit_export import audit_columns, audit_filters_from, audit_rows
+from biobank.selectors.audit_export import (
+    AUDIT_PERMISSION,
+    audit_columns,
+    audit_filters_from,
+    audit_rows,
+)
 from biobank.selectors.inventory import (
     INVENTORY_COLUMNS,
     inventory_counts,
@@ -38,7 +43,6 @@ from biobank.selectors.reports import participant_report
 from biobank.services.reports import export_record
 from biobank.services.signatures import PermissionRefused
 
-AUDIT_PERMISSION = "biobank.export_audit_trail"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 

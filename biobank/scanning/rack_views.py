@@ -13,6 +13,7 @@ from biobank.identifiers import Kind
 from biobank.models import Container
 from biobank.rack_csv import parse_rack_csv
 from biobank.selectors.scan import ScanResult
+from biobank.services.actions import action_get
 from biobank.services.racks import rack_scan_apply, rack_scan_compare, rack_scan_plan
 
 from .base import Feedback, ScanPage, box_from_state
@@ -36,7 +37,7 @@ class RackImportPage(ScanPage):
         "Upload a rack scanner's CSV, preview the differences, apply all or nothing."
     )
     prompt = gettext_lazy("Scan the box (BX…) the rack file belongs to")
-    permission = "biobank.change_productunit"
+    permission = action_get("unit", "put").permission
 
     def template_name(self) -> str:
         return "admin/biobank/scan/rack_import.html"

@@ -20,7 +20,7 @@ from biobank.identifiers import Kind
 from biobank.labels.commands import command_sheet_pdf, command_sheet_zpl
 from biobank.models import AspirateStatus, Condition, Dose, IdentityStage
 from biobank.selectors.scan import ScanResult
-from biobank.services.actions import action_get, action_run
+from biobank.services.actions import action_get, action_permitted, action_run
 from biobank.visibility import policy_for
 
 from .base import Feedback, ScanPage
@@ -157,8 +157,9 @@ class DosePage(ScanPage):
         if request.GET.get("stage") in IdentityStage.values:
             state["stage"] = request.GET["stage"]
         elif "stage" not in state:
-            lab = request.user.has_perm("biobank.prepare_dose") or request.user.has_perm(
-                "biobank.release_dose"
+            lab = any(
+                action_permitted(action_get("dose", step), request.user)
+                for step in ("prepare", "release")
             )
             state["stage"] = IdentityStage.DISPATCH if lab else IdentityStage.ADMINISTRATION
 

@@ -26,6 +26,8 @@ from biobank.models import CustodyEvent, Participant, ProductUnit
 from biobank.models.events import CHAIN_FIELDS
 
 CHUNK = 2000
+# Who may export the audit trail (the API, the admin and the report tools ask this).
+AUDIT_PERMISSION = "biobank.export_audit_trail"
 
 # Model name (history tables) -> item kind asked of the policy.
 MODEL_KIND = {

@@ -33,6 +33,7 @@ from biobank.models import Printer, PrintJob, PrintJobStatus
 from biobank.selectors.labels import LabelSubject, label_subject_get, label_subjects_get
 
 from .audit import history_save
+from .signatures import require_perm
 
 BATCH_FORMATS: tuple[str, ...] = ("zpl", "pdf")
 MAX_BATCH_CODES = 500
@@ -311,6 +312,9 @@ def zpl_send(*, host: str, port: int, data: bytes, timeout: float) -> str:
     return ""
 
 
+PRINT_PERMISSION = "biobank.add_printjob"
+
+
 def print_job_submit(
     *,
     printer: Printer,
@@ -324,6 +328,7 @@ def print_job_submit(
     Returns the job with status sent or failed (the error says why); raises
     ``ServiceError`` before any job is recorded when the request itself is wrong.
     """
+    require_perm(actor, PRINT_PERMISSION, "print labels")
     if not printer.active:
         raise ServiceError(
             f"Printer {printer.name} is not active.", code="printer_inactive", field="printer"

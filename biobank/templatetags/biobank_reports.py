@@ -11,6 +11,7 @@ from django.urls import reverse
 from biobank import visibility
 from biobank.models import Participant, StorageUnit
 from biobank.reports.charts_for import crossover_spec, occupancy_spec, temperature_spec
+from biobank.selectors.audit_export import AUDIT_PERMISSION
 
 register = template.Library()
 
@@ -47,7 +48,7 @@ def participant_report_tools(participant: Participant, user: Any) -> dict[str, A
         "json": reverse("participant-report", kwargs={"code": code, "fmt": "json"}),
         "audit": (
             reverse("audit-export", kwargs={"fmt": "csv"}) + f"?participant={code}"
-            if user.has_perm("biobank.export_audit_trail")
+            if user.has_perm(AUDIT_PERMISSION)
             else ""
         ),
         "where": reverse("inventory-whereabouts", kwargs={"code": code}),
