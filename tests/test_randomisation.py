@@ -164,3 +164,24 @@ def test_concurrent_enrolments_never_take_the_same_entry(postgres_only: None) ->
         .values_list("sequence", flat=True)
     )
     assert used == list(range(1, 9))  # eight distinct entries, in order, none skipped
+
+
+@pytest.mark.django_db
+def test_only_an_unblinded_role_records_an_allocation(trial: Study, tech: Any) -> None:
+    from django.contrib.auth.models import Group
+
+    from biobank.services.roles import CLINICIAN, roles_sync
+
+    from .factories import make_user
+
+    roles_sync()
+    clinician = make_user("enrolling_clinician")
+    clinician.user_permissions.clear()
+    clinician.groups.add(Group.objects.get(name=CLINICIAN))
+    clinician = type(clinician).objects.get(pk=clinician.pk)
+    with pytest.raises(ServiceError) as refused:
+        enrol(trial, "HUS", "R-11", clinician, arm=trial.arms.get(code="B"))
+    assert (refused.value.code, refused.value.field) == ("permission_denied", "arm")
+    assert not Participant.objects.filter(pseudonym="R-11").exists()
+    # Without an arm the same role enrols (the allocation is recorded by someone unblinded).
+    assert enrol(trial, "HUS", "R-11", clinician).arm is None

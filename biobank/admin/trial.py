@@ -21,11 +21,10 @@ from biobank.models import (
 from biobank.selectors.participants import participant_chain
 from biobank.services.randomisation import randomisation_in_use, randomisation_list_import
 from biobank.services.trial import participant_enroll
-from biobank.visibility import can_see_allocation
 
 from .doses import PREPARE_DOSE, RECORD_WEIGHT, UNBLIND
 from .printing import LabelPreviewMixin, print_labels
-from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin
+from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin, check_with_service, form_for_actor
 
 
 class BaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
@@ -152,27 +151,33 @@ class RandomisationEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 class ParticipantForm(forms.ModelForm):
-    """Catches in the form what the enrol service would refuse, so the user sees a form error."""
+    """Asks the enrol service (in a dry run) so its refusals show as form errors."""
 
     class Meta:
         model = Participant
         fields = ["pseudonym", "study", "site", "arm", "enrolled_on", "weight_kg"]
 
-    def clean_pseudonym(self) -> str:
-        pseudonym = self.cleaned_data["pseudonym"].strip().upper()
-        clash = Participant.objects.filter(pseudonym=pseudonym).exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise forms.ValidationError(f"Participant {pseudonym} already exists.")
-        return pseudonym
+    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actor = actor
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        study, site, arm = data.get("study"), data.get("site"), data.get("arm")
-        if study and site and site.study_id != study.pk:
-            self.add_error("site", f"Site {site.code} is not a site of {study.code}.")
-        if study and arm and arm.study_id != study.pk:
-            self.add_error("arm", "The arm belongs to another study.")
+        if self.instance.pk is None and not self.errors:
+            check_with_service(self, lambda: _enrol(self.actor, data))
         return data
+
+
+def _enrol(actor: Any, data: dict[str, Any]) -> Participant:
+    return participant_enroll(
+        study=data["study"],
+        site=data["site"],
+        pseudonym=data["pseudonym"],
+        enrolled_on=data["enrolled_on"],
+        arm=data.get("arm"),
+        weight_kg=data.get("weight_kg"),
+        actor=actor,
+    )
 
 
 @admin.register(Participant)
@@ -199,22 +204,15 @@ class ParticipantAdmin(LabelPreviewMixin, BaseAdmin):
         # Identity and allocation never change after enrolment.
         return ["code", "label_preview", "pseudonym", "study", "site", "arm", "enrolled_on"]
 
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        return form_for_actor(super().get_form(request, obj, **kwargs), request.user)
+
     def save_model(self, request: HttpRequest, obj: Participant, form: Any, change: bool) -> None:
         if change:
             obj._change_reason = "edited in admin"
             super().save_model(request, obj, form, change)
             return
-        data = form.cleaned_data
-        created = participant_enroll(
-            study=data["study"],
-            site=data["site"],
-            pseudonym=data["pseudonym"],
-            enrolled_on=data["enrolled_on"],
-            arm=data.get("arm") if can_see_allocation(request.user) else None,
-            weight_kg=data.get("weight_kg"),
-            actor=request.user,
-        )
-        obj.__dict__.update(created.__dict__)
+        obj.__dict__.update(_enrol(request.user, form.cleaned_data).__dict__)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None

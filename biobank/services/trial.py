@@ -6,9 +6,10 @@ from dateutil.relativedelta import relativedelta
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
-from biobank.errors import ConflictError, ServiceError
+from biobank.errors import ConflictError, Forbidden, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import Arm, Participant, Site, Study, Visit
+from biobank.visibility import can_see_allocation
 
 from .audit import history_save
 from .identifiers import identifier_allocate
@@ -40,6 +41,10 @@ def participant_enroll(
         raise ServiceError("A pseudonym is required.", code="required", field="pseudonym")
     if site.study_id != study.pk:
         raise ServiceError(f"Site {site.code} is not a site of {study.code}.", field="site")
+    if arm is not None and not can_see_allocation(actor):
+        raise Forbidden(
+            "Only unblinded roles may record an allocation.", code="permission_denied", field="arm"
+        )
     if arm is not None and arm.study_id != study.pk:
         raise ServiceError("The arm belongs to another study.", field="arm")
     if Participant.objects.filter(pseudonym=pseudonym).exists():

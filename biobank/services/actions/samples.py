@@ -6,11 +6,10 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 
-from biobank.errors import Forbidden, ServiceError
+from biobank.errors import ServiceError
 from biobank.identifiers import Kind
 from biobank.models import Anticoagulant, Condition, ContainerType, QcTest, Site
 from biobank.selectors.participants import visit_of
-from biobank.visibility import can_see_allocation
 
 from .. import aspirates, dose_plan, processing, qc_release, unblinding, units
 from ..trial import participant_enroll
@@ -35,12 +34,6 @@ def _enrol(_: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
         raise ServiceError(f"No site {d['site']}.", code="not_found", field="site")
     arm = None
     if d.get("arm"):
-        if not can_see_allocation(actor):
-            raise Forbidden(
-                "Only unblinded roles may record an allocation.",
-                code="permission_denied",
-                field="arm",
-            )
         arm = site.study.arms.filter(code=d["arm"].strip().upper()).first()
         if arm is None:
             raise ServiceError(f"No arm {d['arm']}.", code="not_found", field="arm")
