@@ -175,3 +175,16 @@ def test_resolver_restricts_kinds(trial: Any, stored_unit: Any, tech: Any) -> No
     with pytest.raises(NotFound) as missing:
         scan_resolve(raw=format_id(Kind.BOX, 31337), viewer=tech)
     assert missing.value.code == "not_found"
+
+
+def test_scan_places_a_shipped_aspirate_where_it_was_received(trial: Any, tech: Any) -> None:
+    from biobank.services.shipment_receipt import shipment_receive, shipment_receive_scan
+
+    from .factories import make_aspirate, make_participant, make_shipment, ship_items
+
+    aspirate = make_aspirate(actor=tech, participant=make_participant(actor=tech, site_code="UNN"))
+    assert scan_resolve(raw=aspirate.code, viewer=tech).location == aspirate.site.name
+    shipment = ship_items(make_shipment(tech, "UNN", "HUS", "ambient"), [aspirate.code], tech)
+    shipment_receive_scan(shipment=shipment, scan=aspirate.code, actor=tech)
+    shipment_receive(shipment=shipment, actor=tech)
+    assert scan_resolve(raw=aspirate.code, viewer=tech).location == "Haukeland University Hospital"

@@ -28,6 +28,7 @@ from biobank.models import (
     StorageUnit,
 )
 from biobank.scan_input import ParsedScan, ScanError, parse_scan
+from biobank.selectors.shipments import item_site
 from biobank.selectors.storage import location_of, units_with_location
 from biobank.visibility import Policy, kind_of_identifier, policy_for
 
@@ -81,7 +82,10 @@ class ScanResult:
             return item.path
         if isinstance(item, StorageUnit):
             return f"{item.site.code} › {item.name}"
-        if isinstance(item, Aspirate | Participant):
+        if isinstance(item, Aspirate | Dose):
+            site = item_site(item)  # where it was last received, else where it was made
+            return site.name if site else ""
+        if isinstance(item, Participant):
             return item.site.name
         return ""
 
