@@ -165,19 +165,22 @@ class BiobankAdminSite(admin.AdminSite):
 
     def due_view(self, request: Any) -> Any:
         """Treatment visits coming up: what to thaw or prepare, and which unit is reserved."""
+        from django.contrib import messages
         from django.core.exceptions import PermissionDenied
         from django.template.response import TemplateResponse
         from django.utils import timezone
 
-        from biobank.services.dose_plan import doses_due
+        from biobank.errors import ServiceError
+        from biobank.services.dose_plan import DUE_DAYS_DEFAULT, doses_due, due_days_parse
         from biobank.visibility import can_see_allocation
 
         if not request.user.has_perm("biobank.view_dose"):
             raise PermissionDenied
         try:
-            days = max(1, min(int(request.GET.get("days", "30")), 365))
-        except ValueError:
-            days = 30
+            days = due_days_parse(request.GET.get("days"))
+        except ServiceError as exc:
+            messages.error(request, f"{exc.message} Showing {DUE_DAYS_DEFAULT} days.")
+            days = DUE_DAYS_DEFAULT
         today = timezone.localdate()
         rows = doses_due(within_days=days, today=today)
         # Overdue first (the service sorts by date already; keep it explicit here).

@@ -20,11 +20,11 @@ from biobank.models import (
     ProductUnit,
     QcResult,
 )
-from biobank.models.storage import open_placement_q
 from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.participants import events_seen
 from biobank.selectors.storage import (
     location_of,
+    units_in,
     units_locate,
     units_sortable_by_location,
 )
@@ -291,10 +291,7 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
         if field:
             return queryset.filter(**{field: scan.value}), False
         if scan.parsed.kind in (Kind.BOX, Kind.CONTAINER):
-            inside = queryset.filter(
-                open_placement_q("placements__"), placements__container__code=scan.value
-            )
-            return inside, False
+            return units_in(queryset, container_code=scan.value), False
         return super().get_search_results(request, queryset, search_term)
 
     list_select_related = ["participant", "aspirate"]

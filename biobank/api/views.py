@@ -33,10 +33,9 @@ from biobank.models import (
     StorageUnit,
     Visit,
 )
-from biobank.models.storage import open_placement_q
 from biobank.selectors.participants import visit_of
 from biobank.selectors.scan import scan_resolve
-from biobank.selectors.storage import box_contents, units_locate, units_with_location
+from biobank.selectors.storage import box_contents, units_in, units_locate, units_with_location
 from biobank.services import containers as container_services
 from biobank.services import dose_plan as dose_plan_services
 from biobank.services.actions import action_get, action_run
@@ -262,9 +261,7 @@ class UnitFilter(StatusFilter):
         fields = ["participant", "status", "processing", "container_type", "container"]
 
     def in_container(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(
-            open_placement_q("placements__"), placements__container__code=value.strip().upper()
-        )
+        return units_in(queryset, container_code=value.strip().upper())
 
 
 @with_steps("unit")
@@ -470,12 +467,7 @@ class DoseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
     @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
     def due(self, request: Request) -> Response:
         """Treatment visits coming up and what to prepare (identity columns for unblinded)."""
-        try:
-            days = int(request.query_params.get("days", "30"))
-        except ValueError as exc:
-            raise ServiceError("days must be a whole number.", field="days") from exc
-        if not 1 <= days <= 365:
-            raise ServiceError("days must be 1–365.", field="days")
+        days = dose_plan_services.due_days_parse(request.query_params.get("days"))
         hidden = policy_for(request.user).hidden_fields("dose")
         rows = []
         for row in dose_plan_services.doses_due(within_days=days):

@@ -42,14 +42,6 @@ class ShipmentStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-OPEN_SHIPMENT = (
-    ShipmentStatus.PLANNED,
-    ShipmentStatus.PACKING,
-    ShipmentStatus.SEALED,
-    ShipmentStatus.IN_TRANSIT,
-)
-
-
 class Shipment(models.Model):
     """One shipper travelling from one site to another, with its sealed, signed manifest."""
 
@@ -111,10 +103,6 @@ class Shipment(models.Model):
     @property
     def temperature_range(self) -> tuple[Decimal, Decimal]:
         return KIND_RANGE_C[self.kind]
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_SHIPMENT
 
 
 class ShipmentItemState(models.TextChoices):

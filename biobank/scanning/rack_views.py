@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy
 from biobank.errors import ServiceError
 from biobank.identifiers import Kind
 from biobank.models import Container
-from biobank.rack_csv import parse_rack_csv
+from biobank.rack_csv import MAX_FILE_SIZE, parse_rack_csv
 from biobank.selectors.scan import ScanResult
 from biobank.services.actions import action_get
 from biobank.services.racks import rack_scan_apply, rack_scan_compare, rack_scan_plan
@@ -56,9 +56,11 @@ class RackImportPage(ScanPage):
         state = self.state(request)
         upload = request.FILES.get("file")
         if upload is not None:
-            if upload.size > 1_000_000:
+            if upload.size > MAX_FILE_SIZE:  # refused before it is read into memory
                 state["feedback"] = Feedback(
-                    False, _("The file is larger than 1 MB: not a rack scan.")
+                    False,
+                    _("The file is larger than %(limit)s bytes: not a rack scan.")
+                    % {"limit": MAX_FILE_SIZE},
                 ).__dict__
             else:
                 state["csv"] = upload.read().decode("latin-1")  # bytes kept losslessly

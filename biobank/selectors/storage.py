@@ -92,6 +92,13 @@ def boxes_with_occupancy(*, storage_unit: StorageUnit) -> QuerySet[Container]:
     )
 
 
+def units_in(queryset: QuerySet[ProductUnit], *, container_code: str) -> QuerySet[ProductUnit]:
+    """The units of ``queryset`` in that container now (a box lists what is in it)."""
+    return queryset.filter(
+        open_placement_q("placements__"), placements__container__code=container_code
+    )
+
+
 def units_with_location(queryset: QuerySet[ProductUnit]) -> QuerySet[ProductUnit]:
     """Annotate each unit with its current container path and position in one query.
 

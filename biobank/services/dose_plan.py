@@ -330,6 +330,26 @@ class DueRow:
     todo: str
 
 
+DUE_DAYS_DEFAULT, DUE_DAYS_MAX = 30, 365
+
+
+def due_days_parse(raw: str | None) -> int:
+    """The due list's look-ahead as asked for (a page's or the API's ``days``): a whole
+    number of days from 1 to 365, 30 when not given."""
+    if raw is None or not str(raw).strip():
+        return DUE_DAYS_DEFAULT
+    try:
+        days = int(str(raw).strip())
+    except ValueError:
+        days = 0
+    if not 1 <= days <= DUE_DAYS_MAX:
+        raise ServiceError(
+            f"days must be a whole number from 1 to {DUE_DAYS_MAX}, not '{str(raw)[:20]}'.",
+            field="days",
+        )
+    return days
+
+
 def doses_due(*, within_days: int = 30, today: dt.date | None = None) -> list[DueRow]:
     """Treatment visits coming up (or overdue) without an administered dose; unblinded."""
     today = today or timezone.localdate()
