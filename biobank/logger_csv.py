@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 
 from dateutil import parser as date_parser
 
+from biobank.moments import is_plausible, out_of_range_message
+
 MAX_BYTES = 5 * 1024 * 1024
 MAX_READINGS = 200_000
 
@@ -123,6 +125,14 @@ def parse_time(raw: str, *, line: int, default_tz: dt.tzinfo) -> dt.datetime:
             ) from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=default_tz)
+    if not is_plausible(value):
+        raise LoggerCsvError(out_of_range_message(f"The time '{raw}'"), code="bad_time", line=line)
+    try:
+        value.astimezone(dt.UTC)  # a zone offset of a day or more (+99:00) raises here
+    except (ValueError, OverflowError) as exc:
+        raise LoggerCsvError(
+            f"'{raw}' has an impossible time zone offset.", code="bad_time", line=line
+        ) from exc
     return value
 
 

@@ -365,3 +365,52 @@ def test_unit_list_shows_each_place_in_a_fixed_number_of_queries(
     html = admin_client_tech.get(url, {"o": "8"}).content.decode()
     order = [html.index(u.code) for u in units[:3]]
     assert order[1] < order[0] and order[2] < order[0]
+
+
+def test_a_step_time_out_of_the_plausible_years_is_a_form_error(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    unit = make_units(actor=tech, count=1, stored=True)[0]
+    events = CustodyEvent.objects.count()
+    for at in ("0001-01-01 00:00", "9999-12-31T23:59:59-12:00"):
+        response = _action(
+            admin_client_tech,
+            "productunit",
+            "step_discard",
+            [unit.pk],
+            apply_step="1",
+            reason="dropped",
+            at=at,
+        )
+        assert response.status_code == 200
+        form = response.context["form"]
+        assert form.errors == {"at": ["Enter a date between the years 1900 and 2200."]}
+    unit.refresh_from_db()
+    assert unit.status == "stored"
+    assert CustodyEvent.objects.count() == events
+
+
+@pytest.mark.parametrize(
+    ("model", "query"),
+    [
+        ("custodyevent", "at__gte=0001-01-01"),
+        ("custodyevent", "at__lt=9999-12-31T23:59:59-12:00"),
+        ("aspirate", "collected_at__gte=0001-01-01"),
+        ("placement", "placed_at__gte=0001-01-01"),
+        ("temperaturereading", "at__year=1"),
+        ("temperaturereading", "at__year=9999"),
+        ("printjob", "created_at__year=9999&created_at__month=12&created_at__day=31"),
+        ("exportlog", "requested_at__year=1"),
+    ],
+)
+def test_a_list_filter_date_out_of_the_plausible_years_is_an_invalid_lookup(
+    trial: Any, tech: Any, admin_client_tech: Any, model: str, query: str
+) -> None:
+    make_units(actor=tech, count=1, stored=True)
+    url = reverse(f"admin:biobank_{model}_changelist")
+    response = admin_client_tech.get(f"{url}?{query}")
+    assert (response.status_code, response["Location"]) == (302, f"{url}?e=1")
+    # Inside the years the same filter still works.
+    lookup = query.split("=")[0]
+    inside = "2000" if lookup.endswith("__year") else "2000-01-01T00:00:00%2B00:00"
+    assert admin_client_tech.get(f"{url}?{lookup}={inside}").status_code == 200

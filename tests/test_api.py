@@ -11,6 +11,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from biobank.models import Aspirate, CustodyEvent, Participant, Placement, ProductUnit
+from biobank.services.actions import ACTIONS
 from biobank.services.doses import dose_release
 from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA
 
@@ -22,7 +23,9 @@ from .factories import (
     make_participant,
     make_processing,
     make_released_product_units,
+    make_shipment,
     make_units,
+    make_user,
     past,
     qa_signer,
     qc_pass,
@@ -639,3 +642,109 @@ def test_the_visit_is_done_on_the_labs_day_of_the_aspiration(
     assert response.status_code == 201
     visit = participant.visits.get(visit_type__code="BASELINE")
     assert visit.done_on == dt.date(2025, 9, 2)
+
+
+# --- implausible date-times ------------------------------------------------------------------
+
+# Every catalogued date-time input, as (kind, step, input): each is built into the API once.
+TIME_INPUTS = [
+    (a.kind, a.name, spec.name) for a in ACTIONS for spec in a.inputs if spec.type == "datetime"
+]
+PREFIX = {
+    "aspirate": "aspirates",
+    "processing": "processings",
+    "unit": "units",
+    "container": "containers",
+    "dose": "doses",
+    "shipment": "shipments",
+}
+
+
+def test_every_catalogued_time_input_is_counted() -> None:
+    assert len(TIME_INPUTS) == 31  # the adversarial test's 28 and three more
+    assert ("unit", "discard", "at") in TIME_INPUTS
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00", "9999-12-31T23:59:59-12:00"])
+def test_every_time_input_refuses_an_implausible_year_naming_the_field(
+    world: dict[str, Any], value: str
+) -> None:
+    admin = make_user("root", is_superuser=True)
+    client = client_for(admin)
+    items = {
+        "aspirate": world["aspirate"],
+        "processing": world["processing"],
+        "unit": world["stored"],
+        "container": world["box"],
+        "dose": world["dose"],
+        "shipment": make_shipment(admin, "HUS", "STO", "dry_shipper"),
+    }
+    events = CustodyEvent.objects.count()
+    for kind, name, field in TIME_INPUTS:
+        path = name.replace("_", "-")
+        if kind == "visit":
+            url = f"/api/visits/{path}/"
+        elif (kind, name) == ("aspirate", "collect"):
+            url = "/api/aspirates/"
+        else:
+            url = f"/api/{PREFIX[kind]}/{items[kind].code}/{path}/"
+        response = client.post(url, {field: value}, format="json")
+        assert response.status_code == 400, (url, response.content)
+        body = response.json()
+        assert body["code"] == "invalid", (url, body)
+        assert body["fields"][field] == [f"{field} must be between the years 1900 and 2200."]
+    assert CustodyEvent.objects.count() == events
+
+
+def test_discard_at_year_one_is_a_400_and_changes_nothing(
+    world: dict[str, Any], roles: dict[str, Any]
+) -> None:
+    unit = world["stored"]
+    response = client_for(roles[LAB]).post(
+        f"/api/units/{unit.code}/discard/",
+        {"at": "0001-01-01T00:00:00", "reason": "x"},
+        format="json",
+    )
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "code": "invalid",
+            "message": "at: at must be between the years 1900 and 2200.",
+            "fields": {"at": ["at must be between the years 1900 and 2200."]},
+        },
+    )
+    unit.refresh_from_db()
+    assert unit.status == "stored"
+
+
+@pytest.mark.parametrize(
+    ("url", "parameter"),
+    [
+        ("/api/events/?after=0001-01-01T00:00:00", "after"),
+        ("/api/events/?after=9999-12-31T23:59:59-12:00", "after"),
+        ("/api/events/?after=1899-12-31", "after"),
+        ("/api/aspirates/?collected_after=0001-01-01T00:00", "collected_after"),
+        ("/api/aspirates/?collected_after=2201-01-01T00:00%2B14:00", "collected_after"),
+        ("/api/visits/?scheduled_after=0001-01-01", "scheduled_after"),
+        ("/api/visits/?scheduled_before=9999-12-31", "scheduled_before"),
+    ],
+)
+def test_a_date_filter_out_of_the_plausible_years_is_a_400_naming_it(
+    roles: dict[str, Any], url: str, parameter: str
+) -> None:
+    response = client_for(roles[LAB]).get(url)
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert (body["code"], body["fields"]) == (
+        "invalid",
+        {parameter: ["Enter a date between the years 1900 and 2200."]},
+    )
+
+
+def test_date_filters_inside_the_years_still_filter(
+    world: dict[str, Any], roles: dict[str, Any]
+) -> None:
+    client = client_for(roles[LAB])
+    assert client.get("/api/events/?after=1900-01-01T00:00:00%2B14:00").json()["count"] > 0
+    assert client.get("/api/events/?after=2200-12-31T23:59:59-12:00").json()["count"] == 0
+    assert client.get("/api/aspirates/?collected_after=2200-01-01T00:00").json()["count"] == 0

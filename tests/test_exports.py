@@ -143,6 +143,33 @@ def test_bad_filters_are_refused_naming_the_parameter(client: Any, small: Any) -
     assert not ExportLog.objects.exists()
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize(
+    ("query", "field", "code"),
+    [
+        ("from=2024-13-45", "from", "invalid_date"),
+        ("from=2024-02-30", "from", "invalid_date"),
+        ("to=2024-01-01T25:00", "to", "invalid_date"),
+        ("to=2024-01-01T10:00%2B99:00", "to", "invalid_date"),
+        ("from=0001-01-01", "from", "date_out_of_range"),
+        ("to=0001-01-01T00:00:00%2B00:00", "to", "date_out_of_range"),
+        ("to=9999-12-31T23:59:59-12:00", "to", "date_out_of_range"),
+        ("from=9999-12-31", "from", "date_out_of_range"),
+    ],
+)
+def test_impossible_or_implausible_dates_are_refused_naming_the_parameter(
+    client: Any, small: Any, fmt: str, query: str, field: str, code: str
+) -> None:
+    client.force_login(small)
+    response = client.get(f"/api/exports/audit-trail.{fmt}?{query}")
+    assert response.status_code == 400, query
+    body = response.json()
+    assert (body["code"], list(body["fields"])) == (code, [field]), body
+    if code == "date_out_of_range":
+        assert body["fields"][field] == [f"{field} must be between the years 1900 and 2200."]
+    assert not ExportLog.objects.exists()
+
+
 def test_every_export_is_recorded_with_its_filters(client: Any, small: Any) -> None:
     client.force_login(small)
     client.get("/api/exports/audit-trail.jsonl?action=store&from=2025-01-01")

@@ -34,6 +34,7 @@ PURE = (
     "biobank.scan_input",
     "biobank.rack_csv",
     "biobank.logger_csv",
+    "biobank.moments",
     "biobank.labels",
     "biobank.terms",
 )

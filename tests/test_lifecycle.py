@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,7 +19,13 @@ from biobank.models import (
 )
 from biobank.services.lifecycle import TRANSITIONS, allowed_actions, transition_apply
 
-from .factories import make_accepted_aspirate, make_dose, make_processing, make_units
+from .factories import (
+    make_accepted_aspirate,
+    make_dose,
+    make_participant,
+    make_processing,
+    make_units,
+)
 
 STATUSES = {
     "aspirate": AspirateStatus,
@@ -216,3 +224,28 @@ def test_models_cover_every_status() -> None:
         used = {status for sources, _, _ in table.values() for status in sources}
         used |= {target for _, target, _ in table.values() if target is not None}
         assert used == set(STATUSES[kind].values), kind
+
+
+@pytest.mark.parametrize(
+    "when", [dt.datetime(1, 1, 1, tzinfo=dt.UTC), dt.datetime(1899, 12, 31, 23, tzinfo=dt.UTC)]
+)
+def test_services_refuse_a_time_before_the_plausible_years(
+    trial: Any, tech: Any, when: dt.datetime
+) -> None:
+    from biobank.services.aspirates import aspirate_collect
+
+    participant = make_participant(actor=tech)
+    events_before = CustodyEvent.objects.count()
+    with pytest.raises(ServiceError) as info:
+        aspirate_collect(
+            visit=participant.visits.get(visit_type__code="BASELINE"),
+            volume_ml=Decimal("55.0"),
+            anticoagulant="heparin",
+            collected_at=when,
+            collected_by="Dr. Test",
+            actor=tech,
+        )
+    assert (info.value.code, info.value.field) == ("date_out_of_range", "collected_at")
+    assert info.value.message == "collected_at must be between the years 1900 and 2200."
+    assert CustodyEvent.objects.count() == events_before
+    assert not participant.aspirates.exists()

@@ -273,3 +273,34 @@ def test_a_bad_logger_file_is_refused_with_the_line(trial: Any, tech: Any) -> No
     assert (refused.value.code, refused.value.field) == ("bad_temperature", "file")
     assert "Line 2" in refused.value.message
     assert not LoggerFile.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("stamp", "message"),
+    [
+        ("0001-01-01T00:00:00", "The time '0001-01-01T00:00:00' must be between the years"),
+        ("9999-12-31T23:59:59", "The time '9999-12-31T23:59:59' must be between the years"),
+        ("31.12.9999 23:59", "The time '31.12.9999 23:59' must be between the years"),
+        ("2026-11-20T08:10:00+99:00", "has an impossible time zone offset"),
+        ("2026-11-20 08:10 +99:00", "has an impossible time zone offset"),
+    ],
+)
+def test_a_logger_reading_at_an_impossible_time_is_refused_with_its_line(
+    stamp: str, message: str
+) -> None:
+    text = f"Time;Temp\n2026-11-20T08:00:00+01:00;-150\n{stamp};-151\n"
+    with pytest.raises(LoggerCsvError) as bad:
+        parse_logger_csv(text.encode(), default_tz="Europe/Oslo")
+    assert (bad.value.code, bad.value.line) == ("bad_time", 3)
+    assert bad.value.message.startswith("Line 3: ") and message in bad.value.message
+
+
+def test_a_logger_file_with_a_year_9999_reading_is_not_stored(trial: Any, tech: Any) -> None:
+    unit, _ = make_unit_for_trondheim(tech)
+    shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    data = b"Tid;Temp\n2026-11-20 08:00;-150\n9999-12-31 23:59;-151\n"
+    with pytest.raises(ServiceError) as refused:
+        shipment_logger_upload(shipment=shipment, data=data, filename="b.csv", actor=tech)
+    assert (refused.value.code, refused.value.field) == ("bad_time", "file")
+    assert refused.value.message.startswith("Line 3: ")
+    assert not LoggerFile.objects.exists()

@@ -13,6 +13,7 @@ from biobank.models import Dose, IdentityCheck, Signature, Unblinding, millions
 
 from .steps import (
     NoDeleteAdminMixin,
+    PlausibleDateTimeField,
     ReadOnlyAdminMixin,
     catalogue_actions,
     catalogue_step,
@@ -23,7 +24,7 @@ from .steps import (
 class ReadyForm(forms.Form):
     """Counts per unit typed one line each: the admin's way to give the step's ``units``."""
 
-    ready_at = forms.DateTimeField(
+    ready_at = PlausibleDateTimeField(
         required=False, help_text="Leave empty for now. Format: YYYY-MM-DD HH:MM"
     )
     post_thaw_cell_count = forms.IntegerField(

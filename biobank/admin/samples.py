@@ -39,6 +39,7 @@ from biobank.terms import millions
 from .printing import LabelPreviewMixin, print_labels
 from .steps import (
     ConfirmForm,
+    PlausibleDateFieldListFilter,
     ReadOnlyAdminMixin,
     catalogue_actions,
     catalogue_step,
@@ -111,7 +112,7 @@ class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
         "anticoagulant",
         "condition",
         "visit__visit_type",
-        ("collected_at", admin.DateFieldListFilter),
+        ("collected_at", PlausibleDateFieldListFilter),
     ]
     show_full_result_count = False
     search_fields = ["code", "participant__code", "participant__pseudonym"]
@@ -392,7 +393,7 @@ class CustodyEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "reason",
     ]
     # Fixed-value filters: Django's default would scan the whole log for distinct values.
-    list_filter = [ItemKindFilter, ActionFilter, "site", ("at", admin.DateFieldListFilter)]
+    list_filter = [ItemKindFilter, ActionFilter, "site", ("at", PlausibleDateFieldListFilter)]
     show_full_result_count = False
     search_fields = ["item_code", "participant__code", "participant__pseudonym", "reason"]
     list_select_related = ["actor", "site"]

@@ -6,6 +6,7 @@ and the error names the item and the reason.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -21,11 +25,56 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from biobank.errors import ServiceError
+from biobank.moments import (
+    EARLIEST_YEAR,
+    LATEST_YEAR,
+    PlausibleFormField,
+    is_plausible,
+    out_of_range_message,
+)
 from biobank.services.actions import Action, Input, action_get, action_run, actions_for
 
 
+class PlausibleDateTimeField(PlausibleFormField, forms.DateTimeField):
+    """A date-time within the plausible years (``biobank.moments``): the admin's time inputs."""
+
+
+class PlausibleDateFieldListFilter(admin.DateFieldListFilter):
+    """Django's date list filter; a date outside the plausible years (``?at__gte=0001-01-01``)
+    is an invalid lookup (the change list's usual "?e=1" answer), not an overflow in the query."""
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        for values in self.used_parameters.values():
+            for value in values if isinstance(values, list) else [values]:
+                try:
+                    moment = self.field.to_python(value)
+                except ValidationError:
+                    continue  # not a date (e.g. the isnull flag): Django answers as usual
+                if isinstance(moment, datetime.date) and not is_plausible(moment):
+                    raise IncorrectLookupParameters(out_of_range_message(self.field.name))
+        return super().queryset(request, queryset)
+
+
+class _PlausibleChangeList(ChangeList):
+    def get_filters(self, request: HttpRequest) -> Any:
+        for year in (
+            request.GET.getlist(f"{self.date_hierarchy}__year") if self.date_hierarchy else []
+        ):
+            if year.isdigit() and not EARLIEST_YEAR <= int(year) <= LATEST_YEAR:
+                raise IncorrectLookupParameters(out_of_range_message(self.date_hierarchy))
+        return super().get_filters(request)
+
+
+class PlausibleDateHierarchyMixin:
+    """For a change list with a ``date_hierarchy``: a year outside the plausible ones
+    (``?at__year=9999``) is an invalid lookup, not an overflow."""
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return _PlausibleChangeList
+
+
 class ConfirmForm(forms.Form):
-    at = forms.DateTimeField(
+    at = PlausibleDateTimeField(
         required=False,
         label="When",
         help_text="Leave empty for now. Format: YYYY-MM-DD HH:MM",
@@ -122,7 +171,7 @@ def form_field(spec: Input) -> forms.Field:
         )
     if spec.type == "datetime":
         common.setdefault("help_text", "Leave empty for now. Format: YYYY-MM-DD HH:MM")
-        return forms.DateTimeField(**common)
+        return PlausibleDateTimeField(**common)
     if spec.type == "date":
         return forms.DateField(**common)
     if spec.type == "choice":

@@ -32,7 +32,12 @@ from biobank.services.containers import (
 )
 
 from .printing import LabelPreviewMixin, print_labels
-from .steps import ReadOnlyAdminMixin, check_with_service
+from .steps import (
+    PlausibleDateFieldListFilter,
+    PlausibleDateHierarchyMixin,
+    ReadOnlyAdminMixin,
+    check_with_service,
+)
 from .trial import BaseAdmin
 
 
@@ -326,7 +331,7 @@ class PlacementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "ended_at",
         "end_reason",
     ]
-    list_filter = ["container__storage_unit", ("placed_at", admin.DateFieldListFilter)]
+    list_filter = ["container__storage_unit", ("placed_at", PlausibleDateFieldListFilter)]
     show_full_result_count = False
     search_fields = ["unit__code", "container__code", "container__path"]
     list_select_related = ["unit", "container", "placed_by"]
@@ -355,7 +360,7 @@ def _reading_args(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @admin.register(TemperatureReading)
-class TemperatureReadingAdmin(admin.ModelAdmin):
+class TemperatureReadingAdmin(PlausibleDateHierarchyMixin, admin.ModelAdmin):
     form = TemperatureForm
     list_display = ["storage_unit", "at", "temperature_c", "range_flag", "source", "recorded_by"]
     list_filter = ["out_of_range", "storage_unit", "source"]

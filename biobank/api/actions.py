@@ -19,6 +19,8 @@ from rest_framework.response import Response
 
 from biobank.services.actions import Action, Input, action_get, action_run, actions_for
 
+from .fields import PlausibleDateTimeField
+
 
 def _field(spec: Input, owner: str) -> serializers.Field:
     optional: dict[str, Any] = {}
@@ -48,7 +50,7 @@ def _field(spec: Input, owner: str) -> serializers.Field:
             max_digits=spec.max_digits, decimal_places=spec.decimal_places, **bounds, **optional
         )
     if spec.type == "datetime":
-        return serializers.DateTimeField(**optional)
+        return PlausibleDateTimeField(**optional)
     if spec.type == "date":
         return serializers.DateField(**optional)
     if spec.type == "choice":

@@ -43,6 +43,7 @@ from biobank.visibility import policy_for
 
 from . import serializers as s
 from .actions import create_method, input_serializer, with_steps
+from .fields import PlausibleDateFilter, PlausibleIsoDateTimeFilter
 from .permissions import RolePermission
 
 
@@ -123,8 +124,8 @@ class ParticipantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseV
 class VisitFilter(filters.FilterSet):
     participant = filters.CharFilter(field_name="participant__code")
     visit_type = filters.CharFilter(field_name="visit_type__code")
-    scheduled_after = filters.DateFilter(field_name="scheduled_on", lookup_expr="gte")
-    scheduled_before = filters.DateFilter(field_name="scheduled_on", lookup_expr="lte")
+    scheduled_after = PlausibleDateFilter(field_name="scheduled_on", lookup_expr="gte")
+    scheduled_before = PlausibleDateFilter(field_name="scheduled_on", lookup_expr="lte")
 
     class Meta:
         model = Visit
@@ -191,7 +192,7 @@ class StatusFilter(filters.FilterSet):
 
 class AspirateFilter(StatusFilter):
     site = filters.CharFilter(field_name="site__code")
-    collected_after = filters.IsoDateTimeFilter(field_name="collected_at", lookup_expr="gte")
+    collected_after = PlausibleIsoDateTimeFilter(field_name="collected_at", lookup_expr="gte")
 
     class Meta:
         model = Aspirate
@@ -395,7 +396,7 @@ class EventFilter(filters.FilterSet):
     item = filters.CharFilter(field_name="item_code")
     item_kind = filters.CharFilter(field_name="item_kind")
     action = filters.CharFilter(field_name="action")
-    after = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    after = PlausibleIsoDateTimeFilter(field_name="at", lookup_expr="gte")
 
     class Meta:
         model = CustodyEvent

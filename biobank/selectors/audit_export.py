@@ -24,6 +24,7 @@ from biobank import visibility
 from biobank.errors import ServiceError
 from biobank.models import CustodyEvent, Participant, ProductUnit
 from biobank.models.events import CHAIN_FIELDS
+from biobank.moments import moment_check
 
 CHUNK = 2000
 # Who may export the audit trail (the API, the admin and the report tools ask this).
@@ -96,17 +97,22 @@ def _moment(raw: str, name: str, *, end: bool) -> dt.datetime | None:
         return None
     # A "+" in a query string arrives as a space: put the offset sign back.
     text = raw.replace(" ", "+", 1) if raw.count(" ") == 1 and "T" in raw else raw
-    moment = None if len(raw) == 10 else parse_datetime(text)
+    try:
+        moment = None if len(raw) == 10 else parse_datetime(text)
+        day = parse_date(raw) if moment is None else None
+    except ValueError:  # well-formed but impossible: 2024-02-30, 25:00, a +99:00 offset
+        moment = day = None
+    found = moment or day
+    if found is None:
+        raise ServiceError(
+            f"{name} must be a date (2025-03-01) or a date-time with a time zone.",
+            code="invalid_date",
+            field=name,
+        )
+    moment_check(found, field=name)
     if moment is None:
-        day = parse_date(raw)
-        if day is None:
-            raise ServiceError(
-                f"{name} must be a date (2025-03-01) or a date-time with a time zone.",
-                code="invalid_date",
-                field=name,
-            )
-        moment = dt.datetime.combine(day, dt.time.max if end else dt.time.min)
-        moment = timezone.make_aware(moment)
+        edge = dt.time.max if end else dt.time.min
+        moment = timezone.make_aware(dt.datetime.combine(found, edge))
     elif timezone.is_naive(moment):
         raise ServiceError(f"{name} must include a time zone.", code="naive_datetime", field=name)
     return moment

@@ -29,6 +29,7 @@ from biobank.models import (
     Site,
     UnitStatus,
 )
+from biobank.moments import moment_check
 
 from .audit import event_record_bulk, history_save
 
@@ -143,6 +144,7 @@ def check_time(at: datetime | None, *, field: str = "at") -> datetime:
         return now
     if timezone.is_naive(at):
         raise ServiceError(f"{field} must include a time zone.", code="naive_datetime", field=field)
+    moment_check(at, field=field)
     if at > now + FUTURE_TOLERANCE:
         raise ServiceError(f"{field} cannot be in the future.", code="future_time", field=field)
     return at
