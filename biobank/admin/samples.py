@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from biobank.identifiers import Kind
 from biobank.models import (
+    DEFAULT_CRYOPROTECTANT,
     Aspirate,
     ContainerType,
     CustodyEvent,
@@ -35,6 +36,7 @@ from biobank.services.units import (
     MAX_UNITS_PER_PROCESSING,
 )
 from biobank.terms import millions
+from biobank.visibility import kind_of_model
 
 from .printing import LabelPreviewMixin, print_labels
 from .steps import (
@@ -69,7 +71,7 @@ class ReadOnlyItemAdmin(BaseAdmin):
 
     @admin.display(description="Chain of custody")
     def custody_log(self, obj: Any) -> str:
-        kind = {Aspirate: "aspirate", Processing: "processing", ProductUnit: "unit"}[type(obj)]
+        kind = kind_of_model(obj)  # an event links to its item by a field named as its kind
         # No viewer (never expected): shown as to an anonymous user, i.e. nothing.
         return events_table(events_seen(user=getattr(obj, "viewer", None), **{kind: obj}))
 
@@ -152,7 +154,7 @@ class FillForm(ConfirmForm):
     volume_ml = forms.DecimalField(
         min_value=0, max_value=1000, decimal_places=2, label="mL per unit"
     )
-    cryoprotectant = forms.CharField(max_length=100, initial="10 % DMSO")
+    cryoprotectant = forms.CharField(max_length=100, initial=DEFAULT_CRYOPROTECTANT)
 
 
 def _fill_input(item: Processing, d: dict[str, Any]) -> dict[str, Any]:

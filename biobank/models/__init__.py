@@ -49,9 +49,18 @@ from .trial import (
     VisitType,
     millions,
 )
-from .unit import ContainerType, FreezingRun, ProductUnit, UnitStatus
+from .unit import (
+    DEFAULT_CRYOPROTECTANT,
+    DEFAULT_FREEZING_PROGRAM,
+    ContainerType,
+    FreezingRun,
+    ProductUnit,
+    UnitStatus,
+)
 
 __all__ = [
+    "DEFAULT_CRYOPROTECTANT",
+    "DEFAULT_FREEZING_PROGRAM",
     "DEFAULT_ROUTE",
     "KIND_RANGE_C",
     "Accepts",

@@ -11,6 +11,10 @@ from .checks import choice_check, positive_check
 from .processing import Processing
 from .trial import Participant
 
+# What the lab uses unless a record says otherwise (forms, the API and services default to these).
+DEFAULT_FREEZING_PROGRAM = "-1 °C/min to -80 °C, then LN2"
+DEFAULT_CRYOPROTECTANT = "10 % DMSO"
+
 
 class FreezingRun(models.Model):
     """A controlled-rate freezing run that cryopreserves the units of one processing."""
@@ -19,7 +23,7 @@ class FreezingRun(models.Model):
     processing = models.ForeignKey(
         Processing, on_delete=models.PROTECT, related_name="freezing_runs"
     )
-    program = models.CharField(max_length=100, default="-1 °C/min to -80 °C")
+    program = models.CharField(max_length=100, default=DEFAULT_FREEZING_PROGRAM)
     rate_c_per_min = models.DecimalField(max_digits=4, decimal_places=2, default=-1)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -87,7 +91,7 @@ class ProductUnit(models.Model):
     container_type = models.CharField(max_length=16, choices=ContainerType.choices)
     cell_number = models.BigIntegerField(help_text="Total viable cells in the unit")
     volume_ml = models.DecimalField(max_digits=6, decimal_places=2)
-    cryoprotectant = models.CharField(max_length=100, default="10 % DMSO")
+    cryoprotectant = models.CharField(max_length=100, default=DEFAULT_CRYOPROTECTANT)
     freezing_run = models.ForeignKey(
         FreezingRun, on_delete=models.PROTECT, related_name="units", null=True, blank=True
     )

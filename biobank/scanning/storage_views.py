@@ -77,6 +77,9 @@ class StorePage(BoxScanPage):
         except TransitionError as exc:
             if exc.code != "not_storable":
                 raise
+            unit.refresh_from_db(
+                fields=["status"]
+            )  # the status the service refused, not the scan's
             return Feedback(
                 False,
                 _("%(code)s is %(status)s: it cannot be stored.")

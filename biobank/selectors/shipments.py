@@ -22,6 +22,7 @@ from biobank.models import (
     Site,
 )
 from biobank.terms import BLINDED_PRODUCT, millions
+from biobank.visibility import kind_of_model
 
 ITEM_MODELS: dict[Kind, tuple[str, Any]] = {
     Kind.ASPIRATE: ("aspirate", Aspirate),
@@ -65,7 +66,7 @@ def logger_files(*, shipment: Shipment) -> list[LoggerFile]:
 def item_site(item: Aspirate | ProductUnit | Dose) -> Site | None:
     """Where an item is now: the destination of its last received shipment, else where it
     was made (an aspirate at its collection site; units and doses at the cell lab)."""
-    kind = {Aspirate: "aspirate", ProductUnit: "unit", Dose: "dose"}[type(item)]
+    kind = kind_of_model(item)
     last = (
         ShipmentItem.objects.filter(**{kind: item}, state=S.RECEIVED)
         .select_related("shipment__to_site")

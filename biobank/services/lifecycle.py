@@ -30,6 +30,7 @@ from biobank.models import (
     UnitStatus,
 )
 from biobank.moments import moment_check
+from biobank.visibility import kind_of_model
 
 from .audit import event_record_bulk, history_save
 
@@ -118,13 +119,9 @@ TRANSITIONS["shipment"] = {
 # stored, moved, thawed, dosed or discarded until it is received, unpacked or written off.
 IN_SHIPMENT_STEPS = frozenset({"ship", "receive"})
 
-KIND_OF: dict[type[models.Model], str] = {
-    Aspirate: "aspirate",
-    Processing: "processing",
-    ProductUnit: "unit",
-    Dose: "dose",
-    Shipment: "shipment",  # for allowed_actions; its steps are applied by services.shipments
-}
+# Items with a chain of custody: each event links to its item by a field named as the
+# item's kind (CustodyEvent.aspirate, .unit…). A shipment has steps here too, but no events.
+CUSTODY_KINDS = frozenset({"aspirate", "processing", "unit", "dose"})
 
 # Allow for clocks that differ a little between a scanner PC and the server.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -134,7 +131,7 @@ Item = Aspirate | Processing | ProductUnit | Dose
 
 def allowed_actions(item: Item | Shipment) -> list[str]:
     """Actions the table allows from the item's current status (for buttons and the API)."""
-    table = TRANSITIONS[KIND_OF[type(item)]]
+    table = TRANSITIONS[kind_of_model(item)]
     return [action for action, t in table.items() if item.status in t.sources]
 
 
@@ -148,14 +145,6 @@ def check_time(at: datetime | None, *, field: str = "at") -> datetime:
     if at > now + FUTURE_TOLERANCE:
         raise ServiceError(f"{field} cannot be in the future.", code="future_time", field=field)
     return at
-
-
-LINK_OF: dict[str, str] = {
-    "aspirate": "aspirate",
-    "processing": "processing",
-    "unit": "unit",
-    "dose": "dose",
-}
 
 
 def _when(at: datetime) -> str:
@@ -189,7 +178,7 @@ def _previous_step(item: Item, kind: str) -> tuple[str, datetime] | None:
     if hasattr(item, "last_step_at"):
         return (item.last_step, item.last_step_at) if item.last_step_at else None
     return (
-        CustodyEvent.objects.filter(**{LINK_OF[kind]: item})
+        CustodyEvent.objects.filter(**{kind: item})
         .order_by("-at", "-id")
         .values_list("action", "at")
         .first()
@@ -253,7 +242,7 @@ def event_new(
     if item is not None:
         participant_id = item.participant_id if participant_id is None else participant_id
         item_code = item_code or item.code
-        item_kind = item_kind or KIND_OF[type(item)]
+        item_kind = item_kind or kind_of_model(item)
         to_status = item.status if to_status is None else to_status
     return CustodyEvent(
         participant_id=participant_id,
@@ -281,18 +270,8 @@ def event_record(
 
 
 def _links(item: Item | None) -> dict[str, Any]:
-    for model, name in _LINK.items():
-        if isinstance(item, model):
-            return {name: item}
-    return {}
-
-
-_LINK: dict[type[models.Model], str] = {
-    Aspirate: "aspirate",
-    Processing: "processing",
-    ProductUnit: "unit",
-    Dose: "dose",
-}
+    kind = kind_of_model(item) if item is not None else ""
+    return {kind: item} if kind in CUSTODY_KINDS else {}
 
 
 @dataclass
@@ -330,10 +309,8 @@ def _lockable(model: type[models.Model], kind: str) -> Any:
     """Rows locked for a step, with (in the same query) each one's last custody step and the
     open shipment holding it."""
     rows = model.objects.select_for_update(of=("self",))
-    if kind in LINK_OF:  # the previous step, for the time-order check, in the same query
-        latest = CustodyEvent.objects.filter(**{LINK_OF[kind]: OuterRef("pk")}).order_by(
-            "-at", "-id"
-        )
+    if kind in CUSTODY_KINDS:  # the previous step, for the time-order check, in one query
+        latest = CustodyEvent.objects.filter(**{kind: OuterRef("pk")}).order_by("-at", "-id")
         rows = rows.annotate(
             last_step=Subquery(latest.values("action")[:1]),
             last_step_at=Subquery(latest.values("at")[:1]),
@@ -403,7 +380,7 @@ def transitions_apply_bulk(
         return []
     when = check_time(at)
     model = type(steps[0].item)
-    kind = KIND_OF[model]
+    kind = kind_of_model(model)
     locked = _lockable(model, kind).in_bulk(
         sorted({step.item.pk for step in steps})  # one lock order for every caller
     )
@@ -530,7 +507,7 @@ def transition_apply(
     A shipment's step is saved with its history but has no event (None): custody is per item.
     """
     model = type(item)
-    kind = KIND_OF[model]
+    kind = kind_of_model(model)
     reason = (reason or "").strip()
     _transition_of(kind, action, item.code, reason)  # a bad request is refused before locking
     when = check_time(at)
@@ -539,7 +516,7 @@ def transition_apply(
     from_status = locked.status
     for name, value in (changes or {}).items():
         setattr(locked, name, value)
-    custody = kind in LINK_OF
+    custody = kind in CUSTODY_KINDS
     if custody:
         time_order_check(item=locked, kind=kind, action=action, at=when)
     if transition.target is not None:

@@ -10,6 +10,8 @@ from django.db import transaction
 from biobank.errors import ServiceError
 from biobank.identifiers import Kind
 from biobank.models import (
+    DEFAULT_CRYOPROTECTANT,
+    DEFAULT_FREEZING_PROGRAM,
     ContainerType,
     FreezingRun,
     Processing,
@@ -40,7 +42,7 @@ class UnitSpec:
     container_type: str
     cell_number: int
     volume_ml: Decimal
-    cryoprotectant: str = "10 % DMSO"
+    cryoprotectant: str = DEFAULT_CRYOPROTECTANT
 
 
 @transaction.atomic
@@ -129,7 +131,7 @@ def freezing_run_record(
     finished_at: datetime,
     actor: AbstractBaseUser,
     rate_c_per_min: Decimal = Decimal("-1"),
-    program: str = "-1 °C/min to -80 °C, then LN2",
+    program: str = DEFAULT_FREEZING_PROGRAM,
     units: list[ProductUnit] | None = None,
 ) -> FreezingRun:
     """Record a finished controlled-rate freezing run: units frozen, product cryopreserved.

@@ -8,7 +8,15 @@ from django.contrib.auth.base_user import AbstractBaseUser
 
 from biobank.errors import ServiceError
 from biobank.identifiers import Kind
-from biobank.models import Anticoagulant, Condition, ContainerType, QcTest, Site
+from biobank.models import (
+    DEFAULT_CRYOPROTECTANT,
+    DEFAULT_FREEZING_PROGRAM,
+    Anticoagulant,
+    Condition,
+    ContainerType,
+    QcTest,
+    Site,
+)
 from biobank.selectors.participants import visit_of
 
 from .. import aspirates, dose_plan, processing, qc_release, unblinding, units
@@ -69,7 +77,7 @@ def _freezing_run(item: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
         started_at=d["started_at"],
         finished_at=d["finished_at"],
         rate_c_per_min=d["rate_c_per_min"],
-        program=d["program"] or "-1 °C/min to -80 °C, then LN2",
+        program=d["program"] or DEFAULT_FREEZING_PROGRAM,
         actor=actor,
     )
 
@@ -93,7 +101,7 @@ UNIT_SPEC = (
     Input("container_type", "choice", choices=choices(ContainerType)),
     count("cell_number"),
     Input("volume_ml", "decimal", max_digits=6, decimal_places=2, min_value=0, max_value=1000),
-    Input("cryoprotectant", required=False, max_length=100, default="10 % DMSO"),
+    Input("cryoprotectant", required=False, max_length=100, default=DEFAULT_CRYOPROTECTANT),
 )
 CHANGE_ASPIRATE, CHANGE_PROCESSING = "biobank.change_aspirate", "biobank.change_processing"
 
@@ -276,9 +284,7 @@ STEPS: tuple[Action, ...] = (
             Input("started_at", "datetime"),
             Input("finished_at", "datetime"),
             Input("rate_c_per_min", "decimal", False, max_digits=4, decimal_places=2, default=-1),
-            Input(
-                "program", required=False, max_length=100, default="-1 °C/min to -80 °C, then LN2"
-            ),
+            Input("program", required=False, max_length=100, default=DEFAULT_FREEZING_PROGRAM),
         ),
         _freezing_run,
     ),
