@@ -79,14 +79,18 @@ def past(days: float = 0, hours: float = 0) -> dt.datetime:
 
 
 def make_aspirate(
-    *, actor: Any, participant: Participant | None = None, visit: str = "BASELINE"
+    *,
+    actor: Any,
+    participant: Participant | None = None,
+    visit: str = "BASELINE",
+    collected_at: dt.datetime | None = None,
 ) -> Aspirate:
     participant = participant or make_participant(actor=actor)
     return aspirate_collect(
         visit=participant.visits.get(visit_type__code=visit),
         volume_ml=Decimal("55.0"),
         anticoagulant="heparin",
-        collected_at=past(days=30),
+        collected_at=collected_at or past(days=30),
         collected_by="Dr. Test",
         actor=actor,
     )
@@ -448,3 +452,15 @@ def custody_steps(code: str) -> list[tuple[str, str | None, str]]:
         (e.action, e.site.code if e.site else None, e.data.get("shipment", ""))
         for e in CustodyEvent.objects.filter(item_code=code).order_by("at", "id")
     ]
+
+
+# The API's collection of each kind of item (its steps are /api/<collection>/<code>/<step>/).
+API_COLLECTION = {
+    "participant": "participants",
+    "aspirate": "aspirates",
+    "processing": "processings",
+    "unit": "units",
+    "container": "containers",
+    "dose": "doses",
+    "shipment": "shipments",
+}

@@ -16,7 +16,7 @@ from biobank.models import CustodyEvent, ProductUnit
 from biobank.services.actions import ACTIONS, action_get, action_run
 from biobank.services.roles import CLINICIAN, LAB, MONITOR, QA, roles_sync
 
-from .factories import make_aspirate, make_box, make_units, make_user
+from .factories import API_COLLECTION, make_aspirate, make_box, make_units, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -73,16 +73,6 @@ EXPECTED = [
     ("shipment", "logger", "biobank.receive_shipment", True),
 ]
 
-API_PREFIX = {
-    "participant": "participants",
-    "aspirate": "aspirates",
-    "processing": "processings",
-    "unit": "units",
-    "container": "containers",
-    "dose": "doses",
-    "shipment": "shipments",
-}
-
 
 def test_the_catalogue_lists_every_step_with_its_permission() -> None:
     assert [(a.kind, a.name, a.permission, a.on_item) for a in ACTIONS] == EXPECTED
@@ -103,9 +93,9 @@ def test_every_step_on_an_item_is_an_api_path_named_like_the_step() -> None:
     schema.force_authenticate(make_user("schema-reader"))
     paths = schema.get("/api/schema/", {"format": "json"}).json()["paths"]
     for kind, name, _, on_item in EXPECTED:
-        if not on_item or kind not in API_PREFIX:
+        if not on_item or kind not in API_COLLECTION:
             continue
-        path = f"/api/{API_PREFIX[kind]}/{{code}}/{name.replace('_', '-')}/"
+        path = f"/api/{API_COLLECTION[kind]}/{{code}}/{name.replace('_', '-')}/"
         assert "post" in paths.get(path, {}), path
     assert "post" in paths["/api/visits/record-weight/"]
     for collection in ("participants", "aspirates", "doses", "shipments"):

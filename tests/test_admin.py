@@ -235,6 +235,12 @@ def test_add_participant_duplicate_is_form_error(trial: Any, admin_client_tech: 
     assert Participant.objects.filter(pseudonym="SMART-X-1").count() == 1
 
 
+def _collect_in_admin(client: Any, visit: Any) -> Any:
+    form = {"visit": visit.pk, "volume_ml": "48.5", "anticoagulant": "heparin"}
+    form |= {"collected_at_0": "2025-09-01", "collected_at_1": "08:30", "collected_by": "Dr. B"}
+    return client.post(reverse("admin:biobank_aspirate_add"), form)
+
+
 def test_collect_aspirate_in_admin_writes_event(
     trial: Any, tech: Any, admin_client_tech: Any
 ) -> None:
@@ -242,17 +248,7 @@ def test_collect_aspirate_in_admin_writes_event(
 
     participant = make_participant(actor=tech)
     visit = participant.visits.get(visit_type__code="M6")
-    response = admin_client_tech.post(
-        reverse("admin:biobank_aspirate_add"),
-        {
-            "visit": visit.pk,
-            "volume_ml": "48.5",
-            "anticoagulant": "heparin",
-            "collected_at_0": "2025-09-01",
-            "collected_at_1": "08:30",
-            "collected_by": "Dr. Bone",
-        },
-    )
+    response = _collect_in_admin(admin_client_tech, visit)
     assert response.status_code == 302, response.context["adminform"].form.errors
     aspirate = Aspirate.objects.get(visit=visit)
     assert aspirate.code.startswith("AS")
@@ -275,17 +271,7 @@ def test_collect_form_shows_the_services_refusal(
     make_aspirate(actor=tech, participant=participant)  # the baseline aspirate
     visit = participant.visits.get(visit_type__code=visit_code)
     before = Aspirate.objects.count()
-    response = admin_client_tech.post(
-        reverse("admin:biobank_aspirate_add"),
-        {
-            "visit": visit.pk,
-            "volume_ml": "48.5",
-            "anticoagulant": "heparin",
-            "collected_at_0": "2025-09-01",
-            "collected_at_1": "08:30",
-            "collected_by": "Dr. Bone",
-        },
-    )
+    response = _collect_in_admin(admin_client_tech, visit)
     assert response.status_code == 200
     assert response.context["adminform"].form.errors["visit"][0].endswith(message)
     assert Aspirate.objects.count() == before

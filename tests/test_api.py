@@ -16,6 +16,7 @@ from biobank.services.doses import dose_release
 from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA
 
 from .factories import (
+    API_COLLECTION,
     PASSWORD,
     make_aspirate,
     make_box,
@@ -598,22 +599,17 @@ def test_a_step_named_like_an_http_method_is_not_its_handler(roles: dict[str, An
     assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")
 
 
+def _collect(client: APIClient, participant: Participant, visit: str, at: str) -> Any:
+    body = {"participant": participant.code, "visit": visit, "collected_at": at}
+    body |= {"volume_ml": "50.0", "anticoagulant": "heparin", "collected_by": "Dr. A"}
+    return client.post("/api/aspirates/", body, format="json")
+
+
 def test_an_aspirate_at_a_visit_without_aspiration_is_refused(
     tech: Any, roles: dict[str, Any]
 ) -> None:
     participant = make_participant(actor=tech)
-    response = client_for(roles[LAB]).post(
-        "/api/aspirates/",
-        {
-            "participant": participant.code,
-            "visit": "M12",
-            "volume_ml": "50.0",
-            "anticoagulant": "heparin",
-            "collected_at": past(days=1).isoformat(),
-            "collected_by": "Dr. A",
-        },
-        format="json",
-    )
+    response = _collect(client_for(roles[LAB]), participant, "M12", past(days=1).isoformat())
     assert response.status_code == 400
     assert response.json()["code"] == "no_aspiration"
     assert response.json()["fields"] == {
@@ -627,18 +623,7 @@ def test_the_visit_is_done_on_the_labs_day_of_the_aspiration(
 ) -> None:
     participant = make_participant(actor=tech)
     # 23:30 UTC on 1 September is 01:30 on 2 September in Oslo.
-    response = client_for(roles[LAB]).post(
-        "/api/aspirates/",
-        {
-            "participant": participant.code,
-            "visit": "BASELINE",
-            "volume_ml": "50.0",
-            "anticoagulant": "heparin",
-            "collected_at": "2025-09-01T23:30:00Z",
-            "collected_by": "Dr. A",
-        },
-        format="json",
-    )
+    response = _collect(client_for(roles[LAB]), participant, "BASELINE", "2025-09-01T23:30:00Z")
     assert response.status_code == 201
     visit = participant.visits.get(visit_type__code="BASELINE")
     assert visit.done_on == dt.date(2025, 9, 2)
@@ -650,14 +635,6 @@ def test_the_visit_is_done_on_the_labs_day_of_the_aspiration(
 TIME_INPUTS = [
     (a.kind, a.name, spec.name) for a in ACTIONS for spec in a.inputs if spec.type == "datetime"
 ]
-PREFIX = {
-    "aspirate": "aspirates",
-    "processing": "processings",
-    "unit": "units",
-    "container": "containers",
-    "dose": "doses",
-    "shipment": "shipments",
-}
 
 
 def test_every_catalogued_time_input_is_counted() -> None:
@@ -687,7 +664,7 @@ def test_every_time_input_refuses_an_implausible_year_naming_the_field(
         elif (kind, name) == ("aspirate", "collect"):
             url = "/api/aspirates/"
         else:
-            url = f"/api/{PREFIX[kind]}/{items[kind].code}/{path}/"
+            url = f"/api/{API_COLLECTION[kind]}/{items[kind].code}/{path}/"
         response = client.post(url, {field: value}, format="json")
         assert response.status_code == 400, (url, response.content)
         body = response.json()

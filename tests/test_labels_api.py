@@ -28,7 +28,7 @@ from biobank.services.trial import participant_enroll
 from biobank.services.units import UnitSpec, units_create
 
 from .barcodes import decode, pdf_codes, png_codes, svg_codes
-from .factories import make_participant, make_processing, make_units, make_user, past
+from .factories import make_aspirate, make_participant, make_processing, make_units, make_user, past
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -491,14 +491,7 @@ def test_dose_label_decodes_and_refuses_a_naive_expiry() -> None:
 def test_label_times_are_local(trial: Any, tech: Any) -> None:
     participant = make_participant(actor=tech)
     at = dt.datetime(2025, 6, 1, 22, 30, tzinfo=dt.UTC)  # 00:30 next day in Oslo (CEST)
-    aspirate = aspirate_collect(
-        visit=participant.visits.get(visit_type__code="BASELINE"),
-        volume_ml=Decimal("50"),
-        anticoagulant="heparin",
-        collected_at=at,
-        collected_by="Dr. Test",
-        actor=tech,
-    )
+    aspirate = make_aspirate(actor=tech, participant=participant, collected_at=at)
     assert timezone.get_current_timezone_name() == "Europe/Oslo"
     assert "2025-06-02 00:30" in _label_text(aspirate.code, tech)
 

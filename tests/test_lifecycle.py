@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from biobank.services.lifecycle import TRANSITIONS, allowed_actions, transition_
 
 from .factories import (
     make_accepted_aspirate,
+    make_aspirate,
     make_dose,
     make_participant,
     make_processing,
@@ -232,19 +232,10 @@ def test_models_cover_every_status() -> None:
 def test_services_refuse_a_time_before_the_plausible_years(
     trial: Any, tech: Any, when: dt.datetime
 ) -> None:
-    from biobank.services.aspirates import aspirate_collect
-
     participant = make_participant(actor=tech)
     events_before = CustodyEvent.objects.count()
     with pytest.raises(ServiceError) as info:
-        aspirate_collect(
-            visit=participant.visits.get(visit_type__code="BASELINE"),
-            volume_ml=Decimal("55.0"),
-            anticoagulant="heparin",
-            collected_at=when,
-            collected_by="Dr. Test",
-            actor=tech,
-        )
+        make_aspirate(actor=tech, participant=participant, collected_at=when)
     assert (info.value.code, info.value.field) == ("date_out_of_range", "collected_at")
     assert info.value.message == "collected_at must be between the years 1900 and 2200."
     assert CustodyEvent.objects.count() == events_before
