@@ -172,6 +172,7 @@ class BiobankAdminSite(admin.AdminSite):
 
         from biobank.errors import ServiceError
         from biobank.services.dose_plan import DUE_DAYS_DEFAULT, doses_due, due_days_parse
+        from biobank.services.lifecycle import allowed_actions
         from biobank.visibility import can_see_allocation
 
         if not request.user.has_perm("biobank.view_dose"):
@@ -187,6 +188,8 @@ class BiobankAdminSite(admin.AdminSite):
         rows = sorted(rows, key=lambda r: r.visit.scheduled_on >= today)
         for row in rows:
             row.overdue_days = max(0, (today - row.visit.scheduled_on).days)
+            # The bedside check is offered when the table allows the dose's administration.
+            row.bedside = row.dose is not None and "administer" in allowed_actions(row.dose)
         return TemplateResponse(
             request,
             "admin/biobank/due.html",

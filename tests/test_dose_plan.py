@@ -3,6 +3,7 @@ definition, and which units a dose draws on."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -222,3 +223,29 @@ def test_expired_and_foreign_units_are_refused(roles: dict[str, Any]) -> None:
         dose_propose(visit=visit)
     assert info.value.code == "no_unit"
     assert not Dose.objects.exists()
+
+
+def test_due_list_offers_the_bedside_check_when_the_dose_may_be_administered(
+    roles: dict[str, Any], client: Any
+) -> None:
+    from django.urls import reverse
+
+    from biobank.services.doses import dose_dispatch
+
+    from .factories import make_dose
+
+    dose = make_dose(actor=roles[LAB], arm="A")
+    client.force_login(roles[LAB])
+
+    def bedside() -> list[str]:
+        html = client.get(reverse("admin:due"), {"days": "9999"}).content.decode()
+        row = next(r for r in html.split("<tr") if dose.code in r)
+        return re.findall(r'href="([^"]+)" class="bedside-link"', row)
+
+    assert dose.status == "ready" and bedside() == []
+    dose_dispatch(
+        dose_scan=dose.code, participant_scan=dose.participant.code, actor=roles[CLINICIAN]
+    )
+    dose.refresh_from_db()
+    assert dose.status == "dispatched"
+    assert bedside() == [reverse("admin:scan_dose") + "?stage=administration"]

@@ -98,10 +98,16 @@ EXPECTED: dict[str, dict[str, tuple[list[str], str | None, bool]]] = {
     },
     "shipment": {
         "pack": (["packing", "planned"], "packing", False),
+        "unpack": (["packing"], None, False),
         "seal": (["packing"], "sealed", False),
         "ship": (["sealed"], "in_transit", False),
-        "receive": (["in_transit", "partially_received"], "received", False),
+        "receive_scan": (["in_transit"], None, False),
+        "receive": (["in_transit"], "received", False),
         "receive_partially": (["in_transit"], "partially_received", False),
+        "find": (["partially_received"], None, False),
+        "write_off": (["partially_received"], None, True),
+        "complete_receipt": (["partially_received"], "received", False),
+        "logger": (["in_transit", "partially_received", "received"], None, False),
         "cancel": (["packing", "planned", "sealed"], "cancelled", True),
     },
 }

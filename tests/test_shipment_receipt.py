@@ -17,7 +17,7 @@ from biobank.logger_csv import (
     excursions_find,
     parse_logger_csv,
 )
-from biobank.models import CustodyEvent, DoseUnit, LoggerFile, ShipmentItem
+from biobank.models import CustodyEvent, DoseUnit, LoggerFile, Shipment, ShipmentItem
 from biobank.services.doses import UnitCount, dose_make_ready
 from biobank.services.shipment_receipt import (
     shipment_item_find,
@@ -195,6 +195,57 @@ def test_a_missing_item_is_written_off_with_a_reason(trial: Any, tech: Any) -> N
     assert shipment.status == "received"
     line = ShipmentItem.objects.get(shipment=shipment, item_code=unit.code)
     assert (line.state, line.active) == ("written_off", False)
+
+
+def test_a_partially_received_receipt_is_not_closed_again(trial: Any, tech: Any) -> None:
+    unit, _ = make_unit_for_trondheim(tech)
+    shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    assert shipment_receive(shipment=shipment, actor=tech).missing == [unit.code]
+    # Closing it again would call it received with the unit still missing: the table allows
+    # "receive" only from in transit; the last missing item completes the receipt.
+    with pytest.raises(ServiceError) as refused:
+        shipment_receive(shipment=shipment, actor=tech)
+    assert (refused.value.code, refused.value.status_code) == ("invalid_transition", 409)
+    assert refused.value.message == (
+        f"Cannot receive {shipment.code}: it is partially_received; "
+        "this step is allowed only from: in_transit."
+    )
+    shipment.refresh_from_db()
+    assert shipment.status == "partially_received"
+    line = ShipmentItem.objects.get(shipment=shipment, item_code=unit.code)
+    assert (line.state, line.active) == ("missing", True)
+    shipment_item_find(shipment=shipment, scan=unit.code, actor=tech)
+    shipment.refresh_from_db()
+    assert shipment.status == "received"
+
+
+def test_find_and_write_off_check_the_table(trial: Any, tech: Any) -> None:
+    unit, _ = make_unit_for_trondheim(tech)
+    shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    shipment_receive(shipment=shipment, actor=tech)
+    # A shipment called received while an item is still missing (as closing the receipt twice
+    # used to leave it): finding or writing off is a step of a partially received one only.
+    Shipment.objects.filter(pk=shipment.pk).update(status="received")
+    for step, words in (
+        (lambda: shipment_item_find(shipment=shipment, scan=unit.code, actor=tech), "find"),
+        (
+            lambda: shipment_item_write_off(
+                shipment=shipment, scan=unit.code, actor=tech, reason="gone"
+            ),
+            "write off",
+        ),
+    ):
+        with pytest.raises(ServiceError) as refused:
+            step()
+        assert (refused.value.code, refused.value.field) == ("not_missing", "status")
+        assert refused.value.message == (
+            f"{shipment.code} is received; only a partially received shipment has missing "
+            f"items to {words}."
+        )
+    unit.refresh_from_db()
+    assert unit.status == "released"
+    line = ShipmentItem.objects.get(shipment=shipment, item_code=unit.code)
+    assert (line.state, line.active) == ("missing", True)
 
 
 def test_a_dose_lost_in_transit_is_cancelled_and_its_thawed_units_discarded(

@@ -3,6 +3,7 @@ and labels, the API and the admin pages. Receipt and the logger: test_shipment_r
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import Any
 
@@ -19,7 +20,9 @@ from biobank.models import (
     Site,
 )
 from biobank.services.actions import action_run
+from biobank.services.aspirates import aspirate_receive_by_condition
 from biobank.services.doses import dose_prepare, dose_release
+from biobank.services.lifecycle import allowed_actions
 from biobank.services.shipment_receipt import shipment_receive, shipment_receive_scan
 from biobank.services.shipments import (
     shipment_cancel,
@@ -224,6 +227,131 @@ def test_items_in_an_open_shipment_cannot_be_stored_moved_or_discarded(
     with pytest.raises(ServiceError) as refused:
         shipment_cancel(shipment=shipment, actor=tech, reason="again")
     assert refused.value.code == "invalid_transition"
+
+
+def _pack_message(shipment: Shipment, code: str, tech: Any) -> tuple[str, str]:
+    with pytest.raises(ServiceError) as refused:
+        shipment_pack(shipment=shipment, scan=code, actor=tech)
+    return refused.value.code, refused.value.message
+
+
+def test_packing_refusal_messages_name_the_table_statuses(trial: Any, tech: Any) -> None:
+    stored, checked_out, quarantined = sto_units(tech, 3, stored=True)
+    ProductUnit.objects.filter(pk=checked_out.pk).update(status="checked_out")
+    ProductUnit.objects.filter(pk=quarantined.pk).update(status="quarantined")
+    accepted, held = (
+        make_aspirate(actor=tech, participant=make_participant(actor=tech, site_code="UNN"))
+        for _ in range(2)
+    )
+    accept_intact(aspirate=accepted, actor=tech)
+    aspirate_receive_by_condition(
+        aspirate=held, actor=tech, condition="damaged", received_at=past()
+    )
+    prepared = make_dose(actor=tech, arm="A", ready=False)
+    dry = make_shipment(tech, "HUS", "STO", "dry_shipper")
+    to_lab = make_shipment(tech, "UNN", "HUS", "ambient")
+    cool = make_shipment(tech, "HUS", "STO", "cool")
+
+    assert _pack_message(dry, stored.code, tech) == (
+        "wrong_status",
+        f"{stored.code} is stored; a unit can be packed only when: frozen, released. "
+        "Take it out of storage first.",
+    )
+    assert _pack_message(dry, checked_out.code, tech) == (
+        "wrong_status",
+        f"{checked_out.code} is checked_out; a unit can be packed only when: frozen, released. "
+        "Take it out of storage first.",
+    )
+    assert _pack_message(dry, quarantined.code, tech) == (
+        "quarantined",
+        f"{quarantined.code} is quarantined: it cannot be shipped until QA lifts the quarantine.",
+    )
+    assert _pack_message(to_lab, accepted.code, tech) == (
+        "wrong_status",
+        f"{accepted.code} is accepted; an aspirate can be packed only when: collected.",
+    )
+    assert _pack_message(to_lab, held.code, tech) == (
+        "quarantined",
+        f"{held.code} is quarantined: it cannot be shipped until QA lifts the quarantine.",
+    )
+    assert _pack_message(cool, prepared.code, tech) == (
+        "wrong_status",
+        f"{prepared.code} is prepared; a dose can be packed only when: released, ready.",
+    )
+    assert not ShipmentItem.objects.exists()
+
+
+# Per shipment status: the steps the admin's shipment page offers (its step forms, and its
+# links to the pack and receive scan pages), those of the receive scan page, and the API's
+# "actions" (the transition table's rows for the status, in the table's order).
+SHIPMENT_STEPS: dict[str, tuple[list[str], list[str], list[str], list[str]]] = {
+    "planned": (["cancel"], ["pack"], ["cancel"], ["pack", "cancel"]),
+    "packing": (
+        ["seal", "cancel"],
+        ["pack"],
+        ["seal", "cancel"],
+        ["pack", "unpack", "seal", "cancel"],
+    ),
+    "sealed": (["ship", "cancel"], [], ["ship", "cancel"], ["ship", "cancel"]),
+    "in_transit": (
+        ["receive", "logger"],
+        ["receive"],
+        ["receive_scan", "receive", "logger"],
+        ["receive_scan", "receive", "receive_partially", "logger"],
+    ),
+    "partially_received": (
+        ["write_off", "logger"],
+        ["receive"],
+        ["find", "write_off", "logger"],
+        ["find", "write_off", "complete_receipt", "logger"],
+    ),
+    "received": (["logger"], [], ["logger"], ["logger"]),
+    "cancelled": ([], [], [], []),
+}
+
+
+def _shipment_in(status: str, tech: Any) -> Shipment:
+    """A shipment walked through the services to ``status``."""
+    shipment = make_shipment(tech, "HUS", "STO", "dry_shipper")
+    if status == "cancelled":
+        return shipment_cancel(shipment=shipment, actor=tech, reason="not needed")
+    walk = ["planned", "packing", "sealed", "in_transit", "partially_received"]
+    unit = sto_units(tech)[0]
+    steps = [
+        lambda: shipment_pack(shipment=shipment, scan=unit.code, actor=tech),
+        lambda: shipment_seal(shipment=shipment, actor=tech, password=PASSWORD),
+        lambda: shipment_ship(shipment=shipment, actor=tech),
+        lambda: shipment_receive(shipment=shipment, actor=tech),  # nothing scanned: missing
+    ]
+    if status == "received":
+        steps[-1] = lambda: (
+            shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech),
+            shipment_receive(shipment=shipment, actor=tech),
+        )
+        status = "partially_received"
+    for step in steps[: walk.index(status)]:
+        step()
+    shipment.refresh_from_db()
+    return shipment
+
+
+@pytest.mark.parametrize("status", list(SHIPMENT_STEPS))
+def test_admin_and_api_offer_the_steps_the_table_allows(
+    trial: Any, tech: Any, admin_client_tech: Any, status: str
+) -> None:
+    shipment = _shipment_in(status, tech)
+    base = f"/admin/biobank/shipment/{shipment.pk}/"
+    page = admin_client_tech.get(base + "change/").content.decode()
+    receiving = admin_client_tech.get(base + "receive/").content.decode()
+    forms, links, receive_page, actions = SHIPMENT_STEPS[status]
+
+    assert re.findall(rf'action="{base}step/(\w+)/"', page) == forms
+    assert re.findall(rf'href="{base}(pack|receive)/"', page) == links
+    assert re.findall(rf'action="{base}step/(\w+)/"', receiving) == receive_page
+    assert api_as(tech).get(f"/api/shipments/{shipment.code}/").json()["actions"] == actions
+    assert shipment.status == status
+    assert actions == allowed_actions(shipment)
+    assert set(forms + receive_page) <= set(actions)
 
 
 # --- two packers, one item -------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from biobank.errors import ServiceError
 from biobank.labels import content_type_for
-from biobank.models import Shipment, ShipmentStatus
+from biobank.models import Shipment
 from biobank.selectors.shipments import (
     logger_files,
     manifest_pdf,
@@ -27,6 +27,7 @@ from biobank.selectors.shipments import (
     trace_chart,
 )
 from biobank.services.actions import action_get, action_permitted, action_run
+from biobank.services.lifecycle import allowed_actions
 
 from .steps import NoDeleteAdminMixin, check_with_service, form_for_actor, step_form
 
@@ -188,6 +189,8 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
             "chart_alt": chart[1] if chart else "",
             "can_pack": action_permitted(action_get("shipment", "pack"), user),
             "can_receive": action_permitted(action_get("shipment", "receive"), user),
+            # The steps the transition table allows now: the pages offer these and no others.
+            "steps": allowed_actions(shipment),
             "low_high": shipment.temperature_range,
             "forms": {
                 "scan": step_form("shipment", "pack")(),
@@ -198,7 +201,6 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
                 "write_off": step_form("shipment", "write_off")(),
                 "logger": step_form("shipment", "logger")(),
             },
-            "S": ShipmentStatus,
         }
 
     def change_view(

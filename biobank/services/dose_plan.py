@@ -30,17 +30,17 @@ from biobank.models import (
     ProductUnit,
     QcRelease,
     Treatment,
-    UnitStatus,
     Visit,
     millions,
 )
 
 from .audit import history_save
-from .lifecycle import check_time
+from .lifecycle import TRANSITIONS, check_time
 from .signatures import require_perm
 from .units import unit_release_check
 
-RELEASABLE_UNIT = (UnitStatus.STORED, UnitStatus.CHECKED_OUT)
+# A unit goes into a dose by its "release" step: from the statuses that step starts from.
+RELEASABLE_UNIT = TRANSITIONS["unit"]["release"].sources
 ACTIVE_DOSE = [s for s in DoseStatus.values if s != DoseStatus.CANCELLED]
 # The suggestion tries every combination of at most this many of the oldest units.
 SUGGEST_MAX_UNITS = 12

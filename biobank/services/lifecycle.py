@@ -105,13 +105,24 @@ TRANSITIONS["dose"] = {
 }
 
 S = ShipmentStatus
-# Shipment steps (services/shipments.py applies them; the items get their own ship/receive).
+# Shipment steps (services/shipments.py and shipment_receipt.py apply or check them; the items
+# get their own ship/receive). The rows without a target are steps on the manifest or the
+# receipt that leave the shipment's status as it is (the services check them with
+# ``status_require``); the admin's buttons and the API's ``actions`` read them all from here.
 TRANSITIONS["shipment"] = {
     "pack": _t([S.PLANNED, S.PACKING], S.PACKING),
+    "unpack": _t([S.PACKING], None),
     "seal": _t([S.PACKING], S.SEALED),
     "ship": _t([S.SEALED], S.IN_TRANSIT),
-    "receive": _t([S.IN_TRANSIT, S.PARTIALLY_RECEIVED], S.RECEIVED),
+    "receive_scan": _t([S.IN_TRANSIT], None),
+    # Closing the receipt: every item scanned (received) or some missing (partially received).
+    "receive": _t([S.IN_TRANSIT], S.RECEIVED),
     "receive_partially": _t([S.IN_TRANSIT], S.PARTIALLY_RECEIVED),
+    # A missing item found later or written off; the last one completes the receipt.
+    "find": _t([S.PARTIALLY_RECEIVED], None),
+    "write_off": _t([S.PARTIALLY_RECEIVED], None, needs_reason=True),
+    "complete_receipt": _t([S.PARTIALLY_RECEIVED], S.RECEIVED),
+    "logger": _t([S.IN_TRANSIT, S.PARTIALLY_RECEIVED, S.RECEIVED], None),
     "cancel": _t([S.PLANNED, S.PACKING, S.SEALED], S.CANCELLED, needs_reason=True),
 }
 

@@ -36,7 +36,6 @@ from biobank.models import (
     Shipment,
     ShipmentItem,
     ShipmentItemState,
-    ShipmentStatus,
 )
 from biobank.selectors.shipments import ITEM_MODELS
 
@@ -79,7 +78,7 @@ def shipment_receive_scan(
     shipment = shipment_lock(shipment)
     status_require(
         shipment,
-        [ShipmentStatus.IN_TRANSIT],
+        "receive_scan",
         code="not_in_transit",
         why="; receipt scans are for a shipment in transit (a missing item found later is "
         "received with 'found').",
@@ -233,6 +232,12 @@ def shipment_item_find(
             code="already_received" if line.state == S.RECEIVED else "not_missing",
             field="scan",
         )
+    status_require(
+        shipment,
+        "find",
+        code="not_missing",
+        why="; only a partially received shipment has missing items to find.",
+    )
     line.damaged, line.note, line.scanned_at = damaged, (note or "").strip(), when
     receipt = Receipt(shipment)
     _receive_line(shipment, line, actor, when, receipt, _excursion_evidence(shipment))
@@ -262,6 +267,12 @@ def shipment_item_write_off(
             code="not_missing",
             field="scan",
         )
+    status_require(
+        shipment,
+        "write_off",
+        code="not_missing",
+        why="; only a partially received shipment has missing items to write off.",
+    )
     line.state, line.active, line.note = S.WRITTEN_OFF, False, reason
     line_save(line, actor, f"written off: {reason}")
     item_step(
@@ -279,8 +290,8 @@ def shipment_item_write_off(
 
 def _close_if_complete(shipment: Shipment, actor: AbstractBaseUser) -> None:
     still = ShipmentItem.objects.filter(shipment=shipment, state=S.MISSING).exists()
-    if shipment.status == ShipmentStatus.PARTIALLY_RECEIVED and not still:
-        transition_apply(item=shipment, action="receive", actor=actor)
+    if not still:
+        transition_apply(item=shipment, action="complete_receipt", actor=actor)
 
 
 # --- quarantine and the temperature logger ---------------------------------------------------
@@ -386,7 +397,7 @@ def shipment_logger_upload(
     shipment = shipment_lock(shipment)
     status_require(
         shipment,
-        [ShipmentStatus.IN_TRANSIT, ShipmentStatus.PARTIALLY_RECEIVED, ShipmentStatus.RECEIVED],
+        "logger",
         code="not_shipped",
         why="; a logger file is uploaded at receipt.",
     )

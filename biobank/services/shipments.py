@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -25,9 +24,7 @@ from biobank.errors import ConflictError, NotFound, ServiceError, TransitionErro
 from biobank.identifiers import Kind, with_article
 from biobank.models import (
     Aspirate,
-    AspirateStatus,
     Dose,
-    DoseStatus,
     ProductUnit,
     Shipment,
     ShipmentItem,
@@ -36,7 +33,6 @@ from biobank.models import (
     ShipmentStatus,
     SignatureMeaning,
     Site,
-    UnitStatus,
 )
 from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.shipments import ITEM_MODELS, item_site
@@ -55,11 +51,6 @@ ALLOWED_KINDS: dict[str, tuple[str, ...]] = {
     "aspirate": (ShipmentKind.AMBIENT, ShipmentKind.COOL),
     "unit": (ShipmentKind.DRY_SHIPPER, ShipmentKind.DRY_ICE),
     "dose": (ShipmentKind.AMBIENT, ShipmentKind.COOL),
-}
-PACKABLE_STATUS: dict[str, tuple[str, ...]] = {
-    "aspirate": (AspirateStatus.COLLECTED,),
-    "unit": (UnitStatus.FROZEN, UnitStatus.RELEASED),
-    "dose": (DoseStatus.RELEASED, DoseStatus.READY),
 }
 
 
@@ -83,9 +74,10 @@ def shipment_lock(shipment: Shipment) -> Shipment:
     return shipment
 
 
-def status_require(shipment: Shipment, states: Iterable[str], *, code: str, why: str) -> None:
-    """Refuse a manifest or receipt step on a shipment in another status than ``states``."""
-    if shipment.status not in states:
+def status_require(shipment: Shipment, action: str, *, code: str, why: str) -> None:
+    """Refuse a manifest or receipt step on a shipment in a status its row in the transition
+    table (``TRANSITIONS["shipment"][action]``) does not start from."""
+    if shipment.status not in TRANSITIONS["shipment"][action].sources:
         raise TransitionError(
             f"{shipment.code} is {shipment.status}{why}", code=code, field="status"
         )
@@ -187,15 +179,23 @@ def _item_for_scan(raw: str, *, lock: bool) -> tuple[str, Item]:
 def pack_refusal(*, shipment: Shipment, kind: str, item: Item) -> PackRefused | None:
     """Why this item may not go into this shipment, or None when it may."""
     code = item.code
-    if item.status == "quarantined":
+    steps = TRANSITIONS[kind]
+    quarantine = steps.get("quarantine")
+    if quarantine is not None and item.status == quarantine.target:
         return PackRefused(
             f"{code} is quarantined: it cannot be shipped until QA lifts the quarantine.",
             code="quarantined",
             field="scan",
         )
-    if item.status not in PACKABLE_STATUS[kind]:
-        allowed = ", ".join(PACKABLE_STATUS[kind])
-        hint = " Take it out of storage first." if item.status in ("stored", "checked_out") else ""
+    packable = steps["ship"].sources
+    if item.status not in packable:
+        # In the order of the item's statuses, as the message always listed them.
+        allowed = ", ".join(
+            s for s, _ in type(item)._meta.get_field("status").choices if s in packable
+        )
+        unstore = steps.get("unstore")
+        in_storage = unstore is not None and item.status in unstore.sources
+        hint = " Take it out of storage first." if in_storage else ""
         return PackRefused(
             f"{code} is {item.status}; "
             f"{with_article(kind)} can be packed only when: {allowed}.{hint}",
@@ -259,7 +259,7 @@ def shipment_pack(*, shipment: Shipment, scan: str, actor: AbstractBaseUser) -> 
     shipment = shipment_lock(shipment)
     status_require(
         shipment,
-        TRANSITIONS["shipment"]["pack"].sources,
+        "pack",
         code="manifest_locked",
         why=": its manifest is locked.",
     )
@@ -316,9 +316,7 @@ def shipment_unpack(*, shipment: Shipment, scan: str, actor: AbstractBaseUser) -
     """Take an item out again before sealing."""
     require_perm(actor, "biobank.pack_shipment", "pack shipments")
     shipment = shipment_lock(shipment)
-    status_require(
-        shipment, [ShipmentStatus.PACKING], code="manifest_locked", why=": its manifest is locked."
-    )
+    status_require(shipment, "unpack", code="manifest_locked", why=": its manifest is locked.")
     line = manifest_line(shipment, scan, (S.PACKED,))
     line.state, line.active = S.REMOVED, False
     line_save(line, actor, "taken out before sealing")
