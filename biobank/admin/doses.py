@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from biobank.models import Dose, IdentityCheck, Signature, Unblinding, millions
+from biobank.models import Dose, DoseExpiry, IdentityCheck, Signature, Unblinding, millions
 
 from .steps import (
     NoDeleteAdminMixin,
@@ -155,11 +155,10 @@ class DoseAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Expiry")
     def expiry_state(self, obj: Dose) -> str:
-        if obj.is_expired(timezone.now()):
-            return format_html('<strong style="color:#b00">EXPIRED</strong>')
-        if obj.expires_at is None or obj.status in ("administered", "cancelled"):
-            return "–"
-        return "valid"
+        state = obj.expiry_state(timezone.now())
+        if state == DoseExpiry.EXPIRED:
+            return format_html('<strong style="color:#b00">{}</strong>', "EXPIRED")
+        return "valid" if state == DoseExpiry.VALID else "–"
 
     @admin.display(description="Dose plan")
     def plan_display(self, obj: Dose) -> str:

@@ -2,6 +2,7 @@ from .aspirate import Anticoagulant, Aspirate, AspirateStatus, Condition
 from .doses import (
     DEFAULT_ROUTE,
     Dose,
+    DoseExpiry,
     DoseStatus,
     DoseUnit,
     IdentityCheck,
@@ -77,6 +78,7 @@ __all__ = [
     "ContainerType",
     "CustodyEvent",
     "Dose",
+    "DoseExpiry",
     "DosePlan",
     "DoseStatus",
     "DoseUnit",

@@ -71,6 +71,28 @@ class DoseStatus(models.TextChoices):
 # How a dose is given unless the administration records otherwise (the trial's route).
 DEFAULT_ROUTE = "intrathecal"
 
+
+def dose_active_q() -> models.Q:
+    """The one meaning of an active dose: any dose not cancelled. A cancelled dose stays on
+    record; its visit (and product) can get a new one. Used by the constraints below and by
+    ``Dose.objects.active()``."""
+    return ~models.Q(status=DoseStatus.CANCELLED)
+
+
+class DoseQuerySet(models.QuerySet["Dose"]):
+    def active(self) -> DoseQuerySet:
+        """Doses that are not cancelled (see ``dose_active_q``)."""
+        return self.filter(dose_active_q())
+
+
+class DoseExpiry(models.TextChoices):
+    """What the expiry rule says of a dose at a given time (``Dose.expiry_state``)."""
+
+    NONE = "", "No expiry applies"
+    VALID = "valid", "Valid"
+    EXPIRED = "expired", "Expired"
+
+
 # The fields of a dose that tell MSC from saline: kept out of its history, hidden from blinded
 # roles by the visibility policy.
 PRODUCT_FIELDS = (
@@ -150,6 +172,8 @@ class Dose(models.Model):
     # History rows are read by blinded roles: what tells the product is never in them.
     history = HistoricalRecords(excluded_fields=list(PRODUCT_FIELDS))
 
+    objects = DoseQuerySet.as_manager()
+
     class Meta:
         ordering = ["visit__scheduled_on", "code"]
         permissions = [
@@ -161,12 +185,12 @@ class Dose(models.Model):
             # A cancelled dose stays on record; the visit (and product) can get a new one.
             models.UniqueConstraint(
                 fields=["visit"],
-                condition=~models.Q(status="cancelled"),
+                condition=dose_active_q(),
                 name="dose_one_active_per_visit",
             ),
             models.UniqueConstraint(
                 fields=["processing"],
-                condition=~models.Q(status="cancelled"),
+                condition=dose_active_q(),
                 name="dose_one_active_per_fresh_product",
             ),
             models.CheckConstraint(
@@ -207,18 +231,22 @@ class Dose(models.Model):
     def __str__(self) -> str:
         return self.code
 
-    def is_expired(self, at: dt.datetime) -> bool:
+    def expiry_state(self, at: dt.datetime) -> DoseExpiry:
         """The one expiry rule: unusable from ``expires_at`` on, until it is given or cancelled.
 
-        An administered dose was given before it expired (dispatch and administration refuse
-        an expired one), and a cancelled dose is no longer a dose to use: neither is "expired".
+        No expiry applies before the dose is made ready (no ``expires_at``), nor once it is
+        administered (it was given before it expired: dispatch and administration refuse an
+        expired one) or cancelled (no longer a dose to use).
         """
         if self.expires_at is None or self.status in (
             DoseStatus.ADMINISTERED,
             DoseStatus.CANCELLED,
         ):
-            return False
-        return at >= self.expires_at
+            return DoseExpiry.NONE
+        return DoseExpiry.EXPIRED if at >= self.expires_at else DoseExpiry.VALID
+
+    def is_expired(self, at: dt.datetime) -> bool:
+        return self.expiry_state(at) == DoseExpiry.EXPIRED
 
     def plan(self) -> DosePlan | None:
         """The plan as fixed at preparation (the same figures for MSC and saline)."""
@@ -240,6 +268,8 @@ class DoseUnit(models.Model):
 
     dose = models.ForeignKey(Dose, on_delete=models.PROTECT, related_name="dose_units")
     unit = models.ForeignKey(ProductUnit, on_delete=models.PROTECT, related_name="dose_links")
+    # The link's copy of ``dose_active_q`` (a constraint cannot read the dose's status): True
+    # while the dose is active, set False only when the dose is cancelled.
     active = models.BooleanField(default=True, help_text="False once the dose is cancelled")
     post_thaw_cell_count = models.BigIntegerField(null=True, blank=True)
     post_thaw_viability_pct = models.DecimalField(

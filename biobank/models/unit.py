@@ -125,10 +125,14 @@ class ProductUnit(models.Model):
     def __str__(self) -> str:
         return self.code
 
+    @staticmethod
+    def expiry_of(created_at: dt.datetime, stored_shelf_life_days: int) -> dt.datetime:
+        """The one rule: a cryopreserved unit may be used up to the trial's stored shelf life
+        after filling. For bulk reads that fetch both values with the unit, no query per unit."""
+        return created_at + dt.timedelta(days=stored_shelf_life_days)
+
     def expires_at(self) -> dt.datetime:
-        """A cryopreserved unit may be used up to the trial's stored shelf life after filling."""
-        days = self.participant.study.stored_shelf_life_days
-        return self.created_at + dt.timedelta(days=days)
+        return self.expiry_of(self.created_at, self.participant.study.stored_shelf_life_days)
 
     def is_expired(self, at: dt.datetime) -> bool:
         return at >= self.expires_at()

@@ -75,9 +75,7 @@ def crossover_timeline(*, participant: Participant, user: Any) -> list[TimelineP
                 True,
             )
         )
-    for d in participant.doses.select_related("visit__visit_type").exclude(
-        status=DoseStatus.CANCELLED
-    ):
+    for d in participant.doses.active().select_related("visit__visit_type"):
         when = d.administered_at or d.ready_at or d.prepared_at
         # Blinded pages name no product at all (not even the blinded pack name).
         product = "blinded dose" if blinded else Treatment(d.treatment).label.split(" (")[0]

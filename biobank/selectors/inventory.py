@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Count, QuerySet
 
 from biobank import visibility
-from biobank.models import DoseStatus, DoseUnit, Participant, Placement, ProductUnit, StorageUnit
+from biobank.models import Participant, Placement, ProductUnit, StorageUnit
 from biobank.selectors.audit_export import CHUNK, iso
 
 INVENTORY_COLUMNS = [
@@ -60,7 +60,8 @@ _INVENTORY_VALUES = [
     "unit__status",
     "unit__container_type",
     "checked_out_at",
-    "unit_id",
+    "unit__created_at",
+    "unit__participant__study__stored_shelf_life_days",
 ]
 
 
@@ -68,14 +69,9 @@ def inventory_rows(
     *, storage_unit: StorageUnit | None = None, participant: Participant | None = None
 ) -> Iterator[list[Any]]:
     qs = inventory_placements(storage_unit=storage_unit, participant=participant)
-    # Expiry exists only for a thawed product (its dose); stored units have none.
-    expiry = dict(
-        DoseUnit.objects.filter(active=True, dose__expires_at__isnull=False)
-        .exclude(dose__status=DoseStatus.CANCELLED)
-        .values_list("unit_id", "dose__expires_at")
-    )
+    # A stored unit's expiry, by the unit's own rule, from values read with the row.
     for row in qs.values_list(*_INVENTORY_VALUES).iterator(chunk_size=CHUNK):
-        yield [*row[:11], iso(row[11]), iso(expiry.get(row[12]))]
+        yield [*row[:11], iso(row[11]), iso(ProductUnit.expiry_of(row[12], row[13]))]
 
 
 def inventory_counts() -> list[dict[str, Any]]:

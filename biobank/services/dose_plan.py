@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Prefetch
+from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
 
 from biobank.errors import ConflictError, ServiceError
@@ -41,7 +41,6 @@ from .units import unit_release_check
 
 # A unit goes into a dose by its "release" step: from the statuses that step starts from.
 RELEASABLE_UNIT = TRANSITIONS["unit"]["release"].sources
-ACTIVE_DOSE = [s for s in DoseStatus.values if s != DoseStatus.CANCELLED]
 # The suggestion tries every combination of at most this many of the oldest units.
 SUGGEST_MAX_UNITS = 12
 
@@ -97,7 +96,7 @@ def visit_weight_record(
             field="weight_kg",
         )
     when = check_time(measured_at, field="measured_at")
-    if visit.doses.filter(status__in=ACTIVE_DOSE).exists():
+    if visit.doses.active().exists():
         raise ConflictError(
             f"{visit} already has a dose planned from {visit.weight_kg} kg: cancel it first.",
             code="dose_exists",
@@ -178,7 +177,7 @@ def fresh_products_eligible(
             status=ProcessingStatus.HARVESTED,
             qc_release__isnull=False,
         )
-        .exclude(fresh_doses__status__in=ACTIVE_DOSE)
+        .exclude(Exists(Dose.objects.active().filter(processing=OuterRef("pk"))))
         .select_related("participant__study")
         .order_by("harvested_at", "code")
     )
@@ -310,7 +309,7 @@ def dose_fresh_check(*, processing: Processing, visit: Visit, at: dt.datetime) -
             code="fresh_expired",
             field="processing",
         )
-    if Dose.objects.filter(processing=processing, status__in=ACTIVE_DOSE).exists():
+    if Dose.objects.active().filter(processing=processing).exists():
         raise ConflictError(
             f"{processing.code} is already reserved for a dose.",
             code="product_reserved",
@@ -364,7 +363,7 @@ def doses_due(*, within_days: int = 30, today: dt.date | None = None) -> list[Du
         .prefetch_related(
             Prefetch(
                 "doses",
-                queryset=Dose.objects.filter(status__in=ACTIVE_DOSE).prefetch_related("units"),
+                queryset=Dose.objects.active().prefetch_related("units"),
                 to_attr="active_doses",
             )
         )

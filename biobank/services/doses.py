@@ -74,7 +74,7 @@ def dose_prepare(
     participant's own units (or fresh product). Without a choice, the suggestion is used."""
     require_perm(actor, "biobank.prepare_dose", "prepare doses")
     visit = treatment_visit_lock(visit, "there is no dose to prepare")
-    if Dose.objects.filter(visit=visit).exclude(status=DoseStatus.CANCELLED).exists():
+    if Dose.objects.active().filter(visit=visit).exists():
         raise ConflictError(f"{visit} already has a dose.", code="duplicate", field="visit")
     plan = visit_plan(visit)
     treatment = visit_treatment(visit)
