@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from io import StringIO
 from typing import Any
 
 import pytest
+import time_machine
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.management import call_command
 from django.urls import reverse
@@ -13,12 +15,13 @@ from django.utils import timezone
 from biobank.models import (
     Aspirate,
     CustodyEvent,
+    Dose,
     Participant,
     ProductUnit,
     Visit,
 )
 
-from .factories import make_aspirate, make_units, make_user
+from .factories import make_aspirate, make_dose, make_units, make_user, past
 
 CHANGELISTS = [
     "study",
@@ -400,3 +403,48 @@ def test_a_list_filter_date_out_of_the_plausible_years_is_an_invalid_lookup(
     lookup = query.split("=")[0]
     inside = "2000" if lookup.endswith("__year") else "2000-01-01T00:00:00%2B00:00"
     assert admin_client_tech.get(f"{url}?{lookup}={inside}").status_code == 200
+
+
+def _expiry_column(html: str) -> dict[str, str]:
+    """Dose code → the text of its Expiry cell, from the admin's dose list."""
+    cells = re.findall(
+        r'<th class="field-code"><a [^>]*>(DS[^<]+)</a></th>.*?'
+        r'<td class="field-expiry_state">(.*?)</td>',
+        html,
+        re.S,
+    )
+    return {code: re.sub(r"<[^>]+>", "", cell) for code, cell in cells}
+
+
+def test_dose_list_expiry_column_follows_the_doses_expiry_rule(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    from biobank.services.doses import dose_administer, dose_cancel, dose_dispatch
+
+    planned = make_dose(actor=tech, arm="A", ready=False)
+    valid = make_dose(actor=tech, arm="A")
+    with time_machine.travel(past(days=1), tick=True):
+        expired = make_dose(actor=tech, arm="A")  # thawed a day ago: 6 h shelf life
+    cancelled = dose_cancel(dose=make_dose(actor=tech, arm="A"), actor=tech, reason="Spilled")
+    given = make_dose(actor=tech, arm="A")
+    dose_dispatch(dose_scan=given.code, participant_scan=given.participant.code, actor=tech)
+    dose_administer(dose_scan=given.code, participant_scan=given.participant.code, actor=tech)
+    now = timezone.now()
+    doses = {d.code: d for d in Dose.objects.all()}
+    assert [
+        doses[d.code].expiry_state(now) for d in (planned, valid, expired, cancelled, given)
+    ] == [
+        "",
+        "valid",
+        "expired",
+        "",
+        "",
+    ]
+    html = admin_client_tech.get(reverse("admin:biobank_dose_changelist")).content.decode()
+    assert _expiry_column(html) == {
+        planned.code: "–",
+        valid.code: "valid",
+        expired.code: "EXPIRED",
+        cancelled.code: "–",
+        given.code: "–",
+    }

@@ -15,7 +15,8 @@ from django.db.models import Q
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from biobank.models import CustodyEvent, ExportLog, Placement, ProductUnit
+from biobank.models import CustodyEvent, ExportLog, Placement, ProductUnit, Study
+from biobank.selectors.inventory import inventory_rows
 
 from .factories import make_dose, make_units, make_user
 
@@ -308,6 +309,32 @@ def test_where_is_everything_of_one_participant(client: Any, trial: Any) -> None
     client.force_login(blinded)
     body = client.get(f"/api/inventory/participants/{participant.code}/").json()
     assert "units" not in body and body["aspirates"]
+
+
+def test_inventory_shows_each_stored_units_expiry_by_the_units_rule(
+    client: Any, trial: Any, django_assert_max_num_queries: Any
+) -> None:
+    Study.objects.update(stored_shelf_life_days=365)
+    lab = make_user("lab-expiry")
+    unit, other = make_units(actor=lab, count=2, stored=True)
+    ProductUnit.objects.filter(pk=unit.pk).update(
+        created_at=dt.datetime(2026, 1, 10, 9, 0, tzinfo=dt.UTC)
+    )
+    ProductUnit.objects.filter(pk=other.pk).update(
+        created_at=dt.datetime(2025, 3, 1, 23, 30, tzinfo=dt.UTC)
+    )
+    client.force_login(lab)
+    rows = list(csv.DictReader(io.StringIO(_body(client.get("/api/inventory.csv")))))
+    assert {r["unit"]: r["expires_at"] for r in rows} == {
+        unit.code: "2027-01-10T09:00:00+00:00",
+        other.code: "2026-03-01T23:30:00+00:00",
+    }
+    # A bulk export: the same number of queries for 2 units as for 7.
+    with django_assert_max_num_queries(1):
+        assert len(list(inventory_rows())) == 2
+    make_units(actor=lab, count=5, stored=True)
+    with django_assert_max_num_queries(1):
+        assert len(list(inventory_rows())) == 7
 
 
 def test_admin_reports_page_exports_and_shows_errors(client: Any, small: Any) -> None:
