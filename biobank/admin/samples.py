@@ -43,10 +43,10 @@ from .steps import (
     ConfirmForm,
     PlausibleDateFieldListFilter,
     ReadOnlyAdminMixin,
+    ServiceForm,
+    ServiceFormAdminMixin,
     catalogue_actions,
     catalogue_step,
-    check_with_service,
-    form_for_actor,
     make_action,
 )
 from .trial import BaseAdmin
@@ -79,34 +79,23 @@ class ReadOnlyItemAdmin(BaseAdmin):
 # --- aspirates -----------------------------------------------------------------------------
 
 
-class CollectForm(forms.ModelForm):
+class CollectForm(ServiceForm):
     class Meta:
         model = Aspirate
         fields = ["visit", "volume_ml", "anticoagulant", "collected_at", "collected_by"]
 
-    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.actor = actor
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if not self.errors:  # the service's own rules (a visit with an aspiration, once)
-            check_with_service(self, lambda: _collect(self.actor, dict(data)))
-        return data
-
-
-def _collect(actor: Any, data: dict[str, Any]) -> Aspirate:
-    visit = data.pop("visit")
-    return action_run(
-        action=action_get("aspirate", "collect"),
-        item=None,
-        actor=actor,
-        data={**data, "participant": visit.participant.code, "visit": visit.visit_type.code},
-    )
+    def create(self, data: dict[str, Any]) -> Aspirate:
+        visit = data.pop("visit")
+        return action_run(
+            action=action_get("aspirate", "collect"),
+            item=None,
+            actor=self.actor,
+            data={**data, "participant": visit.participant.code, "visit": visit.visit_type.code},
+        )
 
 
 @admin.register(Aspirate)
-class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
+class AspirateAdmin(ServiceFormAdminMixin, LabelPreviewMixin, ReadOnlyItemAdmin):
     list_display = ["code", "participant", "visit", "site", "status", "collected_at", "volume_ml"]
     list_filter = [
         "status",
@@ -126,7 +115,7 @@ class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
         if obj is not None:
             return super().get_form(request, obj, **kwargs)
         kwargs.update(form=CollectForm, fields=CollectForm.Meta.fields)
-        return form_for_actor(super().get_form(request, obj, **kwargs), request.user)
+        return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
@@ -139,9 +128,6 @@ class AspirateAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # The add form needs change rights on an unsaved object; saved ones stay read-only.
         return obj is None and super(ReadOnlyItemAdmin, self).has_change_permission(request, obj)
-
-    def save_model(self, request: HttpRequest, obj: Aspirate, form: Any, change: bool) -> None:
-        obj.__dict__.update(_collect(request.user, dict(form.cleaned_data)).__dict__)
 
 
 # --- processing ----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -29,17 +28,10 @@ from biobank.selectors.shipments import (
 from biobank.services.actions import action_get, action_permitted, action_run
 from biobank.services.lifecycle import allowed_actions
 
-from .steps import NoDeleteAdminMixin, check_with_service, form_for_actor, step_form
+from .steps import NoDeleteAdminMixin, ServiceForm, ServiceFormAdminMixin, step_form
 
 
-def _create(actor: Any, data: dict[str, Any]) -> Shipment:
-    """The catalogue's step "create" of a shipment, from the add form (sites as their codes)."""
-    sites = {name: data[name].code for name in ("from_site", "to_site")}
-    step = action_get("shipment", "create")
-    return action_run(action=step, item=None, actor=actor, data={**data, **sites})
-
-
-class ShipmentForm(forms.ModelForm):
+class ShipmentForm(ServiceForm):
     class Meta:
         model = Shipment
         fields = [
@@ -53,18 +45,17 @@ class ShipmentForm(forms.ModelForm):
             "tracking_ref",
         ]
 
-    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.actor = actor
         if "label" in self.fields:
             self.fields["label"].required = False
             self.fields["label"].help_text = "Leave empty for 'FROM → TO'."
 
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.instance.pk is None and not self.errors:
-            check_with_service(self, lambda: _create(self.actor, data))
-        return data
+    def create(self, data: dict[str, Any]) -> Shipment:
+        """The catalogue's step "create" of a shipment (sites as their codes)."""
+        sites = {name: data[name].code for name in ("from_site", "to_site")}
+        step = action_get("shipment", "create")
+        return action_run(action=step, item=None, actor=self.actor, data={**data, **sites})
 
 
 # name → the message the step's result gives; the step itself (form, permission, service) is
@@ -103,7 +94,7 @@ def _logger_message(result: Any) -> str:
 
 
 @admin.register(Shipment)
-class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
+class ShipmentAdmin(ServiceFormAdminMixin, NoDeleteAdminMixin, admin.ModelAdmin):
     form = ShipmentForm
     list_display = [
         "code",
@@ -135,13 +126,6 @@ class ShipmentAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False if obj is not None else super().has_change_permission(request, obj)
-
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
-        return form_for_actor(super().get_form(request, obj, **kwargs), request.user)
-
-    def save_model(self, request: HttpRequest, obj: Shipment, form: Any, change: bool) -> None:
-        created = _create(request.user, form.cleaned_data)
-        obj.__dict__.update(created.__dict__)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:

@@ -305,14 +305,50 @@ class _DryRun(Exception):
     """Raised to roll back a trial run of a service inside form validation."""
 
 
+class ServiceForm(forms.ModelForm):
+    """An admin add form whose record a service makes (``create``). ``clean`` runs the service
+    in a dry run (rolled back), so its own refusals show as form errors; the admin saves an
+    add through it (``ServiceFormAdminMixin``)."""
+
+    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actor = actor
+
+    def create(self, data: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance.pk is None and not self.errors:
+            check_with_service(self, lambda: self.create(dict(data)))
+        return data
+
+
 def form_for_actor(base: Any, actor: Any) -> Any:
-    """An admin form class whose instances know who is acting (for ``check_with_service``)."""
+    """A ``ServiceForm`` class whose instances know who is acting (other forms as they are)."""
+    if not (isinstance(base, type) and issubclass(base, ServiceForm)):
+        return base
 
     class Bound(base):  # type: ignore[valid-type, misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, actor=actor, **kwargs)
 
     return Bound
+
+
+class ServiceFormAdminMixin:
+    """A model admin whose add form is a ``ServiceForm``: the form knows the actor, an add is
+    saved by the service, an edit is a plain save with its history reason."""
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        return form_for_actor(super().get_form(request, obj, **kwargs), request.user)  # type: ignore[misc]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            obj._change_reason = "edited in admin"
+            super().save_model(request, obj, form, change)  # type: ignore[misc]
+            return
+        obj.__dict__.update(form.create(dict(form.cleaned_data)).__dict__)
 
 
 def check_with_service(form: forms.Form, call: Callable[[], Any]) -> None:

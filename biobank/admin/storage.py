@@ -36,7 +36,8 @@ from .steps import (
     PlausibleDateFieldListFilter,
     PlausibleDateHierarchyMixin,
     ReadOnlyAdminMixin,
-    check_with_service,
+    ServiceForm,
+    ServiceFormAdminMixin,
 )
 from .trial import BaseAdmin
 
@@ -53,39 +54,18 @@ class BoxTypeAdmin(BaseAdmin):
         return []
 
 
-class StorageUnitForm(forms.ModelForm):
+class StorageUnitForm(ServiceForm):
     class Meta:
         model = StorageUnit
         fields = ["site", "name", "kind", "min_temperature_c", "max_temperature_c", "active"]
 
-    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.actor = actor
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.instance.pk is None and not self.errors:
-            check_with_service(
-                self, lambda: storage_unit_create(actor=self.actor, **_su_args(data))
-            )
-        return data
-
-
-def _su_args(data: dict[str, Any]) -> dict[str, Any]:
-    keys = ["site", "name", "kind", "min_temperature_c", "max_temperature_c"]
-    return {k: data[k] for k in keys}
-
-
-def _form_with_actor(form_class: type[forms.ModelForm], actor: Any) -> type[forms.ModelForm]:
-    class Bound(form_class):  # type: ignore[valid-type, misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, actor=actor, **kwargs)
-
-    return Bound
+    def create(self, data: dict[str, Any]) -> StorageUnit:
+        keys = ["site", "name", "kind", "min_temperature_c", "max_temperature_c"]
+        return storage_unit_create(actor=self.actor, **{k: data[k] for k in keys})
 
 
 @admin.register(StorageUnit)
-class StorageUnitAdmin(LabelPreviewMixin, BaseAdmin):
+class StorageUnitAdmin(ServiceFormAdminMixin, LabelPreviewMixin, BaseAdmin):
     form = StorageUnitForm
     list_display = ["code", "name", "site", "kind", "temperature_range", "active"]
     list_filter = ["site", "kind", "active"]
@@ -98,20 +78,8 @@ class StorageUnitAdmin(LabelPreviewMixin, BaseAdmin):
     def temperature_range(self, obj: StorageUnit) -> str:
         return f"{obj.min_temperature_c} … {obj.max_temperature_c} °C"
 
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, **kwargs)
-        return _form_with_actor(form, request.user)
-
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return ["code", "label_preview", "site"] if obj is not None else []
-
-    def save_model(self, request: HttpRequest, obj: StorageUnit, form: Any, change: bool) -> None:
-        if change:
-            obj._change_reason = "edited in admin"
-            super().save_model(request, obj, form, change)
-            return
-        created = storage_unit_create(actor=request.user, **_su_args(form.cleaned_data))
-        obj.__dict__.update(created.__dict__)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
@@ -147,28 +115,20 @@ class StorageUnitAdmin(LabelPreviewMixin, BaseAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-class ContainerForm(forms.ModelForm):
+class ContainerForm(ServiceForm):
     class Meta:
         model = Container
         fields = ["name", "kind", "storage_unit", "parent", "box_type", "active"]
 
-    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.actor = actor
         if "storage_unit" in self.fields:
             self.fields["storage_unit"].required = False
             self.fields["storage_unit"].help_text = "Or leave empty and choose a parent."
 
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.instance.pk is None and not self.errors:
-            check_with_service(self, lambda: container_create(actor=self.actor, **_ct_args(data)))
-        return data
-
-
-def _ct_args(data: dict[str, Any]) -> dict[str, Any]:
-    keys = ["name", "kind", "storage_unit", "parent", "box_type"]
-    return {k: data.get(k) for k in keys}
+    def create(self, data: dict[str, Any]) -> Container:
+        keys = ["name", "kind", "storage_unit", "parent", "box_type"]
+        return container_create(actor=self.actor, **{k: data.get(k) for k in keys})
 
 
 class PlaceForm(forms.Form):
@@ -182,7 +142,7 @@ class PlaceForm(forms.Form):
 
 
 @admin.register(Container)
-class ContainerAdmin(LabelPreviewMixin, BaseAdmin):
+class ContainerAdmin(ServiceFormAdminMixin, LabelPreviewMixin, BaseAdmin):
     form = ContainerForm
     list_display = ["code", "name", "kind", "path", "box_type", "active"]
     list_filter = ["kind", "storage_unit", "box_type", "active"]
@@ -190,10 +150,6 @@ class ContainerAdmin(LabelPreviewMixin, BaseAdmin):
     list_select_related = ["box_type"]
     change_form_template = "admin/biobank/container/change_form.html"
     actions = [print_labels]
-
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, **kwargs)
-        return _form_with_actor(form, request.user)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
@@ -203,14 +159,6 @@ class ContainerAdmin(LabelPreviewMixin, BaseAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         readonly = ["code", "label_preview", "name", "kind", "path", "box_type"]
         return readonly if obj is not None else []
-
-    def save_model(self, request: HttpRequest, obj: Container, form: Any, change: bool) -> None:
-        if change:
-            obj._change_reason = "edited in admin"
-            super().save_model(request, obj, form, change)
-            return
-        created = container_create(actor=request.user, **_ct_args(form.cleaned_data))
-        obj.__dict__.update(created.__dict__)
 
     def get_urls(self) -> list[Any]:
         return [
@@ -337,30 +285,18 @@ class PlacementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["unit", "container", "placed_by"]
 
 
-class TemperatureForm(forms.ModelForm):
+class TemperatureForm(ServiceForm):
     class Meta:
         model = TemperatureReading
         fields = ["storage_unit", "at", "temperature_c", "note"]
 
-    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.actor = actor
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if not self.errors:
-            check_with_service(
-                self, lambda: temperature_record(actor=self.actor, **_reading_args(data))
-            )
-        return data
-
-
-def _reading_args(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: data.get(k) for k in ["storage_unit", "at", "temperature_c", "note"]}
+    def create(self, data: dict[str, Any]) -> TemperatureReading:
+        keys = ["storage_unit", "at", "temperature_c", "note"]
+        return temperature_record(actor=self.actor, **{k: data.get(k) for k in keys})
 
 
 @admin.register(TemperatureReading)
-class TemperatureReadingAdmin(PlausibleDateHierarchyMixin, admin.ModelAdmin):
+class TemperatureReadingAdmin(ServiceFormAdminMixin, PlausibleDateHierarchyMixin, admin.ModelAdmin):
     form = TemperatureForm
     list_display = ["storage_unit", "at", "temperature_c", "range_flag", "source", "recorded_by"]
     list_filter = ["out_of_range", "storage_unit", "source"]
@@ -373,13 +309,6 @@ class TemperatureReadingAdmin(PlausibleDateHierarchyMixin, admin.ModelAdmin):
         if obj.out_of_range:
             return mark_safe('<strong style="color:#b00">OUT OF RANGE</strong>')
         return "ok"
-
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
-        return _form_with_actor(super().get_form(request, obj, **kwargs), request.user)
-
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        created = temperature_record(actor=request.user, **_reading_args(form.cleaned_data))
-        obj.__dict__.update(created.__dict__)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request, obj)

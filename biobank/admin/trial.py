@@ -24,7 +24,7 @@ from biobank.services.trial import participant_enroll
 
 from .doses import PREPARE_DOSE, RECORD_WEIGHT, UNBLIND
 from .printing import LabelPreviewMixin, print_labels
-from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin, check_with_service, form_for_actor
+from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
 
 
 class BaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
@@ -150,38 +150,27 @@ class RandomisationEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
 
 
-class ParticipantForm(forms.ModelForm):
-    """Asks the enrol service (in a dry run) so its refusals show as form errors."""
+class ParticipantForm(ServiceForm):
+    """Enrolment: the enrol service's refusals show as form errors."""
 
     class Meta:
         model = Participant
         fields = ["pseudonym", "study", "site", "arm", "enrolled_on", "weight_kg"]
 
-    def __init__(self, *args: Any, actor: Any = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.actor = actor
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.instance.pk is None and not self.errors:
-            check_with_service(self, lambda: _enrol(self.actor, data))
-        return data
-
-
-def _enrol(actor: Any, data: dict[str, Any]) -> Participant:
-    return participant_enroll(
-        study=data["study"],
-        site=data["site"],
-        pseudonym=data["pseudonym"],
-        enrolled_on=data["enrolled_on"],
-        arm=data.get("arm"),
-        weight_kg=data.get("weight_kg"),
-        actor=actor,
-    )
+    def create(self, data: dict[str, Any]) -> Participant:
+        return participant_enroll(
+            study=data["study"],
+            site=data["site"],
+            pseudonym=data["pseudonym"],
+            enrolled_on=data["enrolled_on"],
+            arm=data.get("arm"),
+            weight_kg=data.get("weight_kg"),
+            actor=self.actor,
+        )
 
 
 @admin.register(Participant)
-class ParticipantAdmin(LabelPreviewMixin, BaseAdmin):
+class ParticipantAdmin(ServiceFormAdminMixin, LabelPreviewMixin, BaseAdmin):
     form = ParticipantForm
     list_display = ["pseudonym", "code", "site", "enrolled_on", "arm"]
     list_filter = ["site", "study", "arm"]
@@ -203,16 +192,6 @@ class ParticipantAdmin(LabelPreviewMixin, BaseAdmin):
             return []
         # Identity and allocation never change after enrolment.
         return ["code", "label_preview", "pseudonym", "study", "site", "arm", "enrolled_on"]
-
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
-        return form_for_actor(super().get_form(request, obj, **kwargs), request.user)
-
-    def save_model(self, request: HttpRequest, obj: Participant, form: Any, change: bool) -> None:
-        if change:
-            obj._change_reason = "edited in admin"
-            super().save_model(request, obj, form, change)
-            return
-        obj.__dict__.update(_enrol(request.user, form.cleaned_data).__dict__)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
