@@ -351,3 +351,36 @@ def test_admin_reports_page_exports_and_shows_errors(client: Any, small: Any) ->
     rows = list(csv.DictReader(io.StringIO(_body(good))))
     assert len(rows) == CustodyEvent.objects.filter(action="store").count()
     assert ExportLog.objects.count() == 1
+
+
+def test_text_that_looks_like_a_formula_stays_text_in_csv_and_xlsx() -> None:
+    from biobank.reports.exports import csv_stream, xlsx_bytes
+
+    row = ['=HYPERLINK("http://x.example","open")', "@SUM(A1)", "-80.5", "+47 55", 12, None]
+    text = "".join(csv_stream(["a", "b", "c", "d", "e", "f"], [row]))
+    assert list(csv.reader(io.StringIO(text)))[1] == [
+        '\'=HYPERLINK("http://x.example","open")',
+        "'@SUM(A1)",
+        "-80.5",
+        "'+47 55",
+        "12",
+        "",
+    ]
+    sheet = load_workbook(io.BytesIO(xlsx_bytes([("s", ["a", "b", "c"], [row[:3]])])))["s"]
+    cells = next(sheet.iter_rows(min_row=2))
+    assert [(c.value, c.data_type) for c in cells] == [
+        ('=HYPERLINK("http://x.example","open")', "s"),
+        ("@SUM(A1)", "s"),
+        ("-80.5", "s"),
+    ]
+
+
+def test_a_reason_typed_as_a_formula_is_exported_as_text(client: Any, small: Any) -> None:
+    from biobank.services.units import unit_transition
+
+    unit = ProductUnit.objects.get(status="stored")
+    unit_transition(unit=unit, action="discard", actor=small, reason="=1+1 dropped on floor")
+    client.force_login(small)
+    rows = csv.DictReader(io.StringIO(_body(client.get("/api/exports/audit-trail.csv"))))
+    discard = [r for r in rows if r["item_code"] == unit.code and r["action"] == "discard"]
+    assert [r["reason"] for r in discard] == ["'=1+1 dropped on floor"]

@@ -5,10 +5,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 CSV_BATCH = 500  # rows per yielded chunk: fewer, larger writes without holding the export
+
+# A spreadsheet runs a cell that starts like this as a formula (CSV injection): text typed by
+# people (reasons, notes, locations) is written so it stays text. A number such as "-80.5"
+# is left as it is.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?(?:[eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell that a spreadsheet shows as text, never runs: a leading quote."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 class _Line:
@@ -24,7 +38,7 @@ def csv_stream(columns: list[str], rows: Iterable[list[Any]]) -> Iterator[str]:
     yield writer.writerow(columns)
     batch: list[str] = []
     for row in rows:
-        batch.append(writer.writerow(row))
+        batch.append(writer.writerow([csv_cell(value) for value in row]))
         if len(batch) >= CSV_BATCH:
             yield "".join(batch)
             batch = []
@@ -65,7 +79,18 @@ def xlsx_bytes(sheets: list[tuple[str, list[str], Iterable[list[Any]]]]) -> byte
         ws.freeze_panes = "A2"  # write-only sheets take this before the first row
         ws.append(header)
         for row in rows:
-            ws.append(row)
+            ws.append([_text_cell(ws, value) for value in row])
     buffer = io.BytesIO()
     wb.save(buffer)
     return buffer.getvalue()
+
+
+def _text_cell(ws: Any, value: Any) -> Any:
+    """A string as a text cell, kept exactly (openpyxl would make "=…" a formula)."""
+    if not isinstance(value, str):
+        return value
+    from openpyxl.cell import WriteOnlyCell
+
+    cell = WriteOnlyCell(ws, value=value)
+    cell.data_type = "s"
+    return cell
