@@ -21,9 +21,13 @@ LATEST_YEAR = 2200
 CODE = "date_out_of_range"
 
 
+def is_plausible_year(year: int) -> bool:
+    return EARLIEST_YEAR <= year <= LATEST_YEAR
+
+
 def is_plausible(value: dt.date) -> bool:
     """Whether a date or date-time (its year as written, whatever its zone) is in the bound."""
-    return EARLIEST_YEAR <= value.year <= LATEST_YEAR
+    return is_plausible_year(value.year)
 
 
 def out_of_range_message(name: str = "") -> str:

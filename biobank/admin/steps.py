@@ -26,10 +26,9 @@ from django.utils import timezone
 
 from biobank.errors import ServiceError
 from biobank.moments import (
-    EARLIEST_YEAR,
-    LATEST_YEAR,
     PlausibleFormField,
     is_plausible,
+    is_plausible_year,
     out_of_range_message,
 )
 from biobank.services.actions import Action, Input, action_get, action_run, actions_for
@@ -60,7 +59,7 @@ class _PlausibleChangeList(ChangeList):
         for year in (
             request.GET.getlist(f"{self.date_hierarchy}__year") if self.date_hierarchy else []
         ):
-            if year.isdigit() and not EARLIEST_YEAR <= int(year) <= LATEST_YEAR:
+            if year.isdigit() and not is_plausible_year(int(year)):
                 raise IncorrectLookupParameters(out_of_range_message(self.date_hierarchy))
         return super().get_filters(request)
 

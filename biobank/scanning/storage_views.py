@@ -77,9 +77,8 @@ class StorePage(BoxScanPage):
         except TransitionError as exc:
             if exc.code != "not_storable":
                 raise
-            unit.refresh_from_db(
-                fields=["status"]
-            )  # the status the service refused, not the scan's
+            # Name the status the service refused, not the one read at the scan.
+            unit.refresh_from_db(fields=["status"])
             return Feedback(
                 False,
                 _("%(code)s is %(status)s: it cannot be stored.")
