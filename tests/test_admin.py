@@ -94,6 +94,11 @@ def test_participant_page_shows_whole_chain(
     for u in participant.units.all():
         assert u.code in html
     assert "administer" in html  # the custody log
+    # The same custody-log table as every item page: steps in words, not identifiers.
+    log = html[html.index('<table class="custody-log">') :]
+    log = log[: log.index("</table>")]
+    assert "start processing" in log and "complete processing" in log
+    assert "start_processing" not in log
 
 
 def test_item_pages_show_custody_log_and_history(demo: None, admin_client_tech: Any) -> None:

@@ -162,3 +162,21 @@ def test_crossover_timeline_uses_blinded_wording_for_blinded_roles(client: Any, 
     page = client.get(f"/admin/biobank/participant/{dose.participant.pk}/change/")
     assert "M6: blinded dose planned" in page.content.decode()
     assert "Placebo" not in page.content.decode() and "MSC" not in page.content.decode()
+
+
+def test_logger_trace_alt_text_reads_the_plotted_readings_in_the_lab_time_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    from biobank.labels.shipping import Trace, trace_alt_text
+
+    times = [T0, T0 + dt.timedelta(hours=30)]  # 08:00 UTC is 09:00 in Oslo in January
+    temps = [Decimal("-80.5"), Decimal("-71.0")]
+    trace = Trace(times, temps, Decimal("-90"), Decimal("-60"), tz=ZoneInfo("Europe/Oslo"))
+    assert trace_alt_text(trace, excursion="") == (
+        "Temperature logger trace, 2 readings from 2026-01-01 09:00 to 2026-01-02 15:00; "
+        "lowest -80.5 °C, highest -71.0 °C; allowed range -90 … -60 °C. No excursion."
+    )
+    empty = Trace([], [], Decimal("2"), Decimal("8"))
+    assert trace_alt_text(empty, excursion="") == (
+        "Temperature logger trace: no readings; allowed range 2 … 8 °C."
+    )

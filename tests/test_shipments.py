@@ -252,32 +252,20 @@ def test_packing_refusal_messages_name_the_table_statuses(trial: Any, tech: Any)
     to_lab = make_shipment(tech, "UNN", "HUS", "ambient")
     cool = make_shipment(tech, "HUS", "STO", "cool")
 
-    assert _pack_message(dry, stored.code, tech) == (
-        "wrong_status",
-        f"{stored.code} is stored; a unit can be packed only when: frozen, released. "
-        "Take it out of storage first.",
-    )
-    assert _pack_message(dry, checked_out.code, tech) == (
-        "wrong_status",
-        f"{checked_out.code} is checked_out; a unit can be packed only when: frozen, released. "
-        "Take it out of storage first.",
-    )
-    assert _pack_message(dry, quarantined.code, tech) == (
-        "quarantined",
-        f"{quarantined.code} is quarantined: it cannot be shipped until QA lifts the quarantine.",
-    )
-    assert _pack_message(to_lab, accepted.code, tech) == (
-        "wrong_status",
-        f"{accepted.code} is accepted; an aspirate can be packed only when: collected.",
-    )
-    assert _pack_message(to_lab, held.code, tech) == (
-        "quarantined",
-        f"{held.code} is quarantined: it cannot be shipped until QA lifts the quarantine.",
-    )
-    assert _pack_message(cool, prepared.code, tech) == (
-        "wrong_status",
-        f"{prepared.code} is prepared; a dose can be packed only when: released, ready.",
-    )
+    stored_out = "; a unit can be packed only when: frozen, released. Take it out of storage first."
+    held_back = ": it cannot be shipped until QA lifts the quarantine."
+    can = "; {} can be packed only when: {}."
+    # (shipment, item, refusal code, message after the item's code)
+    expected = [
+        (dry, stored, "wrong_status", " is stored" + stored_out),
+        (dry, checked_out, "wrong_status", " is checked_out" + stored_out),
+        (dry, quarantined, "quarantined", " is quarantined" + held_back),
+        (to_lab, accepted, "wrong_status", " is accepted" + can.format("an aspirate", "collected")),
+        (to_lab, held, "quarantined", " is quarantined" + held_back),
+        (cool, prepared, "wrong_status", " is prepared" + can.format("a dose", "released, ready")),
+    ]  # fmt: skip
+    for shipment, item, code, message in expected:
+        assert _pack_message(shipment, item.code, tech) == (code, item.code + message)
     assert not ShipmentItem.objects.exists()
 
 

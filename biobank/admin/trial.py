@@ -25,6 +25,7 @@ from biobank.services.trial import participant_enroll
 from .doses import PREPARE_DOSE, RECORD_WEIGHT, UNBLIND
 from .printing import LabelPreviewMixin, print_labels
 from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin, ServiceForm, ServiceFormAdminMixin
+from .widgets import events_table
 
 
 class BaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
@@ -199,7 +200,9 @@ class ParticipantAdmin(ServiceFormAdminMixin, LabelPreviewMixin, BaseAdmin):
         extra_context = extra_context or {}
         participant = self.get_object(request, object_id)
         if participant is not None:
-            extra_context["chain"] = participant_chain(participant=participant, user=request.user)
+            chain = participant_chain(participant=participant, user=request.user)
+            extra_context["chain"] = chain
+            extra_context["custody_log"] = events_table(chain.events)
         return super().change_view(request, object_id, form_url, extra_context)
 
 

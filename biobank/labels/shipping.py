@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import escape
@@ -108,17 +109,21 @@ def render_manifest_pdf(
     return buffer.getvalue()
 
 
-def render_trace_svg(
-    *,
-    times: Sequence[dt.datetime],
-    temperatures: Sequence[Decimal],
-    low: Decimal,
-    high: Decimal,
-    title: str,
-    tz: dt.tzinfo | None = None,
-) -> bytes:
+@dataclass(frozen=True)
+class Trace:
+    """A temperature logger's readings against the shipment's allowed range, shown in ``tz``."""
+
+    times: Sequence[dt.datetime]
+    temperatures: Sequence[Decimal]
+    low: Decimal
+    high: Decimal
+    tz: dt.tzinfo | None = None
+
+
+def render_trace_svg(trace: Trace, *, title: str) -> bytes:
     """The logger trace as an SVG line chart with the allowed range shaded (matplotlib, Agg:
     no display needed). Returns the SVG bytes; the page gives it alt text."""
+    times, temperatures, low, high = trace.times, trace.temperatures, trace.low, trace.high
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,7 +143,7 @@ def render_trace_svg(
             )
         ax.set_ylabel("°C")
         ax.set_title(title, fontsize=10)
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%d.%m %H:%M", tz=tz))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%d.%m %H:%M", tz=trace.tz))
         ax.grid(True, linewidth=0.3)
         ax.legend(loc="best", fontsize=7)
         fig.autofmt_xdate()
@@ -150,21 +155,18 @@ def render_trace_svg(
         plt.close(fig)
 
 
-def trace_alt_text(
-    *,
-    readings: int,
-    first: dt.datetime,
-    last: dt.datetime,
-    min_c: Decimal,
-    max_c: Decimal,
-    low: Decimal,
-    high: Decimal,
-    excursion: str,
-) -> str:
-    """What the chart shows, in words (for screen readers and the printed page)."""
+def trace_alt_text(trace: Trace, *, excursion: str) -> str:
+    """What the chart of the same trace shows, in words and in its time zone (for screen
+    readers and the printed page)."""
+    allowed = f"allowed range {trace.low} … {trace.high} °C."
+    if not trace.times:
+        return f"Temperature logger trace: no readings; {allowed}"
+    first, last = (
+        t.astimezone(trace.tz) if trace.tz else t for t in (trace.times[0], trace.times[-1])
+    )
     text = (
-        f"Temperature logger trace, {readings} readings from {first:%Y-%m-%d %H:%M} to "
-        f"{last:%Y-%m-%d %H:%M}; lowest {min_c} °C, highest {max_c} °C; allowed range "
-        f"{low} … {high} °C."
+        f"Temperature logger trace, {len(trace.times)} readings from {first:%Y-%m-%d %H:%M} to "
+        f"{last:%Y-%m-%d %H:%M}; lowest {min(trace.temperatures)} °C, highest "
+        f"{max(trace.temperatures)} °C; {allowed}"
     )
     return text + (f" Excursion: {excursion}." if excursion else " No excursion.")

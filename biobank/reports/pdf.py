@@ -113,6 +113,38 @@ def _kv(pairs: list[tuple[str, Any]], st: dict[str, ParagraphStyle]) -> Table:
     return table
 
 
+UNIT_COLUMNS = [
+    ("code", "Unit"),
+    ("processing", "Processing"),
+    ("container_type", "Type"),
+    ("cell_number", "Cells"),
+    ("volume_ml", "mL"),
+    ("freezing_run", "Freezing run"),
+    ("status", "Status"),
+    ("status_reason", "Reason"),
+]
+PLACEMENT_COLUMNS = [
+    ("unit", "Unit"),
+    ("storage_unit", "Storage unit"),
+    ("path", "Location"),
+    ("container", "Box"),
+    ("position", "Pos."),
+    ("placed_at", "Placed"),
+    ("checked_out_at", "Checked out"),
+    ("ended_at", "Ended"),
+    ("end_reason", "Reason"),
+]
+CHECK_COLUMNS = [
+    ("dose", "Dose"),
+    ("stage", "Stage"),
+    ("checked_at", "At"),
+    ("dose_scan", "Dose scan"),
+    ("participant_scan", "Participant scan"),
+    ("matched", "Match"),
+    ("message", "Message"),
+]
+
+
 # The tables under each processing in the report, by key: their columns.
 PROCESSING_TABLES = {
     "passages": [
@@ -225,41 +257,12 @@ def report_pdf(report: dict[str, Any]) -> bytes:
                 story.append(_table(pr[key], columns, st))
     if "units" in content:
         story.append(Paragraph("Units and storage history", st["h1"]))
-        story.append(
-            _table(
-                content["units"],
-                [
-                    ("code", "Unit"),
-                    ("processing", "Processing"),
-                    ("container_type", "Type"),
-                    ("cell_number", "Cells"),
-                    ("volume_ml", "mL"),
-                    ("freezing_run", "Freezing run"),
-                    ("status", "Status"),
-                    ("status_reason", "Reason"),
-                ],
-                st,
-            )
-        )
         places = [{"unit": u["code"], **p} for u in content["units"] for p in u["storage_history"]]
-        story.append(Spacer(1, 2 * mm))
-        story.append(
-            _table(
-                places,
-                [
-                    ("unit", "Unit"),
-                    ("storage_unit", "Storage unit"),
-                    ("path", "Location"),
-                    ("container", "Box"),
-                    ("position", "Pos."),
-                    ("placed_at", "Placed"),
-                    ("checked_out_at", "Checked out"),
-                    ("ended_at", "Ended"),
-                    ("end_reason", "Reason"),
-                ],
-                st,
-            )
-        )
+        story += [
+            _table(content["units"], UNIT_COLUMNS, st),
+            Spacer(1, 2 * mm),
+            _table(places, PLACEMENT_COLUMNS, st),
+        ]
     story.append(Paragraph("Doses and identity checks", st["h1"]))
     dose_cols = [
         ("code", "Dose"),
@@ -282,22 +285,7 @@ def report_pdf(report: dict[str, Any]) -> bytes:
         ]
     story.append(_table(content["doses"], dose_cols, st))
     checks = [{"dose": d["code"], **c} for d in content["doses"] for c in d["identity_checks"]]
-    story.append(Spacer(1, 2 * mm))
-    story.append(
-        _table(
-            checks,
-            [
-                ("dose", "Dose"),
-                ("stage", "Stage"),
-                ("checked_at", "At"),
-                ("dose_scan", "Dose scan"),
-                ("participant_scan", "Participant scan"),
-                ("matched", "Match"),
-                ("message", "Message"),
-            ],
-            st,
-        )
-    )
+    story += [Spacer(1, 2 * mm), _table(checks, CHECK_COLUMNS, st)]
     story.append(Paragraph("Signatures", st["h1"]))
     story.append(
         _table(

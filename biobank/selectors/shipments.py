@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from biobank.identifiers import Kind
 from biobank.labels import get_template, render
@@ -166,9 +167,7 @@ def shipper_label(shipment: Shipment, fmt: str) -> bytes:
 
 def trace_chart(shipment: Shipment) -> tuple[bytes, str] | None:
     """(SVG, alt text) of the latest logger file, or None."""
-    from zoneinfo import ZoneInfo
-
-    from biobank.labels.shipping import trace_alt_text
+    from biobank.labels.shipping import Trace, trace_alt_text
 
     files = logger_files(shipment=shipment)
     if not files:
@@ -176,22 +175,9 @@ def trace_chart(shipment: Shipment) -> tuple[bytes, str] | None:
     logger = files[-1]
     readings = parse_logger_csv(logger.content, default_tz=settings.TIME_ZONE)
     low, high = shipment.temperature_range
-    svg = render_trace_svg(
-        times=[r.at for r in readings],
-        temperatures=[r.temperature_c for r in readings],
-        low=low,
-        high=high,
-        title=f"{shipment.code} logger {shipment.logger_serial or logger.filename}",
-        tz=ZoneInfo(settings.TIME_ZONE),
-    )
-    alt = trace_alt_text(
-        readings=logger.readings,
-        first=logger.first_at,
-        last=logger.last_at,
-        min_c=logger.min_c,
-        max_c=logger.max_c,
-        low=low,
-        high=high,
-        excursion=logger.excursion.get("text", ""),
-    )
+    times, temperatures = [r.at for r in readings], [r.temperature_c for r in readings]
+    trace = Trace(times, temperatures, low, high, tz=timezone.get_default_timezone())
+    title = f"{shipment.code} logger {shipment.logger_serial or logger.filename}"
+    svg = render_trace_svg(trace, title=title)
+    alt = trace_alt_text(trace, excursion=logger.excursion.get("text", ""))
     return svg, alt

@@ -46,6 +46,7 @@ from .shipments import (
     line_save,
     manifest_line,
     scan_read,
+    shipment_begin,
     shipment_lock,
     status_require,
 )
@@ -74,11 +75,10 @@ def shipment_receive_scan(
     note: str = "",
 ) -> ScanOutcome:
     """Scan one arriving item against the manifest: on it (arrived), or extra."""
-    require_perm(actor, "biobank.receive_shipment", "receive shipments")
-    shipment = shipment_lock(shipment)
-    status_require(
+    shipment = shipment_begin(
         shipment,
         "receive_scan",
+        actor=actor,
         code="not_in_transit",
         why="; receipt scans are for a shipment in transit (a missing item found later is "
         "received with 'found').",
@@ -393,11 +393,10 @@ def shipment_logger_upload(
 ) -> LoggerUpload:
     """Attach the logger's CSV; an excursion quarantines every received item at once (and any
     item received later), with the file and the excursion as evidence."""
-    require_perm(actor, "biobank.receive_shipment", "upload logger files")
-    shipment = shipment_lock(shipment)
-    status_require(
+    shipment = shipment_begin(
         shipment,
         "logger",
+        actor=actor,
         code="not_shipped",
         why="; a logger file is uploaded at receipt.",
     )

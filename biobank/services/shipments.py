@@ -83,6 +83,19 @@ def status_require(shipment: Shipment, action: str, *, code: str, why: str) -> N
         )
 
 
+def shipment_begin(
+    shipment: Shipment, action: str, *, actor: AbstractBaseUser, code: str, why: str
+) -> Shipment:
+    """How a manifest or receipt step starts: the catalogue's permission for the step, the
+    locked row, then the table's check of the status it starts from."""
+    from .actions import action_get, action_require  # the catalogue is built on this module
+
+    action_require(action_get("shipment", action), actor)
+    shipment = shipment_lock(shipment)
+    status_require(shipment, action, code=code, why=why)
+    return shipment
+
+
 def item_step(
     shipment: Shipment,
     line: ShipmentItem,
@@ -255,13 +268,8 @@ def pack_refusal(*, shipment: Shipment, kind: str, item: Item) -> PackRefused | 
 @transaction.atomic
 def shipment_pack(*, shipment: Shipment, scan: str, actor: AbstractBaseUser) -> ShipmentItem:
     """Scan one item into the shipment, or refuse it with the reason."""
-    require_perm(actor, "biobank.pack_shipment", "pack shipments")
-    shipment = shipment_lock(shipment)
-    status_require(
-        shipment,
-        "pack",
-        code="manifest_locked",
-        why=": its manifest is locked.",
+    shipment = shipment_begin(
+        shipment, "pack", actor=actor, code="manifest_locked", why=": its manifest is locked."
     )
     # The item row lock serialises two packers scanning the same item at once; the partial
     # unique constraint is the backstop.
@@ -314,9 +322,9 @@ def line_save(line: ShipmentItem, actor: AbstractBaseUser, reason: str) -> None:
 @transaction.atomic
 def shipment_unpack(*, shipment: Shipment, scan: str, actor: AbstractBaseUser) -> ShipmentItem:
     """Take an item out again before sealing."""
-    require_perm(actor, "biobank.pack_shipment", "pack shipments")
-    shipment = shipment_lock(shipment)
-    status_require(shipment, "unpack", code="manifest_locked", why=": its manifest is locked.")
+    shipment = shipment_begin(
+        shipment, "unpack", actor=actor, code="manifest_locked", why=": its manifest is locked."
+    )
     line = manifest_line(shipment, scan, (S.PACKED,))
     line.state, line.active = S.REMOVED, False
     line_save(line, actor, "taken out before sealing")

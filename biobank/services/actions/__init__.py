@@ -46,6 +46,14 @@ def action_permitted(action: Action, actor: Any) -> bool:
     return bool(actor and actor.is_authenticated and actor.has_perm(action.permission))
 
 
+def action_require(action: Action, actor: Any) -> None:
+    """Refuse a role the catalogue does not let take the step (403 naming the step)."""
+    if not action_permitted(action, actor):
+        raise Forbidden(
+            f"Your role may not {action.label.lower()}.", code="permission_denied", field=None
+        )
+
+
 def _resolved(inputs: tuple[Input, ...], data: dict[str, Any], actor: Any, at: str) -> dict:
     """Scanned IDs in the input become items, read through the viewer's visibility policy,
     one query per kind however long the list; a refusal names the field (``container``,
@@ -93,10 +101,7 @@ def action_run(*, action: Action, item: Any, actor: AbstractBaseUser, data: dict
     Not atomic itself: each service is, and a refusal that records evidence (an identity
     mismatch) must keep that record.
     """
-    if not action_permitted(action, actor):
-        raise Forbidden(
-            f"Your role may not {action.label.lower()}.", code="permission_denied", field=None
-        )
+    action_require(action, actor)
     if action.on_item and item is None:
         raise ServiceError(f"{action.label}: which item?", code="required", field="code")
     return action.run(item, actor, _resolved(action.inputs, data, actor, ""))
