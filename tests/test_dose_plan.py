@@ -3,11 +3,13 @@ definition, and which units a dose draws on."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from biobank.errors import ServiceError
 from biobank.models import Dose, ProductUnit, Study
@@ -100,6 +102,19 @@ def test_weight_is_who_when_and_not_in_the_future(roles: dict[str, Any]) -> None
             visit=visit, weight_kg=Decimal("70"), actor=roles[CLINICIAN], measured_at=past(hours=-1)
         )
     assert info.value.code == "future_time"
+    # Nor before the participant was enrolled (a weight from another time, or a typo in the year).
+    enrolled = visit.participant.enrolled_on
+    before = timezone.make_aware(
+        dt.datetime(enrolled.year, enrolled.month, enrolled.day) - dt.timedelta(minutes=1)
+    )
+    with pytest.raises(ServiceError) as info:
+        visit_weight_record(
+            visit=visit, weight_kg=Decimal("70"), actor=roles[CLINICIAN], measured_at=before
+        )
+    assert (info.value.code, info.value.field) == ("time_order", "measured_at")
+    assert f"enrolled ({enrolled:%Y-%m-%d})" in info.value.message
+    visit.refresh_from_db()
+    assert visit.weight_kg is None
     visit_weight_record(visit=visit, weight_kg=Decimal("70.04"), actor=roles[CLINICIAN])
     visit.refresh_from_db()
     assert visit.weight_kg == Decimal("70.0") and visit.weight_recorded_by == roles[CLINICIAN]

@@ -14,12 +14,14 @@ from biobank.errors import ServiceError
 from biobank.models import Dose, Study
 from biobank.services.doses import (
     UnitCount,
+    dose_cancel,
     dose_deviation_sign,
     dose_make_ready,
     dose_prepare,
     dose_release,
 )
 from biobank.services.roles import CLINICIAN, LAB, QA
+from biobank.services.units import UnitSpec, unit_discard, units_create
 
 from .factories import (
     PASSWORD,
@@ -154,6 +156,96 @@ def test_documented_deviation_lets_an_out_of_window_dose_through(roles: dict[str
     assert not any("deviation" in (r or "") for r in reasons)
 
 
+def test_a_signed_deviation_never_lifts_the_trial_maximum(roles: dict[str, Any]) -> None:
+    lab = roles[LAB]
+    participant = make_participant(actor=lab, arm="A")
+    product = make_fresh_product(actor=lab, participant=participant)
+    visit = participant.visits.get(visit_type__code="BASELINE")
+    record_weight(visit=visit, actor=lab, weight_kg=Decimal("120"))  # window 90–100×10⁶
+    dose = dose_prepare(visit=visit, actor=lab, processing=product)
+    dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
+    dose_deviation_sign(
+        dose=dose, actor=roles[QA], password=PASSWORD, reason="PI accepts more cells, see note"
+    )
+    with pytest.raises(ServiceError) as info:
+        dose_make_ready(
+            dose=dose,
+            actor=lab,
+            post_thaw_cell_count=100_000_001,
+            post_thaw_viability_pct=Decimal("100"),
+        )
+    assert (info.value.code, info.value.field) == ("dose_above_maximum", "post_thaw_cell_count")
+    assert "100,000,001" in info.value.message and "100,000,000" in info.value.message
+    dose.refresh_from_db()
+    assert (dose.status, dose.viable_cells) == ("released", None)
+    # Below the window is what a deviation is for.
+    dose_make_ready(
+        dose=dose, actor=lab, post_thaw_cell_count=60_000_000, post_thaw_viability_pct=Decimal(100)
+    )
+    dose.refresh_from_db()
+    assert (dose.status, dose.viable_cells) == ("ready", 60_000_000)
+
+
+def test_cells_filled_into_units_are_not_dosed_fresh_as_well(roles: dict[str, Any]) -> None:
+    lab = roles[LAB]
+    participant = make_participant(actor=lab, arm="A")
+    product = make_fresh_product(actor=lab, participant=participant)  # 120×10⁶ harvested
+    units_create(
+        processing=product, specs=[UnitSpec("cryobag", 80_000_000, Decimal("20"))], actor=lab
+    )
+    # A second fill may take only what is left: 40×10⁶.
+    with pytest.raises(ServiceError) as info:
+        units_create(
+            processing=product, specs=[UnitSpec("cryobag", 40_000_001, Decimal("20"))], actor=lab
+        )
+    assert (info.value.code, info.value.field) == ("exceeds_harvest", "cell_number")
+    assert "40.0×10⁶ (40,000,000) left of the 120.0×10⁶" in info.value.message
+    assert product.units.count() == 1
+    visit = participant.visits.get(visit_type__code="BASELINE")
+    record_weight(visit=visit, actor=lab)  # 45 kg: 40.5–49.5×10⁶
+    dose = dose_prepare(visit=visit, actor=lab, processing=product)
+    dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
+    dose_deviation_sign(
+        dose=dose, actor=roles[QA], password=PASSWORD, reason="PI accepts the rest of the cells"
+    )
+    with pytest.raises(ServiceError) as info:
+        dose_make_ready(
+            dose=dose,
+            actor=lab,
+            post_thaw_cell_count=45_000_000,
+            post_thaw_viability_pct=Decimal("100"),
+        )
+    assert (info.value.code, info.value.field) == ("count_exceeds_product", "post_thaw_cell_count")
+    assert "45.0×10⁶ cells is more than the 40.0×10⁶ (40,000,000) left" in info.value.message
+    dose.refresh_from_db()
+    assert dose.status == "released"
+    dose_make_ready(
+        dose=dose, actor=lab, post_thaw_cell_count=40_000_000, post_thaw_viability_pct=Decimal(100)
+    )
+    # Now every harvested cell is taken: no unit can be filled.
+    with pytest.raises(ServiceError) as info:
+        units_create(processing=product, specs=[UnitSpec("cryovial", 1, Decimal("1"))], actor=lab)
+    assert info.value.code == "exceeds_harvest"
+
+
+def test_a_unit_of_a_live_dose_is_settled_only_by_cancelling_the_dose(
+    roles: dict[str, Any],
+) -> None:
+    lab = roles[LAB]
+    dose = make_dose(actor=lab, arm="B")  # ready: its two units thawed
+    thawed = dose.units.order_by("code").first()
+    with pytest.raises(ServiceError) as info:
+        unit_discard(unit=thawed, actor=lab, reason="bag dropped on the floor")
+    assert (info.value.code, info.value.field) == ("reserved_for_dose", "unit")
+    assert dose.code in info.value.message
+    thawed.refresh_from_db()
+    dose.refresh_from_db()
+    assert (thawed.status, dose.status) == ("thawed", "ready")
+    dose_cancel(dose=dose, actor=lab, reason="bag dropped on the floor")
+    assert set(dose.units.values_list("status", flat=True)) == {"discarded"}
+    assert not dose.dose_units.filter(active=True).exists()
+
+
 # --- fresh product and saline ----------------------------------------------------------------
 
 
@@ -234,7 +326,8 @@ def test_steps_are_never_dated_before_the_previous_step(roles: dict[str, Any]) -
         dose_make_ready(
             dose=dose, actor=roles[LAB], ready_at=signed - dt.timedelta(hours=1), saline_lot="L1"
         )
-    assert info.value.code == "time_order" and "release" in info.value.message
+    assert (info.value.code, info.value.field) == ("time_order", "ready_at")
+    assert "release" in info.value.message
     dose.refresh_from_db()
     assert dose.status == "released"
     ready = timezone.now()
@@ -253,6 +346,8 @@ def test_steps_are_never_dated_before_the_previous_step(roles: dict[str, Any]) -
     ):
         refused = dispatch(at)
         assert (refused.status_code, refused.json()["code"]) == (400, code)
+        if code == "future_time":  # the time given and the time now
+            assert "is in the future (now 20" in refused.json()["message"]
         dose.refresh_from_db()
         assert dose.status == "ready" and dose.dispatched_at is None
     response = dispatch(ready + dt.timedelta(seconds=1))

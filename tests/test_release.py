@@ -27,6 +27,7 @@ from biobank.services.doses import (
 )
 from biobank.services.qc_release import processing_qc_release
 from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
+from biobank.services.storage import unit_check_out
 from biobank.services.unblinding import participant_unblind
 from biobank.services.units import unit_transition
 
@@ -34,6 +35,7 @@ from .factories import (
     PASSWORD,
     api_as,
     make_dose,
+    make_fresh_product,
     make_participant,
     make_ready_in_window,
     make_released_product_units,
@@ -185,6 +187,84 @@ def test_unsigned_qc_release_blocks_unit_release(roles: dict[str, Any]) -> None:
     assert release.signature.signer == qa and release.signature.meaning == "qc_release"
     assert release.signature.meaning == "qc_release"
     unit_transition(unit=unit, action="release", actor=qa)
+
+
+def _qc(
+    processing: Any, actor: Any, test: str, result: str, passed: bool, value: Any = None
+) -> Any:
+    from biobank.services.processing import qc_result_record
+
+    return qc_result_record(
+        processing=processing, test=test, result=result, passed=passed, value=value, actor=actor
+    )
+
+
+def test_a_failed_qc_result_after_the_release_stops_the_product(roles: dict[str, Any]) -> None:
+    lab = roles[LAB]
+    dose = make_dose(actor=lab, arm="B", units=4)  # ready: two units thawed, two spares stored
+    product = dose.units.first().processing
+    spares = list(product.units.filter(status="stored").order_by("code"))
+    assert len(spares) == 2
+    _qc(product, lab, "sterility", "POSITIVE (day 14 culture)", passed=False)
+    dose.refresh_from_db()
+    # The dose is withdrawn in words a blinded clinician may read; its thawed units discarded.
+    assert (dose.status, dose.status_reason) == ("cancelled", "withdrawn by the cell lab")
+    assert set(dose.units.values_list("status", flat=True)) == {"discarded"}
+    held = dict(product.units.filter(status="quarantined").values_list("code", "status_reason"))
+    why = "QC after release: Sterility failed (POSITIVE (day 14 culture))"
+    assert held == {spares[0].code: why, spares[1].code: why}
+    # No new dose can draw on the product.
+    visit = dose.visit
+    with pytest.raises(ServiceError) as info:
+        dose_prepare(visit=visit, actor=lab)
+    assert info.value.code == "no_unit"
+    assert Dose.objects.filter(visit=visit).count() == 1
+
+
+def test_a_unit_out_of_storage_is_not_released_after_a_failed_qc_result(
+    roles: dict[str, Any],
+) -> None:
+    lab, qa = roles[LAB], roles[QA]
+    participant = make_participant(actor=lab, arm="B")
+    unit = make_released_product_units(actor=lab, participant=participant, count=1)[0]
+    unit_check_out(unit=unit, actor=lab)
+    _qc(unit.processing, lab, "endotoxin", "2.5 EU/mL", passed=False, value=Decimal("2.5"))
+    unit.refresh_from_db()
+    assert unit.status == "checked_out"  # a checked-out unit has no quarantine step
+    with pytest.raises(ServiceError) as info:
+        unit_transition(unit=unit, action="release", actor=qa)
+    assert (info.value.code, info.value.field) == ("qc_failed", "unit")
+    assert "Endotoxin failed (2.5 EU/mL)" in info.value.message
+    unit.refresh_from_db()
+    assert unit.status == "checked_out"
+
+
+def test_a_fresh_product_failing_qc_after_the_release_is_not_dosed(roles: dict[str, Any]) -> None:
+    lab = roles[LAB]
+    participant = make_participant(actor=lab, arm="A")
+    product = make_fresh_product(actor=lab, participant=participant)
+    _qc(product, lab, "viability", "61 %", passed=True, value=Decimal("61"))
+    visit = participant.visits.get(visit_type__code="BASELINE")
+    record_weight(visit=visit, actor=lab)
+    with pytest.raises(ServiceError) as info:
+        dose_prepare(visit=visit, actor=lab, processing=product)
+    assert (info.value.code, info.value.field) == ("qc_failed", "processing")
+    assert "viability 61 % is below 70 %" in info.value.message
+    assert not Dose.objects.filter(visit=visit).exists()
+
+
+@pytest.mark.parametrize(
+    "value,message",
+    [(None, "needs its value in %"), (Decimal("250"), "between 0 and 100 %, not 250 %")],
+)
+def test_a_viability_result_needs_a_percentage(
+    roles: dict[str, Any], value: Any, message: str
+) -> None:
+    processing = make_units(actor=roles[LAB], count=1)[0].processing
+    with pytest.raises(ServiceError) as info:
+        _qc(processing, roles[LAB], "viability", "55 %", passed=True, value=value)
+    assert info.value.field == "value" and message in info.value.message
+    assert not processing.qc_results.exists()
 
 
 def test_low_viability_after_thaw_is_refused(roles: dict[str, Any]) -> None:

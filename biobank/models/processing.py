@@ -93,6 +93,13 @@ class Processing(models.Model):
         hours = self.participant.study.fresh_shelf_life_hours
         return self.harvested_at + dt.timedelta(hours=hours)
 
+    def cells_taken(self) -> int:
+        """Cells already taken from the harvest: filled into units (whatever became of them), or
+        counted into a fresh dose made ready (a syringe cancelled later does not return them)."""
+        units = self.units.aggregate(n=models.Sum("cell_number"))["n"] or 0
+        fresh = self.fresh_doses.aggregate(n=models.Sum("post_thaw_cell_count"))["n"] or 0
+        return units + fresh
+
     def fresh_is_expired(self, at: dt.datetime) -> bool:
         expires = self.fresh_expires_at()
         return expires is None or at >= expires

@@ -28,7 +28,6 @@ from biobank.models import (
     Processing,
     ProcessingStatus,
     ProductUnit,
-    QcRelease,
     Treatment,
     Visit,
     millions,
@@ -36,6 +35,7 @@ from biobank.models import (
 
 from .audit import history_save
 from .lifecycle import TRANSITIONS, check_time
+from .qc_release import qc_standing_check
 from .signatures import require_perm
 from .units import unit_release_check
 
@@ -96,6 +96,15 @@ def visit_weight_record(
             field="weight_kg",
         )
     when = check_time(measured_at, field="measured_at")
+    enrolled = visit.participant.enrolled_on
+    if timezone.localdate(when) < enrolled:
+        raise ServiceError(
+            f"Measured on {timezone.localdate(when):%Y-%m-%d}, before "
+            f"{visit.participant.pseudonym} was enrolled ({enrolled:%Y-%m-%d}): the weight is "
+            "measured at the treatment visit.",
+            code="time_order",
+            field="measured_at",
+        )
     if visit.doses.active().exists():
         raise ConflictError(
             f"{visit} already has a dose planned from {visit.weight_kg} kg: cancel it first.",
@@ -295,12 +304,7 @@ def dose_fresh_check(*, processing: Processing, visit: Visit, at: dt.datetime) -
             code="not_fresh",
             field="processing",
         )
-    if not QcRelease.objects.filter(processing=processing).exists():
-        raise ServiceError(
-            f"{processing.code} cannot be dosed: its QC results are not signed off.",
-            code="qc_not_released",
-            field="processing",
-        )
+    qc_standing_check(processing, what=f"Fresh product {processing.code}", field="processing")
     expires = processing.fresh_expires_at()
     if processing.fresh_is_expired(at):
         when = f" at {timezone.localtime(expires):%Y-%m-%d %H:%M}" if expires else ""

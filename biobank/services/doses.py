@@ -260,7 +260,7 @@ def dose_make_ready(
     locked = _locked(dose)
     # Refused before anything is thawed (transition_apply checks again at the end).
     transition_check(kind="dose", action="make_ready", item=locked)
-    time_order_check(item=locked, kind="dose", action="make_ready", at=ready_at)
+    time_order_check(item=locked, kind="dose", action="make_ready", at=ready_at, field="ready_at")
     study = locked.participant.study
     expires_at = ready_at + study.dose_shelf_life
     changes: dict[str, object] = {"ready_at": ready_at, "expires_at": expires_at}
@@ -293,10 +293,14 @@ def dose_make_ready(
         count, pct = _figures(
             post_thaw_cell_count, post_thaw_viability_pct, product.code, "post_thaw_cell_count"
         )
-        if count > (product.harvest_cell_count or 0):
+        harvested = product.harvest_cell_count or 0
+        # Locked: two fresh doses, or a dose and a fill, must not take the same cells.
+        Processing.objects.select_for_update(of=("self",)).filter(pk=product.pk).exists()
+        left = harvested - product.cells_taken()
+        if count > left:
             raise ServiceError(
-                f"{millions(count)} cells is more than the "
-                f"{millions(product.harvest_cell_count or 0)} harvested in {product.code}.",
+                f"{millions(count)} cells is more than the {millions(left)} ({left:,}) left of "
+                f"the {millions(harvested)} harvested in {product.code}.",
                 code="count_exceeds_product",
                 field="post_thaw_cell_count",
             )
@@ -347,6 +351,16 @@ def dose_make_ready(
             f"{millions(locked.target_cells or 0)} for {locked.weight_kg} kg). Count again, "
             "change the units, or have QA sign a documented deviation.",
             code="dose_out_of_window",
+            field="post_thaw_cell_count",
+        )
+    cap = study.dose_max_cells
+    if viable > cap:
+        # The trial's maximum holds even under a signed deviation: a deviation widens the
+        # window, never the dose limit.
+        raise ServiceError(
+            f"{locked.code}: {millions(viable)} viable cells ({viable:,}) are above the trial's "
+            f"maximum dose of {millions(cap)} ({cap:,}), with or without a deviation.",
+            code="dose_above_maximum",
             field="post_thaw_cell_count",
         )
     changes.update(
@@ -521,7 +535,10 @@ def dose_cancel_apply(
     checks the permission) or a shipment that lost or quarantined it (``event``: where the
     custody event happened). The units are freed of the dose either way."""
     transition_apply(item=dose, action="cancel", actor=actor, at=at, reason=reason, **event)
-    for link in _dose_units(dose):
+    links = _dose_units(dose)
+    # Freed first: a unit reserved by an active dose takes no step of its own (unit_transition).
+    DoseUnit.objects.filter(dose=dose).update(active=False)
+    for link in links:
         step = _UNIT_ON_CANCEL.get(link.unit.status)
         if step is not None:
             action, why = step
@@ -532,5 +549,4 @@ def dose_cancel_apply(
                 at=at,
                 reason=why.format(dose=dose.code, reason=reason),
             )
-    DoseUnit.objects.filter(dose=dose).update(active=False)
     return dose

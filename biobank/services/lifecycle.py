@@ -154,7 +154,11 @@ def check_time(at: datetime | None, *, field: str = "at") -> datetime:
         raise ServiceError(f"{field} must include a time zone.", code="naive_datetime", field=field)
     moment_check(at, field=field)
     if at > now + FUTURE_TOLERANCE:
-        raise ServiceError(f"{field} cannot be in the future.", code="future_time", field=field)
+        raise ServiceError(
+            f"{field} {_when(at)} is in the future (now {_when(now)}).",
+            code="future_time",
+            field=field,
+        )
     return at
 
 
@@ -197,7 +201,12 @@ def _previous_step(item: Item, kind: str) -> tuple[str, datetime] | None:
 
 
 def _time_order_refusal(
-    item: Item, kind: str, action: str, at: datetime, qc_signed: dict[int, datetime]
+    item: Item,
+    kind: str,
+    action: str,
+    at: datetime,
+    qc_signed: dict[int, datetime],
+    field: str = "at",
 ) -> ServiceError | None:
     """What a step dated ``at`` would come before, if anything: the item's previous step, or
     the signature that allowed the step."""
@@ -217,14 +226,17 @@ def _time_order_refusal(
             return ServiceError(
                 f"{item.code}: {_words(action)} at {_when(at)} is before {what}.",
                 code="time_order",
-                field="at",
+                field=field,
             )
     return None
 
 
-def time_order_check(*, item: Item, kind: str, action: str, at: datetime) -> None:
-    """Refuse a step dated before the item's previous step or before the signature allowing it."""
-    refusal = _time_order_refusal(item, kind, action, at, _qc_signed_at([item], action))
+def time_order_check(
+    *, item: Item, kind: str, action: str, at: datetime, field: str = "at"
+) -> None:
+    """Refuse a step dated before the item's previous step or before the signature allowing it
+    (the refusal names ``field``, the input the time came from)."""
+    refusal = _time_order_refusal(item, kind, action, at, _qc_signed_at([item], action), field)
     if refusal is not None:
         raise refusal
 

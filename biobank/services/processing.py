@@ -5,20 +5,24 @@ from decimal import Decimal
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 
 from biobank.errors import ConflictError, ServiceError
 from biobank.identifiers import Kind
-from biobank.models import Aspirate, Passage, Processing, QcResult, QcTest
+from biobank.models import Aspirate, Dose, Passage, Processing, QcRelease, QcResult, QcTest
 
 from .audit import history_save
+from .doses import dose_cancel_apply
 from .identifiers import identifier_allocate
-from .lifecycle import check_time, event_record, transition_apply
+from .lifecycle import TRANSITIONS, check_time, event_record, transition_apply
+from .qc_release import qc_failures
+from .units import unit_transition
 
 
 def _check_viability(value: Decimal | float | str, field: str) -> Decimal:
     pct = Decimal(str(value))
     if not (Decimal(0) <= pct <= Decimal(100)):
-        raise ServiceError("Viability must be between 0 and 100 %.", field=field)
+        raise ServiceError(f"Viability must be between 0 and 100 %, not {pct} %.", field=field)
     return pct
 
 
@@ -141,6 +145,14 @@ def qc_result_record(
         )
     if not result.strip():
         raise ServiceError("The result as reported is required.", field="result")
+    if test == QcTest.VIABILITY:
+        if value is None:
+            raise ServiceError(
+                "A viability result needs its value in % (the release limit is checked on it).",
+                code="required",
+                field="value",
+            )
+        value = _check_viability(value, "value")
     processing = Processing.objects.select_for_update(of=("self",)).get(pk=processing.pk)
     if processing.status == "failed":
         raise ServiceError(
@@ -156,4 +168,27 @@ def qc_result_record(
         recorded_by=actor,
     )
     history_save(qc, actor=actor, reason=f"QC {test} recorded")
+    failures = qc_failures(processing)
+    if failures and QcRelease.objects.filter(processing=processing).exists():
+        _product_hold(processing, failures=failures, actor=actor, at=qc.tested_at)
     return qc
+
+
+def _product_hold(
+    processing: Processing, *, failures: list[str], actor: AbstractBaseUser, at: datetime
+) -> None:
+    """A result that fails the specification after the QC release stops the product until QA
+    decides: its active doses are withdrawn (in words that are the same for any dose, as a
+    blinded clinician may read them) and every unit that can be is quarantined."""
+    why = f"QC after release: {'; '.join(failures)}"
+    doses = (
+        Dose.objects.active()
+        .filter(Q(processing=processing) | Q(dose_units__unit__processing=processing))
+        .distinct()
+        .order_by("code")
+    )
+    for dose in doses:
+        dose_cancel_apply(dose=dose, actor=actor, reason="withdrawn by the cell lab")
+    held = processing.units.filter(status__in=TRANSITIONS["unit"]["quarantine"].sources)
+    for unit in held.order_by("code"):
+        unit_transition(unit=unit, action="quarantine", actor=actor, reason=why)

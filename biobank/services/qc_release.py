@@ -17,6 +17,7 @@ from biobank.models import (
     Processing,
     ProcessingStatus,
     QcRelease,
+    QcResult,
     QcTest,
     SignatureMeaning,
 )
@@ -34,28 +35,63 @@ REQUIRED_QC = [
 MIN_VIABILITY_PCT = Decimal("70")
 
 
+def _latest(processing: Processing) -> dict[str, QcResult]:
+    latest = {}
+    for qc in processing.qc_results.order_by("tested_at", "id"):
+        latest[qc.test] = qc
+    return latest
+
+
+def _spec_problems(processing: Processing, *, missing: bool) -> list[str]:
+    problems = []
+    latest = _latest(processing)
+    for test in REQUIRED_QC:
+        result = latest.get(test)
+        if result is None:
+            problems += [f"no {QcTest(test).label} result"] if missing else []
+        elif not result.passed:
+            problems.append(f"{QcTest(test).label} failed ({result.result})")
+    viability = latest.get(QcTest.VIABILITY)
+    if viability is not None and viability.passed:
+        if viability.value is None:
+            problems.append("viability has no value in %")
+        elif viability.value < MIN_VIABILITY_PCT:
+            shown = f"{viability.value.normalize():f}"  # 61.000 -> 61, 92.500 -> 92.5
+            problems.append(f"viability {shown} % is below {MIN_VIABILITY_PCT} %")
+    return problems
+
+
+def qc_failures(processing: Processing) -> list[str]:
+    """The required tests whose latest result fails the release specification: before the QC
+    release they stop the signature, after it they stop every use of the product."""
+    return _spec_problems(processing, missing=False)
+
+
 def qc_release_problems(processing: Processing) -> list[str]:
     """What stands between a product and its QC release (empty when it may be signed)."""
     problems = []
     if processing.status not in (ProcessingStatus.HARVESTED, ProcessingStatus.CRYOPRESERVED):
         problems.append(f"the product is {processing.get_status_display().lower()}")
-    latest = {}
-    for qc in processing.qc_results.order_by("tested_at", "id"):
-        latest[qc.test] = qc
-    for test in REQUIRED_QC:
-        result = latest.get(test)
-        if result is None:
-            problems.append(f"no {QcTest(test).label} result")
-        elif not result.passed:
-            problems.append(f"{QcTest(test).label} failed ({result.result})")
-    viability = latest.get(QcTest.VIABILITY)
-    if (
-        viability is not None
-        and viability.value is not None
-        and viability.value < MIN_VIABILITY_PCT
-    ):
-        problems.append(f"viability {viability.value} % is below {MIN_VIABILITY_PCT} %")
-    return problems
+    return problems + _spec_problems(processing, missing=True)
+
+
+def qc_standing_check(processing: Processing, *, what: str, field: str) -> None:
+    """Refuse to use ``what`` unless its product's QC release is signed and no result recorded
+    since fails the specification."""
+    if not QcRelease.objects.filter(processing=processing).exists():
+        raise ServiceError(
+            f"{what} cannot be used: the QC results of {processing.code} are not signed off.",
+            code="qc_not_released",
+            field=field,
+        )
+    failures = qc_failures(processing)
+    if failures:
+        raise ServiceError(
+            f"{what} cannot be used: {processing.code} was QC-released, but "
+            f"{'; '.join(failures)}. QA must decide on the product.",
+            code="qc_failed",
+            field=field,
+        )
 
 
 @transaction.atomic

@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
-from biobank.errors import ServiceError
+from biobank.errors import ConflictError, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import (
     DEFAULT_CRYOPROTECTANT,
@@ -17,8 +17,8 @@ from biobank.models import (
     Processing,
     ProcessingStatus,
     ProductUnit,
-    QcRelease,
     UnitStatus,
+    millions,
 )
 
 from .audit import event_record_bulk, history_save
@@ -30,11 +30,15 @@ from .lifecycle import (
     transition_apply,
     transitions_apply_bulk,
 )
+from .qc_release import qc_standing_check
 
 MAX_UNITS_PER_PROCESSING = 200
 # Steps that need a container or position go through services.storage instead.
 PLACEMENT_STEPS = frozenset({"store", "move", "check_out", "check_in", "unstore"})
 LEAVES_STORAGE = frozenset({"release", "discard"})
+# Steps the dose takes for the units it reserves (cancelling it settles them): a reserved unit
+# discarded or returned on its own would leave a ready dose without its cells.
+SETTLED_BY_DOSE = frozenset({"discard", "return_to_stock"})
 
 
 @dataclass(frozen=True)
@@ -75,15 +79,24 @@ def units_create(
             )
         if int(spec.cell_number) <= 0:
             raise ServiceError(
-                f"Unit {index + 1}: cell number must be above 0.", field="cell_number"
+                f"Unit {index + 1}: cell number must be above 0, not {spec.cell_number}.",
+                field="cell_number",
             )
         if not (Decimal(0) < Decimal(str(spec.volume_ml)) <= Decimal(1000)):
-            raise ServiceError(f"Unit {index + 1}: volume must be 0–1000 mL.", field="volume_ml")
+            raise ServiceError(
+                f"Unit {index + 1}: volume must be above 0 and at most 1000 mL, not "
+                f"{spec.volume_ml} mL.",
+                field="volume_ml",
+            )
         total += int(spec.cell_number)
-    if processing.harvest_cell_count and total > processing.harvest_cell_count:
+    harvested = processing.harvest_cell_count or 0
+    taken = processing.cells_taken()
+    if total > harvested - taken:
         raise ServiceError(
-            f"The units hold {total:,} cells, more than the {processing.harvest_cell_count:,} "
-            "harvested.",
+            f"The units hold {millions(total)} cells ({total:,}), more than the "
+            f"{millions(harvested - taken)} ({harvested - taken:,}) left of the "
+            f"{millions(harvested)} harvested in {processing.code} "
+            f"({millions(taken)} already in units or fresh doses).",
             code="exceeds_harvest",
             field="cell_number",
         )
@@ -215,6 +228,15 @@ def unit_transition(
     with transaction.atomic():
         if action == "release":
             unit_release_check(unit)
+        if action in SETTLED_BY_DOSE:
+            link = unit.dose_links.filter(active=True).select_related("dose").first()
+            if link is not None:
+                raise ConflictError(
+                    f"{unit.code} is reserved for dose {link.dose.code}: cancel the dose instead "
+                    "(its units are returned or discarded with it).",
+                    code="reserved_for_dose",
+                    field="unit",
+                )
         event = transition_apply(
             item=unit, action=action, actor=actor, reason=reason, at=at, location=location
         )
@@ -225,13 +247,8 @@ def unit_transition(
 
 
 def unit_release_check(unit: ProductUnit) -> None:
-    """A unit may leave the biobank only if its product's QC release is signed."""
-    if not QcRelease.objects.filter(processing_id=unit.processing_id).exists():
-        raise ServiceError(
-            f"{unit.code} cannot be released: the QC results of its product are not signed off.",
-            code="qc_not_released",
-            field="unit",
-        )
+    """A unit may leave the biobank only if its product's QC release is signed and stands."""
+    qc_standing_check(unit.processing, what=unit.code, field="unit")
 
 
 def unit_discard(*, unit: ProductUnit, actor: AbstractBaseUser, reason: str) -> ProductUnit:
