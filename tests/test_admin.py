@@ -20,8 +20,9 @@ from biobank.models import (
     ProductUnit,
     Visit,
 )
+from biobank.services.roles import ADMINISTRATOR, LAB
 
-from .factories import make_aspirate, make_dose, make_units, make_user, past
+from .factories import make_aspirate, make_dose, make_participant, make_units, make_user, past
 
 CHANGELISTS = [
     "study",
@@ -454,3 +455,31 @@ def test_dose_list_expiry_column_follows_the_doses_expiry_rule(
         cancelled.code: "–",
         given.code: "–",
     }
+
+
+def test_the_trial_definition_is_read_only_once_participants_are_enrolled(
+    roles: dict[str, Any], client: Any
+) -> None:
+    from biobank.models import ArmSchedule, Study
+
+    study = Study.objects.get()
+    client.force_login(roles[ADMINISTRATOR])
+    url = reverse("admin:biobank_study_change", args=[study.pk])
+    # Before any enrolment the administrator may still edit it.
+    assert client.get(url).status_code == 200
+    assert 'name="stored_shelf_life_days"' in client.get(url).content.decode()
+    make_participant(actor=roles[LAB])
+    page = client.get(url).content.decode()
+    assert "read-only: participants are enrolled" in page
+    assert 'name="stored_shelf_life_days"' not in page
+    data = {"code": study.code, "stored_shelf_life_days": "9999", "dose_max_cells": "900000000"}
+    assert client.post(url, data).status_code == 403
+    study.refresh_from_db()
+    assert (study.stored_shelf_life_days, study.dose_max_cells) != (9999, 900_000_000)
+    schedule = ArmSchedule.objects.order_by("pk").first()
+    change = reverse("admin:biobank_armschedule_change", args=[schedule.pk])
+    treatment = "msc" if schedule.treatment != "msc" else "placebo"
+    assert client.post(change, {"arm": schedule.arm_id, "treatment": treatment}).status_code == 403
+    schedule.refresh_from_db()
+    assert schedule.treatment != treatment
+    assert client.get(reverse("admin:biobank_visittype_add")).status_code == 403

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -32,10 +32,47 @@ class BaseAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
     """History button on every page; never a delete."""
 
 
+class TrialDefinitionAdmin(BaseAdmin):
+    """The trial's definition: read-only once its study has a participant (a changed shelf life
+    or dose limit would change what was already decided under the old one)."""
+
+    LOCKED = (
+        "The trial's definition is read-only: participants are enrolled and were treated under "
+        "it. A protocol amendment is loaded from seeds/ under change control."
+    )
+
+    def study_of(self, obj: Any) -> Study:
+        return obj.study
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        locked = any(study.definition_locked() for study in Study.objects.all())
+        return not locked and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and self.study_of(obj).definition_locked():
+            return False
+        return super().has_change_permission(request, obj)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        obj = self.get_object(request, object_id)
+        if obj is not None and self.study_of(obj).definition_locked():
+            messages.info(request, self.LOCKED)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
 @admin.register(Study)
-class StudyAdmin(BaseAdmin):
+class StudyAdmin(TrialDefinitionAdmin):
     list_display = ["code", "acronym", "sponsor"]
     search_fields = ["code", "acronym", "title"]
+
+    def study_of(self, obj: Any) -> Study:
+        return obj
 
 
 @admin.register(Site)
@@ -46,13 +83,13 @@ class SiteAdmin(BaseAdmin):
 
 
 @admin.register(VisitType)
-class VisitTypeAdmin(BaseAdmin):
+class VisitTypeAdmin(TrialDefinitionAdmin):
     list_display = ["code", "name", "month", "order", "has_aspiration", "has_treatment", "study"]
     list_filter = ["study"]
     search_fields = ["code", "name"]
 
 
-class AllocationOnlyAdmin(BaseAdmin):
+class AllocationOnlyAdmin(TrialDefinitionAdmin):
     """Arms and the crossover schedule are allocation data: the visibility policy shows them
     to unblinded roles only (they are not blinded-safe kinds)."""
 
@@ -68,6 +105,9 @@ class ArmAdmin(AllocationOnlyAdmin):
 class ArmScheduleAdmin(AllocationOnlyAdmin):
     list_display = ["arm", "visit_type", "treatment"]
     list_filter = ["arm", "treatment"]
+
+    def study_of(self, obj: Any) -> Study:
+        return obj.arm.study
 
 
 class RandomisationImportForm(forms.Form):

@@ -112,6 +112,11 @@ class Study(models.Model):
     def __str__(self) -> str:
         return f"{self.code} ({self.acronym})"
 
+    def definition_locked(self) -> bool:
+        """Once a participant is enrolled, the trial's definition (dose limits, shelf lives,
+        arms, schedule, visits) is what they are treated under: it no longer changes here."""
+        return self.participants.exists()
+
     def dose_plan(self, weight_kg: Decimal) -> DosePlan:
         """Target = cells/kg × weight, capped; the window never widens past the cap."""
         weight = Decimal(weight_kg)
