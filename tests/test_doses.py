@@ -156,75 +156,69 @@ def test_documented_deviation_lets_an_out_of_window_dose_through(roles: dict[str
     assert not any("deviation" in (r or "") for r in reasons)
 
 
+def _fresh_dose_with_deviation(
+    roles: dict[str, Any], product: Any, weight_kg: str = "45.0"
+) -> Dose:
+    """A released fresh dose of ``product`` with QA's signed deviation from its window."""
+    visit = product.participant.visits.get(visit_type__code="BASELINE")
+    record_weight(visit=visit, actor=roles[LAB], weight_kg=Decimal(weight_kg))
+    dose = dose_prepare(visit=visit, actor=roles[LAB], processing=product)
+    dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
+    reason = "PI accepts this count, protocol 7.3"
+    dose_deviation_sign(dose=dose, actor=roles[QA], password=PASSWORD, reason=reason)
+    return dose
+
+
+def _fresh_count(dose: Dose, actor: Any, cells: int) -> ServiceError | None:
+    """Make the fresh dose ready with ``cells`` at 100 %: the refusal, or None."""
+    try:
+        dose_make_ready(
+            dose=dose, actor=actor, post_thaw_cell_count=cells, post_thaw_viability_pct=Decimal(100)
+        )
+    except ServiceError as refused:
+        dose.refresh_from_db()
+        assert (dose.status, dose.viable_cells) == ("released", None)
+        return refused
+    return None
+
+
 def test_a_signed_deviation_never_lifts_the_trial_maximum(roles: dict[str, Any]) -> None:
     lab = roles[LAB]
-    participant = make_participant(actor=lab, arm="A")
-    product = make_fresh_product(actor=lab, participant=participant)
-    visit = participant.visits.get(visit_type__code="BASELINE")
-    record_weight(visit=visit, actor=lab, weight_kg=Decimal("120"))  # window 90–100×10⁶
-    dose = dose_prepare(visit=visit, actor=lab, processing=product)
-    dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
-    dose_deviation_sign(
-        dose=dose, actor=roles[QA], password=PASSWORD, reason="PI accepts more cells, see note"
-    )
-    with pytest.raises(ServiceError) as info:
-        dose_make_ready(
-            dose=dose,
-            actor=lab,
-            post_thaw_cell_count=100_000_001,
-            post_thaw_viability_pct=Decimal("100"),
-        )
-    assert (info.value.code, info.value.field) == ("dose_above_maximum", "post_thaw_cell_count")
-    assert "100,000,001" in info.value.message and "100,000,000" in info.value.message
-    dose.refresh_from_db()
-    assert (dose.status, dose.viable_cells) == ("released", None)
+    product = make_fresh_product(actor=lab, participant=make_participant(actor=lab, arm="A"))
+    dose = _fresh_dose_with_deviation(roles, product, "120")  # window 90–100×10⁶
+    refused = _fresh_count(dose, lab, 100_000_001)
+    assert refused is not None
+    assert (refused.code, refused.field) == ("dose_above_maximum", "post_thaw_cell_count")
+    assert "100,000,001" in refused.message and "100,000,000" in refused.message
     # Below the window is what a deviation is for.
-    dose_make_ready(
-        dose=dose, actor=lab, post_thaw_cell_count=60_000_000, post_thaw_viability_pct=Decimal(100)
-    )
+    assert _fresh_count(dose, lab, 60_000_000) is None
     dose.refresh_from_db()
     assert (dose.status, dose.viable_cells) == ("ready", 60_000_000)
 
 
 def test_cells_filled_into_units_are_not_dosed_fresh_as_well(roles: dict[str, Any]) -> None:
     lab = roles[LAB]
-    participant = make_participant(actor=lab, arm="A")
-    product = make_fresh_product(actor=lab, participant=participant)  # 120×10⁶ harvested
-    units_create(
-        processing=product, specs=[UnitSpec("cryobag", 80_000_000, Decimal("20"))], actor=lab
-    )
+    product = make_fresh_product(actor=lab, participant=make_participant(actor=lab, arm="A"))
+
+    def fill(cells: int) -> None:
+        units_create(processing=product, specs=[UnitSpec("cryobag", cells, Decimal(20))], actor=lab)
+
+    fill(80_000_000)  # of the 120×10⁶ harvested
     # A second fill may take only what is left: 40×10⁶.
     with pytest.raises(ServiceError) as info:
-        units_create(
-            processing=product, specs=[UnitSpec("cryobag", 40_000_001, Decimal("20"))], actor=lab
-        )
+        fill(40_000_001)
     assert (info.value.code, info.value.field) == ("exceeds_harvest", "cell_number")
     assert "40.0×10⁶ (40,000,000) left of the 120.0×10⁶" in info.value.message
     assert product.units.count() == 1
-    visit = participant.visits.get(visit_type__code="BASELINE")
-    record_weight(visit=visit, actor=lab)  # 45 kg: 40.5–49.5×10⁶
-    dose = dose_prepare(visit=visit, actor=lab, processing=product)
-    dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
-    dose_deviation_sign(
-        dose=dose, actor=roles[QA], password=PASSWORD, reason="PI accepts the rest of the cells"
-    )
-    with pytest.raises(ServiceError) as info:
-        dose_make_ready(
-            dose=dose,
-            actor=lab,
-            post_thaw_cell_count=45_000_000,
-            post_thaw_viability_pct=Decimal("100"),
-        )
-    assert (info.value.code, info.value.field) == ("count_exceeds_product", "post_thaw_cell_count")
-    assert "45.0×10⁶ cells is more than the 40.0×10⁶ (40,000,000) left" in info.value.message
-    dose.refresh_from_db()
-    assert dose.status == "released"
-    dose_make_ready(
-        dose=dose, actor=lab, post_thaw_cell_count=40_000_000, post_thaw_viability_pct=Decimal(100)
-    )
+    dose = _fresh_dose_with_deviation(roles, product)  # 45 kg: 40.5–49.5×10⁶
+    refused = _fresh_count(dose, lab, 45_000_000)
+    assert refused is not None
+    assert (refused.code, refused.field) == ("count_exceeds_product", "post_thaw_cell_count")
+    assert "45.0×10⁶ cells is more than the 40.0×10⁶ (40,000,000) left" in refused.message
+    assert _fresh_count(dose, lab, 40_000_000) is None
     # Now every harvested cell is taken: no unit can be filled.
     with pytest.raises(ServiceError) as info:
-        units_create(processing=product, specs=[UnitSpec("cryovial", 1, Decimal("1"))], actor=lab)
+        fill(1)
     assert info.value.code == "exceeds_harvest"
 
 

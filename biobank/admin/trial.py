@@ -45,8 +45,10 @@ class TrialDefinitionAdmin(BaseAdmin):
         return obj.study
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        locked = any(study.definition_locked() for study in Study.objects.all())
-        return not locked and super().has_add_permission(request)
+        # Asked for every model in the admin's menus: once per request, not per menu entry.
+        if not hasattr(request, "trial_definition_locked"):
+            request.trial_definition_locked = Study.any_definition_locked()  # type: ignore[attr-defined]
+        return not request.trial_definition_locked and super().has_add_permission(request)  # type: ignore[attr-defined]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is not None and self.study_of(obj).definition_locked():

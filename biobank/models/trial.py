@@ -117,6 +117,11 @@ class Study(models.Model):
         arms, schedule, visits) is what they are treated under: it no longer changes here."""
         return self.participants.exists()
 
+    @classmethod
+    def any_definition_locked(cls) -> bool:
+        """Whether any study's definition is locked (one query)."""
+        return cls.objects.filter(participants__isnull=False).exists()
+
     def dose_plan(self, weight_kg: Decimal) -> DosePlan:
         """Target = cells/kg × weight, capped; the window never widens past the cap."""
         weight = Decimal(weight_kg)
