@@ -173,14 +173,20 @@ def make_units(
 
 
 def make_storage_unit(
-    *, actor: Any, name: str | None = None, site_code: str = "HUS"
+    *,
+    actor: Any,
+    name: str | None = None,
+    site_code: str = "HUS",
+    kind: str = "ln2_tank",
+    range_c: tuple[str, str] = ("-196", "-150"),
 ) -> StorageUnit:
+    """An LN2 tank unless told otherwise (kind, and its range in °C as text)."""
     return storage_unit_create(
         site=Site.objects.get(code=site_code),
-        name=name or f"LN2 tank {next(_counter)}",
-        kind="ln2_tank",
-        min_temperature_c=Decimal("-196"),
-        max_temperature_c=Decimal("-150"),
+        name=name or f"{kind} {next(_counter)}",
+        kind=kind,
+        min_temperature_c=Decimal(range_c[0]),
+        max_temperature_c=Decimal(range_c[1]),
         actor=actor,
     )
 

@@ -174,6 +174,34 @@ def test_packing_refuses_each_ineligible_item(trial: Any, tech: Any) -> None:
     assert refused.value.code == "manifest_locked"
 
 
+def test_a_unit_travels_only_in_an_ln2_dry_shipper(trial: Any, tech: Any) -> None:
+    unit, _ = make_unit_for_trondheim(tech)  # released, out of storage: packable
+    for kind, shown in [
+        ("dry_ice", "Dry ice (≤ −60 °C)"),
+        ("cool", "Refrigerated (2–8 °C)"),
+        ("ambient", "Ambient (15–25 °C)"),
+    ]:
+        shipment = make_shipment(tech, "HUS", "STO", kind)
+        with pytest.raises(ServiceError) as refused:
+            shipment_pack(shipment=shipment, scan=unit.code, actor=tech)
+        assert (refused.value.code, refused.value.field) == ("wrong_shipment_kind", "scan")
+        assert refused.value.message == (
+            f"A unit cannot travel in {shown}; allowed: LN2 dry shipper (≤ −150 °C), because a "
+            "cryopreserved unit must stay at ≤ −150 °C (vapour-phase LN2) all the way."
+        )
+        assert not ShipmentItem.objects.filter(shipment=shipment).exists()
+        assert Shipment.objects.get(pk=shipment.pk).status == "planned"
+    # Through the API: a conflict, with the same reason.
+    dry_ice = make_shipment(tech, "HUS", "STO", "dry_ice")
+    response = api_as(tech).post(
+        f"/api/shipments/{dry_ice.code}/pack/", {"scan": unit.code}, format="json"
+    )
+    assert (response.status_code, response.json()["code"]) == (409, "wrong_shipment_kind")
+    assert not ShipmentItem.objects.filter(unit=unit).exists()
+    dry_shipper = make_shipment(tech, "HUS", "STO", "dry_shipper")
+    assert shipment_pack(shipment=dry_shipper, scan=unit.code, actor=tech).unit == unit
+
+
 def test_unpacking_an_item_not_on_the_manifest_is_not_found(trial: Any, tech: Any) -> None:
     packed, other = sto_units(tech, 2)
     shipment = make_shipment(tech, "HUS", "STO", "dry_shipper")
