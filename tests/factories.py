@@ -450,6 +450,17 @@ def logger_csv(start: dt.datetime, temps: list[str], *, minutes: int = 10) -> by
     return ("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
+def logger_clean(shipment: Any, actor: Any) -> Any:
+    """Upload a logger trace that stayed within the shipment kind's range: a shipment that
+    carries a logger is received only after its file."""
+    from biobank.services.shipment_receipt import shipment_logger_upload
+
+    low, high = shipment.temperature_range
+    middle = str((low + high) / 2)
+    data = logger_csv(past(hours=3), [middle, middle, middle])
+    return shipment_logger_upload(shipment=shipment, data=data, filename="clean.csv", actor=actor)
+
+
 def custody_steps(code: str) -> list[tuple[str, str | None, str]]:
     """An item's custody log as (action, site code, shipment code), in time order."""
     from biobank.models import CustodyEvent

@@ -40,6 +40,7 @@ from .factories import (
     accept_intact,
     api_as,
     custody_steps,
+    logger_clean,
     logger_csv,
     make_aspirate,
     make_box,
@@ -90,6 +91,7 @@ def test_aspirate_from_tromso_to_the_bergen_cell_lab(trial: Any, tech: Any) -> N
     shipment_ship(shipment=shipment, actor=tech, at=past(days=29, hours=23))
     assert shipment.status == "in_transit"
     shipment_receive_scan(shipment=shipment, scan=aspirate.code, actor=tech)
+    logger_clean(shipment, tech)  # it carries logger LOG-1: its file before the receipt
     receipt = shipment_receive(shipment=shipment, actor=tech, at=past(days=29, hours=22))
     assert (receipt.received, receipt.missing, receipt.extra) == ([aspirate.code], [], [])
     shipment.refresh_from_db()
@@ -337,11 +339,15 @@ def _shipment_in(status: str, tech: Any) -> Shipment:
         lambda: shipment_pack(shipment=shipment, scan=unit.code, actor=tech),
         lambda: shipment_seal(shipment=shipment, actor=tech, password=PASSWORD),
         lambda: shipment_ship(shipment=shipment, actor=tech),
-        lambda: shipment_receive(shipment=shipment, actor=tech),  # nothing scanned: missing
+        lambda: (  # nothing scanned: missing
+            logger_clean(shipment, tech),
+            shipment_receive(shipment=shipment, actor=tech),
+        ),
     ]
     if status == "received":
         steps[-1] = lambda: (
             shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech),
+            logger_clean(shipment, tech),
             shipment_receive(shipment=shipment, actor=tech),
         )
         status = "partially_received"
@@ -431,9 +437,8 @@ def test_api_walks_a_dry_shipper_with_an_excursion(roles: dict[str, Any]) -> Non
 
     scanned = api.post(url + "receive-scan/", {"scan": unit.code}, format="json")
     assert scanned.json()["scan"]["extra"] is False
-    received = api.post(url + "receive/", {}, format="json")
-    assert received.json()["receipt"]["received"] == [unit.code]
-    assert received.json()["status"] == "received"
+    early = api.post(url + "receive/", {}, format="json")
+    assert (early.status_code, early.json()["code"]) == (400, "logger_required")
 
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -444,7 +449,11 @@ def test_api_walks_a_dry_shipper_with_an_excursion(roles: dict[str, Any]) -> Non
         format="multipart",
     )
     assert uploaded.status_code == 200, uploaded.content
-    assert uploaded.json()["logger"]["quarantined"] == [unit.code]
+    assert uploaded.json()["logger"]["quarantined"] == []  # nothing received yet
+    received = api.post(url + "receive/", {}, format="json")
+    assert received.json()["receipt"]["received"] == [unit.code]
+    assert received.json()["receipt"]["quarantined"] == [unit.code]
+    assert received.json()["status"] == "received"
     assert ProductUnit.objects.get(pk=unit.pk).status == "quarantined"
 
     chart = api.get(url + "chart/")
@@ -551,7 +560,10 @@ def test_admin_pack_and_receive_pages(trial: Any, tech: Any, admin_client_tech: 
     page = admin_client_tech.get(base + "receive/")
     assert b"Scan an arriving item" in page.content
     admin_client_tech.post(base + "step/receive_scan/", {"scan": unit.code})
-    admin_client_tech.post(base + "step/receive/", {})
+    # A dry shipper carries a logger: the receipt waits for its file.
+    response = admin_client_tech.post(base + "step/receive/", {}, follow=True)
+    assert b"Refused" in response.content
+    assert b"upload its logger file before closing the receipt" in response.content
     upload = logger_csv(past(hours=2), ["-180", "-140", "-181"])
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -559,6 +571,8 @@ def test_admin_pack_and_receive_pages(trial: Any, tech: Any, admin_client_tech: 
         base + "step/logger/", {"file": SimpleUploadedFile("t.csv", upload)}, follow=True
     )
     assert b"EXCURSION" in response.content
+    response = admin_client_tech.post(base + "step/receive/", {}, follow=True)
+    assert f"quarantined: {unit.code}.".encode() in response.content
     page = admin_client_tech.get(base + "change/")
     assert page.status_code == 200
     assert b'alt="Temperature logger trace, 3 readings' in page.content
