@@ -173,14 +173,20 @@ def make_units(
 
 
 def make_storage_unit(
-    *, actor: Any, name: str | None = None, site_code: str = "HUS"
+    *,
+    actor: Any,
+    name: str | None = None,
+    site_code: str = "HUS",
+    kind: str = "ln2_tank",
+    range_c: tuple[str, str] = ("-196", "-150"),
 ) -> StorageUnit:
+    """An LN2 tank unless told otherwise (kind, and its range in °C as text)."""
     return storage_unit_create(
         site=Site.objects.get(code=site_code),
-        name=name or f"LN2 tank {next(_counter)}",
-        kind="ln2_tank",
-        min_temperature_c=Decimal("-196"),
-        max_temperature_c=Decimal("-150"),
+        name=name or f"{kind} {next(_counter)}",
+        kind=kind,
+        min_temperature_c=Decimal(range_c[0]),
+        max_temperature_c=Decimal(range_c[1]),
         actor=actor,
     )
 
@@ -442,6 +448,17 @@ def logger_csv(start: dt.datetime, temps: list[str], *, minutes: int = 10) -> by
         at = (start + dt.timedelta(minutes=i * minutes)).astimezone(dt.UTC)
         lines.append(f"{at:%d.%m.%Y %H:%M:%S}Z;{t}".replace("Z;", "+00:00;"))
     return ("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def logger_clean(shipment: Any, actor: Any) -> Any:
+    """Upload a logger trace that stayed within the shipment kind's range: a shipment that
+    carries a logger is received only after its file."""
+    from biobank.services.shipment_receipt import shipment_logger_upload
+
+    low, high = shipment.temperature_range
+    middle = str((low + high) / 2)
+    data = logger_csv(past(hours=3), [middle, middle, middle])
+    return shipment_logger_upload(shipment=shipment, data=data, filename="clean.csv", actor=actor)
 
 
 def custody_steps(code: str) -> list[tuple[str, str | None, str]]:

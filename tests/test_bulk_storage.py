@@ -20,7 +20,15 @@ from biobank.services.roles import LAB, roles_sync
 from biobank.services.storage import MoveItem, StoreItem, unit_place, units_move, units_store
 from biobank.services.units import UnitSpec, freezing_run_record, units_create
 
-from .factories import make_box, make_processing, make_units, make_user, past, run_at_once
+from .factories import (
+    make_box,
+    make_processing,
+    make_storage_unit,
+    make_units,
+    make_user,
+    past,
+    run_at_once,
+)
 
 ROWS = "ABCDEFGH"
 # Store/move/import N units: lock, read the box, status UPDATE, history and event inserts,
@@ -225,6 +233,59 @@ def test_bulk_move_refuses_a_taken_slot_and_writes_nothing(trial: Any, tech: Any
         (units[2].pk, "A3"),
     ]
     assert not CustodyEvent.objects.filter(action="move").exists()
+
+
+def test_bulk_store_and_move_refuse_a_warm_box_and_write_nothing(trial: Any, tech: Any) -> None:
+    freezer = make_storage_unit(actor=tech, name="−80", kind="freezer_80", range_c=("-90", "-70"))
+    warm_box = make_box(actor=tech, storage_unit=freezer)
+    units = make_units(actor=tech, count=3)
+    with pytest.raises(ServiceError) as caught:
+        units_store(container=warm_box, items=[StoreItem(u) for u in units], actor=tech)
+    assert (caught.value.code, caught.value.field, caught.value.index) == (
+        "too_warm",
+        "container",
+        0,
+    )
+    assert not Placement.objects.exists()
+    assert set(ProductUnit.objects.values_list("status", flat=True)) == {"frozen"}
+    box = make_box(actor=tech)
+    units_store(container=box, items=[StoreItem(u) for u in units], actor=tech)
+    with pytest.raises(ServiceError) as caught:
+        # The second of the list goes to the freezer: refused, and the first does not move.
+        units_move(items=[MoveItem(units[0], box, "B1"), MoveItem(units[1], warm_box)], actor=tech)
+    assert (caught.value.code, caught.value.index) == ("too_warm", 1)
+    assert caught.value.message == (
+        f"{warm_box.code} is in −80 ({freezer.code}), kept at -90.0 … -70.0 °C; a cryopreserved "
+        "unit must be stored at ≤ -150 °C (vapour-phase LN2)."
+    )
+    assert list(Placement.objects.open().order_by("position").values_list("unit", "position")) == [
+        (units[0].pk, "A1"),
+        (units[1].pk, "A2"),
+        (units[2].pk, "A3"),
+    ]
+    assert not CustodyEvent.objects.filter(action="move").exists()
+
+
+def test_bulk_store_api_refuses_a_fridge_box_naming_the_row(trial: Any, tech: Any) -> None:
+    roles_sync()
+    tech.groups.add(Group.objects.get(name=LAB))
+    fridge = make_storage_unit(actor=tech, name="Fridge", kind="fridge", range_c=("2", "8"))
+    fridge_box = make_box(actor=tech, storage_unit=fridge)
+    units = make_units(actor=tech, count=2)
+    client = APIClient()
+    client.force_authenticate(tech)
+    body = {"placements": [{"unit": units[0].code, "position": "A1"}, {"unit": units[1].code}]}
+    response = client.post(f"/api/containers/{fridge_box.code}/store/", body, format="json")
+    assert response.status_code == 400, response.content
+    data = response.json()
+    assert data["code"] == "too_warm"
+    assert data["message"] == (
+        f"{units[0].code} (placements.0): {fridge_box.code} is in Fridge ({fridge.code}), kept "
+        "at 2.0 … 8.0 °C; a cryopreserved unit must be stored at ≤ -150 °C (vapour-phase LN2)."
+    )
+    assert list(data["fields"]) == ["placements.0.container"]
+    assert not Placement.objects.exists()
+    assert set(ProductUnit.objects.values_list("status", flat=True)) == {"frozen"}
 
 
 @pytest.mark.parametrize("count", [8, 96])

@@ -14,7 +14,7 @@ from biobank.rack_csv import parse_rack_csv
 from biobank.services.racks import rack_scan_apply, rack_scan_compare, rack_scan_plan
 from biobank.services.storage import unit_place
 
-from .factories import make_box, make_units
+from .factories import make_box, make_storage_unit, make_units
 
 ROWS = "ABCDEFGH"
 
@@ -125,6 +125,28 @@ def test_unknown_tube_blocks_apply(trial: Any, tech: Any) -> None:
         rack_scan_apply(box=box, read=parse_rack_csv(b"A1,UN9999999Z\n"), actor=tech)
     assert info.value.code == "bad_tubes" and "UN9999999Z" in info.value.message
     assert not Placement.objects.filter(container=box).exists()
+
+
+def test_rack_import_into_a_warm_box_is_refused_and_writes_nothing(trial: Any, tech: Any) -> None:
+    fridge = make_storage_unit(actor=tech, name="Fridge", kind="fridge", range_c=("2", "8"))
+    fridge_box = make_box(actor=tech, storage_unit=fridge, rows=8, columns=12)
+    box = make_box(actor=tech, rows=8, columns=12)
+    stored, frozen = make_units(actor=tech, count=2)
+    unit_place(unit=stored, container=box, position="A1", actor=tech)
+    csv = f"A1,{frozen.code}\nA2,{stored.code}\n".encode()
+    events = CustodyEvent.objects.count()
+    with pytest.raises(ServiceError) as info:
+        rack_scan_apply(box=fridge_box, read=parse_rack_csv(csv), actor=tech)
+    assert (info.value.code, info.value.field) == ("too_warm", "container")
+    assert info.value.message == (
+        f"{fridge_box.code} is in Fridge ({fridge.code}), kept at 2.0 … 8.0 °C; a cryopreserved "
+        "unit must be stored at ≤ -150 °C (vapour-phase LN2)."
+    )
+    assert not Placement.objects.filter(container=fridge_box).exists()
+    assert Placement.objects.open().get(unit=stored).container == box
+    frozen.refresh_from_db()
+    assert frozen.status == "frozen"
+    assert CustodyEvent.objects.count() == events
 
 
 def test_rack_import_page_preview_and_apply(rack: dict[str, Any], admin_client_tech: Any) -> None:

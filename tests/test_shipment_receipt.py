@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from biobank.errors import ServiceError
 from biobank.logger_csv import (
@@ -18,7 +19,7 @@ from biobank.logger_csv import (
     parse_logger_csv,
 )
 from biobank.models import CustodyEvent, DoseUnit, LoggerFile, Shipment, ShipmentItem
-from biobank.services.doses import UnitCount, dose_make_ready
+from biobank.services.doses import UnitCount, dose_administer, dose_dispatch, dose_make_ready
 from biobank.services.shipment_receipt import (
     shipment_item_find,
     shipment_item_write_off,
@@ -29,7 +30,9 @@ from biobank.services.shipment_receipt import (
 
 from .factories import (
     accept_intact,
+    api_as,
     custody_steps,
+    logger_clean,
     logger_csv,
     make_aspirate,
     make_participant,
@@ -60,6 +63,7 @@ def test_frozen_unit_bergen_to_trondheim_with_an_excursion_ends_quarantined(
     assert shipment.code in refused.value.message
 
     shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
+    logger_clean(shipment, tech)  # the receipt waits for a logger file: a first, clean one
     shipment_receive(shipment=shipment, actor=tech)
     start = past(hours=6)
     temps = ["−185,5"] * 6 + ["−140,2", "−120,0", "−138,4"] + ["−180,1"] * 3
@@ -67,7 +71,7 @@ def test_frozen_unit_bergen_to_trondheim_with_an_excursion_ends_quarantined(
         shipment=shipment, data=logger_csv(start, temps), filename="L-9.csv", actor=tech
     )
     assert upload.quarantined == [unit.code]
-    logger = LoggerFile.objects.get(shipment=shipment)
+    logger = LoggerFile.objects.get(shipment=shipment, filename="L-9.csv")
     assert logger.readings == 12
     assert logger.excursion["count"] == 1
     assert logger.excursion["total_minutes"] == 30.0  # 3 readings out, recovered 10 min later
@@ -112,7 +116,6 @@ def test_a_clean_trace_quarantines_nothing(trial: Any, tech: Any) -> None:
     unit, _ = make_unit_for_trondheim(tech)
     shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
     shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
-    shipment_receive(shipment=shipment, actor=tech)
     upload = shipment_logger_upload(
         shipment=shipment,
         data=logger_csv(past(hours=3), ["-185", "-150,0", "-190"]),
@@ -120,8 +123,145 @@ def test_a_clean_trace_quarantines_nothing(trial: Any, tech: Any) -> None:
         actor=tech,
     )
     assert (upload.quarantined, upload.logger_file.excursion) == ([], {})
+    assert shipment_receive(shipment=shipment, actor=tech).quarantined == []
     unit.refresh_from_db()
     assert unit.status == "released"
+
+
+# --- a shipment with a logger is received only with its file ---------------------------------
+
+
+def test_a_shipment_with_a_logger_is_not_received_before_its_file(trial: Any, tech: Any) -> None:
+    unit, _ = make_unit_for_trondheim(tech)
+    shipment = make_shipment(tech, "HUS", "STO", "dry_shipper", logger_serial="L-9")
+    ship_items(shipment, [unit.code], tech)
+    shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech)
+    events = CustodyEvent.objects.count()
+    with pytest.raises(ServiceError) as refused:
+        shipment_receive(shipment=shipment, actor=tech)
+    assert (refused.value.code, refused.value.field) == ("logger_required", "file")
+    assert refused.value.message == (
+        f"{shipment.code} (LN2 dry shipper (≤ −150 °C), range -196 … -150 °C) carries logger "
+        "L-9: upload its logger file before closing the receipt (0 files uploaded)."
+    )
+    shipment.refresh_from_db()
+    assert (shipment.status, shipment.received_at) == ("in_transit", None)
+    line = ShipmentItem.objects.get(shipment=shipment, item_code=unit.code)
+    assert (line.state, line.active) == ("arrived", True)
+    assert CustodyEvent.objects.count() == events
+    # Through the API: the same refusal, nothing written.
+    response = api_as(tech).post(f"/api/shipments/{shipment.code}/receive/", {}, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "logger_required")
+    assert response.json()["fields"] == {"file": [refused.value.message]}
+    assert Shipment.objects.get(pk=shipment.pk).status == "in_transit"
+    # With its file (clean): received.
+    shipment_logger_upload(
+        shipment=shipment,
+        data=logger_csv(past(hours=3), ["-185", "-190"]),
+        filename="L-9.csv",
+        actor=tech,
+    )
+    assert shipment_receive(shipment=shipment, actor=tech).received == [unit.code]
+    shipment.refresh_from_db()
+    assert shipment.status == "received"
+
+
+@pytest.mark.parametrize(
+    ("kind", "serial", "needs_file"),
+    [
+        ("cool", "", True),  # temperature-controlled: a logger travels with it
+        ("ambient", "L-3", True),  # it names a logger
+        ("ambient", "", False),  # no logger
+    ],
+)
+def test_which_shipments_wait_for_their_logger_file(
+    trial: Any, tech: Any, kind: str, serial: str, needs_file: bool
+) -> None:
+    aspirate = make_aspirate(actor=tech, participant=make_participant(actor=tech, site_code="UNN"))
+    shipment = make_shipment(tech, "UNN", "HUS", kind, logger_serial=serial)
+    ship_items(shipment, [aspirate.code], tech)
+    shipment_receive_scan(shipment=shipment, scan=aspirate.code, actor=tech)
+    if not needs_file:
+        assert shipment_receive(shipment=shipment, actor=tech).received == [aspirate.code]
+        return
+    with pytest.raises(ServiceError) as refused:
+        shipment_receive(shipment=shipment, actor=tech)
+    assert refused.value.code == "logger_required"
+    assert (f"logger {serial}:" if serial else "a data logger:") in refused.value.message
+    assert Shipment.objects.get(pk=shipment.pk).status == "in_transit"
+
+
+# --- an excursion found after use is never silent --------------------------------------------
+
+
+def test_a_late_excursion_lists_the_units_it_could_not_quarantine(trial: Any, tech: Any) -> None:
+    _unit, dose = make_unit_for_trondheim(tech)
+    codes = sorted(u.code for u in dose.units.all())
+    shipment = make_shipment(tech, "HUS", "STO", "dry_shipper", logger_serial="L-9")
+    ship_items(shipment, codes, tech)
+    for code in codes:
+        shipment_receive_scan(shipment=shipment, scan=code, actor=tech)
+    clean = logger_csv(past(hours=3), ["-185", "-190"])
+    shipment_logger_upload(shipment=shipment, data=clean, filename="first.csv", actor=tech)
+    shipment_receive(shipment=shipment, actor=tech)
+    make_ready_in_window(dose=dose, actor=tech)  # both units thawed
+    # The logger's full download, read later, shows the excursion.
+    late = logger_csv(past(hours=3), ["-185", "-120", "-110", "-185"])
+    upload = shipment_logger_upload(shipment=shipment, data=late, filename="full.csv", actor=tech)
+    assert upload.logger_file.excursion["count"] == 1
+    assert upload.quarantined == []
+    assert [(n.code, n.kind, n.status) for n in upload.not_quarantined] == [
+        (codes[0], "unit", "thawed"),
+        (codes[1], "unit", "thawed"),
+    ]
+    assert str(upload.not_quarantined[0]) == f"unit {codes[0]} (thawed)"
+    assert sorted(dose.units.values_list("status", flat=True)) == ["thawed", "thawed"]
+
+
+def test_a_late_excursion_names_an_administered_dose_blinded(
+    roles: dict[str, Any], admin_client: Any
+) -> None:
+    from biobank.services.roles import CLINICIAN, LAB
+
+    lab = roles[LAB]
+    _unit, dose = make_unit_for_trondheim(lab)
+    make_ready_in_window(dose=dose, actor=lab)
+    shipment = make_shipment(lab, "HUS", "STO", "cool", logger_serial="T-1")
+    ship_items(shipment, [dose.code], lab)
+    shipment_receive_scan(shipment=shipment, scan=dose.code, actor=lab)
+    clean = logger_csv(past(hours=3), ["5", "6"])
+    shipment_logger_upload(shipment=shipment, data=clean, filename="first.csv", actor=lab)
+    shipment_receive(shipment=shipment, actor=lab)
+    participant, clinician = dose.participant.code, roles[CLINICIAN]
+    dose_dispatch(dose_scan=dose.code, participant_scan=participant, actor=clinician)
+    dose_administer(dose_scan=dose.code, participant_scan=participant, actor=clinician)
+
+    late = logger_csv(past(hours=3), ["5", "14", "15", "6"])
+    response = api_as(lab).post(
+        f"/api/shipments/{shipment.code}/logger/",
+        {"file": SimpleUploadedFile("full.csv", late, content_type="text/csv")},
+        format="multipart",
+    )
+    assert response.status_code == 200, response.content
+    logger = response.json()["logger"]
+    assert logger["quarantined"] == []
+    assert logger["not_quarantined"] == [
+        {"code": dose.code, "kind": "dose", "status": "administered"}
+    ]
+    for word in ("MSC", "NaCl", "saline", "Placebo", "Autologous"):  # the lab sees the rest
+        assert word not in str(logger)
+    # The admin says so too, in words, after the readings and the excursion.
+    base = f"/admin/biobank/shipment/{shipment.pk}/"
+    page = admin_client.post(
+        base + "step/logger/", {"file": SimpleUploadedFile("again.csv", late)}, follow=True
+    )
+    text = page.content.decode()
+    assert (
+        f"0 item(s) quarantined. NOT QUARANTINED, 1 item(s) already past quarantine (QA to "
+        f"decide): dose {dose.code} (administered)."
+    ) in text
+    dose.refresh_from_db()
+    assert dose.status == "administered"
 
 
 # --- receiving reconciles -----------------------------------------------------------------
@@ -178,6 +318,7 @@ def test_receiving_reconciles_missing_extra_and_damaged(trial: Any, tech: Any) -
 def test_a_missing_item_is_written_off_with_a_reason(trial: Any, tech: Any) -> None:
     unit, _ = make_unit_for_trondheim(tech)
     shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    logger_clean(shipment, tech)
     receipt = shipment_receive(shipment=shipment, actor=tech)
     assert receipt.missing == [unit.code]
     with pytest.raises(ServiceError) as refused:
@@ -200,6 +341,7 @@ def test_a_missing_item_is_written_off_with_a_reason(trial: Any, tech: Any) -> N
 def test_a_partially_received_receipt_is_not_closed_again(trial: Any, tech: Any) -> None:
     unit, _ = make_unit_for_trondheim(tech)
     shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    logger_clean(shipment, tech)
     assert shipment_receive(shipment=shipment, actor=tech).missing == [unit.code]
     # Closing it again would call it received with the unit still missing: the table allows
     # "receive" only from in transit; the last missing item completes the receipt.
@@ -222,6 +364,7 @@ def test_a_partially_received_receipt_is_not_closed_again(trial: Any, tech: Any)
 def test_find_and_write_off_check_the_table(trial: Any, tech: Any) -> None:
     unit, _ = make_unit_for_trondheim(tech)
     shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    logger_clean(shipment, tech)
     shipment_receive(shipment=shipment, actor=tech)
     # A shipment called received while an item is still missing (as closing the receipt twice
     # used to leave it): finding or writing off is a step of a partially received one only.
@@ -256,6 +399,7 @@ def test_a_dose_lost_in_transit_is_cancelled_and_its_thawed_units_discarded(
     dose.refresh_from_db()
     assert [u.status for u in dose.units.all()] == ["thawed", "thawed"]
     shipment = ship_items(make_shipment(tech, "HUS", "STO", "cool"), [dose.code], tech)
+    logger_clean(shipment, tech)
     assert shipment_receive(shipment=shipment, actor=tech).missing == [dose.code]
 
     shipment_item_write_off(shipment=shipment, scan=dose.code, actor=tech, reason="not in box")

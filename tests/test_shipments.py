@@ -40,6 +40,7 @@ from .factories import (
     accept_intact,
     api_as,
     custody_steps,
+    logger_clean,
     logger_csv,
     make_aspirate,
     make_box,
@@ -90,6 +91,7 @@ def test_aspirate_from_tromso_to_the_bergen_cell_lab(trial: Any, tech: Any) -> N
     shipment_ship(shipment=shipment, actor=tech, at=past(days=29, hours=23))
     assert shipment.status == "in_transit"
     shipment_receive_scan(shipment=shipment, scan=aspirate.code, actor=tech)
+    logger_clean(shipment, tech)  # it carries logger LOG-1: its file before the receipt
     receipt = shipment_receive(shipment=shipment, actor=tech, at=past(days=29, hours=22))
     assert (receipt.received, receipt.missing, receipt.extra) == ([aspirate.code], [], [])
     shipment.refresh_from_db()
@@ -172,6 +174,34 @@ def test_packing_refuses_each_ineligible_item(trial: Any, tech: Any) -> None:
     with pytest.raises(ServiceError) as refused:
         shipment_unpack(shipment=dry, scan=frozen.code, actor=tech)
     assert refused.value.code == "manifest_locked"
+
+
+def test_a_unit_travels_only_in_an_ln2_dry_shipper(trial: Any, tech: Any) -> None:
+    unit, _ = make_unit_for_trondheim(tech)  # released, out of storage: packable
+    for kind, shown in [
+        ("dry_ice", "Dry ice (≤ −60 °C)"),
+        ("cool", "Refrigerated (2–8 °C)"),
+        ("ambient", "Ambient (15–25 °C)"),
+    ]:
+        shipment = make_shipment(tech, "HUS", "STO", kind)
+        with pytest.raises(ServiceError) as refused:
+            shipment_pack(shipment=shipment, scan=unit.code, actor=tech)
+        assert (refused.value.code, refused.value.field) == ("wrong_shipment_kind", "scan")
+        assert refused.value.message == (
+            f"A unit cannot travel in {shown}; allowed: LN2 dry shipper (≤ −150 °C), because a "
+            "cryopreserved unit must stay at ≤ −150 °C (vapour-phase LN2) all the way."
+        )
+        assert not ShipmentItem.objects.filter(shipment=shipment).exists()
+        assert Shipment.objects.get(pk=shipment.pk).status == "planned"
+    # Through the API: a conflict, with the same reason.
+    dry_ice = make_shipment(tech, "HUS", "STO", "dry_ice")
+    response = api_as(tech).post(
+        f"/api/shipments/{dry_ice.code}/pack/", {"scan": unit.code}, format="json"
+    )
+    assert (response.status_code, response.json()["code"]) == (409, "wrong_shipment_kind")
+    assert not ShipmentItem.objects.filter(unit=unit).exists()
+    dry_shipper = make_shipment(tech, "HUS", "STO", "dry_shipper")
+    assert shipment_pack(shipment=dry_shipper, scan=unit.code, actor=tech).unit == unit
 
 
 def test_unpacking_an_item_not_on_the_manifest_is_not_found(trial: Any, tech: Any) -> None:
@@ -309,11 +339,15 @@ def _shipment_in(status: str, tech: Any) -> Shipment:
         lambda: shipment_pack(shipment=shipment, scan=unit.code, actor=tech),
         lambda: shipment_seal(shipment=shipment, actor=tech, password=PASSWORD),
         lambda: shipment_ship(shipment=shipment, actor=tech),
-        lambda: shipment_receive(shipment=shipment, actor=tech),  # nothing scanned: missing
+        lambda: (  # nothing scanned: missing
+            logger_clean(shipment, tech),
+            shipment_receive(shipment=shipment, actor=tech),
+        ),
     ]
     if status == "received":
         steps[-1] = lambda: (
             shipment_receive_scan(shipment=shipment, scan=unit.code, actor=tech),
+            logger_clean(shipment, tech),
             shipment_receive(shipment=shipment, actor=tech),
         )
         status = "partially_received"
@@ -403,9 +437,8 @@ def test_api_walks_a_dry_shipper_with_an_excursion(roles: dict[str, Any]) -> Non
 
     scanned = api.post(url + "receive-scan/", {"scan": unit.code}, format="json")
     assert scanned.json()["scan"]["extra"] is False
-    received = api.post(url + "receive/", {}, format="json")
-    assert received.json()["receipt"]["received"] == [unit.code]
-    assert received.json()["status"] == "received"
+    early = api.post(url + "receive/", {}, format="json")
+    assert (early.status_code, early.json()["code"]) == (400, "logger_required")
 
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -416,7 +449,11 @@ def test_api_walks_a_dry_shipper_with_an_excursion(roles: dict[str, Any]) -> Non
         format="multipart",
     )
     assert uploaded.status_code == 200, uploaded.content
-    assert uploaded.json()["logger"]["quarantined"] == [unit.code]
+    assert uploaded.json()["logger"]["quarantined"] == []  # nothing received yet
+    received = api.post(url + "receive/", {}, format="json")
+    assert received.json()["receipt"]["received"] == [unit.code]
+    assert received.json()["receipt"]["quarantined"] == [unit.code]
+    assert received.json()["status"] == "received"
     assert ProductUnit.objects.get(pk=unit.pk).status == "quarantined"
 
     chart = api.get(url + "chart/")
@@ -523,7 +560,10 @@ def test_admin_pack_and_receive_pages(trial: Any, tech: Any, admin_client_tech: 
     page = admin_client_tech.get(base + "receive/")
     assert b"Scan an arriving item" in page.content
     admin_client_tech.post(base + "step/receive_scan/", {"scan": unit.code})
-    admin_client_tech.post(base + "step/receive/", {})
+    # A dry shipper carries a logger: the receipt waits for its file.
+    response = admin_client_tech.post(base + "step/receive/", {}, follow=True)
+    assert b"Refused" in response.content
+    assert b"upload its logger file before closing the receipt" in response.content
     upload = logger_csv(past(hours=2), ["-180", "-140", "-181"])
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -531,6 +571,8 @@ def test_admin_pack_and_receive_pages(trial: Any, tech: Any, admin_client_tech: 
         base + "step/logger/", {"file": SimpleUploadedFile("t.csv", upload)}, follow=True
     )
     assert b"EXCURSION" in response.content
+    response = admin_client_tech.post(base + "step/receive/", {}, follow=True)
+    assert f"quarantined: {unit.code}.".encode() in response.content
     page = admin_client_tech.get(base + "change/")
     assert page.status_code == 200
     assert b'alt="Temperature logger trace, 3 readings' in page.content

@@ -574,3 +574,76 @@ def test_add_container_with_duplicate_name_is_form_error(
     response = admin_client_tech.post(reverse("admin:biobank_container_add"), data)
     assert response.status_code == 200
     assert "already exists" in response.content.decode()
+
+
+# --- the cold chain: a cryopreserved unit stays at ≤ −150 °C ------------------------------------
+
+WARM = [
+    ("fridge", ("2", "8"), "2.0 … 8.0"),
+    ("freezer_80", ("-90", "-70"), "-90.0 … -70.0"),
+    ("ln2_tank", ("-196", "-149.9"), "-196.0 … -149.9"),
+]
+
+
+@pytest.mark.parametrize(("kind", "range_c", "shown"), WARM)
+def test_a_unit_is_never_stored_warmer_than_minus_150(
+    trial: Any, tech: Any, kind: str, range_c: tuple[str, str], shown: str
+) -> None:
+    warm = make_storage_unit(actor=tech, name="Too warm", kind=kind, range_c=range_c)
+    warm_box = make_box(actor=tech, storage_unit=warm)
+    unit = make_units(actor=tech, count=1)[0]
+    expected = (
+        f"{warm_box.code} is in Too warm ({warm.code}), kept at {shown} °C; "
+        "a cryopreserved unit must be stored at ≤ -150 °C (vapour-phase LN2)."
+    )
+    for service in (unit_place, unit_put):
+        with pytest.raises(ServiceError) as info:
+            service(unit=unit, container=warm_box, actor=tech)
+        assert (info.value.code, info.value.field) == ("too_warm", "container")
+        assert info.value.message == expected
+    unit.refresh_from_db()
+    assert unit.status == "frozen"
+    assert not Placement.objects.filter(unit=unit).exists()
+    assert not unit.events.filter(action="store").exists()
+
+
+def test_a_stored_unit_is_never_moved_somewhere_warmer(box: Container, tech: Any) -> None:
+    fridge = make_storage_unit(actor=tech, name="Fridge", kind="fridge", range_c=("2", "8"))
+    fridge_box = make_box(actor=tech, storage_unit=fridge)
+    unit = make_units(actor=tech, count=1)[0]
+    placement = unit_place(unit=unit, container=box, position="A1", actor=tech)
+    for service in (unit_move, unit_put):
+        with pytest.raises(ServiceError) as info:
+            service(unit=unit, container=fridge_box, actor=tech, reason="reorganise")
+        assert (info.value.code, info.value.field) == ("too_warm", "container")
+        assert "kept at 2.0 … 8.0 °C" in info.value.message
+    placement.refresh_from_db()
+    assert placement.ended_at is None
+    assert list(Placement.objects.filter(unit=unit)) == [placement]
+    assert not unit.events.filter(action="move").exists()
+
+
+def test_a_tank_at_minus_150_keeps_frozen_units(trial: Any, tech: Any) -> None:
+    tank = make_storage_unit(actor=tech, kind="ln2_tank", range_c=("-196", "-150"))
+    unit = make_units(actor=tech, count=1)[0]
+    placement = unit_place(unit=unit, container=make_box(actor=tech, storage_unit=tank), actor=tech)
+    assert placement.position == "A1"
+
+
+def test_the_api_refuses_to_store_a_unit_in_a_fridge(trial: Any, tech: Any) -> None:
+    fridge = make_storage_unit(actor=tech, name="Fridge", kind="fridge", range_c=("2", "8"))
+    fridge_box = make_box(actor=tech, storage_unit=fridge)
+    unit = make_units(actor=tech, count=1)[0]
+    response = api_as(tech).post(
+        f"/api/units/{unit.code}/store/", {"container": fridge_box.code}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "too_warm"
+    assert response.json()["fields"] == {
+        "container": [
+            f"{fridge_box.code} is in Fridge ({fridge.code}), kept at 2.0 … 8.0 °C; a "
+            "cryopreserved unit must be stored at ≤ -150 °C (vapour-phase LN2)."
+        ]
+    }
+    unit.refresh_from_db()
+    assert unit.status == "frozen"

@@ -70,7 +70,7 @@ STEP_MESSAGES: dict[str, Any] = {
     "receive": lambda s, u, r: _receipt_message(s, u, r),
     "find": lambda s, u, r: "Found and received.",
     "write_off": lambda s, u, r: f"{r.item_code} written off.",
-    "logger": lambda s, u, r: _logger_message(r),
+    "logger": lambda s, u, r: _logger_message(s, u, r),
 }
 
 
@@ -83,14 +83,24 @@ def _receipt_message(shipment: Shipment, user: Any, receipt: Any) -> str:
     return "Receipt closed. " + "; ".join(parts) + "."
 
 
-def _logger_message(result: Any) -> str:
+def _logger_message(shipment: Shipment, user: Any, result: Any) -> str:
     excursion = result.logger_file.excursion
     if not excursion:
         return f"{result.logger_file.readings} readings, all within range."
-    return (
+    visible = {row["code"] for row in manifest_rows(shipment=shipment, user=user)}
+    held = [c for c in result.quarantined if c in visible]
+    message = (
         f"{result.logger_file.readings} readings. EXCURSION: {excursion['text']}. "
-        f"{len(result.quarantined)} item(s) quarantined."
+        f"{len(held)} item(s) quarantined."
     )
+    missed = [str(n) for n in result.not_quarantined if n.code in visible]
+    if missed:
+        message += (
+            f" NOT QUARANTINED, {len(missed)} item(s) already past quarantine (QA to decide): "
+            + ", ".join(missed)
+            + "."
+        )
+    return message
 
 
 @admin.register(Shipment)

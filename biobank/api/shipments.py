@@ -119,6 +119,12 @@ def _logged(view: Any, request: Request, shipment: Shipment, result: Any) -> Res
         "readings": result.logger_file.readings,
         "excursion": result.logger_file.excursion,
         "quarantined": [c for c in result.quarantined if c in visible],
+        # Found by the excursion but past quarantine (thawed, administered…): QA must act.
+        "not_quarantined": [
+            {"code": n.code, "kind": n.kind, "status": n.status}
+            for n in result.not_quarantined
+            if n.code in visible
+        ],
     }
     return _with(view, request, shipment, {"logger": logger})
 

@@ -28,6 +28,7 @@ from .shipment import (
     ShipmentStatus,
 )
 from .storage import (
+    FROZEN_PRODUCT_MAX_C,
     Accepts,
     BoxType,
     Container,
@@ -63,6 +64,7 @@ __all__ = [
     "DEFAULT_CRYOPROTECTANT",
     "DEFAULT_FREEZING_PROGRAM",
     "DEFAULT_ROUTE",
+    "FROZEN_PRODUCT_MAX_C",
     "KIND_RANGE_C",
     "Accepts",
     "Anticoagulant",

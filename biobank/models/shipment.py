@@ -32,6 +32,11 @@ KIND_RANGE_C: dict[str, tuple[Decimal, Decimal]] = {
 }
 
 
+# A data logger travels with temperature-controlled shipments (DOMAIN.md, "Travel between
+# sites"); an ambient one carries a logger only when it names one.
+LOGGER_KINDS = frozenset({ShipmentKind.COOL, ShipmentKind.DRY_ICE, ShipmentKind.DRY_SHIPPER})
+
+
 class ShipmentStatus(models.TextChoices):
     PLANNED = "planned", "Planned"
     PACKING = "packing", "Packing"
@@ -103,6 +108,12 @@ class Shipment(models.Model):
     @property
     def temperature_range(self) -> tuple[Decimal, Decimal]:
         return KIND_RANGE_C[self.kind]
+
+    @property
+    def carries_logger(self) -> bool:
+        """The one fact: a data logger travels with it (it names one, or its kind is
+        temperature-controlled), so its receipt waits for the logger file."""
+        return bool(self.logger_serial) or self.kind in LOGGER_KINDS
 
 
 class ShipmentItemState(models.TextChoices):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -91,6 +92,11 @@ class StorageKind(models.TextChoices):
     FRIDGE = "fridge", "2–8 °C refrigerator"
 
 
+# Cryopreserved product is kept in vapour-phase LN2 at or below this (DOMAIN.md, "The path of
+# one aspirate", 4 and 5); a −80 °C freezer or a fridge is for other material.
+FROZEN_PRODUCT_MAX_C = Decimal("-150")
+
+
 class StorageUnit(models.Model):
     """A tank or freezer at a site, with the temperature range it must hold."""
 
@@ -115,6 +121,11 @@ class StorageUnit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
+
+    def keeps_frozen_product(self) -> bool:
+        """The one fact: the range it must hold never goes above −150 °C, so cryopreserved
+        product may be kept in it."""
+        return self.max_temperature_c <= FROZEN_PRODUCT_MAX_C
 
 
 class ContainerKind(models.TextChoices):

@@ -40,7 +40,7 @@ from biobank.models import (
 from biobank.selectors.shipments import ITEM_MODELS
 
 from .aspirates import aspirate_receive
-from .lifecycle import allowed_actions, check_time, transition_apply
+from .lifecycle import TRANSITIONS, allowed_actions, check_time, transition_apply, transition_check
 from .shipments import (
     item_step,
     line_save,
@@ -151,6 +151,8 @@ def shipment_receive(
             code="time_order",
             field="at",
         )
+    transition_check(kind="shipment", action="receive", item=shipment)
+    _logger_require(shipment)
     lines = list(
         ShipmentItem.objects.select_for_update(of=("self",))
         .filter(shipment=shipment)
@@ -177,6 +179,21 @@ def shipment_receive(
         elif line.state == S.ARRIVED:
             _receive_line(shipment, line, actor, when, receipt, excursion)
     return receipt
+
+
+def _logger_require(shipment: Shipment) -> None:
+    """A shipment that carries a data logger is not received on trust: its logger file comes
+    first, so an excursion quarantines what arrived before anyone can use it."""
+    if not shipment.carries_logger or LoggerFile.objects.filter(shipment=shipment).exists():
+        return
+    low, high = shipment.temperature_range
+    logger = f"logger {shipment.logger_serial}" if shipment.logger_serial else "a data logger"
+    raise ServiceError(
+        f"{shipment.code} ({shipment.get_kind_display()}, range {low} … {high} °C) carries "
+        f"{logger}: upload its logger file before closing the receipt (0 files uploaded).",
+        code="logger_required",
+        field="file",
+    )
 
 
 def _receive_line(
@@ -326,7 +343,7 @@ def _quarantine(
             site=shipment.to_site,
         )
         return True
-    action = "cancel" if isinstance(item, Dose) else "quarantine"
+    action = _hold_action(item)
     if action not in allowed_actions(item):
         return False
     item_step(
@@ -340,6 +357,17 @@ def _quarantine(
         **data,
     )
     return True
+
+
+def _hold_action(item: Any) -> str:
+    """How an item is held after an excursion: a dose is cancelled, anything else quarantined."""
+    return "cancel" if isinstance(item, Dose) else "quarantine"
+
+
+def _held(line: ShipmentItem) -> bool:
+    """The item is held already (quarantined, or a dose cancelled): nothing more to do."""
+    item = line.item
+    return item.status == TRANSITIONS[line.item_kind][_hold_action(item)].target
 
 
 def _peak(data: dict[str, Any]) -> Decimal | None:
@@ -381,10 +409,26 @@ def _evidence(shipment: Shipment, logger: LoggerFile) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class NotHeld:
+    """An item an excursion found but could not quarantine: it is past that point (e.g. a
+    thawed or administered unit, an administered dose), so QA must act on it."""
+
+    code: str
+    kind: str
+    status: str  # e.g. "thawed"
+    status_label: str  # as people read it, e.g. "Thawed"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.code} ({self.status_label.lower()})"
+
+
 @dataclass
 class LoggerUpload:
     logger_file: LoggerFile
     quarantined: list[str]
+    # Received items the excursion could not quarantine: never left unsaid.
+    not_quarantined: list[NotHeld] = field(default_factory=list)
 
 
 @transaction.atomic
@@ -422,6 +466,7 @@ def shipment_logger_upload(
         excursion=summary,
     )
     quarantined: list[str] = []
+    not_quarantined: list[NotHeld] = []
     if summary:
         evidence = _evidence(shipment, logger)
         received = ShipmentItem.objects.filter(shipment=shipment, state=S.RECEIVED).select_related(
@@ -431,4 +476,9 @@ def shipment_logger_upload(
         for line in received:
             if _quarantine(line, shipment, actor, when, evidence["reason"], evidence["data"]):
                 quarantined.append(line.item_code)
-    return LoggerUpload(logger, quarantined)
+            elif not _held(line):
+                item = line.item
+                not_quarantined.append(
+                    NotHeld(line.item_code, line.item_kind, item.status, item.get_status_display())
+                )
+    return LoggerUpload(logger, quarantined, not_quarantined)

@@ -46,11 +46,17 @@ from .signatures import require_perm, signature_sign
 S = ShipmentItemState
 Item = Aspirate | ProductUnit | Dose
 
-# Which shipment kinds each item kind may travel in (DOMAIN.md, "Travel between sites").
+# Which shipment kinds each item kind may travel in, and why (DOMAIN.md, "Travel between
+# sites"): frozen product only in an LN2 dry shipper; dry ice (≤ −60 °C) is for test samples.
 ALLOWED_KINDS: dict[str, tuple[str, ...]] = {
     "aspirate": (ShipmentKind.AMBIENT, ShipmentKind.COOL),
-    "unit": (ShipmentKind.DRY_SHIPPER, ShipmentKind.DRY_ICE),
+    "unit": (ShipmentKind.DRY_SHIPPER,),
     "dose": (ShipmentKind.AMBIENT, ShipmentKind.COOL),
+}
+WHY_KINDS: dict[str, str] = {
+    "aspirate": "a fresh aspirate travels at ambient temperature or 2–8 °C",
+    "unit": "a cryopreserved unit must stay at ≤ −150 °C (vapour-phase LN2) all the way",
+    "dose": "a prepared dose travels at ambient temperature or 2–8 °C",
 }
 
 
@@ -228,8 +234,8 @@ def pack_refusal(*, shipment: Shipment, kind: str, item: Item) -> PackRefused | 
     if shipment.kind not in ALLOWED_KINDS[kind]:
         allowed = ", ".join(ShipmentKind(k).label for k in ALLOWED_KINDS[kind])
         return PackRefused(
-            f"A {kind} cannot travel {ShipmentKind(shipment.kind).label.lower()}; "
-            f"allowed: {allowed}.",
+            f"A {kind} cannot travel in {ShipmentKind(shipment.kind).label}; "
+            f"allowed: {allowed}, because {WHY_KINDS[kind]}.",
             code="wrong_shipment_kind",
             field="scan",
         )
