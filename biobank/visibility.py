@@ -103,7 +103,10 @@ BLINDED_EVENT_STEPS: dict[str, frozenset[str]] = {
     "shipment": frozenset({"plan", "pack", "seal", "ship", "receive", "cancel"}),
 }
 BLINDED_EVENT_DATA: dict[str, frozenset[str]] = {
-    "aspirate": frozenset({"volume_ml", "anticoagulant", "temperature_c", "condition"}),
+    # "signature": the QA signature that released it from quarantine (signer, time, meaning).
+    "aspirate": frozenset(
+        {"volume_ml", "anticoagulant", "temperature_c", "condition", "signature"}
+    ),
     "dose": frozenset({"route", "administered_by", "volume_ml"}),
     "shipment": frozenset(),
 }

@@ -8,6 +8,12 @@ from django.utils.safestring import SafeString
 from biobank.models import CustodyEvent
 
 
+def _reason(event: CustodyEvent) -> str:
+    """The reason, and the e-signature of a signed step (its event's data names it)."""
+    signature = (event.data or {}).get("signature")
+    return f"{event.reason} ({signature})" if signature else event.reason
+
+
 def events_table(events: Iterable[CustodyEvent]) -> SafeString:
     """The chain-of-custody log of one item as a read-only table."""
     rows = format_html_join(
@@ -23,7 +29,7 @@ def events_table(events: Iterable[CustodyEvent]) -> SafeString:
                 e.to_status,
                 e.actor.get_username(),
                 e.site.code if e.site else e.location,
-                e.reason,
+                _reason(e),
             )
             for e in events
         ),

@@ -21,6 +21,7 @@ class SignatureMeaning(models.TextChoices):
     DOSE_DEVIATION = "dose_deviation", "Approval: documented deviation from the dose window"
     UNBLINDING = "unblinding", "Emergency unblinding of one participant"
     SHIPMENT_SEAL = "shipment_seal", "Approval: shipment manifest checked and sealed"
+    QUARANTINE_LIFT = "quarantine_lift", "Approval: quarantine lifted"
 
 
 class Signature(models.Model):

@@ -88,6 +88,23 @@ class Study(models.Model):
     )
     weight_min_kg = models.DecimalField(max_digits=5, decimal_places=1, default=Decimal("30"))
     weight_max_kg = models.DecimalField(max_digits=5, decimal_places=1, default=Decimal("250"))
+    # Trial settings for a fresh aspirate's transport (seeds/trial.json): it travels ambient or
+    # at 2–8 °C, within hours; a receipt outside these limits is quarantined (QA decides).
+    aspirate_transport_min_c = models.DecimalField(
+        max_digits=4,
+        decimal_places=1,
+        default=Decimal("2"),
+        help_text="Lowest transport temperature of a fresh aspirate (°C)",
+    )
+    aspirate_transport_max_c = models.DecimalField(
+        max_digits=4,
+        decimal_places=1,
+        default=Decimal("25"),
+        help_text="Highest transport temperature of a fresh aspirate (°C)",
+    )
+    aspirate_transport_max_hours = models.PositiveSmallIntegerField(
+        default=24, help_text="A fresh aspirate is received at most this long after collection"
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -106,6 +123,13 @@ class Study(models.Model):
                     weight_min_kg__gt=0, weight_max_kg__gt=models.F("weight_min_kg")
                 ),
                 name="study_weight_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    aspirate_transport_max_c__gt=models.F("aspirate_transport_min_c")
+                )
+                & models.Q(aspirate_transport_max_hours__gt=0),
+                name="study_aspirate_transport_limits",
             ),
         ]
 

@@ -102,6 +102,8 @@ class ProductUnit(models.Model):
 
     class Meta:
         ordering = ["code"]
+        # One QA permission for lifting any quarantine (units and aspirates), always signed.
+        permissions = [("lift_quarantine", "Can lift a quarantine, with an e-signature (QA)")]
         constraints = [
             positive_check("cell_number", name="unit_cells_positive"),
             models.CheckConstraint(

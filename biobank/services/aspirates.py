@@ -9,11 +9,27 @@ from django.utils import timezone
 
 from biobank.errors import ConflictError, ServiceError
 from biobank.identifiers import Kind
-from biobank.models import Anticoagulant, Aspirate, AspirateStatus, Condition, Site, Visit
+from biobank.models import (
+    Anticoagulant,
+    Aspirate,
+    AspirateStatus,
+    Condition,
+    SignatureMeaning,
+    Site,
+    Visit,
+)
 
 from .audit import history_save
 from .identifiers import identifier_allocate
-from .lifecycle import allowed_actions, check_time, event_record, transition_apply
+from .lifecycle import (
+    allowed_actions,
+    check_time,
+    event_record,
+    transition_apply,
+    transition_check,
+)
+from .signatures import require_perm, signature_sign, signed_reason
+from .units import LIFT_QUARANTINE
 
 RECEIPT_DECISIONS = ("accept", "quarantine", "reject")
 
@@ -82,6 +98,50 @@ def aspirate_collect(
     return aspirate
 
 
+def aspirate_receipt_problems(
+    *, aspirate: Aspirate, temperature_c: Decimal | None, received_at: datetime
+) -> list[str]:
+    """What puts an aspirate's receipt outside the study's transport limits, with the numbers
+    (empty: within). The one judgment of a receipt's temperature and delay: the receipt scan
+    quarantines on it, an explicit receipt may not accept against it."""
+    study = aspirate.participant.study
+    low, high = study.aspirate_transport_min_c, study.aspirate_transport_max_c
+    problems = []
+    if temperature_c is not None and not (low <= temperature_c <= high):
+        problems.append(
+            f"transport temperature {temperature_c} °C is outside the allowed {low}–{high} °C"
+        )
+    hours = (received_at - aspirate.collected_at).total_seconds() / 3600
+    if hours > study.aspirate_transport_max_hours:
+        problems.append(
+            f"received {hours:.1f} h after collection, more than the "
+            f"{study.aspirate_transport_max_hours} h allowed"
+        )
+    return problems
+
+
+def _receipt_read(
+    *,
+    aspirate: Aspirate,
+    condition: str,
+    temperature_c: Decimal | None,
+    received_at: datetime | None,
+) -> tuple[Decimal | None, datetime]:
+    """A receipt's condition, temperature and time checked as values: (temperature, time)."""
+    if condition not in Condition.values:
+        raise ServiceError(
+            f"Unknown condition '{condition}'; one of {', '.join(Condition.values)}.",
+            field="condition",
+        )
+    temperature = None if temperature_c is None else Decimal(str(temperature_c))
+    if temperature is not None and not (Decimal(-200) <= temperature <= Decimal(60)):
+        raise ServiceError("Temperature must be between -200 and 60 °C.", field="temperature_c")
+    received_at = check_time(received_at, field="received_at")
+    if received_at < aspirate.collected_at:
+        raise ServiceError("Received before it was collected.", field="received_at")
+    return temperature, received_at
+
+
 @transaction.atomic
 def aspirate_receive(
     *,
@@ -99,19 +159,21 @@ def aspirate_receive(
         raise ServiceError(
             f"Decision must be one of {', '.join(RECEIPT_DECISIONS)}.", field="decision"
         )
-    if condition not in Condition.values:
-        raise ServiceError(
-            f"Unknown condition '{condition}'; one of {', '.join(Condition.values)}.",
-            field="condition",
-        )
+    temperature, received_at = _receipt_read(
+        aspirate=aspirate, condition=condition, temperature_c=temperature_c, received_at=received_at
+    )
     if decision == "accept" and condition != Condition.INTACT and not (reason or "").strip():
         raise ServiceError("Accepting a sample that is not intact needs a reason.", field="reason")
-    temperature = None if temperature_c is None else Decimal(str(temperature_c))
-    if temperature is not None and not (Decimal(-200) <= temperature <= Decimal(60)):
-        raise ServiceError("Temperature must be between -200 and 60 °C.", field="temperature_c")
-    received_at = check_time(received_at, field="received_at")
-    if received_at < aspirate.collected_at:
-        raise ServiceError("Received before it was collected.", field="received_at")
+    problems = aspirate_receipt_problems(
+        aspirate=aspirate, temperature_c=temperature, received_at=received_at
+    )
+    if decision == "accept" and problems:
+        raise ServiceError(
+            f"{aspirate.code} cannot be accepted: {'; '.join(problems)}. "
+            "Quarantine it (QA decides) or reject it.",
+            code="receipt_out_of_limits",
+            field="decision",
+        )
     transition_apply(
         item=aspirate,
         action=decision,
@@ -143,9 +205,11 @@ def aspirate_receive_by_condition(
     received_at: datetime | None = None,
     site: Site | None = None,
 ) -> Aspirate:
-    """Receive an arriving aspirate on what is seen: intact is accepted; any other condition
-    quarantines it with the condition as the reason (QA decides later). One already received
-    is refused (``already_received``): a second scan never decides it again."""
+    """Receive an arriving aspirate on what is seen: intact and within the study's transport
+    limits (``aspirate_receipt_problems``) is accepted; any other condition, a temperature
+    outside the range or a late arrival quarantines it, with what was wrong (and its numbers)
+    as the reason (QA decides later). One already received is refused (``already_received``):
+    a second scan never decides it again."""
     locked = Aspirate.objects.select_for_update(of=("self",)).get(pk=aspirate.pk)
     if "accept" not in allowed_actions(locked):
         raise ConflictError(
@@ -153,24 +217,51 @@ def aspirate_receive_by_condition(
             code="already_received",
             field="aspirate",
         )
-    intact = condition == Condition.INTACT
-    label = Condition(condition).label if condition in Condition.values else condition
+    temperature, received_at = _receipt_read(
+        aspirate=locked, condition=condition, temperature_c=temperature_c, received_at=received_at
+    )
+    problems = []
+    if condition != Condition.INTACT:
+        problems.append(f"condition at receipt: {Condition(condition).label}")
+    problems += aspirate_receipt_problems(
+        aspirate=locked, temperature_c=temperature, received_at=received_at
+    )
     return aspirate_receive(
         aspirate=aspirate,
-        decision="accept" if intact else "quarantine",
+        decision="quarantine" if problems else "accept",
         actor=actor,
         temperature_c=temperature_c,
         condition=condition,
         received_at=received_at,
-        reason="" if intact else f"Condition at receipt: {label}",
+        reason="; ".join(problem[0].upper() + problem[1:] for problem in problems),
         site=site,
     )
 
 
+@transaction.atomic
 def aspirate_release_quarantine(
-    *, aspirate: Aspirate, actor: AbstractBaseUser, reason: str
+    *, aspirate: Aspirate, actor: AbstractBaseUser, password: str, reason: str
 ) -> Aspirate:
-    transition_apply(item=aspirate, action="release_quarantine", actor=actor, reason=reason)
+    """QA releases a quarantined aspirate: authorised, reasoned and e-signed (21 CFR
+    11.50/11.200); the custody event references the signature."""
+    require_perm(actor, LIFT_QUARANTINE, "lift quarantines")
+    reason = signed_reason(reason, ask="the reason for releasing it from quarantine")
+    locked = Aspirate.objects.select_for_update(of=("self",)).get(pk=aspirate.pk)
+    transition_check(kind="aspirate", action="release_quarantine", item=locked, reason=reason)
+    signature = signature_sign(
+        user=actor,
+        password=password,
+        meaning=SignatureMeaning.QUARANTINE_LIFT,
+        record=aspirate.code,
+    )
+    transition_apply(
+        item=aspirate,
+        action="release_quarantine",
+        actor=actor,
+        at=signature.signed_at,
+        reason=reason,
+        signature=signature,
+    )
     return aspirate
 
 
@@ -196,6 +287,7 @@ __all__ = [
     "AspirateStatus",
     "aspirate_collect",
     "aspirate_discard",
+    "aspirate_receipt_problems",
     "aspirate_receive",
     "aspirate_receive_by_condition",
     "aspirate_reject",

@@ -26,6 +26,8 @@ from biobank.models import (
     Shipment,
     ShipmentItem,
     ShipmentStatus,
+    Signature,
+    SignatureMeaning,
     Site,
     UnitStatus,
 )
@@ -42,10 +44,27 @@ class Transition:
     sources: frozenset[str]
     target: str | None  # None: the step is recorded but the status stays (e.g. a move)
     needs_reason: bool = False
+    # A step that undoes another (lifting a quarantine) returns the item to one of these,
+    # the status it had before; the step's service names which (``transition_apply(target=)``).
+    back_to: frozenset[str] = frozenset()
+    # The meaning of the e-signature the step needs (``transition_apply(signature=)``); "": none.
+    signed: str = ""
 
 
-def _t(sources: list[str], target: str | None, needs_reason: bool = False) -> Transition:
-    return Transition(frozenset(sources), target, needs_reason)
+def _t(
+    sources: list[str],
+    target: str | None,
+    needs_reason: bool = False,
+    *,
+    back_to: tuple[str, ...] = (),
+    signed: str = "",
+) -> Transition:
+    return Transition(frozenset(sources), target, needs_reason, frozenset(back_to), signed)
+
+
+# Lifting a quarantine is QA's signed decision (services: aspirate_release_quarantine,
+# unit_quarantine_lift).
+LIFT = SignatureMeaning.QUARANTINE_LIFT
 
 
 # kind -> action -> allowed sources, target and whether a reason is required.
@@ -54,7 +73,7 @@ TRANSITIONS: dict[str, dict[str, Transition]] = {
         "accept": _t([A.COLLECTED], A.ACCEPTED),
         "quarantine": _t([A.COLLECTED, A.ACCEPTED], A.QUARANTINED, needs_reason=True),
         "reject": _t([A.COLLECTED, A.QUARANTINED], A.REJECTED, needs_reason=True),
-        "release_quarantine": _t([A.QUARANTINED], A.ACCEPTED, needs_reason=True),
+        "release_quarantine": _t([A.QUARANTINED], A.ACCEPTED, needs_reason=True, signed=LIFT),
         "ship": _t([A.COLLECTED], None),
         "receive": _t([A.COLLECTED], None),
         "start_processing": _t([A.ACCEPTED], A.IN_PROCESSING),
@@ -79,7 +98,15 @@ TRANSITIONS: dict[str, dict[str, Transition]] = {
         "unstore": _t([U.STORED, U.CHECKED_OUT], U.FROZEN, needs_reason=True),
         # FROZEN / RELEASED: a unit out of storage (in or after a shipment) can be quarantined.
         "quarantine": _t([U.STORED, U.FROZEN, U.RELEASED], U.QUARANTINED, needs_reason=True),
-        "lift_quarantine": _t([U.QUARANTINED], U.STORED, needs_reason=True),
+        # Back to where it was before the quarantine: stored (in its place), frozen (out of
+        # storage) or released (still reserved by its dose).
+        "lift_quarantine": _t(
+            [U.QUARANTINED],
+            None,
+            needs_reason=True,
+            back_to=(U.STORED, U.FROZEN, U.RELEASED),
+            signed=LIFT,
+        ),
         "release": _t([U.STORED, U.CHECKED_OUT], U.RELEASED),
         "return_to_stock": _t([U.RELEASED], U.FROZEN, needs_reason=True),
         "ship": _t([U.FROZEN, U.RELEASED], None),
@@ -231,6 +258,18 @@ def _time_order_refusal(
     return None
 
 
+def status_before(*, item: Item, action: str) -> str:
+    """The status ``item`` had before its latest ``action`` step ("": it never took one)."""
+    kind = kind_of_model(item)
+    before = (
+        CustodyEvent.objects.filter(**{kind: item}, action=action)
+        .order_by("-at", "-id")
+        .values_list("from_status", flat=True)
+        .first()
+    )
+    return before or ""
+
+
 def time_order_check(
     *, item: Item, kind: str, action: str, at: datetime, field: str = "at"
 ) -> None:
@@ -308,6 +347,8 @@ class Step:
     location: str = ""
     changes: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
+    target: str | None = None  # for a step that returns to an earlier status (back_to)
+    signature: Signature | None = None  # for a signed step
 
 
 def _transition_of(kind: str, action: str, code: str, reason: str) -> Transition:
@@ -326,6 +367,38 @@ def _transition_of(kind: str, action: str, code: str, reason: str) -> Transition
             field="reason",
         )
     return transition
+
+
+def _target_of(transition: Transition, action: str, code: str, target: str | None) -> str | None:
+    """The status the step leaves the item in: the table's, or for a step that returns the item
+    to an earlier status, the one its service named (one of the table's ``back_to``)."""
+    if not transition.back_to:
+        return transition.target
+    if target not in transition.back_to:
+        raise TransitionError(
+            f"Cannot {_words(action)} {code}: it returns to one of "
+            f"{', '.join(sorted(transition.back_to))}, not {target or 'no status'}.",
+            code="invalid_target",
+            field="status",
+        )
+    return target
+
+
+def _signed_data(
+    transition: Transition, action: str, code: str, signature: Signature | None
+) -> dict[str, Any]:
+    """A signed step's reference to its signature, for the event's data; refused without the
+    signature of the table's meaning for this item."""
+    if not transition.signed:
+        return {}
+    if signature is None or (signature.meaning, signature.record) != (transition.signed, code):
+        raise ServiceError(
+            f"Cannot {_words(action)} {code} without an e-signature "
+            f"({SignatureMeaning(transition.signed).label}).",
+            code="signature_required",
+            field="password",
+        )
+    return {"signature": str(signature), "signature_id": signature.pk}
 
 
 def _lockable(model: type[models.Model], kind: str) -> Any:
@@ -422,13 +495,15 @@ def transitions_apply_bulk(
             refusal = _time_order_refusal(row, kind, step.action, when, qc_signed[step.action])
             if refusal is not None:
                 raise refusal
+            target = _target_of(transition, step.action, row.code, step.target)
+            signed = _signed_data(transition, step.action, row.code, step.signature)
         except ServiceError as exc:
             exc.index = index
             raise
         from_status = status[row.pk]
-        if transition.target is not None:
-            status[row.pk] = transition.target
-        plans.append((step, row, transition, reason, from_status))
+        if target is not None:
+            status[row.pk] = target
+        plans.append((step, row, target, transition, reason, from_status, signed))
     if len(locked) != len(steps):
         # An item twice: fall back to one by one (rare; keeps each history row exact).
         return [
@@ -442,16 +517,18 @@ def transitions_apply_bulk(
                 location=step.location,
                 changes=step.changes,
                 data=step.data,
+                target=step.target,
+                signature=step.signature,
             )
             for step in steps
         ]
     fields: set[str] = set()
-    for step, row, transition, reason, _ in plans:
+    for step, row, target, transition, reason, *_ in plans:
         for name, value in (step.changes or {}).items():
             setattr(row, name, value)
             fields.add(model._meta.get_field(name).attname)
-        if transition.target is not None:
-            row.status = transition.target
+        if target is not None:
+            row.status = target
             fields.add("status")
         if transition.needs_reason:
             row.status_reason = reason
@@ -471,9 +548,9 @@ def transitions_apply_bulk(
                 site=step.site,
                 location=step.location,
                 reason=reason,
-                data=step.data,
+                data={**(step.data or {}), **signed} or None,
             )
-            for step, row, _, reason, from_status in plans
+            for step, row, _, _, reason, from_status, signed in plans
         ]
     )
     for step, row, *_ in plans:
@@ -520,6 +597,8 @@ def transition_apply(
     location: str = "",
     changes: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
+    target: str | None = None,
+    signature: Signature | None = None,
 ) -> CustodyEvent | None:
     """Apply one lifecycle step: lock the row, check the table, save, write the event.
 
@@ -528,6 +607,9 @@ def transition_apply(
     Time order: a step dated before the item's previous step, or before the signature that
     allowed it, is refused (``time_order``); so is one in the future (``future_time``).
     A shipment's step is saved with its history but has no event (None): custody is per item.
+    A step that returns the item to an earlier status takes it as ``target`` (one of the
+    table's ``back_to``); a signed step takes its ``signature`` (the table's meaning, for this
+    item), referenced in the event's data.
     """
     model = type(item)
     kind = kind_of_model(model)
@@ -536,14 +618,16 @@ def transition_apply(
     when = check_time(at)
     locked = _lockable(model, kind).get(pk=item.pk)
     transition = transition_check(kind=kind, action=action, item=locked, reason=reason)
+    new_status = _target_of(transition, action, locked.code, target)
+    signed = _signed_data(transition, action, locked.code, signature)
     from_status = locked.status
     for name, value in (changes or {}).items():
         setattr(locked, name, value)
     custody = kind in CUSTODY_KINDS
     if custody:
         time_order_check(item=locked, kind=kind, action=action, at=when)
-    if transition.target is not None:
-        locked.status = transition.target
+    if new_status is not None:
+        locked.status = new_status
     if transition.needs_reason:
         locked.status_reason = reason
     history_save(locked, actor=actor, reason=_change_reason(reason, action))
@@ -559,5 +643,5 @@ def transition_apply(
         site=site,
         location=location,
         reason=reason,
-        data=data,
+        data={**(data or {}), **signed} or None,
     )

@@ -72,6 +72,7 @@ def _codenames() -> dict[str, list[str]]:
             "view_allocation",
             "approve_qc_release",
             "release_dose",
+            "lift_quarantine",
             "change_dose",
             "export_audit_trail",
         ],

@@ -14,9 +14,11 @@ from biobank.models import (
     DEFAULT_FREEZING_PROGRAM,
     ContainerType,
     FreezingRun,
+    Placement,
     Processing,
     ProcessingStatus,
     ProductUnit,
+    SignatureMeaning,
     UnitStatus,
     millions,
 )
@@ -24,13 +26,17 @@ from biobank.models import (
 from .audit import event_record_bulk, history_save
 from .identifiers import identifier_allocate, identifiers_allocate
 from .lifecycle import (
+    TRANSITIONS,
     Step,
     check_time,
     event_new,
+    status_before,
     transition_apply,
+    transition_check,
     transitions_apply_bulk,
 )
 from .qc_release import qc_standing_check
+from .signatures import require_perm, signature_sign, signed_reason
 
 MAX_UNITS_PER_PROCESSING = 200
 # Steps that need a container or position go through services.storage instead.
@@ -39,6 +45,8 @@ LEAVES_STORAGE = frozenset({"release", "discard"})
 # Steps the dose takes for the units it reserves (cancelling it settles them): a reserved unit
 # discarded or returned on its own would leave a ready dose without its cells.
 SETTLED_BY_DOSE = frozenset({"discard", "return_to_stock"})
+# Lifting a quarantine (of a unit or an aspirate) is QA's decision, signed.
+LIFT_QUARANTINE = "biobank.lift_quarantine"
 
 
 @dataclass(frozen=True)
@@ -225,6 +233,12 @@ def unit_transition(
             code="use_storage_service",
             field="action",
         )
+    if action in TRANSITIONS["unit"] and TRANSITIONS["unit"][action].signed:
+        raise ServiceError(
+            f"To {action.replace('_', ' ')} a unit is a signed step: use its own service.",
+            code="use_signed_service",
+            field="action",
+        )
     with transaction.atomic():
         if action == "release":
             unit_release_check(unit)
@@ -246,6 +260,46 @@ def unit_transition(
     return unit
 
 
+def unit_quarantine_lift_target(unit: ProductUnit) -> str:
+    """Where a lifted quarantine leaves a unit: the status it had before the quarantine when
+    that still holds (released: out of storage, reserved), else as its place says: stored only
+    with an open placement, otherwise frozen."""
+    placed = Placement.objects.open().filter(unit=unit).exists()
+    before = status_before(item=unit, action="quarantine")
+    if before == UnitStatus.RELEASED and not placed:
+        return UnitStatus.RELEASED
+    return UnitStatus.STORED if placed else UnitStatus.FROZEN
+
+
+@transaction.atomic
+def unit_quarantine_lift(
+    *, unit: ProductUnit, actor: AbstractBaseUser, password: str, reason: str
+) -> ProductUnit:
+    """QA lifts a unit's quarantine: authorised, reasoned and e-signed (21 CFR 11.50/11.200).
+
+    The unit returns to the status it had before the quarantine (``unit_quarantine_lift_target``);
+    the custody event references the signature.
+    """
+    require_perm(actor, LIFT_QUARANTINE, "lift quarantines")
+    reason = signed_reason(reason, ask="the reason for lifting the quarantine")
+    locked = ProductUnit.objects.select_for_update(of=("self",)).get(pk=unit.pk)
+    transition_check(kind="unit", action="lift_quarantine", item=locked, reason=reason)
+    target = unit_quarantine_lift_target(locked)
+    signature = signature_sign(
+        user=actor, password=password, meaning=SignatureMeaning.QUARANTINE_LIFT, record=unit.code
+    )
+    transition_apply(
+        item=unit,
+        action="lift_quarantine",
+        actor=actor,
+        at=signature.signed_at,
+        reason=reason,
+        target=target,
+        signature=signature,
+    )
+    return unit
+
+
 def unit_release_check(unit: ProductUnit) -> None:
     """A unit may leave the biobank only if its product's QC release is signed and stands."""
     qc_standing_check(unit.processing, what=unit.code, field="unit")
@@ -260,6 +314,7 @@ __all__ = [
     "UnitStatus",
     "freezing_run_record",
     "unit_discard",
+    "unit_quarantine_lift",
     "unit_transition",
     "units_create",
 ]

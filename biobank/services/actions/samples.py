@@ -179,19 +179,26 @@ STEPS: tuple[Action, ...] = (
         CHANGE_ASPIRATE,
         RECEIPT,
         calls(aspirates.aspirate_receive_by_condition, "aspirate"),
-        doc="Receive an arriving aspirate on what is seen: intact is accepted, any other "
-        "condition quarantines it (QA decides later); the receipt scan page.",
+        doc="Receive an arriving aspirate on what is seen: intact and within the study's "
+        "transport temperature and time is accepted; anything else quarantines it, with the "
+        "numbers as the reason (QA decides later); the receipt scan page.",
     ),
-    *(
-        Action("aspirate", name, label, CHANGE_ASPIRATE, (reason(),), calls(service, "aspirate"))
-        for name, label, service in (
-            (
-                "release_quarantine",
-                "Release from quarantine",
-                aspirates.aspirate_release_quarantine,
-            ),
-            ("reject", "Reject", aspirates.aspirate_reject),
-        )
+    Action(
+        "aspirate",
+        "release_quarantine",
+        "Release from quarantine",
+        units.LIFT_QUARANTINE,
+        (PASSWORD, reason()),
+        calls(aspirates.aspirate_release_quarantine, "aspirate"),
+        doc="QA's signed decision: a quarantined aspirate is accepted after all.",
+    ),
+    Action(
+        "aspirate",
+        "reject",
+        "Reject",
+        CHANGE_ASPIRATE,
+        (reason(),),
+        calls(aspirates.aspirate_reject, "aspirate"),
     ),
     Action(
         "aspirate",

@@ -11,7 +11,7 @@ from biobank.identifiers import Kind
 
 from .. import storage, units
 from ..lifecycle import TRANSITIONS
-from .inputs import AT, Action, Input, Run, calls, code, reason
+from .inputs import AT, PASSWORD, Action, Input, Run, calls, code, reason
 
 CHANGE_UNIT = "biobank.change_productunit"
 POSITION = Input("position", required=False, max_length=8, default="", help="Empty: next free")
@@ -109,6 +109,19 @@ STEPS: tuple[Action, ...] = (
         (reason(), AT),
         calls(storage.unit_remove, "unit"),
     ),
+    Action(
+        "unit", "quarantine", "Quarantine", CHANGE_UNIT, (reason(), AT), _transition("quarantine")
+    ),
+    Action(
+        "unit",
+        "lift_quarantine",
+        "Lift quarantine",
+        units.LIFT_QUARANTINE,
+        (PASSWORD, reason()),
+        calls(units.unit_quarantine_lift, "unit"),
+        doc="QA's signed decision: the unit returns to the status it had before the quarantine "
+        "(stored in its place, frozen, or released for its dose).",
+    ),
     *(
         Action(
             "unit",
@@ -119,8 +132,6 @@ STEPS: tuple[Action, ...] = (
             _transition(name),
         )
         for name, label in (
-            ("quarantine", "Quarantine"),
-            ("lift_quarantine", "Lift quarantine"),
             ("release", "Release"),
             ("return_to_stock", "Return to stock"),
             ("discard", "Discard"),
