@@ -184,7 +184,7 @@ def test_a_blinded_role_sees_who_signed_an_aspirate_out_of_quarantine(
     assert [e["data"] for e in lifted] == [{"signature": str(Signature.objects.get())}]
 
 
-# --- where a lifted unit goes ----------------------------------------------------------------
+# --- where a lifted unit goes (``tech`` holds every permission, QA's too) -------------------
 
 
 @pytest.mark.parametrize(
@@ -192,11 +192,11 @@ def test_a_blinded_role_sees_who_signed_an_aspirate_out_of_quarantine(
     [("stored", "stored", True), ("frozen", "frozen", False), ("released", "released", False)],
 )
 def test_a_lifted_unit_returns_to_where_it_was(
-    roles: dict[str, Any], before: str, after: str, placed: bool
+    trial: Any, tech: Any, before: str, after: str, placed: bool
 ) -> None:
-    unit = _quarantined_unit(roles[LAB], before)
+    unit = _quarantined_unit(tech, before)
     reserved = DoseUnit.objects.filter(unit=unit, active=True).exists()
-    _lift(roles[QA], unit)
+    _lift(tech, unit)
     unit.refresh_from_db()
     assert unit.status == after
     assert Placement.objects.open().filter(unit=unit).exists() is placed
@@ -206,11 +206,11 @@ def test_a_lifted_unit_returns_to_where_it_was(
 
 @pytest.mark.parametrize(("stored", "after"), [(True, "stored"), (False, "frozen")])
 def test_without_its_quarantine_event_a_lifted_unit_goes_where_its_place_says(
-    roles: dict[str, Any], stored: bool, after: str
+    trial: Any, tech: Any, stored: bool, after: str
 ) -> None:
-    unit = make_units(actor=roles[LAB], count=1, stored=stored)[0]
+    unit = make_units(actor=tech, count=1, stored=stored)[0]
     ProductUnit.objects.filter(pk=unit.pk).update(status="quarantined")  # e.g. imported
-    _lift(roles[QA], unit)
+    _lift(tech, unit)
     assert ProductUnit.objects.get(pk=unit.pk).status == after
 
 
