@@ -16,7 +16,7 @@ from biobank.models import CustodyEvent, ProductUnit
 from biobank.services.actions import ACTIONS, action_get, action_run
 from biobank.services.roles import CLINICIAN, LAB, MONITOR, QA, roles_sync
 
-from .factories import API_COLLECTION, make_aspirate, make_box, make_units, make_user
+from .factories import API_COLLECTION, make_aspirate, make_box, make_units, make_user, past
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ EXPECTED = [
     ("aspirate", "collect", "biobank.add_aspirate", False),
     ("aspirate", "receive", "biobank.change_aspirate", True),
     ("aspirate", "receive_by_condition", "biobank.change_aspirate", True),
-    ("aspirate", "release_quarantine", "biobank.change_aspirate", True),
+    ("aspirate", "release_quarantine", "biobank.lift_quarantine", True),
     ("aspirate", "reject", "biobank.change_aspirate", True),
     ("aspirate", "start_processing", "biobank.add_processing", True),
     ("aspirate", "discard", "biobank.change_aspirate", True),
@@ -48,7 +48,7 @@ EXPECTED = [
     ("unit", "check_out_or_in", "biobank.change_productunit", True),
     ("unit", "unstore", "biobank.change_productunit", True),
     ("unit", "quarantine", "biobank.change_productunit", True),
-    ("unit", "lift_quarantine", "biobank.change_productunit", True),
+    ("unit", "lift_quarantine", "biobank.lift_quarantine", True),
     ("unit", "release", "biobank.change_productunit", True),
     ("unit", "return_to_stock", "biobank.change_productunit", True),
     ("unit", "discard", "biobank.change_productunit", True),
@@ -78,11 +78,13 @@ def test_the_catalogue_lists_every_step_with_its_permission() -> None:
     assert [(a.kind, a.name, a.permission, a.on_item) for a in ACTIONS] == EXPECTED
     signed = sorted((a.kind, a.name) for a in ACTIONS if a.needs_signature)
     assert signed == [
+        ("aspirate", "release_quarantine"),
         ("dose", "deviation"),
         ("dose", "release"),
         ("participant", "unblind"),
         ("processing", "qc_release"),
         ("shipment", "seal"),
+        ("unit", "lift_quarantine"),
     ]
     # A unit is thawed and administered only through its dose (identity and expiry checks).
     assert {"thaw", "administer"}.isdisjoint(a.name for a in ACTIONS if a.kind == "unit")
@@ -165,9 +167,9 @@ def test_the_admin_offers_the_catalogue_steps_a_role_may_take(client: Any, trial
         "step_receive",
         "step_receive_by_condition",
         "step_reject",
-        "step_release_quarantine",
         "step_start_processing",
     ]
+    assert offered[QA] == ["step_release_quarantine"]  # QA's signed decision
     assert offered[CLINICIAN] == []
 
 
@@ -184,7 +186,8 @@ def test_the_scan_pages_automatic_check_and_receipt_are_steps_of_their_own(trial
     assert statuses == ["checked_out", "stored"]
     actions = list(CustodyEvent.objects.filter(unit=unit).order_by("id").values_list("action"))
     assert actions[-2:] == [("check_out",), ("check_in",)]
-    intact, late = make_aspirate(actor=lab), make_aspirate(actor=lab)
+    # Collected three hours ago: within the study's transport time.
+    intact, late = (make_aspirate(actor=lab, collected_at=past(hours=3)) for _ in range(2))
     for aspirate, condition in ((intact, "intact"), (late, "late")):
         response = api.post(
             f"/api/aspirates/{aspirate.code}/receive-by-condition/",

@@ -12,7 +12,7 @@ from django.urls import reverse
 from biobank.models import Placement
 from biobank.services.storage import unit_place
 
-from .factories import load_trial, make_aspirate, make_box, make_units, make_user
+from .factories import load_trial, make_aspirate, make_box, make_units, make_user, past
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -161,7 +161,8 @@ def test_find_page_bad_check_character(
 
 
 def test_receive_page(browser: Any, live_server: Any, tech_in_browser: Any) -> None:
-    aspirates = [make_aspirate(actor=tech_in_browser) for _ in range(2)]
+    # Collected this morning: received now, within the study's transport time.
+    aspirates = [make_aspirate(actor=tech_in_browser, collected_at=past(hours=3)) for _ in range(2)]
     _open(browser, live_server, "receive")
     for aspirate in aspirates:
         assert "received and accepted" in _scan(browser, aspirate.code)

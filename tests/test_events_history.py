@@ -51,7 +51,8 @@ def test_receipt_writes_event_and_history(trial: Any, tech: Any) -> None:
 def test_receipt_by_condition_accepts_intact_and_quarantines_the_rest(
     trial: Any, tech: Any
 ) -> None:
-    intact, leaking = make_aspirate(actor=tech), make_aspirate(actor=tech)
+    # Collected this morning: received now, within the study's transport time.
+    intact, leaking = (make_aspirate(actor=tech, collected_at=past(hours=3)) for _ in range(2))
     aspirate_receive_by_condition(
         aspirate=intact, actor=tech, condition="intact", temperature_c=Decimal("19.5")
     )
@@ -69,7 +70,7 @@ def test_receipt_by_condition_accepts_intact_and_quarantines_the_rest(
 
 
 def test_receipt_by_condition_never_decides_twice(trial: Any, tech: Any) -> None:
-    aspirate = make_aspirate(actor=tech)
+    aspirate = make_aspirate(actor=tech, collected_at=past(hours=3))
     aspirate_receive_by_condition(aspirate=aspirate, actor=tech, condition="intact")
     with pytest.raises(ConflictError) as info:
         aspirate_receive_by_condition(aspirate=aspirate, actor=tech, condition="leaking")

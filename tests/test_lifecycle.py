@@ -17,8 +17,10 @@ from biobank.models import (
     UnitStatus,
 )
 from biobank.services.lifecycle import TRANSITIONS, allowed_actions, transition_apply
+from biobank.services.signatures import signature_sign
 
 from .factories import (
+    PASSWORD,
     make_accepted_aspirate,
     make_aspirate,
     make_dose,
@@ -66,7 +68,7 @@ EXPECTED: dict[str, dict[str, tuple[list[str], str | None, bool]]] = {
         "check_in": (["checked_out"], "stored", False),
         "unstore": (["checked_out", "stored"], "frozen", True),
         "quarantine": (["frozen", "released", "stored"], "quarantined", True),
-        "lift_quarantine": (["quarantined"], "stored", True),
+        "lift_quarantine": (["quarantined"], None, True),  # back to a status before (BACK_TO)
         "release": (["checked_out", "stored"], "released", False),
         "return_to_stock": (["released"], "frozen", True),
         "ship": (["frozen", "released"], None, False),
@@ -111,6 +113,13 @@ EXPECTED: dict[str, dict[str, tuple[list[str], str | None, bool]]] = {
         "cancel": (["packing", "planned", "sealed"], "cancelled", True),
     },
 }
+# Steps that undo another return the item to one of these (the service names which), and the
+# signed steps with their signature's meaning.
+BACK_TO = {("unit", "lift_quarantine"): ["frozen", "released", "stored"]}
+SIGNED = {
+    ("aspirate", "release_quarantine"): "quarantine_lift",
+    ("unit", "lift_quarantine"): "quarantine_lift",
+}
 CASES = [
     (kind, action, status)
     for kind, table in EXPECTED.items()
@@ -129,6 +138,19 @@ def test_the_table_is_the_expected_one() -> None:
         for kind, table in TRANSITIONS.items()
     }
     assert actual == EXPECTED
+    back_to = {
+        (kind, action): sorted(step.back_to)
+        for kind, table in TRANSITIONS.items()
+        for action, step in table.items()
+        if step.back_to
+    }
+    signed = {
+        (kind, action): step.signed
+        for kind, table in TRANSITIONS.items()
+        for action, step in table.items()
+        if step.signed
+    }
+    assert (back_to, signed) == (BACK_TO, SIGNED)
 
 
 def _item_in(kind: str, status: str, actor: Any) -> Any:
@@ -155,10 +177,18 @@ def test_transition_table(trial: Any, tech: Any, kind: str, action: str, status:
     history_before = item.history.count()
     reason = "checked by test" if needs_reason else ""
 
+    extra: dict[str, Any] = {}
+    if (kind, action) in BACK_TO:
+        extra["target"] = BACK_TO[kind, action][-1]
+    if (kind, action) in SIGNED and status in sources:
+        extra["signature"] = signature_sign(
+            user=tech, password=PASSWORD, meaning=SIGNED[kind, action], record=item.code
+        )
+
     if status in sources:
-        event = transition_apply(item=item, action=action, actor=tech, reason=reason)
+        event = transition_apply(item=item, action=action, actor=tech, reason=reason, **extra)
         item.refresh_from_db()
-        target = target or status
+        target = target or extra.get("target") or status
         assert item.status == target
         assert (event.from_status, event.to_status, event.action) == (status, target, action)
         assert event.actor == tech and event.item_code == item.code
@@ -170,7 +200,7 @@ def test_transition_table(trial: Any, tech: Any, kind: str, action: str, status:
         assert latest.history_change_reason == (reason or action.replace("_", " "))
     else:
         with pytest.raises(TransitionError) as info:
-            transition_apply(item=item, action=action, actor=tech, reason=reason)
+            transition_apply(item=item, action=action, actor=tech, reason=reason, **extra)
         assert info.value.code == "invalid_transition"
         assert status in info.value.message and item.code in info.value.message
         item.refresh_from_db()
@@ -201,6 +231,52 @@ def test_steps_that_need_a_reason_refuse_a_blank_one(
     item.refresh_from_db()
     assert item.status == source
     assert CustodyEvent.objects.count() == events_before
+
+
+@pytest.mark.parametrize(("kind", "action"), sorted(SIGNED))
+def test_a_signed_step_is_refused_without_its_signature(
+    trial: Any, tech: Any, kind: str, action: str
+) -> None:
+    item = _item_in(kind, "quarantined", tech)
+    other = _item_in(kind, "quarantined", tech)
+    target = {"target": BACK_TO[kind, action][-1]} if (kind, action) in BACK_TO else {}
+    signatures = [
+        None,  # none at all
+        signature_sign(user=tech, password=PASSWORD, meaning="qc_release", record=item.code),
+        signature_sign(
+            user=tech, password=PASSWORD, meaning=SIGNED[kind, action], record=other.code
+        ),
+    ]
+    events_before = CustodyEvent.objects.count()
+    for signature in signatures:
+        with pytest.raises(ServiceError) as info:
+            transition_apply(
+                item=item, action=action, actor=tech, reason="r", signature=signature, **target
+            )
+        assert (info.value.code, info.value.field) == ("signature_required", "password")
+    item.refresh_from_db()
+    assert item.status == "quarantined"
+    assert CustodyEvent.objects.count() == events_before
+
+
+def test_a_step_back_goes_only_to_a_status_the_table_names(trial: Any, tech: Any) -> None:
+    unit = _item_in("unit", "quarantined", tech)
+    signature = signature_sign(
+        user=tech, password=PASSWORD, meaning="quarantine_lift", record=unit.code
+    )
+    for target in (None, "thawed"):
+        with pytest.raises(TransitionError) as info:
+            transition_apply(
+                item=unit,
+                action="lift_quarantine",
+                actor=tech,
+                reason="r",
+                signature=signature,
+                target=target,
+            )
+        assert info.value.code == "invalid_target"
+    unit.refresh_from_db()
+    assert unit.status == "quarantined"
 
 
 def test_unknown_action_is_refused(trial: Any, tech: Any) -> None:
