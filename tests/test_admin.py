@@ -148,7 +148,8 @@ def _action(client: Any, model: str, action: str, pks: list[int], **data: Any) -
 def test_receive_action_through_intermediate_form(
     trial: Any, tech: Any, admin_client_tech: Any
 ) -> None:
-    aspirate = make_aspirate(actor=tech)
+    # Collected this morning: received now, within the study's transport time.
+    aspirate = make_aspirate(actor=tech, collected_at=past(hours=3))
     form = _action(admin_client_tech, "aspirate", "step_receive", [aspirate.pk])
     assert "Transport temperature" in form.content.decode()
     done = _action(

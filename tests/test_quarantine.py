@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
 from biobank.errors import ServiceError
@@ -182,6 +183,43 @@ def test_a_blinded_role_sees_who_signed_an_aspirate_out_of_quarantine(
     events = api_as(roles[CLINICIAN]).get(f"/api/events/?item={aspirate.code}").json()["results"]
     lifted = [e for e in events if e["action"] == "release_quarantine"]
     assert [e["data"] for e in lifted] == [{"signature": str(Signature.objects.get())}]
+
+
+def test_the_admin_lift_asks_for_the_password(roles: dict[str, Any], client: Any) -> None:
+    unit = _quarantined_unit(roles[LAB], "stored")
+    client.force_login(roles[QA])
+    url = reverse("admin:biobank_productunit_changelist")
+    step = {"action": "step_lift_quarantine", ACTION_CHECKBOX_NAME: [unit.pk], "apply_step": "1"}
+    wrong = client.post(url, {**step, "password": "not-my-password", "reason": REASON}, follow=True)
+    assert "The password is not correct" in wrong.content.decode()
+    assert ProductUnit.objects.get(pk=unit.pk).status == "quarantined"
+    assert Signature.objects.count() == 0
+    done = client.post(url, {**step, "password": PASSWORD, "reason": REASON}, follow=True)
+    assert "done for" in done.content.decode()
+    assert ProductUnit.objects.get(pk=unit.pk).status == "stored"
+    assert Signature.objects.get().signer == roles[QA]
+
+
+def _report_lifts(user: Any, participant: Any) -> list[tuple[str, str]]:
+    response = api_as(user).get(f"/api/reports/participants/{participant.code}.json")
+    assert response.status_code == 200, response.content
+    return [
+        (s["record"], s["signer"])
+        for s in response.json()["content"]["signatures"]
+        if s["meaning"] == "Approval: quarantine lifted"
+    ]
+
+
+def test_the_chain_report_lists_the_lift_signatures_as_the_viewer_may_see_them(
+    roles: dict[str, Any],
+) -> None:
+    unit = _quarantined_unit(roles[LAB], "stored")
+    _lift(roles[QA], unit)
+    aspirate, path = _quarantined("aspirate", roles[LAB])
+    assert api_as(roles[QA]).post(path, {"password": PASSWORD, "reason": REASON}).status_code == 200
+    assert _report_lifts(roles[QA], unit.participant) == [(unit.code, "qa_user")]
+    assert _report_lifts(roles[CLINICIAN], unit.participant) == []  # a unit is the lab's
+    assert _report_lifts(roles[CLINICIAN], aspirate.participant) == [(aspirate.code, "qa_user")]
 
 
 # --- where a lifted unit goes (``tech`` holds every permission, QA's too) -------------------

@@ -22,6 +22,7 @@ from biobank.models import (
     ProductUnit,
     QcRelease,
     Signature,
+    SignatureMeaning,
     Treatment,
     Unblinding,
     Visit,
@@ -321,6 +322,13 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
     body["unblindings"] = [
         {"reason": u.reason, "signature": _signature(u.signature)} for u in unblindings
     ]
+    # QA's signed quarantine lifts: each names the aspirate or unit it released.
+    kinds = {a.code: "aspirate" for a in aspirates}
+    kinds.update({u["code"]: "unit" for u in body.get("units", [])})
+    for sig in Signature.objects.filter(
+        meaning=SignatureMeaning.QUARANTINE_LIFT, record__in=list(kinds)
+    ):
+        signatures.append((kinds[sig.record], sig))
     body["signatures"] = [
         _signature(sig)
         for kind, sig in sorted(signatures, key=lambda ks: (ks[1].signed_at, ks[1].pk))
