@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
+from django.utils import timezone
 
 from biobank.errors import ServiceError
 from biobank.models import (
@@ -374,3 +375,20 @@ def test_an_explicit_receipt_may_not_accept_outside_the_limits(
     quarantined = api_as(tech).post(path, {**body, "decision": "quarantine"})
     assert quarantined.status_code == 200, quarantined.content
     assert Aspirate.objects.get(pk=aspirate.pk).status == "quarantined"
+
+
+def test_a_receipt_before_the_collection_is_refused_with_both_times(trial: Any, tech: Any) -> None:
+    collected = past(hours=3)
+    aspirate = make_aspirate(actor=tech, collected_at=collected)
+    early = collected - dt.timedelta(minutes=30)
+    body = {"decision": "accept", "condition": "intact", "received_at": early.isoformat()}
+    refused = api_as(tech).post(f"/api/aspirates/{aspirate.code}/receive/", body)
+    assert (refused.status_code, refused.json()["code"]) == (400, "time_order")
+    assert list(refused.json()["fields"]) == ["received_at"]
+    local = timezone.localtime
+    assert refused.json()["message"] == (
+        f"Received at {local(early):%Y-%m-%d %H:%M}, before it was collected "
+        f"({local(collected):%Y-%m-%d %H:%M})."
+    )
+    aspirate.refresh_from_db()
+    assert (aspirate.status, aspirate.received_at) == ("collected", None)

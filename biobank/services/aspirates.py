@@ -63,7 +63,9 @@ def aspirate_collect(
         )
     volume = Decimal(str(volume_ml))
     if not (Decimal(0) < volume <= Decimal(500)):
-        raise ServiceError("Volume must be above 0 and at most 500 mL.", field="volume_ml")
+        raise ServiceError(
+            f"Volume must be above 0 and at most 500 mL, not {volume} mL.", field="volume_ml"
+        )
     if anticoagulant not in Anticoagulant.values:
         raise ServiceError(
             f"Unknown anticoagulant '{anticoagulant}'; one of {', '.join(Anticoagulant.values)}.",
@@ -135,10 +137,18 @@ def _receipt_read(
         )
     temperature = None if temperature_c is None else Decimal(str(temperature_c))
     if temperature is not None and not (Decimal(-200) <= temperature <= Decimal(60)):
-        raise ServiceError("Temperature must be between -200 and 60 °C.", field="temperature_c")
+        raise ServiceError(
+            f"Temperature must be between -200 and 60 °C, not {temperature} °C.",
+            field="temperature_c",
+        )
     received_at = check_time(received_at, field="received_at")
     if received_at < aspirate.collected_at:
-        raise ServiceError("Received before it was collected.", field="received_at")
+        raise ServiceError(
+            f"Received at {timezone.localtime(received_at):%Y-%m-%d %H:%M}, before it was "
+            f"collected ({timezone.localtime(aspirate.collected_at):%Y-%m-%d %H:%M}).",
+            code="time_order",
+            field="received_at",
+        )
     return temperature, received_at
 
 
