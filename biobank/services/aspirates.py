@@ -14,7 +14,6 @@ from biobank.models import (
     Aspirate,
     AspirateStatus,
     Condition,
-    SignatureMeaning,
     Site,
     Visit,
 )
@@ -26,10 +25,8 @@ from .lifecycle import (
     check_time,
     event_record,
     transition_apply,
-    transition_check,
 )
-from .signatures import require_perm, signature_sign, signed_reason
-from .units import LIFT_QUARANTINE
+from .units import quarantine_lift_apply
 
 RECEIPT_DECISIONS = ("accept", "quarantine", "reject")
 
@@ -248,29 +245,12 @@ def aspirate_receive_by_condition(
     )
 
 
-@transaction.atomic
 def aspirate_release_quarantine(
     *, aspirate: Aspirate, actor: AbstractBaseUser, password: str, reason: str
 ) -> Aspirate:
-    """QA releases a quarantined aspirate: authorised, reasoned and e-signed (21 CFR
-    11.50/11.200); the custody event references the signature."""
-    require_perm(actor, LIFT_QUARANTINE, "lift quarantines")
-    reason = signed_reason(reason, ask="the reason for releasing it from quarantine")
-    locked = Aspirate.objects.select_for_update(of=("self",)).get(pk=aspirate.pk)
-    transition_check(kind="aspirate", action="release_quarantine", item=locked, reason=reason)
-    signature = signature_sign(
-        user=actor,
-        password=password,
-        meaning=SignatureMeaning.QUARANTINE_LIFT,
-        record=aspirate.code,
-    )
-    transition_apply(
-        item=aspirate,
-        action="release_quarantine",
-        actor=actor,
-        at=signature.signed_at,
-        reason=reason,
-        signature=signature,
+    """QA releases a quarantined aspirate: authorised, reasoned and e-signed."""
+    quarantine_lift_apply(
+        item=aspirate, action="release_quarantine", actor=actor, password=password, reason=reason
     )
     return aspirate
 

@@ -12,16 +12,17 @@ from biobank.identifiers import Kind
 from biobank.models import (
     DEFAULT_CRYOPROTECTANT,
     DEFAULT_FREEZING_PROGRAM,
+    Aspirate,
     ContainerType,
     FreezingRun,
     Placement,
     Processing,
     ProcessingStatus,
     ProductUnit,
-    SignatureMeaning,
     UnitStatus,
     millions,
 )
+from biobank.visibility import kind_of_model
 
 from .audit import event_record_bulk, history_save
 from .identifiers import identifier_allocate, identifiers_allocate
@@ -272,30 +273,45 @@ def unit_quarantine_lift_target(unit: ProductUnit) -> str:
 
 
 @transaction.atomic
-def unit_quarantine_lift(
-    *, unit: ProductUnit, actor: AbstractBaseUser, password: str, reason: str
-) -> ProductUnit:
-    """QA lifts a unit's quarantine: authorised, reasoned and e-signed (21 CFR 11.50/11.200).
-
-    The unit returns to the status it had before the quarantine (``unit_quarantine_lift_target``);
-    the custody event references the signature.
-    """
+def quarantine_lift_apply(
+    *,
+    item: Aspirate | ProductUnit,
+    action: str,
+    actor: AbstractBaseUser,
+    password: str,
+    reason: str,
+) -> None:
+    """Lifting a quarantine, for any item: QA's permission, a reason worth signing, the table's
+    check on the locked row, the e-signature (21 CFR 11.50/11.200), then the step dated by the
+    signature; its custody event references the signature."""
     require_perm(actor, LIFT_QUARANTINE, "lift quarantines")
     reason = signed_reason(reason, ask="the reason for lifting the quarantine")
-    locked = ProductUnit.objects.select_for_update(of=("self",)).get(pk=unit.pk)
-    transition_check(kind="unit", action="lift_quarantine", item=locked, reason=reason)
-    target = unit_quarantine_lift_target(locked)
+    kind = kind_of_model(item)
+    locked = type(item).objects.select_for_update(of=("self",)).get(pk=item.pk)
+    transition_check(kind=kind, action=action, item=locked, reason=reason)
+    # A unit goes back to where it was; an aspirate to the table's one target.
+    target = unit_quarantine_lift_target(locked) if isinstance(locked, ProductUnit) else None
     signature = signature_sign(
-        user=actor, password=password, meaning=SignatureMeaning.QUARANTINE_LIFT, record=unit.code
+        user=actor, password=password, meaning=TRANSITIONS[kind][action].signed, record=item.code
     )
     transition_apply(
-        item=unit,
-        action="lift_quarantine",
+        item=item,
+        action=action,
         actor=actor,
         at=signature.signed_at,
         reason=reason,
         target=target,
         signature=signature,
+    )
+
+
+def unit_quarantine_lift(
+    *, unit: ProductUnit, actor: AbstractBaseUser, password: str, reason: str
+) -> ProductUnit:
+    """QA lifts a unit's quarantine: it returns to the status it had before the quarantine
+    (``unit_quarantine_lift_target``)."""
+    quarantine_lift_apply(
+        item=unit, action="lift_quarantine", actor=actor, password=password, reason=reason
     )
     return unit
 
