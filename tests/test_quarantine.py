@@ -392,3 +392,20 @@ def test_a_receipt_before_the_collection_is_refused_with_both_times(trial: Any, 
     )
     aspirate.refresh_from_db()
     assert (aspirate.status, aspirate.received_at) == ("collected", None)
+
+
+def test_a_lifted_unit_whose_dose_was_cancelled_meanwhile_goes_back_to_stock(
+    trial: Any, tech: Any
+) -> None:
+    from biobank.services.doses import dose_cancel
+
+    unit, dose = make_unit_for_trondheim(tech)
+    unit_transition(unit=unit, action="quarantine", actor=tech, reason="dropped on the floor")
+    dose_cancel(dose=dose, actor=tech, reason="participant withdrew consent")
+    unit.refresh_from_db()
+    assert unit.status == "quarantined"  # a cancelled dose does not settle a held unit
+    _lift(tech, unit)
+    unit.refresh_from_db()
+    # Released no more: nothing reserves it, and a released unit belongs to a dose.
+    assert unit.status == "frozen"
+    assert not DoseUnit.objects.filter(unit=unit, active=True).exists()

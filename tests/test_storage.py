@@ -379,6 +379,22 @@ def test_suggestion_when_everything_is_full(trial: Any, tech: Any) -> None:
     assert info.value.code == "storage_full"
 
 
+def test_no_place_is_suggested_where_a_unit_may_not_go(trial: Any, tech: Any) -> None:
+    freezer = make_storage_unit(
+        actor=tech, name="Minus 80", kind="freezer_80", range_c=("-90", "-70")
+    )
+    box = make_box(actor=tech, storage_unit=freezer)
+    kept = "kept at -90.0 … -70.0 °C; a cryopreserved unit must be stored at ≤ -150 °C"
+    with pytest.raises(ServiceError) as info:
+        free_position_suggest(storage_unit=freezer, container_type="cryobag")
+    assert (info.value.code, info.value.field) == ("too_warm", "storage_unit")
+    assert info.value.message.startswith(f"Minus 80 ({freezer.code}) is {kept}")
+    with pytest.raises(ServiceError) as info:
+        free_position_suggest(box=box)
+    assert (info.value.code, info.value.field) == ("too_warm", "box")
+    assert info.value.message.startswith(f"{box.code} is in Minus 80 ({freezer.code}), {kept}")
+
+
 def test_suggestion_query_count_does_not_grow(
     trial: Any, tech: Any, django_assert_max_num_queries: Any
 ) -> None:

@@ -15,6 +15,7 @@ from django.db.models import F, Min, Q
 from biobank.errors import ServiceError
 from biobank.identifiers import Kind
 from biobank.models import (
+    FROZEN_PRODUCT_MAX_C,
     Accepts,
     BoxType,
     Container,
@@ -240,6 +241,22 @@ def first_free_position(*, box: Container) -> tuple[int, int] | None:
     return index // cols + 1, index % cols + 1
 
 
+def cold_chain_check(storage_unit: StorageUnit, *, where: str, field: str) -> None:
+    """A cryopreserved unit goes only where it stays at ≤ −150 °C (vapour-phase LN2): never a
+    −80 °C freezer or a fridge (``StorageUnit.keeps_frozen_product``). ``where`` names the box
+    or storage unit asked for."""
+    if not storage_unit.keeps_frozen_product():
+        unit = f"{storage_unit.name} ({storage_unit.code})"
+        kept = f"{storage_unit.min_temperature_c:.1f} … {storage_unit.max_temperature_c:.1f} °C"
+        place = f"{unit} is" if where == storage_unit.code else f"{where} is in {unit},"
+        raise ServiceError(
+            f"{place} kept at {kept}; a cryopreserved unit must be stored at "
+            f"≤ {FROZEN_PRODUCT_MAX_C} °C (vapour-phase LN2).",
+            code="too_warm",
+            field=field,
+        )
+
+
 def free_position_suggest(
     *,
     box: Container | None = None,
@@ -250,6 +267,7 @@ def free_position_suggest(
     if box is not None:
         if not box.is_box:
             raise ServiceError(f"{box.code} is not a box.", field="box")
+        cold_chain_check(box.storage_unit, where=box.code, field="box")
         found = first_free_position(box=box)
         if found is None:
             raise ServiceError(f"Box {box.code} is full.", code="box_full", field="box")
@@ -257,6 +275,7 @@ def free_position_suggest(
         return Suggestion(box, *found, label, f"first free position in {box.name} ({box.code})")
     if storage_unit is None:
         raise ServiceError("Give a box or a storage unit.", field="storage_unit")
+    cold_chain_check(storage_unit, where=storage_unit.code, field="storage_unit")
     rows = (
         Container.objects.filter(storage_unit=storage_unit, kind=ContainerKind.BOX, active=True)
         .filter(_accepts(container_type))

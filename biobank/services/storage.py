@@ -13,7 +13,6 @@ from django.db.models import Q
 
 from biobank.errors import ConflictError, ServiceError, TransitionError
 from biobank.models import (
-    FROZEN_PRODUCT_MAX_C,
     Accepts,
     Container,
     Placement,
@@ -22,7 +21,7 @@ from biobank.models import (
 )
 
 from .audit import history_save
-from .containers import position_parse
+from .containers import cold_chain_check, position_parse
 from .lifecycle import (
     TRANSITIONS,
     Step,
@@ -82,26 +81,12 @@ def slot_make(
     """A planned placement: a store when the unit has no place (``before``), else a move; its
     event names the new place and, for a move, the old one. Every placement is planned here
     (store, bulk store, move, put, rack import), so the cold chain is checked here."""
-    cold_chain_check(container)
+    cold_chain_check(container.storage_unit, where=container.code, field="container")
     data = {"container": container.code, "position": label, **extra}
     if before is not None:
         data = {"from_container": before.container.code, "from_position": before.position, **data}
     action = "store" if before is None else "move"
     return Slot(unit, action, container, row, col, label, before, data, reason)
-
-
-def cold_chain_check(container: Container) -> None:
-    """A cryopreserved unit goes only where it stays at ≤ −150 °C (vapour-phase LN2): never a
-    −80 °C freezer or a fridge (``StorageUnit.keeps_frozen_product``)."""
-    storage_unit = container.storage_unit
-    if not storage_unit.keeps_frozen_product():
-        raise ServiceError(
-            f"{container.code} is in {storage_unit.name} ({storage_unit.code}), kept at "
-            f"{storage_unit.min_temperature_c:.1f} … {storage_unit.max_temperature_c:.1f} °C; a "
-            f"cryopreserved unit must be stored at ≤ {FROZEN_PRODUCT_MAX_C} °C (vapour-phase LN2).",
-            code="too_warm",
-            field="container",
-        )
 
 
 def _slots_plan(

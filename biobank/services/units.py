@@ -263,11 +263,12 @@ def unit_transition(
 
 def unit_quarantine_lift_target(unit: ProductUnit) -> str:
     """Where a lifted quarantine leaves a unit: the status it had before the quarantine when
-    that still holds (released: out of storage, reserved), else as its place says: stored only
-    with an open placement, otherwise frozen."""
+    that still holds (released: out of storage and still reserved by a live dose), else as its
+    place says: stored only with an open placement, otherwise frozen."""
     placed = Placement.objects.open().filter(unit=unit).exists()
     before = status_before(item=unit, action="quarantine")
-    if before == UnitStatus.RELEASED and not placed:
+    reserved = unit.dose_links.filter(active=True).exists()
+    if before == UnitStatus.RELEASED and not placed and reserved:
         return UnitStatus.RELEASED
     return UnitStatus.STORED if placed else UnitStatus.FROZEN
 
