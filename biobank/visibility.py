@@ -111,6 +111,10 @@ BLINDED_EVENT_DATA: dict[str, frozenset[str]] = {
     "shipment": frozenset(),
 }
 
+# What a blinded role reads for the reason of a dose's step (a cancellation above all): the
+# lab's words may say what was in the syringe, so every dose reads the same.
+BLINDED_DOSE_REASON = "Recorded by the cell lab (not shown: the trial is blinded)"
+
 # An aspirate's lab statuses tell whether it was expanded (and so the arm): a blinded role
 # sees every aspirate the lab has accepted as simply "received".
 BLINDED_ASPIRATE_STATUS = {
@@ -272,12 +276,18 @@ class Policy:
             return event
         event.from_status = self.event_status(event, event.from_status)
         event.to_status = self.event_status(event, event.to_status)
-        event.reason = self.redact(event.reason)
+        event.reason = self.event_reason(event.item_kind, event.reason)
         event.location = self.redact(event.location)
         event.data = self.event_data(event)
         return event
 
     # --- text ------------------------------------------------------------------------------
+
+    def event_reason(self, item_kind: str, reason: str) -> str:
+        """The reason of a custody step as this user may read it."""
+        if not self.unblinded and item_kind == "dose" and reason:
+            return BLINDED_DOSE_REASON
+        return self.redact(reason)
 
     def redact(self, text: str) -> str:
         """A message for this user: lab-only identifiers replaced for blinded roles."""

@@ -207,11 +207,11 @@ def test_a_failed_qc_result_after_the_release_stops_the_product(roles: dict[str,
     assert len(spares) == 2
     _qc(product, lab, "sterility", "POSITIVE (day 14 culture)", passed=False)
     dose.refresh_from_db()
-    # The dose is withdrawn in words a blinded clinician may read; its thawed units discarded.
-    assert (dose.status, dose.status_reason) == ("cancelled", "withdrawn by the cell lab")
+    # The dose is withdrawn, its thawed units discarded; the lab reads why.
+    why = "QC after release: Sterility failed (POSITIVE (day 14 culture))"
+    assert (dose.status, dose.status_reason) == ("cancelled", f"withdrawn, {why}")
     assert set(dose.units.values_list("status", flat=True)) == {"discarded"}
     held = dict(product.units.filter(status="quarantined").values_list("code", "status_reason"))
-    why = "QC after release: Sterility failed (POSITIVE (day 14 culture))"
     assert held == {spares[0].code: why, spares[1].code: why}
     # No new dose can draw on the product.
     visit = dose.visit
@@ -219,6 +219,47 @@ def test_a_failed_qc_result_after_the_release_stops_the_product(roles: dict[str,
         dose_prepare(visit=visit, actor=lab)
     assert info.value.code == "no_unit"
     assert Dose.objects.filter(visit=visit).count() == 1
+
+
+def test_a_withdrawn_msc_dose_reads_like_a_cancelled_saline_dose_to_a_clinician(
+    roles: dict[str, Any],
+) -> None:
+    lab = roles[LAB]
+    msc, saline = make_dose(actor=lab, arm="B"), make_dose(actor=lab, arm="A")
+    _qc(msc.units.first().processing, lab, "mycoplasma", "PCR positive", passed=False)
+    dose_cancel(dose=saline, actor=lab, reason="saline syringe dropped, new one tomorrow")
+    clinician, lab_api = api_as(roles[CLINICIAN]), api_as(lab)
+
+    def seen(client: Any, dose: Dose) -> tuple[Any, list[tuple[str, str]]]:
+        body = client.get(f"/api/doses/{dose.code}/").json()
+        events = client.get("/api/events/", {"item": dose.code}).json()["results"]
+        return body.get("status_reason"), [(e["action"], e["reason"]) for e in events]
+
+    shown = "Recorded by the cell lab (not shown: the trial is blinded)"
+    for dose in (msc, saline):
+        reason, events = seen(clinician, dose)
+        assert reason is None and events[-1] == ("cancel", shown)
+        history = Dose.history.filter(id=dose.pk).values_list("history_change_reason", flat=True)
+        assert history.first() == "cancel"
+    assert "PCR positive" in seen(lab_api, msc)[0]
+    assert seen(lab_api, saline)[1][-1] == ("cancel", "saline syringe dropped, new one tomorrow")
+
+
+def test_a_failed_qc_result_after_the_dose_was_given_is_still_recorded(
+    roles: dict[str, Any],
+) -> None:
+    lab = roles[LAB]
+    dose = make_dose(actor=lab, arm="B", units=3)
+    participant = dose.participant.code
+    dose_dispatch(dose_scan=dose.code, participant_scan=participant, actor=roles[CLINICIAN])
+    dose_administer(dose_scan=dose.code, participant_scan=participant, actor=roles[CLINICIAN])
+    product = dose.units.first().processing
+    result = _qc(product, lab, "sterility", "POSITIVE (day 14 culture)", passed=False)
+    assert product.qc_results.filter(pk=result.pk, passed=False).exists()
+    dose.refresh_from_db()
+    assert dose.status == "administered"
+    spare = product.units.exclude(pk__in=dose.units.values("pk")).get()
+    assert spare.status == "quarantined"
 
 
 def test_a_unit_out_of_storage_is_not_released_after_a_failed_qc_result(
@@ -513,13 +554,13 @@ def test_dose_history_has_no_concealed_fields(two_doses: tuple[Dose, Dose]) -> N
     # product field forgotten from the concealed list would show here.
     names = {f.name for f in Dose.history.model._meta.fields}
     assert names == {
-        "id", "code", "participant", "visit", "status", "status_reason", "route", "volume_ml",
+        "id", "code", "participant", "visit", "status", "route", "volume_ml",
         "weight_kg", "target_cells", "window_min_cells", "window_max_cells", "expires_at",
         "prepared_at", "prepared_by", "ready_at", "release_signature", "dispatched_at",
         "administered_at", "administered_by",
         "history_id", "history_date", "history_type", "history_user", "history_change_reason",
     }  # fmt: skip
-    assert "treatment" not in names and "saline_lot" not in names
+    assert "treatment" not in names and "status_reason" not in names
 
 
 def test_dose_events_are_identical_in_shape(two_doses: tuple[Dose, Dose]) -> None:

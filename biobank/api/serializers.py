@@ -289,12 +289,8 @@ class EventSerializer(PolicySerializer):
         ]
 
     def to_representation(self, instance: CustodyEvent) -> dict[str, Any]:
-        data = super().to_representation(instance)
-        policy = request_policy(self.context)
-        data["data"] = policy.event_data(instance)
-        data["from_status"] = policy.event_status(instance, data["from_status"])
-        data["to_status"] = policy.event_status(instance, data["to_status"])
-        return data
+        # The event as the policy shows it (statuses, data, reason, redaction), as on every page.
+        return super().to_representation(request_policy(self.context).event_shown(instance))
 
 
 class DoseUnitSerializer(serializers.ModelSerializer):

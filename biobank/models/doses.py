@@ -95,8 +95,10 @@ class DoseExpiry(models.TextChoices):
 
 
 # The fields of a dose that tell MSC from saline: kept out of its history, hidden from blinded
-# roles by the visibility policy.
+# roles by the visibility policy. ``status_reason`` too: the lab's reason for cancelling a dose
+# may say what was in the syringe (the custody event keeps it for the unblinded).
 PRODUCT_FIELDS = (
+    "status_reason",
     "treatment",
     "processing",
     "post_thaw_cell_count",

@@ -4,6 +4,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce
 from simple_history.models import HistoricalRecords
 
 from .aspirate import Aspirate
@@ -96,9 +97,16 @@ class Processing(models.Model):
     def cells_taken(self) -> int:
         """Cells already taken from the harvest: filled into units (whatever became of them), or
         counted into a fresh dose made ready (a syringe cancelled later does not return them)."""
-        units = self.units.aggregate(n=models.Sum("cell_number"))["n"] or 0
-        fresh = self.fresh_doses.aggregate(n=models.Sum("post_thaw_cell_count"))["n"] or 0
-        return units + fresh
+
+        def total(related: models.Manager, field: str) -> models.Subquery:
+            per_product = related.order_by().values("processing").annotate(n=models.Sum(field))
+            return models.Subquery(per_product.values("n")[:1])
+
+        taken = Coalesce(total(self.units, "cell_number"), 0) + Coalesce(
+            total(self.fresh_doses, "post_thaw_cell_count"), 0
+        )
+        # One query, however many units and doses.
+        return type(self).objects.filter(pk=self.pk).values_list(taken, flat=True).get()
 
     def fresh_is_expired(self, at: dt.datetime) -> bool:
         expires = self.fresh_expires_at()

@@ -275,7 +275,7 @@ def _blinded_event_row(policy: visibility.Policy, row: Any) -> list[Any]:
     event = _EventView(item_kind=row[4], data=data)
     row[7] = policy.event_status(event, row[7])
     row[8] = policy.event_status(event, row[8])
-    row[11] = policy.redact(row[11] or "")
+    row[11] = policy.event_reason(row[4], row[11] or "")
     row[12] = policy.redact(row[12] or "")
     row[13] = policy.event_data(event)
     return row

@@ -283,7 +283,6 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
             "dispatched_at": iso(d.dispatched_at),
             "administered_at": iso(d.administered_at),
             "administered_by": d.administered_by,
-            "status_reason": d.status_reason,
             "release": _signature(d.release_signature),
             "identity_checks": [
                 {
@@ -298,6 +297,7 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
             ],
         }
         if not blinded:
+            row["status_reason"] = d.status_reason
             # A dose may draw on several units (issue 13): their codes, in order.
             row["unit"] = ", ".join(link.unit.code for link in d.dose_units.all())
             row["processing"] = d.processing.code if d.processing_id else ""

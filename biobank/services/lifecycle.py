@@ -429,8 +429,12 @@ def _shipment_guard(locked: Any, action: str) -> None:
         )
 
 
-def _change_reason(reason: str, action: str) -> str:
+def _change_reason(reason: str, action: str, kind: str) -> str:
     # The history's change reason column holds 100 characters; status_reason keeps it all.
+    # A dose's history names the step only: the reason may say what was in the syringe, and
+    # blinded roles read the history (the custody event keeps the reason for the unblinded).
+    if kind == "dose":
+        return _words(action)
     return (reason or _words(action))[:100]
 
 
@@ -533,7 +537,7 @@ def transitions_apply_bulk(
         if transition.needs_reason:
             row.status_reason = reason
             fields.add("status_reason")
-        row._change_reason = _change_reason(reason, step.action)
+        row._change_reason = _change_reason(reason, step.action, kind)
         row._history_user = actor
     rows_update(model, [row for _, row, *_ in plans], sorted(fields))
     model.history.bulk_history_create([row for _, row, *_ in plans], update=True)
@@ -630,7 +634,7 @@ def transition_apply(
         locked.status = new_status
     if transition.needs_reason:
         locked.status_reason = reason
-    history_save(locked, actor=actor, reason=_change_reason(reason, action))
+    history_save(locked, actor=actor, reason=_change_reason(reason, action, kind))
     _copy_saved(item, locked)
     if not custody:
         return None

@@ -178,17 +178,18 @@ def _product_hold(
     processing: Processing, *, failures: list[str], actor: AbstractBaseUser, at: datetime
 ) -> None:
     """A result that fails the specification after the QC release stops the product until QA
-    decides: its active doses are withdrawn (in words that are the same for any dose, as a
-    blinded clinician may read them) and every unit that can be is quarantined."""
+    decides: its doses not yet given are withdrawn (a blinded role reads every dose's reason
+    alike, ``visibility.BLINDED_DOSE_REASON``) and every unit that can be is quarantined. A
+    dose already given stays as it is: the failed result, stored, is the record QA acts on."""
     why = f"QC after release: {'; '.join(failures)}"
     doses = (
-        Dose.objects.active()
+        Dose.objects.filter(status__in=TRANSITIONS["dose"]["cancel"].sources)
         .filter(Q(processing=processing) | Q(dose_units__unit__processing=processing))
         .distinct()
         .order_by("code")
     )
     for dose in doses:
-        dose_cancel_apply(dose=dose, actor=actor, reason="withdrawn by the cell lab")
+        dose_cancel_apply(dose=dose, actor=actor, reason=f"withdrawn, {why}")
     held = processing.units.filter(status__in=TRANSITIONS["unit"]["quarantine"].sources)
     for unit in held.order_by("code"):
         unit_transition(unit=unit, action="quarantine", actor=actor, reason=why)
