@@ -235,6 +235,15 @@ def test_a_unit_of_a_live_dose_is_settled_only_by_cancelling_the_dose(
     thawed.refresh_from_db()
     dose.refresh_from_db()
     assert (thawed.status, dose.status) == ("thawed", "ready")
+    # Nor in a batch (the table's check, whatever the path): refused at its place in the list.
+    from biobank.services.lifecycle import Step, transitions_apply_bulk
+
+    other = dose.units.order_by("code").last()
+    steps = [Step(item=u, action="discard", reason="clearing the bench") for u in (thawed, other)]
+    with pytest.raises(ServiceError) as info:
+        transitions_apply_bulk(steps=steps, actor=lab)
+    assert (info.value.code, info.value.index) == ("reserved_for_dose", 0)
+    assert set(dose.units.values_list("status", flat=True)) == {"thawed"}
     dose_cancel(dose=dose, actor=lab, reason="bag dropped on the floor")
     assert set(dose.units.values_list("status", flat=True)) == {"discarded"}
     assert not dose.dose_units.filter(active=True).exists()

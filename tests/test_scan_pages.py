@@ -72,6 +72,19 @@ def test_receive_damaged_quarantines(trial: Any, tech: Any, admin_client_tech: A
     assert aspirate.status == "quarantined" and "QUARANTINED" in feedback(html)
 
 
+@pytest.mark.parametrize("temperature", ["NaN", "Infinity", "61"])
+def test_receive_explains_a_temperature_that_is_not_one(
+    trial: Any, tech: Any, admin_client_tech: Any, temperature: str
+) -> None:
+    aspirate = make_aspirate(actor=tech, collected_at=past(hours=3))
+    html = scan(
+        admin_client_tech, "receive", aspirate.code, temperature_c=temperature, condition="intact"
+    )
+    assert "Temperature must be between -200 and 60 °C" in feedback(html)
+    aspirate.refresh_from_db()
+    assert (aspirate.status, aspirate.received_at) == ("collected", None)
+
+
 def test_receive_refuses_other_kinds(trial: Any, tech: Any, admin_client_tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
     html = scan(admin_client_tech, "receive", unit.code)

@@ -316,7 +316,7 @@ def test_receiving_reconciles_missing_extra_and_damaged(trial: Any, tech: Any) -
 
 
 def test_a_missing_item_is_written_off_with_a_reason(trial: Any, tech: Any) -> None:
-    unit, _ = make_unit_for_trondheim(tech)
+    unit, dose = make_unit_for_trondheim(tech)
     shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
     logger_clean(shipment, tech)
     receipt = shipment_receive(shipment=shipment, actor=tech)
@@ -330,6 +330,10 @@ def test_a_missing_item_is_written_off_with_a_reason(trial: Any, tech: Any) -> N
     shipment_item_write_off(
         shipment=shipment, scan=unit.code, actor=tech, reason="not in the shipper"
     )
+    # The dose it was reserved for cannot be made without it: cancelled with it.
+    dose.refresh_from_db()
+    assert dose.status == "cancelled" and unit.code in dose.status_reason
+    assert not dose.dose_units.filter(active=True).exists()
     unit.refresh_from_db()
     assert unit.status == "discarded" and "not in the shipper" in unit.status_reason
     shipment.refresh_from_db()

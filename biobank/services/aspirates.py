@@ -133,7 +133,10 @@ def _receipt_read(
             field="condition",
         )
     temperature = None if temperature_c is None else Decimal(str(temperature_c))
-    if temperature is not None and not (Decimal(-200) <= temperature <= Decimal(60)):
+    # NaN compares as an error, not as out of range: refused first, as a value.
+    if temperature is not None and (
+        not temperature.is_finite() or not (Decimal(-200) <= temperature <= Decimal(60))
+    ):
         raise ServiceError(
             f"Temperature must be between -200 and 60 °C, not {temperature} °C.",
             field="temperature_c",

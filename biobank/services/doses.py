@@ -529,16 +529,20 @@ def dose_cancel_apply(
     actor: AbstractBaseUser,
     reason: str,
     at: dt.datetime | None = None,
+    settled: frozenset[int] = frozenset(),
     **event: Any,
 ) -> Dose:
     """Cancel a dose and settle its units, whoever cancels it: the lab (``dose_cancel``, which
     checks the permission) or a shipment that lost or quarantined it (``event``: where the
-    custody event happened). The units are freed of the dose either way."""
+    custody event happened). The units are freed of the dose either way; those in ``settled``
+    (pks) the caller settles itself (a unit lost in transit is written off)."""
     transition_apply(item=dose, action="cancel", actor=actor, at=at, reason=reason, **event)
     links = _dose_units(dose)
-    # Freed first: a unit reserved by an active dose takes no step of its own (unit_transition).
+    # Freed first: a unit reserved by a live dose takes no step of its own (the table's check).
     DoseUnit.objects.filter(dose=dose).update(active=False)
     for link in links:
+        if link.unit_id in settled:
+            continue
         step = _UNIT_ON_CANCEL.get(link.unit.status)
         if step is not None:
             action, why = step

@@ -11,7 +11,7 @@ from django.db import models, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from biobank.errors import ServiceError, TransitionError
+from biobank.errors import ConflictError, ServiceError, TransitionError
 from biobank.identifiers import with_article
 from biobank.models import (
     Aspirate,
@@ -19,6 +19,7 @@ from biobank.models import (
     CustodyEvent,
     Dose,
     DoseStatus,
+    DoseUnit,
     Processing,
     ProcessingStatus,
     ProductUnit,
@@ -270,6 +271,31 @@ def status_before(*, item: Item, action: str) -> str:
     return before or ""
 
 
+# Steps a unit reserved by a live dose does not take on its own (the dose settles its units
+# when it is cancelled): discarded or returned alone, it would leave the dose without its cells.
+SETTLED_BY_DOSE = frozenset({"discard", "return_to_stock"})
+
+
+def _reserved_by(kind: str, actions: set[str], pks: list[int]) -> dict[int, str]:
+    """The doses (unit pk -> dose code) reserving the units a step of ``SETTLED_BY_DOSE`` would
+    settle on its own: one query, none when no such step is asked."""
+    if kind != "unit" or not actions & SETTLED_BY_DOSE:
+        return {}
+    links = DoseUnit.objects.filter(unit_id__in=pks, active=True)
+    return dict(links.values_list("unit_id", "dose__code"))
+
+
+def _reserved_refusal(item: Item, action: str, dose_code: str | None) -> ServiceError | None:
+    if action not in SETTLED_BY_DOSE or dose_code is None:
+        return None
+    return ConflictError(
+        f"{item.code} is reserved for dose {dose_code}: cancel the dose instead (its units are "
+        "returned or discarded with it).",
+        code="reserved_for_dose",
+        field="unit",
+    )
+
+
 def time_order_check(
     *, item: Item, kind: str, action: str, at: datetime, field: str = "at"
 ) -> None:
@@ -488,6 +514,7 @@ def transitions_apply_bulk(
     qc_signed = {
         action: _qc_signed_at(list(locked.values()), action) for action in {s.action for s in steps}
     }
+    reserved = _reserved_by(kind, {s.action for s in steps}, list(locked))
     plans = []
     for index, step in enumerate(steps):
         row = locked[step.item.pk]
@@ -496,7 +523,9 @@ def transitions_apply_bulk(
             transition = transition_check(
                 kind=kind, action=step.action, item=row, reason=reason, status=status[row.pk]
             )
-            refusal = _time_order_refusal(row, kind, step.action, when, qc_signed[step.action])
+            refusal = _reserved_refusal(row, step.action, reserved.get(row.pk)) or (
+                _time_order_refusal(row, kind, step.action, when, qc_signed[step.action])
+            )
             if refusal is not None:
                 raise refusal
             target = _target_of(transition, step.action, row.code, step.target)
@@ -622,6 +651,11 @@ def transition_apply(
     when = check_time(at)
     locked = _lockable(model, kind).get(pk=item.pk)
     transition = transition_check(kind=kind, action=action, item=locked, reason=reason)
+    refusal = _reserved_refusal(
+        locked, action, _reserved_by(kind, {action}, [locked.pk]).get(locked.pk)
+    )
+    if refusal is not None:
+        raise refusal
     new_status = _target_of(transition, action, locked.code, target)
     signed = _signed_data(transition, action, locked.code, signature)
     from_status = locked.status

@@ -122,6 +122,15 @@ def item_step(
         # A dose lost or spoiled in transit is cancelled as any dose is: its units settled.
         dose_cancel_apply(dose=item, actor=actor, at=at, reason=reason, **where)
         return
+    if isinstance(item, ProductUnit) and action == "discard":
+        # A unit lost in transit takes the dose reserving it along: cancelled, its other units
+        # settled as on any cancellation, this one discarded here.
+        link = item.dose_links.filter(active=True).select_related("dose").first()
+        if link is not None:
+            why = f"{item.code} lost in transit: {reason}"
+            dose_cancel_apply(
+                dose=link.dose, actor=actor, at=at, reason=why, settled=frozenset({item.pk})
+            )
     transition_apply(item=item, action=action, actor=actor, at=at, reason=reason, **where)
 
 

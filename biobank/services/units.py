@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
-from biobank.errors import ConflictError, ServiceError
+from biobank.errors import ServiceError
 from biobank.identifiers import Kind
 from biobank.models import (
     DEFAULT_CRYOPROTECTANT,
@@ -43,9 +43,6 @@ MAX_UNITS_PER_PROCESSING = 200
 # Steps that need a container or position go through services.storage instead.
 PLACEMENT_STEPS = frozenset({"store", "move", "check_out", "check_in", "unstore"})
 LEAVES_STORAGE = frozenset({"release", "discard"})
-# Steps the dose takes for the units it reserves (cancelling it settles them): a reserved unit
-# discarded or returned on its own would leave a ready dose without its cells.
-SETTLED_BY_DOSE = frozenset({"discard", "return_to_stock"})
 # Lifting a quarantine (of a unit or an aspirate) is QA's decision, signed.
 LIFT_QUARANTINE = "biobank.lift_quarantine"
 
@@ -243,15 +240,6 @@ def unit_transition(
     with transaction.atomic():
         if action == "release":
             unit_release_check(unit)
-        if action in SETTLED_BY_DOSE:
-            link = unit.dose_links.filter(active=True).select_related("dose").first()
-            if link is not None:
-                raise ConflictError(
-                    f"{unit.code} is reserved for dose {link.dose.code}: cancel the dose instead "
-                    "(its units are returned or discarded with it).",
-                    code="reserved_for_dose",
-                    field="unit",
-                )
         event = transition_apply(
             item=unit, action=action, actor=actor, reason=reason, at=at, location=location
         )
