@@ -552,6 +552,23 @@ def test_storage_unit_page_shows_occupancy_and_temperatures(
     assert "<td>3 / 81</td>" in html
 
 
+def test_a_storage_unit_holding_units_keeps_its_range(
+    box: Container, tech: Any, admin_client_tech: Any
+) -> None:
+    su = box.storage_unit
+    url = reverse("admin:biobank_storageunit_change", args=[su.pk])
+    assert 'name="max_temperature_c"' in admin_client_tech.get(url).content.decode()
+    _fill(box, tech, 1)
+    page = admin_client_tech.get(url).content.decode()
+    assert 'name="max_temperature_c"' not in page and 'name="kind"' not in page
+    data = {"name": su.name, "kind": "freezer_80", "min_temperature_c": "-90",
+            "max_temperature_c": "-60", "active": "on"}  # fmt: skip
+    admin_client_tech.post(url, data)
+    su.refresh_from_db()
+    assert (su.kind, su.max_temperature_c) != ("freezer_80", Decimal("-60"))
+    assert su.keeps_frozen_product()
+
+
 def test_unit_search_shows_location_path_and_history(
     box: Container, tech: Any, admin_client_tech: Any
 ) -> None:

@@ -79,7 +79,14 @@ class StorageUnitAdmin(ServiceFormAdminMixin, LabelPreviewMixin, BaseAdmin):
         return f"{obj.min_temperature_c} … {obj.max_temperature_c} °C"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return ["code", "label_preview", "site"] if obj is not None else []
+        if obj is None:
+            return []
+        fixed = ["code", "label_preview", "site"]
+        # Units were placed in it under this kind and range (≤ −150 °C): while it holds them,
+        # a warmer range would leave them stored somewhere they may not be.
+        if obj.holds_product():
+            fixed += ["kind", "min_temperature_c", "max_temperature_c"]
+        return fixed
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None

@@ -127,6 +127,10 @@ class StorageUnit(models.Model):
         product may be kept in it."""
         return self.max_temperature_c <= FROZEN_PRODUCT_MAX_C
 
+    def holds_product(self) -> bool:
+        """Units are stored in it now: its kind and range are then what they were placed under."""
+        return Placement.objects.open().filter(container__storage_unit=self).exists()
+
 
 class ContainerKind(models.TextChoices):
     RACK = "rack", "Rack"
