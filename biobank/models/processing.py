@@ -108,6 +108,10 @@ class Processing(models.Model):
         # One query, however many units and doses.
         return type(self).objects.filter(pk=self.pk).values_list(taken, flat=True).get()
 
+    def cells_left(self) -> int:
+        """Harvested cells not yet taken (``cells_taken``): what a fill or a fresh dose may use."""
+        return (self.harvest_cell_count or 0) - self.cells_taken()
+
     def fresh_is_expired(self, at: dt.datetime) -> bool:
         expires = self.fresh_expires_at()
         return expires is None or at >= expires

@@ -296,7 +296,7 @@ def dose_make_ready(
         harvested = product.harvest_cell_count or 0
         # Locked: two fresh doses, or a dose and a fill, must not take the same cells.
         Processing.objects.select_for_update(of=("self",)).filter(pk=product.pk).exists()
-        left = harvested - product.cells_taken()
+        left = product.cells_left()
         if count > left:
             raise ServiceError(
                 f"{millions(count)} cells is more than the {millions(left)} ({left:,}) left of "

@@ -23,6 +23,8 @@ from django.utils import timezone
 from biobank.errors import ConflictError, NotFound, ServiceError, TransitionError
 from biobank.identifiers import Kind, with_article
 from biobank.models import (
+    FROZEN_PRODUCT_MAX_C,
+    KIND_RANGE_C,
     Aspirate,
     Dose,
     ProductUnit,
@@ -50,7 +52,8 @@ Item = Aspirate | ProductUnit | Dose
 # sites"): frozen product only in an LN2 dry shipper; dry ice (≤ −60 °C) is for test samples.
 ALLOWED_KINDS: dict[str, tuple[str, ...]] = {
     "aspirate": (ShipmentKind.AMBIENT, ShipmentKind.COOL),
-    "unit": (ShipmentKind.DRY_SHIPPER,),
+    # Those that keep what cryopreserved product is stored at (today: the LN2 dry shipper).
+    "unit": tuple(k for k, (_, high) in KIND_RANGE_C.items() if high <= FROZEN_PRODUCT_MAX_C),
     "dose": (ShipmentKind.AMBIENT, ShipmentKind.COOL),
 }
 WHY_KINDS: dict[str, str] = {

@@ -95,14 +95,12 @@ def units_create(
                 field="volume_ml",
             )
         total += int(spec.cell_number)
-    harvested = processing.harvest_cell_count or 0
-    taken = processing.cells_taken()
-    if total > harvested - taken:
+    harvested, left = processing.harvest_cell_count or 0, processing.cells_left()
+    if total > left:
         raise ServiceError(
             f"The units hold {millions(total)} cells ({total:,}), more than the "
-            f"{millions(harvested - taken)} ({harvested - taken:,}) left of the "
-            f"{millions(harvested)} harvested in {processing.code} "
-            f"({millions(taken)} already in units or fresh doses).",
+            f"{millions(left)} ({left:,}) left of the {millions(harvested)} harvested in "
+            f"{processing.code} ({millions(harvested - left)} already in units or fresh doses).",
             code="exceeds_harvest",
             field="cell_number",
         )
