@@ -162,13 +162,24 @@ def test_find_page_bad_check_character(
 
 def test_receive_page(browser: Any, live_server: Any, tech_in_browser: Any) -> None:
     # Collected this morning: received now, within the study's transport time.
-    aspirates = [make_aspirate(actor=tech_in_browser, collected_at=past(hours=3)) for _ in range(2)]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    aspirates = [make_aspirate(actor=tech_in_browser, collected_at=past(hours=3)) for _ in range(3)]
     _open(browser, live_server, "receive")
-    for aspirate in aspirates:
+    # Without a transport temperature the receipt is not within the limits: quarantined.
+    assert "QUARANTINED" in _scan(browser, aspirates[2].code)
+    # The temperature is a setting of the page: typed once, kept for every scan after it.
+    field = browser.find_element(By.NAME, "temperature_c")
+    field.send_keys("20.0" + Keys.TAB)  # its change submits the settings and reloads the page
+    _wait(browser, lambda d: not _attached(field))
+    _wait(browser, lambda d: d.find_element(By.NAME, "temperature_c").get_attribute("value"))
+    browser.find_element(By.ID, "scan-input").click()
+    for aspirate in aspirates[:2]:
         assert "received and accepted" in _scan(browser, aspirate.code)
-    for aspirate in aspirates:
+    for aspirate, status in zip(aspirates, ["accepted", "accepted", "quarantined"], strict=True):
         aspirate.refresh_from_db()
-        assert aspirate.status == "accepted"
+        assert aspirate.status == status
 
 
 def test_store_page(browser: Any, live_server: Any, tech_in_browser: Any) -> None:

@@ -65,13 +65,19 @@ def test_receipt_by_condition_accepts_intact_and_quarantines_the_rest(
     }
     assert events == {
         intact.pk: ("accept", ""),
-        leaking.pk: ("quarantine", "Condition at receipt: Leaking"),
+        leaking.pk: (
+            "quarantine",
+            "Condition at receipt: Leaking; "
+            "No transport temperature was recorded (allowed 2.0–25.0 °C)",
+        ),
     }
 
 
 def test_receipt_by_condition_never_decides_twice(trial: Any, tech: Any) -> None:
     aspirate = make_aspirate(actor=tech, collected_at=past(hours=3))
-    aspirate_receive_by_condition(aspirate=aspirate, actor=tech, condition="intact")
+    aspirate_receive_by_condition(
+        aspirate=aspirate, actor=tech, condition="intact", temperature_c=Decimal("19.5")
+    )
     with pytest.raises(ConflictError) as info:
         aspirate_receive_by_condition(aspirate=aspirate, actor=tech, condition="leaking")
     assert (info.value.code, info.value.field) == ("already_received", "aspirate")

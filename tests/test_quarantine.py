@@ -332,6 +332,27 @@ def test_a_damaged_and_hot_aspirate_names_both(trial: Any, tech: Any) -> None:
     )
 
 
+def test_an_intact_aspirate_without_a_transport_temperature_is_quarantined(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    aspirate = make_aspirate(actor=tech, collected_at=past(hours=3))
+    response = api_as(tech).post(
+        f"/api/aspirates/{aspirate.code}/receive-by-condition/", {"condition": "intact"}
+    )
+    assert response.status_code == 200, response.content
+    aspirate.refresh_from_db()
+    assert (aspirate.status, aspirate.status_reason) == (
+        "quarantined",
+        "No transport temperature was recorded (allowed 2.0–25.0 °C)",
+    )
+    other = make_aspirate(actor=tech, collected_at=past(hours=3))
+    body = {"decision": "accept", "condition": "intact"}
+    refused = api_as(tech).post(f"/api/aspirates/{other.code}/receive/", body)
+    assert (refused.status_code, refused.json()["code"]) == (400, "receipt_out_of_limits")
+    other.refresh_from_db()
+    assert other.status == "collected"
+
+
 def test_the_limits_are_the_studys_settings(trial: Any, tech: Any) -> None:
     Study.objects.update(
         aspirate_transport_min_c=Decimal("15"),

@@ -106,7 +106,10 @@ def aspirate_receipt_problems(
     study = aspirate.participant.study
     low, high = study.aspirate_transport_min_c, study.aspirate_transport_max_c
     problems = []
-    if temperature_c is not None and not (low <= temperature_c <= high):
+    if temperature_c is None:
+        # Unknown is not within: the receipt records it (DOMAIN.md, receipt), QA decides.
+        problems.append(f"no transport temperature was recorded (allowed {low}–{high} °C)")
+    elif not (low <= temperature_c <= high):
         problems.append(
             f"transport temperature {temperature_c} °C is outside the allowed {low}–{high} °C"
         )
