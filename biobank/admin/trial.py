@@ -44,14 +44,21 @@ class TrialDefinitionAdmin(BaseAdmin):
     def study_of(self, obj: Any) -> Study:
         return obj.study
 
+    def _locked(self, request: HttpRequest, study: Study | None) -> bool:
+        """The study's lock (None: any study's), asked once per request: the admin's menus and
+        a change page ask the permissions many times."""
+        asked = vars(request).setdefault("_trial_definition_locked", {})
+        key = study.pk if study is not None else None
+        if key not in asked:
+            locked = study.definition_locked() if study else Study.any_definition_locked()
+            asked[key] = locked
+        return asked[key]
+
     def has_add_permission(self, request: HttpRequest) -> bool:
-        # Asked for every model in the admin's menus: once per request, not per menu entry.
-        if not hasattr(request, "trial_definition_locked"):
-            request.trial_definition_locked = Study.any_definition_locked()  # type: ignore[attr-defined]
-        return not request.trial_definition_locked and super().has_add_permission(request)  # type: ignore[attr-defined]
+        return not self._locked(request, None) and super().has_add_permission(request)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if obj is not None and self.study_of(obj).definition_locked():
+        if obj is not None and self._locked(request, self.study_of(obj)):
             return False
         return super().has_change_permission(request, obj)
 
@@ -63,7 +70,7 @@ class TrialDefinitionAdmin(BaseAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> Any:
         obj = self.get_object(request, object_id)
-        if obj is not None and self.study_of(obj).definition_locked():
+        if obj is not None and self._locked(request, self.study_of(obj)):
             messages.info(request, self.LOCKED)
         return super().change_view(request, object_id, form_url, extra_context)
 

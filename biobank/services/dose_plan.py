@@ -96,10 +96,10 @@ def visit_weight_record(
             field="weight_kg",
         )
     when = check_time(measured_at, field="measured_at")
-    enrolled = visit.participant.enrolled_on
-    if timezone.localdate(when) < enrolled:
+    measured_on, enrolled = timezone.localdate(when), visit.participant.enrolled_on
+    if measured_on < enrolled:
         raise ServiceError(
-            f"Measured on {timezone.localdate(when):%Y-%m-%d}, before "
+            f"Measured on {measured_on:%Y-%m-%d}, before "
             f"{visit.participant.pseudonym} was enrolled ({enrolled:%Y-%m-%d}): the weight is "
             "measured at the treatment visit.",
             code="time_order",

@@ -170,13 +170,11 @@ def qc_result_record(
     history_save(qc, actor=actor, reason=f"QC {test} recorded")
     failures = qc_failures(processing)
     if failures and QcRelease.objects.filter(processing=processing).exists():
-        _product_hold(processing, failures=failures, actor=actor, at=qc.tested_at)
+        _product_hold(processing, failures=failures, actor=actor)
     return qc
 
 
-def _product_hold(
-    processing: Processing, *, failures: list[str], actor: AbstractBaseUser, at: datetime
-) -> None:
+def _product_hold(processing: Processing, *, failures: list[str], actor: AbstractBaseUser) -> None:
     """A result that fails the specification after the QC release stops the product until QA
     decides: its doses not yet given are withdrawn (a blinded role reads every dose's reason
     alike, ``visibility.BLINDED_DOSE_REASON``) and every unit that can be is quarantined. A

@@ -48,7 +48,8 @@ def _spec_problems(processing: Processing, *, missing: bool) -> list[str]:
     for test in REQUIRED_QC:
         result = latest.get(test)
         if result is None:
-            problems += [f"no {QcTest(test).label} result"] if missing else []
+            if missing:
+                problems.append(f"no {QcTest(test).label} result")
         elif not result.passed:
             problems.append(f"{QcTest(test).label} failed ({result.result})")
     viability = latest.get(QcTest.VIABILITY)
