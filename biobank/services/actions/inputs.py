@@ -107,3 +107,15 @@ def calls(service: Callable[..., Any], item_as: str, **renamed: str) -> Run:
         return service(**{item_as: item}, actor=actor, **kwargs)
 
     return run
+
+
+def quarantine_lift(
+    kind: str, name: str, label: str, service: Callable[..., Any], doc: str
+) -> Action:
+    """Lifting a quarantine, for any kind: QA's permission, the password (the e-signature) and
+    a reason; the service signs and applies it."""
+    from ..units import LIFT_QUARANTINE  # the permission lives with the lift service
+
+    return Action(
+        kind, name, label, LIFT_QUARANTINE, (PASSWORD, reason()), calls(service, kind), doc=doc
+    )

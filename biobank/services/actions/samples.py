@@ -31,6 +31,7 @@ from .inputs import (
     code,
     codes,
     count,
+    quarantine_lift,
     reason,
     viability,
 )
@@ -183,13 +184,11 @@ STEPS: tuple[Action, ...] = (
         "transport temperature and time is accepted; anything else quarantines it, with the "
         "numbers as the reason (QA decides later); the receipt scan page.",
     ),
-    Action(
+    quarantine_lift(
         "aspirate",
         "release_quarantine",
         "Release from quarantine",
-        units.LIFT_QUARANTINE,
-        (PASSWORD, reason()),
-        calls(aspirates.aspirate_release_quarantine, "aspirate"),
+        aspirates.aspirate_release_quarantine,
         doc="QA's signed decision: a quarantined aspirate is accepted after all.",
     ),
     Action(

@@ -11,7 +11,7 @@ from biobank.identifiers import Kind
 
 from .. import storage, units
 from ..lifecycle import TRANSITIONS
-from .inputs import AT, PASSWORD, Action, Input, Run, calls, code, reason
+from .inputs import AT, Action, Input, Run, calls, code, quarantine_lift, reason
 
 CHANGE_UNIT = "biobank.change_productunit"
 POSITION = Input("position", required=False, max_length=8, default="", help="Empty: next free")
@@ -112,13 +112,11 @@ STEPS: tuple[Action, ...] = (
     Action(
         "unit", "quarantine", "Quarantine", CHANGE_UNIT, (reason(), AT), _transition("quarantine")
     ),
-    Action(
+    quarantine_lift(
         "unit",
         "lift_quarantine",
         "Lift quarantine",
-        units.LIFT_QUARANTINE,
-        (PASSWORD, reason()),
-        calls(units.unit_quarantine_lift, "unit"),
+        units.unit_quarantine_lift,
         doc="QA's signed decision: the unit returns to the status it had before the quarantine "
         "(stored in its place, frozen, or released for its dose).",
     ),
