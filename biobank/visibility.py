@@ -98,7 +98,10 @@ BLINDED_UNFILTERABLE: dict[str, frozenset[str]] = {"aspirate": frozenset({"statu
 # Custody steps of visible items that a blinded role may see, and the event data keys of
 # each (whitelists: a key or step added later stays hidden until it is named here).
 BLINDED_EVENT_STEPS: dict[str, frozenset[str]] = {
-    "aspirate": frozenset({"collect", "accept", "quarantine", "reject", "release_quarantine"}),
+    # release_quarantine: lift_quarantine's name in events written before the rename.
+    "aspirate": frozenset(
+        {"collect", "accept", "quarantine", "reject", "lift_quarantine", "release_quarantine"}
+    ),
     "dose": frozenset({"prepare", "release", "make_ready", "dispatch", "administer", "cancel"}),
     "shipment": frozenset({"plan", "pack", "seal", "ship", "receive", "cancel"}),
 }

@@ -28,7 +28,7 @@ EXPECTED = [
     ("aspirate", "collect", "biobank.add_aspirate", False),
     ("aspirate", "receive", "biobank.change_aspirate", True),
     ("aspirate", "receive_by_condition", "biobank.change_aspirate", True),
-    ("aspirate", "release_quarantine", "biobank.lift_quarantine", True),
+    ("aspirate", "lift_quarantine", "biobank.lift_quarantine", True),
     ("aspirate", "reject", "biobank.change_aspirate", True),
     ("aspirate", "start_processing", "biobank.add_processing", True),
     ("aspirate", "discard", "biobank.change_aspirate", True),
@@ -46,7 +46,7 @@ EXPECTED = [
     ("unit", "check_out", "biobank.change_productunit", True),
     ("unit", "check_in", "biobank.change_productunit", True),
     ("unit", "check_out_or_in", "biobank.change_productunit", True),
-    ("unit", "unstore", "biobank.change_productunit", True),
+    ("unit", "remove", "biobank.change_productunit", True),
     ("unit", "quarantine", "biobank.change_productunit", True),
     ("unit", "lift_quarantine", "biobank.lift_quarantine", True),
     ("unit", "release", "biobank.change_productunit", True),
@@ -78,7 +78,7 @@ def test_the_catalogue_lists_every_step_with_its_permission() -> None:
     assert [(a.kind, a.name, a.permission, a.on_item) for a in ACTIONS] == EXPECTED
     signed = sorted((a.kind, a.name) for a in ACTIONS if a.needs_signature)
     assert signed == [
-        ("aspirate", "release_quarantine"),
+        ("aspirate", "lift_quarantine"),
         ("dose", "deviation"),
         ("dose", "release"),
         ("participant", "unblind"),
@@ -169,7 +169,7 @@ def test_the_admin_offers_the_catalogue_steps_a_role_may_take(client: Any, trial
         "step_reject",
         "step_start_processing",
     ]
-    assert offered[QA] == ["step_release_quarantine"]  # QA's signed decision
+    assert offered[QA] == ["step_lift_quarantine"]  # QA's signed decision
     assert offered[CLINICIAN] == []
 
 

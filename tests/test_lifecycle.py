@@ -44,7 +44,7 @@ EXPECTED: dict[str, dict[str, tuple[list[str], str | None, bool]]] = {
         "accept": (["collected"], "accepted", False),
         "quarantine": (["accepted", "collected"], "quarantined", True),
         "reject": (["collected", "quarantined"], "rejected", True),
-        "release_quarantine": (["quarantined"], "accepted", True),
+        "lift_quarantine": (["quarantined"], "accepted", True),
         "ship": (["collected"], None, False),
         "receive": (["collected"], None, False),
         "start_processing": (["accepted"], "in_processing", False),
@@ -66,7 +66,7 @@ EXPECTED: dict[str, dict[str, tuple[list[str], str | None, bool]]] = {
         "move": (["quarantined", "stored"], None, False),
         "check_out": (["stored"], "checked_out", False),
         "check_in": (["checked_out"], "stored", False),
-        "unstore": (["checked_out", "stored"], "frozen", True),
+        "remove": (["checked_out", "stored"], "frozen", True),
         "quarantine": (["frozen", "released", "stored"], "quarantined", True),
         "lift_quarantine": (["quarantined"], None, True),  # back to a status before (BACK_TO)
         "release": (["checked_out", "stored"], "released", False),
@@ -117,7 +117,7 @@ EXPECTED: dict[str, dict[str, tuple[list[str], str | None, bool]]] = {
 # signed steps with their signature's meaning.
 BACK_TO = {("unit", "lift_quarantine"): ["frozen", "released", "stored"]}
 SIGNED = {
-    ("aspirate", "release_quarantine"): "quarantine_lift",
+    ("aspirate", "lift_quarantine"): "quarantine_lift",
     ("unit", "lift_quarantine"): "quarantine_lift",
 }
 CASES = [
@@ -295,7 +295,7 @@ def test_allowed_actions_follow_the_table(trial: Any, tech: Any) -> None:
     assert set(allowed_actions(unit)) == {
         "move",
         "check_out",
-        "unstore",
+        "remove",
         "quarantine",
         "release",
         "discard",

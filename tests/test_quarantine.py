@@ -71,7 +71,7 @@ def _quarantined(kind: str, actor: Any) -> tuple[Any, str]:
         unit = _quarantined_unit(actor, "stored")
         return unit, f"/api/units/{unit.code}/lift-quarantine/"
     aspirate = _quarantined_aspirate(actor)
-    return aspirate, f"/api/aspirates/{aspirate.code}/release-quarantine/"
+    return aspirate, f"/api/aspirates/{aspirate.code}/lift-quarantine/"
 
 
 def _lift(qa: Any, unit: ProductUnit) -> None:
@@ -81,7 +81,7 @@ def _lift(qa: Any, unit: ProductUnit) -> None:
     assert response.status_code == 200, response.content
 
 
-LIFTS = [("unit", "lift_quarantine", "stored"), ("aspirate", "release_quarantine", "accepted")]
+LIFTS = [("unit", "lift_quarantine", "stored"), ("aspirate", "lift_quarantine", "accepted")]
 
 
 # --- who lifts a quarantine, and how ---------------------------------------------------------
@@ -182,7 +182,7 @@ def test_a_blinded_role_sees_who_signed_an_aspirate_out_of_quarantine(
     aspirate, path = _quarantined("aspirate", roles[LAB])
     assert api_as(roles[QA]).post(path, {"password": PASSWORD, "reason": REASON}).status_code == 200
     events = api_as(roles[CLINICIAN]).get(f"/api/events/?item={aspirate.code}").json()["results"]
-    lifted = [e for e in events if e["action"] == "release_quarantine"]
+    lifted = [e for e in events if e["action"] == "lift_quarantine"]
     assert [e["data"] for e in lifted] == [{"signature": str(Signature.objects.get())}]
 
 

@@ -220,7 +220,7 @@ def test_put_undo_takes_a_store_back_out_and_a_move_back(box: Container, tech: A
     assert stored.status == "frozen"
     assert not Placement.objects.open().filter(unit=stored).exists()
     last = stored.events.latest("id")
-    assert (last.action, last.reason) == ("unstore", "Undo: stored at C3 by mistake")
+    assert (last.action, last.reason) == ("remove", "Undo: stored at C3 by mistake")
     back = unit_put_undo(unit=moved, actor=tech)
     assert back is not None and (back.container, back.position) == (box, "E5")
     last = moved.events.latest("id")

@@ -39,11 +39,14 @@ DEVIATION_ACTIONS = frozenset(
         "discard",
         "cancel",
         "fail",
-        "unstore",
+        "remove",
         "return_to_stock",
         "lift_quarantine",
-        "release_quarantine",
         "emergency_unblinding",
+        # The same steps' names in events written before they were renamed (the log is
+        # append-only, so old rows keep them).
+        "unstore",
+        "release_quarantine",
     }
 )
 

@@ -239,12 +239,13 @@ def aspirate_receive_by_condition(
     )
 
 
-def aspirate_release_quarantine(
+def aspirate_quarantine_lift(
     *, aspirate: Aspirate, actor: AbstractBaseUser, password: str, reason: str
 ) -> Aspirate:
-    """QA releases a quarantined aspirate: authorised, reasoned and e-signed."""
+    """QA lifts an aspirate's quarantine (it is accepted after all): authorised, reasoned and
+    e-signed."""
     quarantine_lift_apply(
-        item=aspirate, action="release_quarantine", actor=actor, password=password, reason=reason
+        item=aspirate, action="lift_quarantine", actor=actor, password=password, reason=reason
     )
     return aspirate
 
@@ -271,9 +272,9 @@ __all__ = [
     "AspirateStatus",
     "aspirate_collect",
     "aspirate_discard",
+    "aspirate_quarantine_lift",
     "aspirate_receipt_problems",
     "aspirate_receive",
     "aspirate_receive_by_condition",
     "aspirate_reject",
-    "aspirate_release_quarantine",
 ]

@@ -63,7 +63,7 @@ def _t(
     return Transition(frozenset(sources), target, needs_reason, frozenset(back_to), signed)
 
 
-# Lifting a quarantine is QA's signed decision (services: aspirate_release_quarantine,
+# Lifting a quarantine is QA's signed decision (services: aspirate_quarantine_lift,
 # unit_quarantine_lift).
 LIFT = SignatureMeaning.QUARANTINE_LIFT
 
@@ -74,7 +74,7 @@ TRANSITIONS: dict[str, dict[str, Transition]] = {
         "accept": _t([A.COLLECTED], A.ACCEPTED),
         "quarantine": _t([A.COLLECTED, A.ACCEPTED], A.QUARANTINED, needs_reason=True),
         "reject": _t([A.COLLECTED, A.QUARANTINED], A.REJECTED, needs_reason=True),
-        "release_quarantine": _t([A.QUARANTINED], A.ACCEPTED, needs_reason=True, signed=LIFT),
+        "lift_quarantine": _t([A.QUARANTINED], A.ACCEPTED, needs_reason=True, signed=LIFT),
         "ship": _t([A.COLLECTED], None),
         "receive": _t([A.COLLECTED], None),
         "start_processing": _t([A.ACCEPTED], A.IN_PROCESSING),
@@ -96,7 +96,7 @@ TRANSITIONS: dict[str, dict[str, Transition]] = {
         "move": _t([U.STORED, U.QUARANTINED], None),
         "check_out": _t([U.STORED], U.CHECKED_OUT),
         "check_in": _t([U.CHECKED_OUT], U.STORED),
-        "unstore": _t([U.STORED, U.CHECKED_OUT], U.FROZEN, needs_reason=True),
+        "remove": _t([U.STORED, U.CHECKED_OUT], U.FROZEN, needs_reason=True),
         # FROZEN / RELEASED: a unit out of storage (in or after a shipment) can be quarantined.
         "quarantine": _t([U.STORED, U.FROZEN, U.RELEASED], U.QUARANTINED, needs_reason=True),
         # Back to where it was before the quarantine: stored (in its place), frozen (out of

@@ -1,8 +1,8 @@
 """QC release: a product's QC results signed as meeting the release specification.
 
-Not to be confused with the other three acts called "release": a dose's signed release
-(``doses.py``, ``dose_release``), a unit leaving the biobank (``units.py``, which needs this
-QC release first) and an aspirate's release from quarantine (the transition table).
+Not to be confused with the other two acts called "release": a dose's signed release
+(``doses.py``, ``dose_release``) and a unit leaving the biobank (``units.py``, which needs
+this QC release first). Ending a quarantine is a "lift", for aspirates and units alike.
 """
 
 from __future__ import annotations

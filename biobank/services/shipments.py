@@ -224,8 +224,8 @@ def pack_refusal(*, shipment: Shipment, kind: str, item: Item) -> PackRefused | 
         allowed = ", ".join(
             s for s, _ in type(item)._meta.get_field("status").choices if s in packable
         )
-        unstore = steps.get("unstore")
-        in_storage = unstore is not None and item.status in unstore.sources
+        remove = steps.get("remove")
+        in_storage = remove is not None and item.status in remove.sources
         hint = " Take it out of storage first." if in_storage else ""
         return PackRefused(
             f"{code} is {item.status}; "

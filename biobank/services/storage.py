@@ -551,7 +551,7 @@ def unit_remove(
     """Take a unit out of storage for good (e.g. shipped in a dry shipper); slot is freed."""
     when = check_time(at)
     current = _open_placement(unit)
-    transition_apply(item=unit, action="unstore", actor=actor, at=when, reason=reason)
+    transition_apply(item=unit, action="remove", actor=actor, at=when, reason=reason)
     if current is not None:
         _placements_end([current], actor=actor, at=when, reason=reason)
     return unit
@@ -578,7 +578,7 @@ def units_remove(
     units = {u.code: u for u in ProductUnit.objects.filter(code__in=[c for c, _ in removals])}
     current = open_placements_lock(list(units.values()))
     transitions_apply_bulk(
-        steps=[Step(item=units[code], action="unstore", reason=why) for code, why in removals],
+        steps=[Step(item=units[code], action="remove", reason=why) for code, why in removals],
         actor=actor,
         at=at,
     )

@@ -41,7 +41,7 @@ from .signatures import require_perm, signature_sign, signed_reason
 
 MAX_UNITS_PER_PROCESSING = 200
 # Steps that need a container or position go through services.storage instead.
-PLACEMENT_STEPS = frozenset({"store", "move", "check_out", "check_in", "unstore"})
+PLACEMENT_STEPS = frozenset({"store", "move", "check_out", "check_in", "remove"})
 LEAVES_STORAGE = frozenset({"release", "discard"})
 # Lifting a quarantine (of a unit or an aspirate) is QA's decision, signed.
 LIFT_QUARANTINE = "biobank.lift_quarantine"

@@ -186,9 +186,9 @@ STEPS: tuple[Action, ...] = (
     ),
     quarantine_lift(
         "aspirate",
-        "release_quarantine",
-        "Release from quarantine",
-        aspirates.aspirate_release_quarantine,
+        "lift_quarantine",
+        "Lift quarantine",
+        aspirates.aspirate_quarantine_lift,
         doc="QA's signed decision: a quarantined aspirate is accepted after all.",
     ),
     Action(

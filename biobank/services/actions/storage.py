@@ -103,7 +103,7 @@ STEPS: tuple[Action, ...] = (
     ),
     Action(
         "unit",
-        "unstore",
+        "remove",
         "Remove from storage",
         CHANGE_UNIT,
         (reason(), AT),
