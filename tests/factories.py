@@ -33,7 +33,7 @@ from biobank.services.aspirates import aspirate_collect, aspirate_receive_by_con
 from biobank.services.containers import container_create, storage_unit_create
 from biobank.services.processing import processing_harvest, processing_start
 from biobank.services.seeding import trial_definition_load
-from biobank.services.storage import unit_place
+from biobank.services.storage import unit_store
 from biobank.services.trial import participant_enroll
 from biobank.services.units import UnitSpec, freezing_run_record, units_create
 
@@ -166,7 +166,7 @@ def make_units(
     if stored:
         box = make_box(actor=actor)
         for unit in units:
-            unit_place(unit=unit, container=box, actor=actor, at=past(days=7))
+            unit_store(unit=unit, container=box, actor=actor, at=past(days=7))
     for unit in units:
         unit.refresh_from_db()
     return units

@@ -342,15 +342,15 @@ def test_processing_walk_in_admin(trial: Any, tech: Any, admin_client_tech: Any)
 def test_unit_list_shows_each_place_in_a_fixed_number_of_queries(
     trial: Any, tech: Any, admin_client_tech: Any, django_assert_max_num_queries: Any
 ) -> None:
-    from biobank.services.storage import unit_place
+    from biobank.services.storage import unit_store
 
     from .factories import make_box
 
     low, high = make_box(actor=tech, name="Alpha box"), make_box(actor=tech, name="Omega box")
     units = make_units(actor=tech, count=4)
-    unit_place(unit=units[0], container=high, position="C3", actor=tech)
-    unit_place(unit=units[1], container=low, position="A1", actor=tech)
-    unit_place(unit=units[2], container=low, position="A2", actor=tech)
+    unit_store(unit=units[0], container=high, position="C3", actor=tech)
+    unit_store(unit=units[1], container=low, position="A1", actor=tech)
+    unit_store(unit=units[2], container=low, position="A2", actor=tech)
     url = reverse("admin:biobank_productunit_changelist")
     # A short list (one page) and the whole list: the places come in one query either way.
     for query in ({"q": low.code}, {}):

@@ -16,7 +16,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from biobank.errors import ServiceError
-from biobank.services.storage import unit_move, unit_place
+from biobank.services.storage import unit_move, unit_store
 
 from .factories import PASSWORD, make_aspirate, make_box, make_units, run_at_once
 
@@ -45,7 +45,7 @@ def test_duplicate_aspirate_is_a_409_like_a_duplicate_dose(trial: Any, tech: Any
 def test_moving_a_unit_to_where_it_is_is_a_409(trial: Any, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
     box = make_box(actor=tech)
-    unit_place(unit=unit, container=box, position="A1", actor=tech)
+    unit_store(unit=unit, container=box, position="A1", actor=tech)
     with pytest.raises(ServiceError) as caught:
         unit_move(unit=unit, container=box, position="A1", actor=tech)
     assert (caught.value.status_code, caught.value.code) == (409, "already_there")
@@ -60,7 +60,7 @@ def test_twenty_concurrent_moves_of_one_unit_give_409s(postgres_only: None) -> N
     tech = make_user("mover")
     unit = make_units(actor=tech, count=1)[0]
     box = make_box(actor=tech)
-    unit_place(unit=unit, container=box, position="A1", actor=tech)
+    unit_store(unit=unit, container=box, position="A1", actor=tech)
     move = partial(unit_move, unit=unit, container=box, position="B2", actor=tech)
     # One moves it; the other 19 find it already there once they get the row lock.
     assert run_at_once(*[move] * 20) == ["409 already_there"] * 19 + ["ok"]

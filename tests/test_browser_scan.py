@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from biobank.models import Placement
-from biobank.services.storage import unit_place
+from biobank.services.storage import unit_store
 
 from .factories import load_trial, make_aspirate, make_box, make_units, make_user, past
 
@@ -202,7 +202,7 @@ def test_store_page(browser: Any, live_server: Any, tech_in_browser: Any) -> Non
 def test_checkout_page(browser: Any, live_server: Any, tech_in_browser: Any) -> None:
     box = make_box(actor=tech_in_browser)
     unit = make_units(actor=tech_in_browser, count=1)[0]
-    unit_place(unit=unit, container=box, position="B2", actor=tech_in_browser)
+    unit_store(unit=unit, container=box, position="B2", actor=tech_in_browser)
     _open(browser, live_server, "checkout")
     assert "CHECKED OUT" in _scan(browser, unit.code)
     unit.refresh_from_db()
@@ -217,7 +217,7 @@ def test_verify_page(browser: Any, live_server: Any, tech_in_browser: Any) -> No
     box = make_box(actor=tech_in_browser)
     units = make_units(actor=tech_in_browser, count=2)
     for unit in units:
-        unit_place(unit=unit, container=box, actor=tech_in_browser)
+        unit_store(unit=unit, container=box, actor=tech_in_browser)
     _open(browser, live_server, "verify")
     _scan(browser, box.code)
     _scan(browser, units[0].code)
@@ -361,7 +361,7 @@ def test_check_out_and_in_look_different(
 
     box = make_box(actor=tech_in_browser)
     unit = make_units(actor=tech_in_browser, count=1)[0]
-    unit_place(unit=unit, container=box, position="B2", actor=tech_in_browser)
+    unit_store(unit=unit, container=box, position="B2", actor=tech_in_browser)
     _open(browser, live_server, "checkout")
 
     def look() -> tuple[str, str, str]:
@@ -425,7 +425,7 @@ def test_verify_starts_neutral_sorted_by_position(
     box = make_box(actor=tech_in_browser)
     units = make_units(actor=tech_in_browser, count=3)
     for unit, position in zip(units, ["C1", "A2", "B9"], strict=True):
-        unit_place(unit=unit, container=box, position=position, actor=tech_in_browser)
+        unit_store(unit=unit, container=box, position=position, actor=tech_in_browser)
     _open(browser, live_server, "verify")
     _scan(browser, box.code)
     rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#verdict tbody tr")]
@@ -443,8 +443,8 @@ def test_rack_import_words_and_apply_only_when_possible(
     box = make_box(actor=tech_in_browser, rows=8, columns=12)
     other = make_box(actor=tech_in_browser)
     here, there = make_units(actor=tech_in_browser, count=2)
-    unit_place(unit=here, container=box, position="A1", actor=tech_in_browser)
-    unit_place(unit=there, container=other, position="C3", actor=tech_in_browser)
+    unit_store(unit=here, container=box, position="A1", actor=tech_in_browser)
+    unit_store(unit=there, container=other, position="C3", actor=tech_in_browser)
     good = tmp_path / "rack.csv"
     good.write_text(f"Position,Tube\nA01,{there.code}\nA02,NO READ\n")
     bad = tmp_path / "bad.csv"

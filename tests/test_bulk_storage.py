@@ -17,7 +17,7 @@ from biobank.rack_csv import parse_rack_csv
 from biobank.selectors.storage import location_of
 from biobank.services.racks import rack_scan_apply
 from biobank.services.roles import LAB, roles_sync
-from biobank.services.storage import MoveItem, StoreItem, unit_place, units_move, units_store
+from biobank.services.storage import MoveItem, StoreItem, unit_store, units_move, units_store
 from biobank.services.units import UnitSpec, freezing_run_record, units_create
 
 from .factories import (
@@ -88,7 +88,7 @@ def test_bulk_store_writes_the_same_rows_as_one_by_one(trial: Any, tech: Any) ->
     one_box, bulk_box = make_box(actor=tech, name="One"), make_box(actor=tech, name="Bulk")
     one, bulk = make_units(actor=tech, count=3), make_units(actor=tech, count=3)
     for unit in one:
-        unit_place(unit=unit, container=one_box, actor=tech)
+        unit_store(unit=unit, container=one_box, actor=tech)
     units_store(container=bulk_box, items=[StoreItem(u) for u in bulk], actor=tech)
     for unit, box in [(one[1], one_box), (bulk[1], bulk_box)]:
         event = unit.events.latest("id")

@@ -12,7 +12,7 @@ from biobank.errors import ServiceError
 from biobank.models import CustodyEvent, Placement
 from biobank.rack_csv import parse_rack_csv
 from biobank.services.racks import rack_scan_apply, rack_scan_compare, rack_scan_plan
-from biobank.services.storage import unit_place
+from biobank.services.storage import unit_store
 
 from .factories import make_box, make_storage_unit, make_units
 
@@ -29,7 +29,7 @@ def rack(trial: Any, tech: Any) -> dict[str, Any]:
     box = make_box(actor=tech, rows=8, columns=12, name="Rack box")
     units = make_units(actor=tech, count=96)
     for i in range(90):
-        unit_place(unit=units[i], container=box, position=_pos(i), actor=tech)
+        unit_store(unit=units[i], container=box, position=_pos(i), actor=tech)
     lines = ["Rack,Position,Tube"]
     for i in range(96):
         if i == 4:
@@ -72,8 +72,8 @@ def test_preview_plan_counts_what_apply_does(rack: dict[str, Any], tech: Any) ->
 def test_mismatch_says_where_the_system_has_the_tube(trial: Any, tech: Any) -> None:
     box, other = make_box(actor=tech), make_box(actor=tech)
     here, there = make_units(actor=tech, count=2)
-    unit_place(unit=here, container=box, position="A1", actor=tech)
-    unit_place(unit=there, container=other, position="B2", actor=tech)
+    unit_store(unit=here, container=box, position="A1", actor=tech)
+    unit_store(unit=there, container=other, position="B2", actor=tech)
     read = parse_rack_csv(f"A1,{there.code}\n".encode(), rows=9, cols=9)
     row = rack_scan_compare(box=box, read=read)[0]
     assert row.state == "mismatch"
@@ -110,8 +110,8 @@ def test_apply_all_in_one_go(rack: dict[str, Any], tech: Any) -> None:
 def test_swaps_inside_the_box(trial: Any, tech: Any) -> None:
     box = make_box(actor=tech, rows=8, columns=12)
     a, b = make_units(actor=tech, count=2)
-    unit_place(unit=a, container=box, position="A1", actor=tech)
-    unit_place(unit=b, container=box, position="A2", actor=tech)
+    unit_store(unit=a, container=box, position="A1", actor=tech)
+    unit_store(unit=b, container=box, position="A2", actor=tech)
     csv = f"A1,{b.code}\nA2,{a.code}\n".encode()
     counts = rack_scan_apply(box=box, read=parse_rack_csv(csv), actor=tech)
     assert counts["moved"] == 2
@@ -132,7 +132,7 @@ def test_rack_import_into_a_warm_box_is_refused_and_writes_nothing(trial: Any, t
     fridge_box = make_box(actor=tech, storage_unit=fridge, rows=8, columns=12)
     box = make_box(actor=tech, rows=8, columns=12)
     stored, frozen = make_units(actor=tech, count=2)
-    unit_place(unit=stored, container=box, position="A1", actor=tech)
+    unit_store(unit=stored, container=box, position="A1", actor=tech)
     csv = f"A1,{frozen.code}\nA2,{stored.code}\n".encode()
     events = CustodyEvent.objects.count()
     with pytest.raises(ServiceError) as info:

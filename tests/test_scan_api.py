@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from biobank.errors import NotFound, ServiceError
 from biobank.identifiers import Kind, format_id
 from biobank.selectors.scan import scan_resolve
-from biobank.services.storage import unit_check_out, unit_place
+from biobank.services.storage import unit_check_out, unit_store
 
 from .factories import make_box, make_units, make_user
 
@@ -19,7 +19,7 @@ from .factories import make_box, make_units, make_user
 def stored_unit(trial: Any, tech: Any) -> Any:
     box = make_box(actor=tech, name="Scan box")
     unit = make_units(actor=tech, count=1)[0]
-    unit_place(unit=unit, container=box, position="B4", actor=tech)
+    unit_store(unit=unit, container=box, position="B4", actor=tech)
     return unit
 
 

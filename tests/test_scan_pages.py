@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from biobank.models import CustodyEvent, Placement, ProductUnit
-from biobank.services.storage import unit_place
+from biobank.services.storage import unit_store
 
 from .factories import make_aspirate, make_box, make_units, make_user, past
 
@@ -120,7 +120,7 @@ def test_store_moves_a_stored_unit_and_undo_moves_it_back(
 ) -> None:
     old, new = make_box(actor=tech), make_box(actor=tech)
     unit = make_units(actor=tech, count=1)[0]
-    unit_place(unit=unit, container=old, position="E5", actor=tech)
+    unit_store(unit=unit, container=old, position="E5", actor=tech)
     scan(admin_client_tech, "store", new.code)
     html = scan(admin_client_tech, "store", unit.code)
     assert "moved from" in feedback(html)
@@ -132,7 +132,7 @@ def test_store_moves_a_stored_unit_and_undo_moves_it_back(
 def test_check_out_then_in(trial: Any, tech: Any, admin_client_tech: Any) -> None:
     box = make_box(actor=tech)
     unit = make_units(actor=tech, count=1)[0]
-    unit_place(unit=unit, container=box, position="A7", actor=tech)
+    unit_store(unit=unit, container=box, position="A7", actor=tech)
     html = scan(admin_client_tech, "checkout", unit.code)
     assert "CHECKED OUT" in feedback(html)
     unit.refresh_from_db()
@@ -156,8 +156,8 @@ def test_verify_shows_missing_extra_and_misplaced(
     box, other = make_box(actor=tech), make_box(actor=tech)
     units = make_units(actor=tech, count=4)
     for unit, pos in zip(units[:3], ["A1", "A2", "A3"], strict=True):
-        unit_place(unit=unit, container=box, position=pos, actor=tech)
-    unit_place(unit=units[3], container=other, actor=tech)
+        unit_store(unit=unit, container=box, position=pos, actor=tech)
+    unit_store(unit=units[3], container=other, actor=tech)
     scan(admin_client_tech, "verify", box.code)
     scan(admin_client_tech, "verify", units[0].code)
     scan(admin_client_tech, "verify", "A3")

@@ -32,7 +32,7 @@ from biobank.services.shipments import (
     shipment_ship,
     shipment_unpack,
 )
-from biobank.services.storage import unit_place, unit_remove
+from biobank.services.storage import unit_remove, unit_store
 from biobank.services.units import unit_transition
 
 from .factories import (
@@ -241,7 +241,7 @@ def test_items_in_an_open_shipment_cannot_be_stored_moved_or_discarded(
     shipment_pack(shipment=shipment, scan=unit.code, actor=tech)
     box = make_box(actor=tech)
     for step in (
-        lambda: unit_place(unit=unit, container=box, actor=tech),
+        lambda: unit_store(unit=unit, container=box, actor=tech),
         lambda: unit_transition(unit=unit, action="discard", actor=tech, reason="x"),
     ):
         with pytest.raises(ServiceError) as refused:
@@ -251,7 +251,7 @@ def test_items_in_an_open_shipment_cannot_be_stored_moved_or_discarded(
     assert unit.status == "frozen"
     # Cancelling the shipment frees it.
     shipment_cancel(shipment=shipment, actor=tech, reason="courier did not come")
-    unit_place(unit=unit, container=box, actor=tech)
+    unit_store(unit=unit, container=box, actor=tech)
     unit.refresh_from_db()
     assert unit.status == "stored"
     with pytest.raises(ServiceError) as refused:

@@ -26,10 +26,10 @@ from biobank.services.storage import (
     unit_check_in,
     unit_check_out,
     unit_move,
-    unit_place,
     unit_put,
     unit_put_undo,
     unit_remove,
+    unit_store,
 )
 from biobank.services.units import unit_transition
 
@@ -55,7 +55,7 @@ def box(trial: Any, tech: Any) -> Container:
 
 def test_place_into_given_position(box: Container, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
-    placement = unit_place(unit=unit, container=box, position="c5", actor=tech)
+    placement = unit_store(unit=unit, container=box, position="c5", actor=tech)
     unit.refresh_from_db()
     assert unit.status == "stored"
     assert (placement.row, placement.column, placement.position) == (3, 5, "C5")
@@ -66,10 +66,10 @@ def test_place_into_given_position(box: Container, tech: Any) -> None:
 
 def test_place_next_free_fills_holes_in_row_order(box: Container, tech: Any) -> None:
     units = make_units(actor=tech, count=4)
-    unit_place(unit=units[0], container=box, position="A1", actor=tech)
-    unit_place(unit=units[1], container=box, position="A3", actor=tech)
-    assert unit_place(unit=units[2], container=box, actor=tech).position == "A2"
-    assert unit_place(unit=units[3], container=box, actor=tech).position == "A4"
+    unit_store(unit=units[0], container=box, position="A1", actor=tech)
+    unit_store(unit=units[1], container=box, position="A3", actor=tech)
+    assert unit_store(unit=units[2], container=box, actor=tech).position == "A2"
+    assert unit_store(unit=units[3], container=box, actor=tech).position == "A4"
 
 
 @pytest.mark.parametrize(
@@ -96,9 +96,9 @@ def test_numeric_labelling(trial: Any) -> None:
 
 def test_position_taken_is_a_conflict(box: Container, tech: Any) -> None:
     first, second = make_units(actor=tech, count=2)
-    unit_place(unit=first, container=box, position="B2", actor=tech)
+    unit_store(unit=first, container=box, position="B2", actor=tech)
     with pytest.raises(ConflictError) as info:
-        unit_place(unit=second, container=box, position="B2", actor=tech)
+        unit_store(unit=second, container=box, position="B2", actor=tech)
     assert (info.value.code, info.value.field) == ("position_taken", "position")
     assert first.code in info.value.message
     second.refresh_from_db()
@@ -110,17 +110,17 @@ def test_wrong_kind_of_unit_for_box(trial: Any, tech: Any) -> None:
     vial_box = make_box(actor=tech, accepts="cryovial")
     bag = make_units(actor=tech, count=1)[0]
     with pytest.raises(ServiceError) as info:
-        unit_place(unit=bag, container=vial_box, actor=tech)
+        unit_store(unit=bag, container=vial_box, actor=tech)
     assert info.value.code == "wrong_container_type"
 
 
 def test_box_full(trial: Any, tech: Any) -> None:
     tiny = make_box(actor=tech, rows=1, columns=2)
     units = make_units(actor=tech, count=3)
-    unit_place(unit=units[0], container=tiny, actor=tech)
-    unit_place(unit=units[1], container=tiny, actor=tech)
+    unit_store(unit=units[0], container=tiny, actor=tech)
+    unit_store(unit=units[1], container=tiny, actor=tech)
     with pytest.raises(ServiceError) as info:
-        unit_place(unit=units[2], container=tiny, actor=tech)
+        unit_store(unit=units[2], container=tiny, actor=tech)
     assert info.value.code == "box_full"
 
 
@@ -129,10 +129,10 @@ def test_container_without_positions_holds_many(trial: Any, tech: Any) -> None:
     canister = container_create(name="Canister 1", kind="canister", storage_unit=su, actor=tech)
     units = make_units(actor=tech, count=3)
     for unit in units:
-        assert unit_place(unit=unit, container=canister, actor=tech).position == ""
+        assert unit_store(unit=unit, container=canister, actor=tech).position == ""
     extra = make_units(actor=tech, count=1)[0]
     with pytest.raises(ServiceError) as info:
-        unit_place(unit=extra, container=canister, position="A1", actor=tech)
+        unit_store(unit=extra, container=canister, position="A1", actor=tech)
     assert (info.value.code, info.value.field) == ("no_positions", "position")
     extra.refresh_from_db()
     assert extra.status == "frozen"
@@ -148,7 +148,7 @@ def test_container_without_positions_holds_many(trial: Any, tech: Any) -> None:
 def test_move_records_from_and_to(box: Container, tech: Any) -> None:
     other = make_box(actor=tech, name="Box B")
     unit = make_units(actor=tech, count=1)[0]
-    first = unit_place(unit=unit, container=box, position="A1", actor=tech)
+    first = unit_store(unit=unit, container=box, position="A1", actor=tech)
     second = unit_move(unit=unit, container=other, position="D4", actor=tech, reason="reorganise")
     first.refresh_from_db()
     assert first.ended_at is not None and first.end_reason == "moved"
@@ -160,14 +160,14 @@ def test_move_records_from_and_to(box: Container, tech: Any) -> None:
     assert unit.status == "stored"
     # The old slot is free again.
     assert (
-        unit_place(unit=make_units(actor=tech, count=1)[0], container=box, actor=tech).position
+        unit_store(unit=make_units(actor=tech, count=1)[0], container=box, actor=tech).position
         == "A1"
     )
 
 
 def test_move_to_same_place_is_refused(box: Container, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
-    placement = unit_place(unit=unit, container=box, position="A1", actor=tech)
+    placement = unit_store(unit=unit, container=box, position="A1", actor=tech)
     with pytest.raises(ConflictError) as info:
         unit_move(unit=unit, container=box, position="A1", actor=tech)
     assert (info.value.code, info.value.field) == ("already_there", "position")
@@ -200,7 +200,7 @@ def test_put_refuses_a_unit_that_cannot_be_stored(box: Container, tech: Any) -> 
     assert (info.value.code, info.value.field) == ("not_storable", "unit")
     assert "filled, not yet frozen: it cannot be stored" in info.value.message
     checked_out = make_units(actor=tech, count=1)[0]
-    unit_place(unit=checked_out, container=box, position="A1", actor=tech)
+    unit_store(unit=checked_out, container=box, position="A1", actor=tech)
     unit_check_out(unit=checked_out, actor=tech)
     with pytest.raises(TransitionError) as info:
         unit_put(unit=checked_out, container=box, actor=tech)
@@ -213,7 +213,7 @@ def test_put_undo_takes_a_store_back_out_and_a_move_back(box: Container, tech: A
     other = make_box(actor=tech, name="Box B")
     stored, moved = make_units(actor=tech, count=2)
     unit_put(unit=stored, container=box, position="C3", actor=tech)
-    unit_place(unit=moved, container=box, position="E5", actor=tech)
+    unit_store(unit=moved, container=box, position="E5", actor=tech)
     unit_put(unit=moved, container=other, actor=tech, reason="scanned into box")
     assert unit_put_undo(unit=stored, actor=tech) is None
     stored.refresh_from_db()
@@ -246,11 +246,11 @@ def test_put_undo_refuses_after_a_later_step(box: Container, tech: Any) -> None:
 
 def test_check_out_keeps_the_slot_reserved(box: Container, tech: Any) -> None:
     unit, intruder = make_units(actor=tech, count=2)
-    unit_place(unit=unit, container=box, position="E5", actor=tech)
+    unit_store(unit=unit, container=box, position="E5", actor=tech)
     out = unit_check_out(unit=unit, actor=tech, reason="QC sampling")
     assert out.checked_out_at is not None and out.ended_at is None
     with pytest.raises(ConflictError) as info:
-        unit_place(unit=intruder, container=box, position="E5", actor=tech)
+        unit_store(unit=intruder, container=box, position="E5", actor=tech)
     assert info.value.code == "position_taken" and unit.code in info.value.message
     intruder.refresh_from_db()
     assert intruder.status == "frozen"
@@ -265,7 +265,7 @@ def test_check_out_keeps_the_slot_reserved(box: Container, tech: Any) -> None:
 
 def test_check_in_without_check_out_is_refused(box: Container, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
-    placement = unit_place(unit=unit, container=box, actor=tech)
+    placement = unit_store(unit=unit, container=box, actor=tech)
     with pytest.raises(ServiceError) as info:
         unit_check_in(unit=unit, actor=tech)
     assert (info.value.code, info.value.field) == ("invalid_transition", "status")
@@ -279,8 +279,8 @@ def test_release_and_discard_free_the_slot(box: Container, tech: Any) -> None:
     released, discarded = make_units(actor=tech, count=2)
     qc_pass(processing=released.processing, actor=tech)
     processing_qc_release(processing=released.processing, actor=tech, password=PASSWORD)
-    unit_place(unit=released, container=box, position="A1", actor=tech)
-    unit_place(unit=discarded, container=box, position="A2", actor=tech)
+    unit_store(unit=released, container=box, position="A1", actor=tech)
+    unit_store(unit=discarded, container=box, position="A2", actor=tech)
     unit_check_out(unit=released, actor=tech)
     unit_transition(unit=released, action="release", actor=tech)
     unit_transition(unit=discarded, action="discard", actor=tech, reason="bag cracked")
@@ -290,7 +290,7 @@ def test_release_and_discard_free_the_slot(box: Container, tech: Any) -> None:
 
 def test_remove_needs_reason_and_frees_slot(box: Container, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
-    unit_place(unit=unit, container=box, actor=tech)
+    unit_store(unit=unit, container=box, actor=tech)
     with pytest.raises(ServiceError) as info:
         unit_remove(unit=unit, actor=tech, reason="")
     assert (info.value.code, info.value.field) == ("reason_required", "reason")
@@ -312,7 +312,7 @@ def test_placement_steps_are_refused_outside_storage_services(box: Container, te
 
 def test_database_refuses_double_booking(box: Container, tech: Any) -> None:
     first, second = make_units(actor=tech, count=2)
-    placement = unit_place(unit=first, container=box, position="A1", actor=tech)
+    placement = unit_store(unit=first, container=box, position="A1", actor=tech)
     now = timezone.now()
     with pytest.raises(IntegrityError), transaction.atomic():
         Placement.objects.create(
@@ -344,7 +344,7 @@ def test_two_technicians_race_for_one_slot(postgres_only: None) -> None:
     box = make_box(actor=tech)
     units = make_units(actor=tech, count=2)
     outcomes = run_at_once(
-        *(partial(unit_place, unit=u, container=box, position="A1", actor=tech) for u in units)
+        *(partial(unit_store, unit=u, container=box, position="A1", actor=tech) for u in units)
     )
     assert outcomes == ["409 position_taken", "ok"]
     assert Placement.objects.open().filter(container=box).count() == 1
@@ -361,9 +361,9 @@ def test_suggestion_prefers_fullest_box_that_accepts(trial: Any, tech: Any) -> N
     fuller = make_box(actor=tech, parent=rack, name="Box 2")
     vials_only = make_box(actor=tech, parent=rack, name="Box 3", accepts="cryovial")
     units = make_units(actor=tech, count=4)
-    unit_place(unit=units[0], container=emptyish, actor=tech)
-    unit_place(unit=units[1], container=fuller, position="A1", actor=tech)
-    unit_place(unit=units[2], container=fuller, position="A3", actor=tech)
+    unit_store(unit=units[0], container=emptyish, actor=tech)
+    unit_store(unit=units[1], container=fuller, position="A1", actor=tech)
+    unit_store(unit=units[2], container=fuller, position="A3", actor=tech)
     suggestion = free_position_suggest(storage_unit=su, container_type="cryobag")
     assert (suggestion.box, suggestion.position) == (fuller, "A2")
     assert "Box 2" in suggestion.reason and "2/81" in suggestion.reason
@@ -373,7 +373,7 @@ def test_suggestion_prefers_fullest_box_that_accepts(trial: Any, tech: Any) -> N
 def test_suggestion_when_everything_is_full(trial: Any, tech: Any) -> None:
     su = make_storage_unit(actor=tech)
     tiny = make_box(actor=tech, storage_unit=su, rows=1, columns=1)
-    unit_place(unit=make_units(actor=tech, count=1)[0], container=tiny, actor=tech)
+    unit_store(unit=make_units(actor=tech, count=1)[0], container=tiny, actor=tech)
     with pytest.raises(ServiceError) as info:
         free_position_suggest(storage_unit=su, container_type="cryobag")
     assert info.value.code == "storage_full"
@@ -449,7 +449,7 @@ def test_temperature_log_flags_out_of_range(trial: Any, tech: Any) -> None:
 def _fill(box: Container, tech: Any, count: int) -> list[ProductUnit]:
     units = make_units(actor=tech, count=count)
     for unit in units:
-        unit_place(unit=unit, container=box, actor=tech)
+        unit_store(unit=unit, container=box, actor=tech)
     return units
 
 
@@ -531,7 +531,7 @@ def test_place_form_taken_slot_is_a_form_error(
     box: Container, tech: Any, admin_client_tech: Any
 ) -> None:
     first, second = make_units(actor=tech, count=2)
-    unit_place(unit=first, container=box, position="A1", actor=tech)
+    unit_store(unit=first, container=box, position="A1", actor=tech)
     url = reverse("admin:biobank_container_place", args=[box.pk])
     response = admin_client_tech.post(url, {"unit": second.code, "position": "A1"})
     assert response.status_code == 200
@@ -629,7 +629,7 @@ def test_a_unit_is_never_stored_warmer_than_minus_150(
         f"{warm_box.code} is in Too warm ({warm.code}), kept at {shown} °C; "
         "a cryopreserved unit must be stored at ≤ -150 °C (vapour-phase LN2)."
     )
-    for service in (unit_place, unit_put):
+    for service in (unit_store, unit_put):
         with pytest.raises(ServiceError) as info:
             service(unit=unit, container=warm_box, actor=tech)
         assert (info.value.code, info.value.field) == ("too_warm", "container")
@@ -644,7 +644,7 @@ def test_a_stored_unit_is_never_moved_somewhere_warmer(box: Container, tech: Any
     fridge = make_storage_unit(actor=tech, name="Fridge", kind="fridge", range_c=("2", "8"))
     fridge_box = make_box(actor=tech, storage_unit=fridge)
     unit = make_units(actor=tech, count=1)[0]
-    placement = unit_place(unit=unit, container=box, position="A1", actor=tech)
+    placement = unit_store(unit=unit, container=box, position="A1", actor=tech)
     for service in (unit_move, unit_put):
         with pytest.raises(ServiceError) as info:
             service(unit=unit, container=fridge_box, actor=tech, reason="reorganise")
@@ -659,7 +659,7 @@ def test_a_stored_unit_is_never_moved_somewhere_warmer(box: Container, tech: Any
 def test_a_tank_at_minus_150_keeps_frozen_units(trial: Any, tech: Any) -> None:
     tank = make_storage_unit(actor=tech, kind="ln2_tank", range_c=("-196", "-150"))
     unit = make_units(actor=tech, count=1)[0]
-    placement = unit_place(unit=unit, container=make_box(actor=tech, storage_unit=tank), actor=tech)
+    placement = unit_store(unit=unit, container=make_box(actor=tech, storage_unit=tank), actor=tech)
     assert placement.position == "A1"
 
 

@@ -48,7 +48,7 @@ from .doses import (
 from .processing import passage_record, processing_harvest, processing_start, qc_result_record
 from .qc_release import processing_qc_release
 from .randomisation import randomisation_in_use
-from .storage import unit_place
+from .storage import unit_store
 from .trial import participant_enroll
 from .units import UnitSpec, freezing_run_record, unit_transition, units_create
 
@@ -364,7 +364,7 @@ def _drive_aspirate(
         return
     for unit in units:
         where = free_position_suggest(storage_unit=tank, container_type=unit.container_type)
-        unit_place(
+        unit_store(
             unit=unit,
             container=where.box,
             position=where.position,

@@ -330,7 +330,7 @@ def units_store(
     return slots_write(_slots_plan(items, plan, taken), actor=actor, at=when, end_reason="")
 
 
-def unit_place(
+def unit_store(
     *,
     unit: ProductUnit,
     container: Container,
@@ -428,7 +428,7 @@ def unit_put(
         ProductUnit.objects.select_for_update(of=("self",)).values_list("status", flat=True)
     ).get(pk=unit.pk)
     if status in TRANSITIONS["unit"]["store"].sources:
-        placement = unit_place(
+        placement = unit_store(
             unit=unit, container=container, position=position, actor=actor, at=at
         )
         return Put(placement, "store")

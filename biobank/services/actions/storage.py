@@ -52,7 +52,7 @@ def _box_store(item: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
 
 STEPS: tuple[Action, ...] = (
     Action(
-        "unit", "store", "Store", CHANGE_UNIT, (CONTAINER, POSITION, AT), _put(storage.unit_place)
+        "unit", "store", "Store", CHANGE_UNIT, (CONTAINER, POSITION, AT), _put(storage.unit_store)
     ),
     Action(
         "unit",
