@@ -189,7 +189,7 @@ def test_a_unit_travels_only_in_an_ln2_dry_shipper(trial: Any, tech: Any) -> Non
         assert (refused.value.code, refused.value.field) == ("wrong_shipment_kind", "scan")
         assert refused.value.message == (
             f"A unit cannot travel in {shown}; allowed: LN2 dry shipper (≤ −150 °C), because a "
-            "cryopreserved unit must stay at ≤ −150 °C (vapour-phase LN2) all the way."
+            "cryopreserved unit must stay at ≤ -150 °C (vapour-phase LN2) all the way."
         )
         assert not ShipmentItem.objects.filter(shipment=shipment).exists()
         assert Shipment.objects.get(pk=shipment.pk).status == "planned"

@@ -158,6 +158,11 @@ TRANSITIONS["shipment"] = {
 # stored, moved, thawed, dosed or discarded until it is received, unpacked or written off.
 IN_SHIPMENT_STEPS = frozenset({"ship", "receive"})
 
+# How an item is held when its product is in doubt (a transport excursion, a QC failure after
+# the release): a dose has no quarantine, so it is cancelled (a new one can be prepared);
+# anything else is quarantined until QA decides.
+HOLD_STEPS: dict[str, str] = {"aspirate": "quarantine", "unit": "quarantine", "dose": "cancel"}
+
 # Items with a chain of custody: each event links to its item by a field named as the
 # item's kind (CustodyEvent.aspirate, .unit…). A shipment has steps here too, but no events.
 CUSTODY_KINDS = frozenset({"aspirate", "processing", "unit", "dose"})

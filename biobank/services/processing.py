@@ -14,7 +14,7 @@ from biobank.models import Aspirate, Dose, Passage, Processing, QcRelease, QcRes
 from .audit import history_save
 from .doses import dose_cancel_apply
 from .identifiers import identifier_allocate
-from .lifecycle import TRANSITIONS, check_time, event_record, transition_apply
+from .lifecycle import HOLD_STEPS, TRANSITIONS, check_time, event_record, transition_apply
 from .qc_release import qc_failures
 from .units import unit_transition
 
@@ -181,13 +181,14 @@ def _product_hold(processing: Processing, *, failures: list[str], actor: Abstrac
     dose already given stays as it is: the failed result, stored, is the record QA acts on."""
     why = f"QC after release: {'; '.join(failures)}"
     doses = (
-        Dose.objects.filter(status__in=TRANSITIONS["dose"]["cancel"].sources)
+        Dose.objects.filter(status__in=TRANSITIONS["dose"][HOLD_STEPS["dose"]].sources)
         .filter(Q(processing=processing) | Q(dose_units__unit__processing=processing))
         .distinct()
         .order_by("code")
     )
     for dose in doses:
         dose_cancel_apply(dose=dose, actor=actor, reason=f"withdrawn, {why}")
-    held = processing.units.filter(status__in=TRANSITIONS["unit"]["quarantine"].sources)
+    hold = HOLD_STEPS["unit"]
+    held = processing.units.filter(status__in=TRANSITIONS["unit"][hold].sources)
     for unit in held.order_by("code"):
-        unit_transition(unit=unit, action="quarantine", actor=actor, reason=why)
+        unit_transition(unit=unit, action=hold, actor=actor, reason=why)

@@ -31,7 +31,6 @@ from biobank.models import (
     Aspirate,
     AspirateStatus,
     Condition,
-    Dose,
     LoggerFile,
     Shipment,
     ShipmentItem,
@@ -40,7 +39,14 @@ from biobank.models import (
 from biobank.selectors.shipments import ITEM_MODELS
 
 from .aspirates import aspirate_receive
-from .lifecycle import TRANSITIONS, allowed_actions, check_time, transition_apply, transition_check
+from .lifecycle import (
+    HOLD_STEPS,
+    TRANSITIONS,
+    allowed_actions,
+    check_time,
+    transition_apply,
+    transition_check,
+)
 from .shipments import (
     item_step,
     line_save,
@@ -343,7 +349,7 @@ def _quarantine(
             site=shipment.to_site,
         )
         return True
-    action = _hold_action(item)
+    action = HOLD_STEPS[line.item_kind]
     if action not in allowed_actions(item):
         return False
     item_step(
@@ -359,15 +365,10 @@ def _quarantine(
     return True
 
 
-def _hold_action(item: Any) -> str:
-    """How an item is held after an excursion: a dose is cancelled, anything else quarantined."""
-    return "cancel" if isinstance(item, Dose) else "quarantine"
-
-
 def _held(line: ShipmentItem) -> bool:
     """The item is held already (quarantined, or a dose cancelled): nothing more to do."""
     item = line.item
-    return item.status == TRANSITIONS[line.item_kind][_hold_action(item)].target
+    return item.status == TRANSITIONS[line.item_kind][HOLD_STEPS[line.item_kind]].target
 
 
 def _peak(data: dict[str, Any]) -> Decimal | None:

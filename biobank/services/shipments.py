@@ -58,7 +58,8 @@ ALLOWED_KINDS: dict[str, tuple[str, ...]] = {
 }
 WHY_KINDS: dict[str, str] = {
     "aspirate": "a fresh aspirate travels at ambient temperature or 2–8 °C",
-    "unit": "a cryopreserved unit must stay at ≤ −150 °C (vapour-phase LN2) all the way",
+    "unit": f"a cryopreserved unit must stay at ≤ {FROZEN_PRODUCT_MAX_C} °C (vapour-phase LN2) "
+    "all the way",
     "dose": "a prepared dose travels at ambient temperature or 2–8 °C",
 }
 
