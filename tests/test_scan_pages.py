@@ -72,6 +72,20 @@ def test_receive_damaged_quarantines(trial: Any, tech: Any, admin_client_tech: A
     assert aspirate.status == "quarantined" and "QUARANTINED" in feedback(html)
 
 
+def test_receive_says_why_it_quarantined(trial: Any, tech: Any, admin_client_tech: Any) -> None:
+    aspirate = make_aspirate(actor=tech, collected_at=past(hours=3))
+    html = scan(
+        admin_client_tech, "receive", aspirate.code, temperature_c="31.5", condition="leaking"
+    )
+    aspirate.refresh_from_db()
+    assert aspirate.status == "quarantined"
+    assert (
+        f"{aspirate.code} received and QUARANTINED ({aspirate.participant.pseudonym}): "
+        "Condition at receipt: Leaking; Transport temperature 31.5 °C is outside the allowed "
+        "2.0–25.0 °C\n"
+    ) in feedback(html)
+
+
 @pytest.mark.parametrize("temperature", ["NaN", "Infinity", "61"])
 def test_receive_explains_a_temperature_that_is_not_one(
     trial: Any, tech: Any, admin_client_tech: Any, temperature: str

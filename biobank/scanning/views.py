@@ -113,14 +113,22 @@ class ReceivePage(ScanPage):
                 result.admin_url,
                 level="warn",
             )
+        aspirate.refresh_from_db(fields=["status", "status_reason"])
         accepted = aspirate.status == AspirateStatus.ACCEPTED
         if accepted:
             message = _("%(code)s received and accepted (%(who)s).")
         else:
-            message = _("%(code)s received and QUARANTINED (%(who)s).")
+            # The reason is the service's (the numbers it found), so the technician knows
+            # what to tell QA without opening the record.
+            message = _("%(code)s received and QUARANTINED (%(who)s): %(reason)s")
         return Feedback(
             accepted,
-            message % {"code": aspirate.code, "who": aspirate.participant.pseudonym},
+            message
+            % {
+                "code": aspirate.code,
+                "who": aspirate.participant.pseudonym,
+                "reason": aspirate.status_reason,
+            },
             aspirate.code,
             result.admin_url,
             level="ok" if accepted else "warn",
