@@ -11,9 +11,10 @@ from biobank.errors import ConflictError, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import Anticoagulant, Aspirate, AspirateStatus, Condition, Site, Visit
 
-from .audit import history_save
+from .audit import event_record, history_save
 from .identifiers import identifier_allocate
-from .lifecycle import allowed_actions, check_time, event_record, transition_apply
+from .lifecycle import allowed_actions, transition_apply
+from .time_order import check_time
 from .units import quarantine_lift_apply
 
 RECEIPT_DECISIONS = ("accept", "quarantine", "reject")

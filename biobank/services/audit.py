@@ -1,10 +1,12 @@
-"""The tamper-evident audit trail: the one writer of custody events, and its verifier; and
-the one way a service saves a row with its history (who, why)."""
+"""The tamper-evident audit trail: the one writer of custody events (``event_new`` builds a
+row, ``event_record_bulk`` chains and saves), and its verifier; and the one way a service
+saves a row with its history (who, why)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -12,8 +14,19 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from biobank.errors import ServiceError
-from biobank.models import AuditChainHead, CustodyEvent
+from biobank.models import (
+    Aspirate,
+    AuditChainHead,
+    CustodyEvent,
+    Dose,
+    Processing,
+    ProductUnit,
+    Site,
+)
 from biobank.models.events import CHAIN_FIELDS, GENESIS_HASH, chain_hash
+from biobank.visibility import kind_of_model
+
+Item = Aspirate | Processing | ProductUnit | Dose
 
 
 def history_save(
@@ -53,7 +66,7 @@ def _head_lock() -> AuditChainHead:
 def event_record_bulk(events: Sequence[CustodyEvent]) -> list[CustodyEvent]:
     """Chain and insert unsaved custody events in one statement, in the order given.
 
-    Every writer of the log goes through here (``lifecycle.event_record`` for one row).
+    Every writer of the log goes through here (``event_record`` for one row).
     The chain head row stays locked until the caller's transaction commits, so two
     writers can never chain onto the same predecessor.
     """
@@ -77,6 +90,67 @@ def event_record_bulk(events: Sequence[CustodyEvent]) -> list[CustodyEvent]:
         last_hash=prev, last_event_id=last_id, length=head.length + len(saved)
     )
     return saved
+
+
+# Items with a chain of custody: each event links to its item by a field named as the
+# item's kind (CustodyEvent.aspirate, .unit…). A shipment has steps here too, but no events.
+CUSTODY_KINDS = frozenset({"aspirate", "processing", "unit", "dose"})
+
+
+def event_new(
+    *,
+    item: Item | None,
+    action: str,
+    actor: AbstractBaseUser,
+    at: datetime,
+    from_status: str = "",
+    to_status: str | None = None,
+    participant_id: int | None = None,
+    item_code: str = "",
+    item_kind: str = "",
+    site: Site | None = None,
+    location: str = "",
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+) -> CustodyEvent:
+    """One unsaved chain-of-custody row, for ``event_record_bulk`` (which chains and saves).
+
+    The participant, code, kind and status after default to the item's (no status before: a
+    creation); an event without an item (e.g. an unblinding) names them itself.
+    """
+    if item is not None:
+        participant_id = item.participant_id if participant_id is None else participant_id
+        item_code = item_code or item.code
+        item_kind = item_kind or kind_of_model(item)
+        to_status = item.status if to_status is None else to_status
+    return CustodyEvent(
+        participant_id=participant_id,
+        item_code=item_code,
+        item_kind=item_kind,
+        action=action,
+        from_status=from_status,
+        to_status=to_status or "",
+        actor=actor,
+        at=at,
+        site=site,
+        location=location,
+        reason=reason,
+        data=data or {},
+        **_links(item),
+    )
+
+
+def event_record(
+    *, item: Item | None, action: str, actor: AbstractBaseUser, at: datetime, **fields: Any
+) -> CustodyEvent:
+    """Append one chain-of-custody row (hash-chained; ``event_new`` for the fields). Callers
+    are services in their transaction."""
+    return event_record_bulk([event_new(item=item, action=action, actor=actor, at=at, **fields)])[0]
+
+
+def _links(item: Item | None) -> dict[str, Any]:
+    kind = kind_of_model(item) if item is not None else ""
+    return {kind: item} if kind in CUSTODY_KINDS else {}
 
 
 @dataclass(frozen=True)

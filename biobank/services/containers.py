@@ -32,7 +32,7 @@ from biobank.selectors.storage import open_count_per_box
 
 from .audit import history_save
 from .identifiers import identifier_allocate
-from .lifecycle import check_time
+from .time_order import check_time
 
 SEPARATOR = " › "
 

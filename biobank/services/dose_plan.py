@@ -34,9 +34,10 @@ from biobank.models import (
 )
 
 from .audit import history_save
-from .lifecycle import TRANSITIONS, check_time
+from .lifecycle import TRANSITIONS
 from .qc_release import qc_standing_check
 from .signatures import require_perm
+from .time_order import check_time
 from .units import unit_release_check
 
 # A unit goes into a dose by its "release" step: from the statuses that step starts from.

@@ -37,7 +37,7 @@ from biobank.models import (
     millions,
 )
 
-from .audit import history_save
+from .audit import event_record, history_save
 from .dose_plan import (
     dose_fresh_check,
     dose_propose,
@@ -48,15 +48,10 @@ from .dose_plan import (
     visit_treatment,
 )
 from .identifiers import identifier_allocate
-from .lifecycle import (
-    check_time,
-    event_record,
-    time_order_check,
-    transition_apply,
-    transition_check,
-)
+from .lifecycle import transition_apply, transition_check
 from .qc_release import MIN_VIABILITY_PCT
 from .signatures import require_perm, signature_sign, signed_reason
+from .time_order import check_time, time_order_check
 from .units import unit_transition
 
 # --- preparation and release -----------------------------------------------------------------

@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models, transaction
 from django.db.models import OuterRef, Subquery
-from django.utils import timezone
 
 from biobank.errors import ConflictError, ServiceError, TransitionError
 from biobank.identifiers import with_article
 from biobank.models import (
-    Aspirate,
     AspirateStatus,
     CustodyEvent,
-    Dose,
     DoseStatus,
     DoseUnit,
-    Processing,
     ProcessingStatus,
-    ProductUnit,
-    QcRelease,
     Shipment,
     ShipmentItem,
     ShipmentStatus,
@@ -32,10 +26,16 @@ from biobank.models import (
     Site,
     UnitStatus,
 )
-from biobank.moments import moment_check
 from biobank.visibility import kind_of_model
 
-from .audit import event_record_bulk, history_save
+from .audit import CUSTODY_KINDS, Item, event_new, event_record, event_record_bulk, history_save
+from .time_order import (
+    check_time,
+    qc_signed_at,
+    step_words,
+    time_order_check,
+    time_order_refusal,
+)
 
 A, P, U, D = AspirateStatus, ProcessingStatus, UnitStatus, DoseStatus
 
@@ -163,105 +163,11 @@ IN_SHIPMENT_STEPS = frozenset({"ship", "receive"})
 # anything else is quarantined until QA decides.
 HOLD_STEPS: dict[str, str] = {"aspirate": "quarantine", "unit": "quarantine", "dose": "cancel"}
 
-# Items with a chain of custody: each event links to its item by a field named as the
-# item's kind (CustodyEvent.aspirate, .unit…). A shipment has steps here too, but no events.
-CUSTODY_KINDS = frozenset({"aspirate", "processing", "unit", "dose"})
-
-# Allow for clocks that differ a little between a scanner PC and the server.
-FUTURE_TOLERANCE = timedelta(minutes=5)
-
-Item = Aspirate | Processing | ProductUnit | Dose
-
 
 def allowed_actions(item: Item | Shipment) -> list[str]:
     """Actions the table allows from the item's current status (for buttons and the API)."""
     table = TRANSITIONS[kind_of_model(item)]
     return [action for action, t in table.items() if item.status in t.sources]
-
-
-def check_time(at: datetime | None, *, field: str = "at") -> datetime:
-    now = timezone.now()
-    if at is None:
-        return now
-    if timezone.is_naive(at):
-        raise ServiceError(f"{field} must include a time zone.", code="naive_datetime", field=field)
-    moment_check(at, field=field)
-    if at > now + FUTURE_TOLERANCE:
-        raise ServiceError(
-            f"{field} {_when(at)} is in the future (now {_when(now)}).",
-            code="future_time",
-            field=field,
-        )
-    return at
-
-
-def _when(at: datetime) -> str:
-    return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S}"
-
-
-def _words(action: str) -> str:
-    return action.replace("_", " ")
-
-
-# Steps a unit takes only after its processing's QC release was signed.
-AFTER_QC_RELEASE = frozenset({"release", "thaw", "administer"})
-
-
-def _qc_signed_at(rows: list[Any], action: str) -> dict[int, datetime]:
-    """processing id -> when its QC release was signed, for the units taking ``action``."""
-    if action not in AFTER_QC_RELEASE:
-        return {}
-    ids = {row.processing_id for row in rows if isinstance(row, ProductUnit)}
-    if not ids:
-        return {}
-    return dict(
-        QcRelease.objects.filter(processing_id__in=ids).values_list(
-            "processing_id", "signature__signed_at"
-        )
-    )
-
-
-def _previous_step(item: Item, kind: str) -> tuple[str, datetime] | None:
-    """The item's last custody step: from the lock query's annotation when it has one."""
-    if hasattr(item, "last_step_at"):
-        return (item.last_step, item.last_step_at) if item.last_step_at else None
-    return (
-        CustodyEvent.objects.filter(**{kind: item})
-        .order_by("-at", "-id")
-        .values_list("action", "at")
-        .first()
-    )
-
-
-def _time_order_refusal(
-    item: Item,
-    kind: str,
-    action: str,
-    at: datetime,
-    qc_signed: dict[int, datetime],
-    field: str = "at",
-) -> ServiceError | None:
-    """What a step dated ``at`` would come before, if anything: the item's previous step, or
-    the signature that allowed the step."""
-    bounds: list[tuple[str, datetime]] = []
-    previous = _previous_step(item, kind)
-    if previous is not None:
-        step, when = previous
-        bounds.append((f"its previous step ({_words(step)} at {_when(when)})", when))
-    if isinstance(item, Dose) and item.release_signature_id is not None:
-        signed = item.release_signature.signed_at
-        bounds.append((f"its release signature ({_when(signed)})", signed))
-    elif isinstance(item, ProductUnit) and item.processing_id in qc_signed:
-        signed = qc_signed[item.processing_id]
-        bounds.append((f"the QC release signature ({_when(signed)})", signed))
-    for what, when in bounds:
-        if at < when:
-            return ServiceError(
-                f"{item.code}: {_words(action)} at {_when(at)} is before {what}.",
-                code="time_order",
-                field=field,
-            )
-    return None
 
 
 def status_before(*, item: Item, action: str) -> str:
@@ -301,72 +207,6 @@ def _reserved_refusal(item: Item, action: str, dose_code: str | None) -> Service
     )
 
 
-def time_order_check(
-    *, item: Item, kind: str, action: str, at: datetime, field: str = "at"
-) -> None:
-    """Refuse a step dated before the item's previous step or before the signature allowing it
-    (the refusal names ``field``, the input the time came from)."""
-    refusal = _time_order_refusal(item, kind, action, at, _qc_signed_at([item], action), field)
-    if refusal is not None:
-        raise refusal
-
-
-def event_new(
-    *,
-    item: Item | None,
-    action: str,
-    actor: AbstractBaseUser,
-    at: datetime,
-    from_status: str = "",
-    to_status: str | None = None,
-    participant_id: int | None = None,
-    item_code: str = "",
-    item_kind: str = "",
-    site: Site | None = None,
-    location: str = "",
-    reason: str = "",
-    data: dict[str, Any] | None = None,
-) -> CustodyEvent:
-    """One unsaved chain-of-custody row, for ``event_record_bulk`` (which chains and saves).
-
-    The participant, code, kind and status after default to the item's (no status before: a
-    creation); an event without an item (e.g. an unblinding) names them itself.
-    """
-    if item is not None:
-        participant_id = item.participant_id if participant_id is None else participant_id
-        item_code = item_code or item.code
-        item_kind = item_kind or kind_of_model(item)
-        to_status = item.status if to_status is None else to_status
-    return CustodyEvent(
-        participant_id=participant_id,
-        item_code=item_code,
-        item_kind=item_kind,
-        action=action,
-        from_status=from_status,
-        to_status=to_status or "",
-        actor=actor,
-        at=at,
-        site=site,
-        location=location,
-        reason=reason,
-        data=data or {},
-        **_links(item),
-    )
-
-
-def event_record(
-    *, item: Item | None, action: str, actor: AbstractBaseUser, at: datetime, **fields: Any
-) -> CustodyEvent:
-    """Append one chain-of-custody row (hash-chained; ``event_new`` for the fields). Callers
-    are services in their transaction."""
-    return event_record_bulk([event_new(item=item, action=action, actor=actor, at=at, **fields)])[0]
-
-
-def _links(item: Item | None) -> dict[str, Any]:
-    kind = kind_of_model(item) if item is not None else ""
-    return {kind: item} if kind in CUSTODY_KINDS else {}
-
-
 @dataclass
 class Step:
     """One item's step in a set-based transition (``transitions_apply_bulk``)."""
@@ -393,7 +233,7 @@ def _transition_of(kind: str, action: str, code: str, reason: str) -> Transition
         )
     if transition.needs_reason and not reason:
         raise ServiceError(
-            f"A reason is required to {_words(action)} {code}.",
+            f"A reason is required to {step_words(action)} {code}.",
             code="reason_required",
             field="reason",
         )
@@ -407,7 +247,7 @@ def _target_of(transition: Transition, action: str, code: str, target: str | Non
         return transition.target
     if target not in transition.back_to:
         raise TransitionError(
-            f"Cannot {_words(action)} {code}: it returns to one of "
+            f"Cannot {step_words(action)} {code}: it returns to one of "
             f"{', '.join(sorted(transition.back_to))}, not {target or 'no status'}.",
             code="invalid_target",
             field="status",
@@ -424,7 +264,7 @@ def _signed_data(
         return {}
     if signature is None or (signature.meaning, signature.record) != (transition.signed, code):
         raise ServiceError(
-            f"Cannot {_words(action)} {code} without an e-signature "
+            f"Cannot {step_words(action)} {code} without an e-signature "
             f"({SignatureMeaning(transition.signed).label}).",
             code="signature_required",
             field="password",
@@ -453,7 +293,7 @@ def _shipment_guard(locked: Any, action: str) -> None:
     shipment = getattr(locked, "held_by_shipment", None)
     if shipment and action not in IN_SHIPMENT_STEPS:
         raise TransitionError(
-            f"Cannot {_words(action)} {locked.code}: it is in shipment {shipment}, "
+            f"Cannot {step_words(action)} {locked.code}: it is in shipment {shipment}, "
             "which has not been received.",
             code="in_shipment",
             field="status",
@@ -465,14 +305,14 @@ def _change_reason(reason: str, action: str, kind: str) -> str:
     # A dose's history names the step only: the reason may say what was in the syringe, and
     # blinded roles read the history (the custody event keeps the reason for the unblinded).
     if kind == "dose":
-        return _words(action)
-    return (reason or _words(action))[:100]
+        return step_words(action)
+    return (reason or step_words(action))[:100]
 
 
 def _refuse(action: str, code: str, status: str, transition: Transition) -> TransitionError:
     allowed = ", ".join(sorted(transition.sources))
     return TransitionError(
-        f"Cannot {_words(action)} {code}: it is {status}; "
+        f"Cannot {step_words(action)} {code}: it is {status}; "
         f"this step is allowed only from: {allowed}.",
         code="invalid_transition",
         field="status",
@@ -517,7 +357,7 @@ def transitions_apply_bulk(
     )
     status = {pk: row.status for pk, row in locked.items()}
     qc_signed = {
-        action: _qc_signed_at(list(locked.values()), action) for action in {s.action for s in steps}
+        action: qc_signed_at(list(locked.values()), action) for action in {s.action for s in steps}
     }
     reserved = _reserved_by(kind, {s.action for s in steps}, list(locked))
     plans = []
@@ -529,7 +369,7 @@ def transitions_apply_bulk(
                 kind=kind, action=step.action, item=row, reason=reason, status=status[row.pk]
             )
             refusal = _reserved_refusal(row, step.action, reserved.get(row.pk)) or (
-                _time_order_refusal(row, kind, step.action, when, qc_signed[step.action])
+                time_order_refusal(row, kind, step.action, when, qc_signed[step.action])
             )
             if refusal is not None:
                 raise refusal

@@ -11,11 +11,12 @@ from biobank.errors import ConflictError, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import Aspirate, Dose, Passage, Processing, QcRelease, QcResult, QcTest
 
-from .audit import history_save
+from .audit import event_record, history_save
 from .doses import dose_cancel_apply
 from .identifiers import identifier_allocate
-from .lifecycle import HOLD_STEPS, TRANSITIONS, check_time, event_record, transition_apply
+from .lifecycle import HOLD_STEPS, TRANSITIONS, transition_apply
 from .qc_release import qc_failures
+from .time_order import check_time
 from .units import unit_transition
 
 

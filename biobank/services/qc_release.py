@@ -22,7 +22,7 @@ from biobank.models import (
     SignatureMeaning,
 )
 
-from .lifecycle import event_record
+from .audit import event_record
 from .signatures import require_perm, signature_sign
 
 REQUIRED_QC = [

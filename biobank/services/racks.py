@@ -13,8 +13,8 @@ from biobank.rack_csv import RackCell, RackRead
 from biobank.selectors.storage import units_with_location
 
 from .containers import position_parse
-from .lifecycle import check_time
 from .storage import open_placements_lock, slot_make, slots_write, units_remove
+from .time_order import check_time
 
 
 @dataclass(frozen=True)

@@ -39,14 +39,7 @@ from biobank.models import (
 from biobank.selectors.shipments import ITEM_MODELS
 
 from .aspirates import aspirate_receive
-from .lifecycle import (
-    HOLD_STEPS,
-    TRANSITIONS,
-    allowed_actions,
-    check_time,
-    transition_apply,
-    transition_check,
-)
+from .lifecycle import HOLD_STEPS, TRANSITIONS, allowed_actions, transition_apply, transition_check
 from .shipments import (
     item_step,
     line_save,
@@ -57,6 +50,7 @@ from .shipments import (
     status_require,
 )
 from .signatures import require_perm
+from .time_order import check_time
 
 S = ShipmentItemState
 

@@ -42,8 +42,9 @@ from biobank.selectors.shipments import ITEM_MODELS, item_site
 from .audit import history_save
 from .doses import dose_cancel_apply
 from .identifiers import identifier_allocate
-from .lifecycle import TRANSITIONS, check_time, transition_apply
+from .lifecycle import TRANSITIONS, transition_apply
 from .signatures import require_perm, signature_sign
+from .time_order import check_time
 
 S = ShipmentItemState
 Item = Aspirate | ProductUnit | Dose

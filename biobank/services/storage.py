@@ -22,14 +22,8 @@ from biobank.models import (
 
 from .audit import history_save
 from .containers import cold_chain_check, position_parse
-from .lifecycle import (
-    TRANSITIONS,
-    Step,
-    check_time,
-    rows_update,
-    transition_apply,
-    transitions_apply_bulk,
-)
+from .lifecycle import TRANSITIONS, Step, rows_update, transition_apply, transitions_apply_bulk
+from .time_order import check_time
 
 # --- placement -------------------------------------------------------------------------------
 #

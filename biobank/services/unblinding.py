@@ -10,7 +10,7 @@ from django.db import transaction
 from biobank.errors import ServiceError
 from biobank.models import ArmSchedule, Participant, SignatureMeaning, Treatment, Unblinding
 
-from .lifecycle import event_record
+from .audit import event_record
 from .signatures import require_perm, signature_sign, signed_reason
 
 

@@ -24,13 +24,11 @@ from biobank.models import (
 )
 from biobank.visibility import kind_of_model
 
-from .audit import event_record_bulk, history_save
+from .audit import event_new, event_record_bulk, history_save
 from .identifiers import identifier_allocate, identifiers_allocate
 from .lifecycle import (
     TRANSITIONS,
     Step,
-    check_time,
-    event_new,
     status_before,
     transition_apply,
     transition_check,
@@ -38,6 +36,7 @@ from .lifecycle import (
 )
 from .qc_release import qc_standing_check
 from .signatures import require_perm, signature_sign, signed_reason
+from .time_order import check_time
 
 MAX_UNITS_PER_PROCESSING = 200
 # Steps that need a container or position go through services.storage instead.

@@ -1,0 +1,113 @@
+"""When a step may be dated: never in the future (beyond a small clock tolerance), never
+before the item's previous step, and never before the signature that allowed it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from biobank.errors import ServiceError
+from biobank.models import CustodyEvent, Dose, ProductUnit, QcRelease
+from biobank.moments import moment_check
+
+from .audit import Item
+
+# Allow for clocks that differ a little between a scanner PC and the server.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def check_time(at: datetime | None, *, field: str = "at") -> datetime:
+    now = timezone.now()
+    if at is None:
+        return now
+    if timezone.is_naive(at):
+        raise ServiceError(f"{field} must include a time zone.", code="naive_datetime", field=field)
+    moment_check(at, field=field)
+    if at > now + FUTURE_TOLERANCE:
+        raise ServiceError(
+            f"{field} {moment_text(at)} is in the future (now {moment_text(now)}).",
+            code="future_time",
+            field=field,
+        )
+    return at
+
+
+def moment_text(at: datetime) -> str:
+    return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S}"
+
+
+def step_words(action: str) -> str:
+    return action.replace("_", " ")
+
+
+# Steps a unit takes only after its processing's QC release was signed.
+AFTER_QC_RELEASE = frozenset({"release", "thaw", "administer"})
+
+
+def qc_signed_at(rows: list[Any], action: str) -> dict[int, datetime]:
+    """processing id -> when its QC release was signed, for the units taking ``action``."""
+    if action not in AFTER_QC_RELEASE:
+        return {}
+    ids = {row.processing_id for row in rows if isinstance(row, ProductUnit)}
+    if not ids:
+        return {}
+    return dict(
+        QcRelease.objects.filter(processing_id__in=ids).values_list(
+            "processing_id", "signature__signed_at"
+        )
+    )
+
+
+def _previous_step(item: Item, kind: str) -> tuple[str, datetime] | None:
+    """The item's last custody step: from the lock query's annotation when it has one."""
+    if hasattr(item, "last_step_at"):
+        return (item.last_step, item.last_step_at) if item.last_step_at else None
+    return (
+        CustodyEvent.objects.filter(**{kind: item})
+        .order_by("-at", "-id")
+        .values_list("action", "at")
+        .first()
+    )
+
+
+def time_order_refusal(
+    item: Item,
+    kind: str,
+    action: str,
+    at: datetime,
+    qc_signed: dict[int, datetime],
+    field: str = "at",
+) -> ServiceError | None:
+    """What a step dated ``at`` would come before, if anything: the item's previous step, or
+    the signature that allowed the step."""
+    bounds: list[tuple[str, datetime]] = []
+    previous = _previous_step(item, kind)
+    if previous is not None:
+        step, when = previous
+        bounds.append((f"its previous step ({step_words(step)} at {moment_text(when)})", when))
+    if isinstance(item, Dose) and item.release_signature_id is not None:
+        signed = item.release_signature.signed_at
+        bounds.append((f"its release signature ({moment_text(signed)})", signed))
+    elif isinstance(item, ProductUnit) and item.processing_id in qc_signed:
+        signed = qc_signed[item.processing_id]
+        bounds.append((f"the QC release signature ({moment_text(signed)})", signed))
+    for what, when in bounds:
+        if at < when:
+            return ServiceError(
+                f"{item.code}: {step_words(action)} at {moment_text(at)} is before {what}.",
+                code="time_order",
+                field=field,
+            )
+    return None
+
+
+def time_order_check(
+    *, item: Item, kind: str, action: str, at: datetime, field: str = "at"
+) -> None:
+    """Refuse a step dated before the item's previous step or before the signature allowing it
+    (the refusal names ``field``, the input the time came from)."""
+    refusal = time_order_refusal(item, kind, action, at, qc_signed_at([item], action), field)
+    if refusal is not None:
+        raise refusal
