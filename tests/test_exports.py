@@ -223,6 +223,23 @@ def test_blinded_export_leaves_out_lab_items_and_their_history(client: Any, smal
     assert ExportLog.objects.get().blinded is True
 
 
+def test_blinded_export_hides_the_labs_reason_for_a_dose_step(client: Any, small: Any) -> None:
+    from biobank.models import Dose
+    from biobank.services.doses import dose_cancel
+
+    dose = Dose.objects.get()
+    dose_cancel(dose=dose, actor=small, reason="Bag cracked at thaw, MSC lost")
+    client.force_login(make_user("monitor-reasons", unblinded=False))
+    body = _body(client.get("/api/exports/audit-trail.csv?source=events"))
+    rows = [r for r in csv.DictReader(io.StringIO(body)) if r["item_kind"] == "dose"]
+    cancel = next(r for r in rows if r["action"] == "cancel")
+    assert (cancel["reason"], cancel["location"]) == (
+        "Recorded by the cell lab (not shown: the trial is blinded)",
+        "",
+    )
+    assert "cracked" not in body and "MSC lost" not in body
+
+
 def test_audit_export_needs_its_permission(client: Any, trial: Any) -> None:
     from django.contrib.auth.models import Permission
 

@@ -163,6 +163,9 @@ _EVENT_SOURCES = {
 }
 EVENT_COLUMNS = ["source", *_EVENT_SOURCES]
 _EVENT_VALUES = list(_EVENT_SOURCES.values())
+# A fetched row's index of each column, by name: the blinded view rewrites columns by name, so
+# a column added or moved cannot shift a rule onto its neighbour.
+_AT = {name: i for i, name in enumerate(_EVENT_SOURCES)}
 
 
 def event_extra_columns() -> list[str]:
@@ -241,10 +244,10 @@ def audit_event_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any]]
     policy = visibility.policy_for(user)
     for chunk in chunks:
         for row in chunk:
-            data = row[13]
+            data = row[_AT["data"]]
             if not policy.unblinded:
                 row = _blinded_event_row(policy, row)
-                data = row[13]
+                data = row[_AT["data"]]
             yield [
                 "event",
                 row[0],
@@ -269,15 +272,15 @@ def _blinded_event_row(policy: visibility.Policy, row: Any) -> list[Any]:
     """An event row as the policy shows it to a blinded user: whitelisted data, statuses as
     mapped, lab codes redacted from free text."""
     row = list(row)
-    data = row[13]
+    kind, data = row[_AT["item_kind"]], row[_AT["data"]]
     if isinstance(data, str):
         data = json.loads(data or "{}")
-    event = _EventView(item_kind=row[4], data=data)
-    row[7] = policy.event_status(event, row[7])
-    row[8] = policy.event_status(event, row[8])
-    row[11] = policy.event_reason(row[4], row[11] or "")
-    row[12] = policy.redact(row[12] or "")
-    row[13] = policy.event_data(event)
+    event = _EventView(item_kind=kind, data=data)
+    for column in ("from_status", "to_status"):
+        row[_AT[column]] = policy.event_status(event, row[_AT[column]])
+    row[_AT["reason"]] = policy.event_reason(kind, row[_AT["reason"]] or "")
+    row[_AT["location"]] = policy.redact(row[_AT["location"]] or "")
+    row[_AT["data"]] = policy.event_data(event)
     return row
 
 
