@@ -91,9 +91,14 @@ BLINDED_HIDDEN_FIELDS: dict[str, frozenset[str]] = {
     "visit": frozenset({"aspirate__processing"}),
 }
 
-# Fields a blinded role sees (as the policy shows them) but may not filter or sort by: the
-# real value behind a blinded status would answer the question the display hides.
-BLINDED_UNFILTERABLE: dict[str, frozenset[str]] = {"aspirate": frozenset({"status"})}
+# Fields a blinded role sees (as the policy shows them) but may not filter, search or sort
+# by: the real value behind a blinded status, or behind a masked or redacted text (a dose
+# step's reason, lab codes in a location, whitelisted event data), would answer the question
+# the display hides.
+BLINDED_UNFILTERABLE: dict[str, frozenset[str]] = {
+    "aspirate": frozenset({"status"}),
+    "custody_event": frozenset({"reason", "location", "data"}),
+}
 
 # Custody steps of visible items that a blinded role may see, and the event data keys of
 # each (whitelists: a key or step added later stays hidden until it is named here).

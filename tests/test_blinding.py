@@ -296,3 +296,33 @@ def test_a_blinded_role_cannot_sort_doses_by_what_is_hidden(
     assert response.status_code == 400
     assert response.json()["code"] == "not_visible"
     assert api.get("/api/doses/", {"ordering": " -code"}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_blinded_role_cannot_search_or_sort_events_by_their_hidden_reason(
+    trial: Any, tech: Any
+) -> None:
+    # The dose's lab reason is shown masked; searching or sorting by its real text would be an
+    # oracle (one dose found by "thaw", the other not).
+    from biobank.services.doses import dose_cancel
+
+    dose = make_dose(actor=tech, arm="B", visit="M6")
+    dose_cancel(dose=dose, actor=tech, reason="Bag cracked at thaw")
+    api = api_as(role_user("clin", CLINICIAN))
+    for ordering in ("reason", "-reason", "location", "data"):
+        response = api.get("/api/events/", {"item_kind": "dose", "ordering": ordering})
+        assert response.status_code == 400, ordering
+        message = f"ordering by {ordering} is not available to your role: the trial is blinded."
+        assert response.json() == {
+            "code": "not_visible",
+            "message": message,
+            "fields": {"ordering": [message]},
+        }
+    client = Client()
+    client.force_login(role_user("mon", MONITOR))
+    found = client.get("/admin/biobank/custodyevent/", {"q": "cracked"})
+    assert found.status_code == 200
+    assert dose.code not in found.content.decode()
+    shown = client.get("/admin/biobank/custodyevent/", {"q": dose.code})
+    assert dose.code in shown.content.decode()  # the code itself is still searchable
+    assert 'class="sortable column-reason' not in shown.content.decode()

@@ -67,20 +67,25 @@ class BaseViewSet(viewsets.GenericViewSet):
         if not policy.unblinded:
             filterset = getattr(self, "filterset_class", None)
             declared = filterset.base_filters if filterset is not None else {}
+            # (query parameter, what it names, the lookup it runs)
             lookups = [
-                (name, declared[name].field_name)
+                (name, name, declared[name].field_name)
                 for name in self.request.query_params
                 if name in declared
             ]
             # The terms exactly as DRF will sort by them (it trims spaces: " treatment" sorts).
             ordering = OrderingFilter().get_ordering(self.request, queryset, self) or []
-            lookups += [(o, o.lstrip("-")) for o in ordering if isinstance(o, str)]
-            for name, lookup in lookups:
+            lookups += [
+                ("ordering", f"ordering by {o}", o.lstrip("-"))
+                for o in ordering
+                if isinstance(o, str)
+            ]
+            for parameter, what, lookup in lookups:
                 if not policy.lookup_allowed(queryset.model, lookup):
                     raise ServiceError(
-                        f"{name} is not available to your role: the trial is blinded.",
+                        f"{what} is not available to your role: the trial is blinded.",
                         code="not_visible",
-                        field=name,
+                        field=parameter,
                     )
         return super().filter_queryset(queryset)
 
