@@ -326,3 +326,22 @@ def test_a_blinded_role_cannot_search_or_sort_events_by_their_hidden_reason(
     shown = client.get("/admin/biobank/custodyevent/", {"q": dose.code})
     assert dose.code in shown.content.decode()  # the code itself is still searchable
     assert 'class="sortable column-reason' not in shown.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_role_without_a_models_permission_gets_one_answer_for_any_id(
+    trial: Any, tech: Any
+) -> None:
+    # A clinician may not view signatures: a dose release (visible kind), a QC release (hidden)
+    # and an id that does not exist must answer alike, or ids tell which exist and are hidden.
+    make_dose(actor=tech, arm="B", visit="M6")
+    client = Client()
+    client.force_login(role_user("clin", CLINICIAN))
+    ids = [
+        Signature.objects.get(meaning="dose_release").pk,
+        Signature.objects.get(meaning="qc_release").pk,
+        999999,
+    ]
+    for page in ("change", "history"):
+        answers = {client.get(f"/admin/biobank/signature/{pk}/{page}/").status_code for pk in ids}
+        assert answers == {403}, page

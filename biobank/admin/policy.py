@@ -89,6 +89,13 @@ class PolicyAdminMixin:
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return self._policy(request).rows(super().get_queryset(request))
 
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        # Asked before the object is looked up (Django asks after): without the model's
+        # permission every id answers 403, so ids cannot tell which records exist but are hidden.
+        if not self.has_view_or_change_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        return super().history_view(request, object_id, extra_context)  # type: ignore[misc]
+
     # --- which fields, columns, filters and searches -----------------------------------------
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
