@@ -71,3 +71,11 @@ def postgres_only() -> None:
 def _fast_password_hashing(settings: Any) -> None:
     # PBKDF2's deliberate slowness costs ~0.3 s per test user; tests don't need it.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def box(trial: Any, tech: Any) -> Any:
+    """An empty 9×9 box, "Box A", in an LN2 tank."""
+    from .factories import make_box
+
+    return make_box(actor=tech, name="Box A")

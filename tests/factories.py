@@ -481,3 +481,13 @@ API_COLLECTION = {
     "dose": "doses",
     "shipment": "shipments",
 }
+
+
+def site(code: str) -> Site:
+    return Site.objects.get(code=code)
+
+
+def sto_units(tech: Any, count: int = 1, **kwargs: Any) -> list[ProductUnit]:
+    """Units made at the Bergen lab for a St. Olav (Trondheim) participant."""
+    participant = make_participant(actor=tech, site_code="STO")
+    return make_units(actor=tech, count=count, participant=participant, **kwargs)

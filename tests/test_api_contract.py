@@ -16,9 +16,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from biobank.errors import ServiceError
+from biobank.services.roles import LAB, MONITOR
 from biobank.services.storage import unit_move, unit_store
 
-from .factories import PASSWORD, make_aspirate, make_box, make_units, run_at_once
+from .factories import PASSWORD, api_as, make_aspirate, make_box, make_units, make_user, run_at_once
 
 
 def test_duplicate_aspirate_is_a_409_like_a_duplicate_dose(trial: Any, tech: Any) -> None:
@@ -54,7 +55,7 @@ def test_moving_a_unit_to_where_it_is_is_a_409(trial: Any, tech: Any) -> None:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_twenty_concurrent_moves_of_one_unit_give_409s(postgres_only: None) -> None:
-    from .factories import load_trial, make_user
+    from .factories import load_trial
 
     load_trial()
     tech = make_user("mover")
@@ -104,7 +105,7 @@ def test_generated_python_client_imports_and_walks(live_server: Any, tmp_path: P
     )
     if not Path(generator).exists():
         pytest.skip("openapi-python-client is not installed (pip install -e '.[dev]')")
-    from .factories import load_trial, make_user
+    from .factories import load_trial
 
     load_trial()
     user = make_user("integrator")
@@ -177,3 +178,36 @@ def test_generated_python_client_imports_and_walks(live_server: Any, tmp_path: P
         sys.path.remove(str(tmp_path))
         for name in [m for m in sys.modules if m == "bbclient" or m.startswith("bbclient.")]:
             del sys.modules[name]
+
+
+def test_token_endpoint(roles: dict[str, Any]) -> None:
+    response = APIClient().post(
+        "/api/auth/token/",
+        {"username": roles[LAB].username, "password": PASSWORD},
+        format="json",
+    )
+    assert response.status_code == 200 and response.json()["token"]
+    bad = APIClient().post("/api/auth/token/", {"username": "x", "password": "y"}, format="json")
+    assert bad.status_code == 400 and set(bad.json()) == {"code", "message", "fields"}
+
+
+def test_schema_and_docs(roles: dict[str, Any]) -> None:
+    client = api_as(roles[MONITOR])
+    schema = client.get("/api/schema/?format=json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    for path in [
+        "/api/units/{code}/store/",
+        "/api/containers/{code}/store/",
+        "/api/doses/{code}/dispatch/",
+        "/api/scan/",
+    ]:
+        assert path in paths, path
+    assert client.get("/api/docs/").status_code == 200
+
+
+def test_a_step_named_like_an_http_method_is_not_its_handler(roles: dict[str, Any]) -> None:
+    # The unit step "put" is POST /api/units/<code>/put/; PUT on the list is not allowed.
+    client = api_as(roles[LAB])
+    response = client.put("/api/units/", {}, format="json")
+    assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")

@@ -21,6 +21,7 @@ from biobank.services.storage import MoveItem, StoreItem, unit_store, units_move
 from biobank.services.units import UnitSpec, freezing_run_record, units_create
 
 from .factories import (
+    api_as,
     make_box,
     make_processing,
     make_storage_unit,
@@ -381,3 +382,48 @@ def test_two_labs_storing_into_the_same_slots_never_double_book(postgres_only: N
     assert outcomes == ["409 position_taken", "ok"]
     assert Placement.objects.open().filter(container=box).count() == 4
     assert ProductUnit.objects.filter(status="stored").count() == 4
+
+
+def test_store_a_whole_box_is_atomic(trial: Any, roles: dict[str, Any]) -> None:
+    lab = roles[LAB]
+    box = make_box(actor=lab, rows=8, columns=12)
+    units = make_units(actor=lab, count=96)
+    client = api_as(lab)
+    bad = [{"unit": u.code} for u in units[:95]] + [{"unit": units[0].code}]
+    response = client.post(f"/api/containers/{box.code}/store/", {"placements": bad}, format="json")
+    assert (response.status_code, response.json()["code"]) == (409, "invalid_transition")
+    assert "placements.95" in str(response.json()["fields"])
+    assert not Placement.objects.filter(container=box).exists()
+    assert set(ProductUnit.objects.values_list("status", flat=True)) == {"frozen"}
+    good = [{"unit": u.code} for u in units]
+    response = client.post(
+        f"/api/containers/{box.code}/store/", {"placements": good}, format="json"
+    )
+    assert response.status_code == 200
+    assert sum(1 for p in response.json() if p["unit"]) == 96
+    assert ProductUnit.objects.filter(status="stored").count() == 96
+
+
+def test_bulk_unit_creation_is_atomic(trial: Any, roles: dict[str, Any]) -> None:
+    processing = make_processing(actor=roles[LAB], harvested=True)
+    client = api_as(roles[LAB])
+    spec = {"container_type": "cryobag", "cell_number": 10_000_000, "volume_ml": "10"}
+    too_many = {"units": [spec] * 13}  # 130 M cells > 120 M harvested
+    response = client.post(
+        f"/api/processings/{processing.code}/fill-units/", too_many, format="json"
+    )
+    assert response.status_code == 400 and response.json()["code"] == "exceeds_harvest"
+    assert not ProductUnit.objects.exists()
+    # Filled before the freezing run started: steps are never dated before the previous one.
+    response = client.post(
+        f"/api/processings/{processing.code}/fill-units/",
+        {"units": [spec] * 4, "created_at": past(hours=4).isoformat()},
+        format="json",
+    )
+    assert response.status_code == 201 and len(response.json()) == 4
+    response = client.post(
+        f"/api/processings/{processing.code}/freezing-run/",
+        {"started_at": past(hours=3).isoformat(), "finished_at": past(hours=1).isoformat()},
+        format="json",
+    )
+    assert response.status_code == 200 and response.json()["status"] == "cryopreserved"

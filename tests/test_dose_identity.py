@@ -18,6 +18,7 @@ from .factories import (
     make_fresh_product,
     make_participant,
     make_released_product_units,
+    record_weight,
 )
 
 # --- both arms through the crossover, by the API ---------------------------------------------
@@ -202,3 +203,57 @@ def test_the_admin_shows_a_blinded_role_no_lab_code_from_an_identity_check(
             response = client.get(url)
             assert response.status_code == 200, url
             assert (unit_code in response.content.decode()) is seen, (name, url)
+
+
+def test_dose_walk_via_api_with_identity_checks(trial: Any, roles: dict[str, Any]) -> None:
+    lab, qa, clinician = roles[LAB], roles[QA], roles[CLINICIAN]
+    participant = make_participant(actor=lab, arm="B")
+    units = make_released_product_units(actor=lab, participant=participant)
+    record_weight(visit=participant.visits.get(visit_type__code="M6"), actor=clinician)
+    dose = (
+        api_as(lab)
+        .post("/api/doses/", {"participant": participant.code, "visit": "M6"}, format="json")
+        .json()
+    )
+    assert dose["treatment"] == "MSC" and [u["unit"] for u in dose["units"]] == [
+        u.code for u in units
+    ]
+    assert dose["plan"]["target"] == "45.0×10⁶"
+    code = dose["code"]
+    bad_sig = api_as(qa).post(f"/api/doses/{code}/release/", {"password": "nope"}, format="json")
+    assert bad_sig.status_code == 400 and "password" in bad_sig.json()["fields"]
+    assert bad_sig.json()["code"] == "bad_signature_password"
+    assert (
+        api_as(qa)
+        .post(f"/api/doses/{code}/release/", {"password": PASSWORD}, format="json")
+        .status_code
+        == 200
+    )
+    ready = {
+        "units": [
+            {"unit": u.code, "post_thaw_cell_count": 24_000_000, "post_thaw_viability_pct": "87.5"}
+            for u in units
+        ]
+    }
+    assert (
+        api_as(lab).post(f"/api/doses/{code}/make-ready/", ready, format="json").status_code == 200
+    )
+    stranger = make_participant(actor=lab)
+    wrong = api_as(clinician).post(
+        f"/api/doses/{code}/dispatch/", {"participant_scan": stranger.code}, format="json"
+    )
+    assert wrong.status_code == 409 and "IDENTITY MISMATCH" in wrong.json()["message"]
+    assert wrong.json()["code"] == "identity_mismatch"
+    ok = api_as(clinician).post(
+        f"/api/doses/{code}/dispatch/",
+        {"participant_scan": f"]C0{participant.code}"},
+        format="json",
+    )
+    assert ok.status_code == 200 and ok.json()["status"] == "dispatched"
+    assert "treatment" not in ok.json() and "units" not in ok.json()  # clinician is blinded
+    done = api_as(clinician).post(
+        f"/api/doses/{code}/administer/",
+        {"participant_scan": participant.code, "administered_by": "Dr. N"},
+        format="json",
+    )
+    assert done.status_code == 200 and done.json()["status"] == "administered"

@@ -14,7 +14,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from biobank.errors import ServiceError
-from biobank.models import Dose, IdentityCheck, QcRelease, Signature, Unblinding
+from biobank.models import Dose, IdentityCheck, QcRelease, Signature
 from biobank.services.dose_plan import dose_propose, doses_due
 from biobank.services.doses import (
     UnitCount,
@@ -28,7 +28,6 @@ from biobank.services.doses import (
 from biobank.services.qc_release import processing_qc_release
 from biobank.services.roles import ADMINISTRATOR, CLINICIAN, LAB, MONITOR, QA, roles_sync
 from biobank.services.storage import unit_check_out
-from biobank.services.unblinding import participant_unblind
 from biobank.services.units import unit_transition
 
 from .factories import (
@@ -359,65 +358,6 @@ def test_dose_release_needs_qa_and_password(roles: dict[str, Any]) -> None:
     assert (info.value.code, info.value.field) == ("bad_signature_password", "password")
     dose.refresh_from_db()
     assert dose.status == "prepared" and dose.release_signature is None
-
-
-def test_emergency_unblinding(roles: dict[str, Any], client: Any) -> None:
-    participant = make_participant(actor=roles[LAB], arm="B")
-    with pytest.raises(ServiceError) as info:
-        participant_unblind(
-            participant=participant, actor=roles[MONITOR], password=PASSWORD, reason="x" * 20
-        )
-    assert (info.value.status_code, info.value.code) == (403, "permission_denied")
-    with pytest.raises(ServiceError) as info:
-        participant_unblind(
-            participant=participant, actor=roles[CLINICIAN], password=PASSWORD, reason=""
-        )
-    assert (info.value.code, info.value.field) == ("reason_required", "reason")
-    assert not Unblinding.objects.exists() and not Signature.objects.exists()
-    # Too short a reason through the API: the same code, 400, the field named.
-    response = api_as(roles[CLINICIAN]).post(
-        f"/api/participants/{participant.code}/unblind/",
-        {"password": PASSWORD, "reason": "   urgent "},
-        format="json",
-    )
-    assert (response.status_code, response.json()["code"]) == (400, "reason_required")
-    assert list(response.json()["fields"]) == ["reason"]
-    assert not Unblinding.objects.exists() and not Signature.objects.exists()
-    result = participant_unblind(
-        participant=participant,
-        actor=roles[CLINICIAN],
-        password=PASSWORD,
-        reason="Severe adverse event: meningitis suspected",
-    )
-    assert "Arm B" in result.arm and ("Month 6", "Autologous BM-MSC") in result.schedule
-    assert result.record.signature.meaning == "unblinding"
-    # Recorded in the custody log and visible to the trial's administrators only.
-    assert participant.events.filter(action="emergency_unblinding").exists()
-    client.force_login(roles[ADMINISTRATOR])
-    listing = client.get(reverse("admin:biobank_unblinding_changelist")).content.decode()
-    assert participant.pseudonym in listing and "meningitis" in listing
-    client.force_login(roles[MONITOR])
-    assert client.get(reverse("admin:biobank_unblinding_changelist")).status_code == 403
-    assert Unblinding.objects.count() == 1
-
-
-def test_unblinding_through_admin_action(roles: dict[str, Any], client: Any) -> None:
-    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-
-    participant = make_participant(actor=roles[LAB], arm="A")
-    client.force_login(roles[CLINICIAN])
-    response = client.post(
-        reverse("admin:biobank_participant_changelist"),
-        {
-            "action": "step_unblind",
-            ACTION_CHECKBOX_NAME: [participant.pk],
-            "apply_step": "1",
-            "reason": "Emergency surgery, treating team needs to know",
-            "password": PASSWORD,
-        },
-        follow=True,
-    )
-    assert "UNBLINDED" in response.content.decode() and "Arm A" in response.content.decode()
 
 
 def test_due_list(roles: dict[str, Any], client: Any) -> None:
