@@ -72,10 +72,13 @@ class BiobankAdminSite(admin.AdminSite):
         from django.contrib.admin import ModelAdmin
 
         from biobank.admin.policy import PolicyAdminMixin
+        from biobank.admin.steps import PlausibleDatesMixin
 
         admin_class = admin_class or ModelAdmin
-        if not issubclass(admin_class, PolicyAdminMixin):
-            admin_class = type(admin_class.__name__, (PolicyAdminMixin, admin_class), {})
+        # And every change list checks the dates of its query string.
+        for mixin in (PlausibleDatesMixin, PolicyAdminMixin):
+            if not issubclass(admin_class, mixin):
+                admin_class = type(admin_class.__name__, (mixin, admin_class), {})
         super().register(model_or_iterable, admin_class, **options)
 
     def get_urls(self) -> list[Any]:

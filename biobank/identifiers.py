@@ -75,7 +75,7 @@ def format_id(kind: Kind, number: int) -> str:
     return data + check_character(data)
 
 
-_SHAPE = re.compile(rf"^([A-Z]{{2}})(\d{{{NUMBER_WIDTH},}})([0-9A-Z*])$")
+_SHAPE = re.compile(rf"^([A-Z]{{2}})([0-9]{{{NUMBER_WIDTH},}})([0-9A-Z*])$")
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,7 @@ def test_unknown_or_missing_format_is_json(api: APIClient, items: Any) -> None:
         assert "format" in body["fields"] and "zpl" in body["message"], suffix
 
 
-@pytest.mark.parametrize("dpi", ["150", "abc", "300.0", "9" * 50])
+@pytest.mark.parametrize("dpi", ["150", "abc", "300.0", "9" * 50, "²", "３００"])
 def test_bad_dpi_is_400(api: APIClient, items: Any, dpi: str) -> None:
     body = _error(api.get(f"/api/labels/{items.unit.code}.png", {"dpi": dpi}), 400, "invalid_dpi")
     assert "dpi" in body["fields"]

@@ -247,12 +247,13 @@ def test_bad_requests_record_no_job(api: APIClient, units: list[Any], loopback: 
     assert loopback.received == []
 
 
-def test_unknown_printer_is_404_not_found(api: APIClient, units: list[Any]) -> None:
+@pytest.mark.parametrize("name", ["nope", "²", "１"])
+def test_unknown_printer_is_404_not_found(api: APIClient, units: list[Any], name: str) -> None:
     response = api.post(
-        "/api/print-jobs/", {"printer": "nope", "codes": [units[0].code]}, format="json"
+        "/api/print-jobs/", {"printer": name, "codes": [units[0].code]}, format="json"
     )
     assert response.status_code == 404 and response.json()["fields"] == {
-        "printer": ["No printer 'nope' is configured."]
+        "printer": [f"No printer '{name}' is configured."]
     }
     assert response.json()["code"] == "not_found"
     assert not PrintJob.objects.exists()

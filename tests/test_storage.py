@@ -70,7 +70,8 @@ def test_position_labels(trial: Any, label: str, expected: tuple[int, int]) -> N
     assert position_parse(box_type=make_box_type(), label=label) == expected
 
 
-@pytest.mark.parametrize("label", ["J1", "A10", "0", "82", "ZZ", "", "A-1-1"])
+# "²" and "٣" are digits to str.isdigit() and \d, not what a technician types: refused, not a 500.
+@pytest.mark.parametrize("label", ["J1", "A10", "0", "82", "ZZ", "", "A-1-1", "²", "٣", "A٣"])
 def test_bad_positions_name_the_box_range(trial: Any, label: str) -> None:
     with pytest.raises(ServiceError) as info:
         position_parse(box_type=make_box_type(), label=label)

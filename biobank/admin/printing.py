@@ -25,7 +25,7 @@ from biobank.models import Printer, PrintJob, PrintJobStatus
 from biobank.selectors.labels import default_template_for
 from biobank.services.printing import MAX_COPIES, PRINT_PERMISSION, print_job_submit
 
-from .steps import NoDeleteAdminMixin, PlausibleDateHierarchyMixin, ReadOnlyAdminMixin
+from .steps import NoDeleteAdminMixin, ReadOnlyAdminMixin
 
 PREVIEW_PX_PER_MM = 5
 
@@ -49,7 +49,7 @@ class PrinterAdmin(NoDeleteAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(PrintJob)
-class PrintJobAdmin(PlausibleDateHierarchyMixin, ReadOnlyAdminMixin, SimpleHistoryAdmin):
+class PrintJobAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     """The print log: written by print jobs only, never edited or deleted."""
 
     list_display = [

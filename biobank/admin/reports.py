@@ -23,7 +23,7 @@ from biobank.models import ExportLog, Participant
 from biobank.selectors.audit_export import SOURCES
 from biobank.selectors.inventory import inventory_counts, participant_whereabouts
 
-from .steps import PlausibleDateHierarchyMixin, ReadOnlyAdminMixin
+from .steps import ReadOnlyAdminMixin
 
 
 class AuditExportForm(forms.Form):
@@ -118,7 +118,7 @@ def report_urls(site: admin.AdminSite) -> list[Any]:
 
 
 @admin.register(ExportLog)
-class ExportLogAdmin(PlausibleDateHierarchyMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ExportLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["requested_at", "kind", "format", "requested_by", "participant", "blinded"]
     list_filter = ["kind", "format", "blinded"]
     search_fields = ["requested_by__username", "participant__code", "content_hash"]

@@ -18,7 +18,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -31,6 +31,7 @@ from biobank.moments import (
     is_plausible_year,
     out_of_range_message,
 )
+from biobank.numbers import ascii_int
 from biobank.services.actions import Action, Input, action_get, action_run, actions_for
 
 
@@ -54,22 +55,53 @@ class PlausibleDateFieldListFilter(admin.DateFieldListFilter):
         return super().queryset(request, queryset)
 
 
-class _PlausibleChangeList(ChangeList):
+# Lookups that read part of a date as a number.
+_DATE_PARTS = frozenset({"year", "month", "day", "week", "week_day", "quarter", "hour"})
+
+
+class _PlausibleChangeList:
+    """Every date or date-time in the query string, whatever the filter that reads it (a list
+    filter, the date hierarchy or a plain lookup), is checked before the query is built: a
+    year outside the plausible ones, or a part of a date not in ASCII digits, is an invalid
+    lookup (the change list's "?e=1" answer), not an overflow in the database driver."""
+
     def get_filters(self, request: HttpRequest) -> Any:
-        for year in (
-            request.GET.getlist(f"{self.date_hierarchy}__year") if self.date_hierarchy else []
-        ):
-            if year.isdigit() and not is_plausible_year(int(year)):
-                raise IncorrectLookupParameters(out_of_range_message(self.date_hierarchy))
-        return super().get_filters(request)
+        for name, values in request.GET.lists():
+            field_name, _, lookup = name.partition("__")
+            try:
+                field = self.model._meta.get_field(field_name)
+            except Exception:  # not a field of the model: Django answers as usual
+                continue
+            if isinstance(field, models.DateField):  # DateTimeField is one too
+                for value in values:
+                    if not _date_value_ok(field, lookup, value):
+                        raise IncorrectLookupParameters(out_of_range_message(field_name))
+        return super().get_filters(request)  # type: ignore[misc]
 
 
-class PlausibleDateHierarchyMixin:
-    """For a change list with a ``date_hierarchy``: a year outside the plausible ones
-    (``?at__year=9999``) is an invalid lookup, not an overflow."""
+@cache
+def _plausible(changelist: type[ChangeList]) -> type[ChangeList]:
+    """The admin's own change list class (some prefetch for their columns), with the check."""
+    return type(f"Plausible{changelist.__name__}", (_PlausibleChangeList, changelist), {})
+
+
+def _date_value_ok(field: models.DateField, lookup: str, value: str) -> bool:
+    if lookup in _DATE_PARTS:
+        number = ascii_int(value)
+        return number is not None and (lookup != "year" or is_plausible_year(number))
+    try:
+        moment = field.to_python(value)
+    except ValidationError:
+        return True  # not a date (e.g. the isnull flag): Django answers as usual
+    return not isinstance(moment, datetime.date) or is_plausible(moment)
+
+
+class PlausibleDatesMixin:
+    """A change list whose date lookups are checked (``_PlausibleChangeList``); the admin site
+    gives it to every ModelAdmin."""
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return _PlausibleChangeList
+        return _plausible(super().get_changelist(request, **kwargs))  # type: ignore[misc]
 
 
 class ConfirmForm(forms.Form):

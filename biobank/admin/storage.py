@@ -34,7 +34,6 @@ from biobank.services.containers import (
 from .printing import LabelPreviewMixin, print_labels
 from .steps import (
     PlausibleDateFieldListFilter,
-    PlausibleDateHierarchyMixin,
     ReadOnlyAdminMixin,
     ServiceForm,
     ServiceFormAdminMixin,
@@ -303,7 +302,7 @@ class TemperatureForm(ServiceForm):
 
 
 @admin.register(TemperatureReading)
-class TemperatureReadingAdmin(ServiceFormAdminMixin, PlausibleDateHierarchyMixin, admin.ModelAdmin):
+class TemperatureReadingAdmin(ServiceFormAdminMixin, admin.ModelAdmin):
     form = TemperatureForm
     list_display = ["storage_unit", "at", "temperature_c", "range_flag", "source", "recorded_by"]
     list_filter = ["out_of_range", "storage_unit", "source"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 from biobank.labels.errors import LabelError
+from biobank.numbers import ascii_int
 
 Symbology = Literal["code128", "qr", "datamatrix"]
 SYMBOLOGIES: tuple[str, ...] = get_args(Symbology)
@@ -109,7 +110,7 @@ def get_template(name: str, dpi: int | str | None = None) -> LabelTemplate:
     if dpi is None:
         return template
     # A query-string value such as "300" is accepted; anything else must be an allowed int.
-    if isinstance(dpi, str) and dpi.strip().isdigit():
-        dpi = int(dpi)
+    if isinstance(dpi, str) and (number := ascii_int(dpi)) is not None:
+        dpi = number
     _check_dpi(dpi)
     return replace(template, dpi=dpi)

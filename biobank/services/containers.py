@@ -28,6 +28,7 @@ from biobank.models import (
     TemperatureReading,
 )
 from biobank.models.storage import ROW_LETTERS
+from biobank.numbers import ascii_int
 from biobank.selectors.storage import open_count_per_box
 
 from .audit import history_save
@@ -167,9 +168,10 @@ def _repath(container: Container, actor: AbstractBaseUser) -> None:
 
 # --- positions -------------------------------------------------------------------------------
 
-_LETTER_NUMBER = re.compile(r"^([A-Z])0*(\d{1,2})$")
-_NUMBER_LETTER = re.compile(r"^0*(\d{1,2})([A-Z])$")
-_NUMBER_NUMBER = re.compile(r"^0*(\d{1,2})\s*[-:/.,]\s*0*(\d{1,2})$")
+# ASCII digits only ([0-9]; \d would take "٣" too).
+_LETTER_NUMBER = re.compile(r"^([A-Z])0*([0-9]{1,2})$")
+_NUMBER_LETTER = re.compile(r"^0*([0-9]{1,2})([A-Z])$")
+_NUMBER_NUMBER = re.compile(r"^0*([0-9]{1,2})\s*[-:/.,]\s*0*([0-9]{1,2})$")
 
 
 def position_parse(*, box_type: BoxType, label: str) -> tuple[int, int]:
@@ -184,8 +186,8 @@ def position_parse(*, box_type: BoxType, label: str) -> tuple[int, int]:
             row, col = int(m.group(1)), ROW_LETTERS.index(m.group(2)) + 1
     elif m := _NUMBER_NUMBER.match(raw):
         row, col = int(m.group(1)), int(m.group(2))
-    elif raw.isdigit() and 1 <= int(raw) <= box_type.capacity:
-        number = int(raw) - 1
+    elif (number := ascii_int(raw)) is not None and 1 <= number <= box_type.capacity:
+        number -= 1
         row, col = number // box_type.columns + 1, number % box_type.columns + 1
     last = box_type.position_label(box_type.rows, box_type.columns)
     if row is None or col is None:

@@ -30,6 +30,7 @@ from biobank.labels import (
 )
 from biobank.labels.layout import layout
 from biobank.models import Printer, PrintJob, PrintJobStatus
+from biobank.numbers import ascii_int
 from biobank.selectors.labels import LabelSubject, label_subject_get, label_subjects_get
 
 from .audit import history_save
@@ -222,8 +223,9 @@ def printer_get(*, ref: object) -> Printer:
     """A printer by name, or by id when ``ref`` is a number."""
     if isinstance(ref, str) and ref.strip():
         printer = Printer.objects.filter(name=ref.strip()).first()
-        if printer is None and ref.strip().isdigit():
-            printer = Printer.objects.filter(pk=int(ref.strip())).first()
+        number = ascii_int(ref)
+        if printer is None and number is not None:
+            printer = Printer.objects.filter(pk=number).first()
     elif isinstance(ref, int) and not isinstance(ref, bool):
         printer = Printer.objects.filter(pk=ref).first()
     else:
