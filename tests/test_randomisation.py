@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+import time_machine
 from django.test import Client
 
 from biobank.errors import ServiceError
@@ -185,3 +186,26 @@ def test_only_an_unblinded_role_records_an_allocation(trial: Study, tech: Any) -
     assert not Participant.objects.filter(pseudonym="R-11").exists()
     # Without an arm the same role enrols (the allocation is recorded by someone unblinded).
     assert enrol(trial, "HUS", "R-11", clinician).arm is None
+
+
+@pytest.mark.parametrize(
+    ("enrolled_on", "message"),
+    [
+        ("9999-12-31", "enrolled_on must be between the years 1900 and 2200."),
+        ("0001-01-01", "enrolled_on must be between the years 1900 and 2200."),
+        ("2199-12-31", "enrolled_on 2199-12-31 is in the future (today 2026-11-28)."),
+    ],
+)
+def test_an_enrolment_date_no_one_enrols_on_is_refused(
+    trial: Study, tech: Any, enrolled_on: str, message: str
+) -> None:
+    from .factories import api_as
+
+    with time_machine.travel(dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)):
+        response = api_as(tech).post(
+            "/api/participants/",
+            {"pseudonym": "FAR-1", "site": "HUS", "enrolled_on": enrolled_on},
+        )
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"enrolled_on": [message]}
+    assert not Participant.objects.filter(pseudonym="FAR-1").exists()
