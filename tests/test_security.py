@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from biobank.models import Participant
+from biobank.models import Participant, Shipment
 
 from .factories import PASSWORD, make_user
 
@@ -43,6 +43,27 @@ def test_json_just_over_the_depth_limit_is_refused(api: APIClient, settings: Any
     shallow = '{"pseudonym": {"a": 1}}'
     response = api.post("/api/participants/", shallow, content_type="application/json")
     assert response.json()["code"] != "json_too_deep"
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"from_site": "UNN", "to_site": "HUS", "kind": "\\ud800"}', "kind"),
+        (b'{"units": [{"container_type": "\\udfff"}]}', "units.0.container_type"),
+        (b'{"\\ud800": 1}', "a key"),
+    ],
+)
+def test_text_that_is_not_unicode_is_a_clear_400(api: APIClient, body: bytes, where: str) -> None:
+    # JSON may spell a lone surrogate (half of a UTF-16 pair): no text can hold it, and an error
+    # that echoed it could not be encoded (a 500).
+    response = api.post("/api/shipments/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid_text",
+        "message": f"The text of {where} is not valid Unicode (half of a surrogate pair).",
+        "fields": {},
+    }
+    assert not Shipment.objects.exists()
 
 
 def test_body_over_the_size_limit_is_413_naming_the_limit(api: APIClient, settings: Any) -> None:

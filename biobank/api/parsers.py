@@ -1,4 +1,5 @@
-"""JSON bodies with a nesting limit: a deep body is a clear 400, never a RecursionError."""
+"""JSON bodies with a nesting limit (a deep body is a clear 400, never a RecursionError) and
+text that is Unicode (JSON can spell half a surrogate pair, which no text can hold)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,32 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+def _lone_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def json_bad_text(value: Any) -> str | None:
+    """Where the parsed JSON holds a string with a lone surrogate ("kind", "units.0.name", "a
+    key"), or None; without recursion."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if _lone_surrogate(item):
+                return path or "the body"
+            continue
+        if isinstance(item, dict):
+            if any(_lone_surrogate(key) for key in item):
+                return "a key"
+            pairs = list(item.items())
+        elif isinstance(item, list):
+            pairs = [(str(i), child) for i, child in enumerate(item)]
+        else:
+            continue
+        stack.extend((child, f"{path}.{key}" if path else key) for key, child in pairs)
+    return None
+
+
 class LimitedJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         limit: int = settings.REQUEST_MAX_JSON_DEPTH
@@ -37,4 +64,10 @@ class LimitedJSONParser(JSONParser):
             raise too_deep from None
         if json_depth(data) > limit:
             raise too_deep
+        where = json_bad_text(data)
+        if where is not None:
+            raise ParseError(
+                f"The text of {where} is not valid Unicode (half of a surrogate pair).",
+                code="invalid_text",
+            )
         return data
