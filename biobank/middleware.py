@@ -8,7 +8,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 SESSION_SEEN = "_biobank_seen"
 
@@ -32,8 +32,13 @@ def error_response(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"code": code, "message": message, "fields": {}}, status=status)
 
 
+_NUL_MESSAGE = "The address holds a NUL character (0x00), which no code or value contains."
+
+
 class RequestLimitsMiddleware:
-    """Refuse a body larger than ``REQUEST_MAX_BODY_BYTES`` before anything reads it."""
+    """Refuse a body larger than ``REQUEST_MAX_BODY_BYTES`` before anything reads it, and an
+    address with a NUL character (PostgreSQL text cannot hold one: a lookup would fail in the
+    database driver)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -52,6 +57,14 @@ class RequestLimitsMiddleware:
                 f"The request body is {length} bytes; the limit (REQUEST_MAX_BODY_BYTES) "
                 f"is {limit} bytes.",
             )
+        if (
+            "\x00" in request.path
+            or "\x00" in request.META.get("QUERY_STRING", "")
+            or any("\x00" in value for values in request.GET.lists() for value in values[1])
+        ):
+            if request.path.startswith(API_PREFIX):
+                return error_response(400, "bad_request", _NUL_MESSAGE)
+            return HttpResponseBadRequest(_NUL_MESSAGE, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
 
 

@@ -66,6 +66,27 @@ def test_text_that_is_not_unicode_is_a_clear_400(api: APIClient, body: bytes, wh
     assert not Shipment.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["/api/units/%00/", "/api/participants/PT%00/", "/api/units/?status=%00", "/api/scan/%00"],
+)
+def test_a_nul_character_in_the_address_is_a_clear_400(api: APIClient, url: str) -> None:
+    # PostgreSQL text cannot hold NUL: the lookup would fail in the driver (a 500).
+    response = api.get(url)
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "bad_request",
+        "message": "The address holds a NUL character (0x00), which no code or value contains.",
+        "fields": {},
+    }
+
+
+def test_a_nul_character_in_an_admin_address_is_a_400(admin_client_tech: Any) -> None:
+    response = admin_client_tech.get("/admin/biobank/productunit/?status=%00")
+    assert response.status_code == 400
+    assert b"NUL character" in response.content
+
+
 def test_body_over_the_size_limit_is_413_naming_the_limit(api: APIClient, settings: Any) -> None:
     settings.REQUEST_MAX_BODY_BYTES = 1000
     body = '{"pseudonym": "' + "x" * 2000 + '"}'
