@@ -257,3 +257,45 @@ def test_dose_walk_via_api_with_identity_checks(trial: Any, roles: dict[str, Any
         format="json",
     )
     assert done.status_code == 200 and done.json()["status"] == "administered"
+
+
+def test_a_refused_step_leaves_no_matched_identity_check(roles: dict[str, Any]) -> None:
+    # A matched check is the record that the dose went ahead: a step refused for another reason
+    # (route, expiry) leaves none. A mismatch is kept, refused or not (a near miss).
+    dose = make_dose(actor=roles[LAB], arm="A")
+    clinician = api_as(roles[CLINICIAN])
+    code, who = dose.code, dose.participant.code
+    ok = clinician.post(f"/api/doses/{code}/dispatch/", {"participant_scan": who})
+    assert ok.status_code == 200
+    wrong_route = clinician.post(
+        f"/api/doses/{code}/administer/", {"participant_scan": who, "route": "intravenous"}
+    )
+    assert (wrong_route.status_code, wrong_route.json()["code"]) == (400, "invalid")
+    assert wrong_route.json()["fields"] == {"route": ["This dose is for intrathecal use only."]}
+    checks = IdentityCheck.objects.filter(dose=dose).order_by("id")
+    assert [(c.stage, c.matched) for c in checks] == [("dispatch", True)]
+    stranger = make_participant(actor=roles[LAB])
+    mismatch = clinician.post(f"/api/doses/{code}/administer/", {"participant_scan": stranger.code})
+    assert (mismatch.status_code, mismatch.json()["code"]) == (409, "identity_mismatch")
+    assert [(c.stage, c.matched) for c in checks.all()] == [
+        ("dispatch", True),
+        ("administration", False),
+    ]
+    dose.refresh_from_db()
+    assert dose.status == "dispatched"
+
+
+def test_an_expired_dose_leaves_no_matched_identity_check(roles: dict[str, Any]) -> None:
+    import time_machine
+
+    dose = make_dose(actor=roles[LAB], arm="A")
+    assert dose.expires_at is not None
+    later = dose.expires_at + dt.timedelta(minutes=1)
+    with time_machine.travel(later):
+        response = api_as(roles[CLINICIAN]).post(
+            f"/api/doses/{dose.code}/dispatch/", {"participant_scan": dose.participant.code}
+        )
+    assert (response.status_code, response.json()["code"]) == (400, "expired")
+    assert not IdentityCheck.objects.filter(dose=dose).exists()
+    dose.refresh_from_db()
+    assert dose.status == "ready"

@@ -385,9 +385,12 @@ class IdentityMismatch(ServiceError):
 def identity_check(
     *, dose_scan: str, participant_scan: str, stage: str, actor: AbstractBaseUser
 ) -> tuple[IdentityCheck, Dose | None]:
-    """Compare a dose scan with a participant scan and record the result, match or not.
+    """Compare a dose scan with a participant scan; the check comes back unsaved.
 
-    Runs in its own transaction so that a refused mismatch is still on record.
+    ``_confirmed`` saves a mismatch at once, in its own transaction (the step is refused, the
+    near miss stays on record); a match is saved with the step it allows, in the step's
+    transaction, so a step refused for another reason (route, expiry, time order) leaves no
+    matched check behind to read as if the dose went ahead.
     """
     from biobank.selectors.scan import scan_resolve
 
@@ -413,28 +416,33 @@ def identity_check(
             )
     except ServiceError as exc:
         message = f"IDENTITY NOT CONFIRMED: {exc.message}"
-    with transaction.atomic():
-        check = IdentityCheck.objects.create(
-            dose=dose,
-            stage=stage,
-            dose_scan=(dose_scan or "")[:80],
-            participant_scan=(participant_scan or "")[:80],
-            expected_participant=expected,
-            matched=matched,
-            message=message[:300],
-            checked_by=actor,
-            checked_at=timezone.now(),
-        )
+    check = IdentityCheck(
+        dose=dose,
+        stage=stage,
+        dose_scan=(dose_scan or "")[:80],
+        participant_scan=(participant_scan or "")[:80],
+        expected_participant=expected,
+        matched=matched,
+        message=message[:300],
+        checked_by=actor,
+        checked_at=timezone.now(),
+    )
     return check, dose
 
 
-def _confirmed(dose_scan: str, participant_scan: str, stage: str, actor: AbstractBaseUser) -> Dose:
+def _confirmed(
+    dose_scan: str, participant_scan: str, stage: str, actor: AbstractBaseUser
+) -> tuple[IdentityCheck, Dose]:
+    """The matched check (unsaved: the step saves it) and its dose; a mismatch is saved and
+    refused."""
     check, dose = identity_check(
         dose_scan=dose_scan, participant_scan=participant_scan, stage=stage, actor=actor
     )
     if not check.matched or dose is None:
+        with transaction.atomic():
+            check.save()
         raise IdentityMismatch(check.message, code="identity_mismatch", field="participant_scan")
-    return dose
+    return check, dose
 
 
 def _refuse_expired(dose: Dose, when: dt.datetime) -> None:
@@ -458,12 +466,13 @@ def dose_dispatch(
     """
     require_perm(actor, "biobank.administer_dose", "dispatch doses")
     when = check_time(at)
-    dose = _confirmed(dose_scan, participant_scan, IdentityStage.DISPATCH, actor)
+    check, dose = _confirmed(dose_scan, participant_scan, IdentityStage.DISPATCH, actor)
     with transaction.atomic():
         _refuse_expired(dose, when)
         transition_apply(
             item=dose, action="dispatch", actor=actor, at=when, changes={"dispatched_at": when}
         )
+        check.save()
     return dose
 
 
@@ -479,7 +488,7 @@ def dose_administer(
     """At the bedside: identity check again, expiry check, then record the administration."""
     require_perm(actor, "biobank.administer_dose", "record administrations")
     when = check_time(at)
-    dose = _confirmed(dose_scan, participant_scan, IdentityStage.ADMINISTRATION, actor)
+    check, dose = _confirmed(dose_scan, participant_scan, IdentityStage.ADMINISTRATION, actor)
     if route != dose.route:
         raise ServiceError(f"This dose is for {dose.route} use only.", field="route")
     with transaction.atomic():
@@ -499,6 +508,7 @@ def dose_administer(
         if visit.done_on is None:
             visit.done_on = timezone.localdate(when)
             history_save(visit, actor=actor, reason="dose administered", update_fields=["done_on"])
+        check.save()
     return dose
 
 
