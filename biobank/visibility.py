@@ -24,6 +24,7 @@ from django.db.models import Model, Q, QuerySet
 
 from biobank.errors import NotVisible
 from biobank.models.doses import PRODUCT_FIELDS as DOSE_PRODUCT_FIELDS
+from biobank.models.events import action_names
 
 ALLOCATION_PERMISSION = "biobank.view_allocation"
 
@@ -103,10 +104,7 @@ BLINDED_UNFILTERABLE: dict[str, frozenset[str]] = {
 # Custody steps of visible items that a blinded role may see, and the event data keys of
 # each (whitelists: a key or step added later stays hidden until it is named here).
 BLINDED_EVENT_STEPS: dict[str, frozenset[str]] = {
-    # release_quarantine: lift_quarantine's name in events written before the rename.
-    "aspirate": frozenset(
-        {"collect", "accept", "quarantine", "reject", "lift_quarantine", "release_quarantine"}
-    ),
+    "aspirate": action_names("collect", "accept", "quarantine", "reject", "lift_quarantine"),
     "dose": frozenset({"prepare", "release", "make_ready", "dispatch", "administer", "cancel"}),
     "shipment": frozenset({"plan", "pack", "seal", "ship", "receive", "cancel"}),
 }

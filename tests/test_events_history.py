@@ -165,3 +165,28 @@ def test_items_cannot_be_deleted_while_referenced(trial: Any, tech: Any) -> None
 
     with pytest.raises(ProtectedError):
         unit.participant.delete()
+
+
+def test_events_written_under_a_steps_old_name_count_as_that_step(trial: Any, tech: Any) -> None:
+    # The log is append-only: events from before a step was renamed keep the old name, and
+    # whatever selects by step finds them under the new one.
+    from django.utils import timezone
+
+    from biobank.services.audit import event_record
+
+    from .factories import api_as, make_user
+
+    unit = make_units(actor=tech, count=1, stored=True)[0]
+    aspirate = make_aspirate(actor=tech)
+    event_record(item=unit, action="unstore", actor=tech, at=timezone.now(), reason="old name")
+    event_record(item=aspirate, action="release_quarantine", actor=tech, at=timezone.now())
+    lab = api_as(tech)
+    found = lab.get("/api/events/", {"item": unit.code, "action": "remove"}).json()["results"]
+    assert [(e["action"], e["reason"]) for e in found] == [("unstore", "old name")]
+    body = b"".join(
+        lab.get("/api/exports/audit-trail.csv", {"source": "events", "action": "remove"})
+    ).decode()
+    assert f",{unit.code},unstore," in body
+    monitor = api_as(make_user("monitor-old-names", unblinded=False))
+    seen = monitor.get("/api/events/", {"item": aspirate.code}).json()["results"]
+    assert [e["action"] for e in seen] == ["collect", "release_quarantine"]

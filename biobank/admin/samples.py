@@ -20,6 +20,7 @@ from biobank.models import (
     Processing,
     ProductUnit,
     QcResult,
+    action_names,
 )
 from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.participants import events_seen
@@ -365,7 +366,7 @@ class ActionFilter(ItemKindFilter):
         return [(a, a.replace("_", " ")) for a in sorted(actions)]
 
     def queryset(self, request: HttpRequest, queryset: Any) -> Any:
-        return queryset.filter(action=self.value()) if self.value() else queryset
+        return queryset.filter(action__in=action_names(self.value())) if self.value() else queryset
 
 
 @admin.register(CustodyEvent)

@@ -32,6 +32,7 @@ from biobank.models import (
     ProductUnit,
     StorageUnit,
     Visit,
+    action_names,
 )
 from biobank.selectors.participants import visit_of
 from biobank.selectors.scan import scan_resolve
@@ -400,12 +401,16 @@ class EventFilter(filters.FilterSet):
     participant = filters.CharFilter(field_name="participant__code")
     item = filters.CharFilter(field_name="item_code")
     item_kind = filters.CharFilter(field_name="item_kind")
-    action = filters.CharFilter(field_name="action")
+    action = filters.CharFilter(field_name="action", method="by_action")
     after = PlausibleIsoDateTimeFilter(field_name="at", lookup_expr="gte")
 
     class Meta:
         model = CustodyEvent
         fields = ["participant", "item", "item_kind", "action", "after"]
+
+    def by_action(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        # Events written before a step was renamed count as that step.
+        return queryset.filter(action__in=action_names(value.strip()))
 
 
 class RecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):

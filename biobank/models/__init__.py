@@ -12,7 +12,7 @@ from .doses import (
     SignatureMeaning,
     Unblinding,
 )
-from .events import AuditChainHead, CustodyEvent
+from .events import AuditChainHead, CustodyEvent, action_names
 from .identifiers import IdSequence
 from .printing import Printer, PrinterDpi, PrintJob, PrintJobStatus
 from .processing import Passage, Processing, ProcessingStatus, QcResult, QcTest
@@ -123,5 +123,6 @@ __all__ = [
     "UnitStatus",
     "Visit",
     "VisitType",
+    "action_names",
     "millions",
 ]

@@ -38,6 +38,15 @@ CHAIN_FIELDS = (
 )
 GENESIS_HASH = "0" * 64
 
+# Steps renamed after events were written under their old names: the log is append-only, so
+# old rows keep them. Whatever selects events by step asks ``action_names``.
+RENAMED_ACTIONS: dict[str, str] = {"release_quarantine": "lift_quarantine", "unstore": "remove"}
+
+
+def action_names(*actions: str) -> frozenset[str]:
+    """The steps' names and every name each was recorded under before."""
+    return frozenset(actions) | {old for old, new in RENAMED_ACTIONS.items() if new in actions}
+
 
 _AT = CHAIN_FIELDS.index("at")
 _RECORDED_AT = CHAIN_FIELDS.index("recorded_at")

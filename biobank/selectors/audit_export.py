@@ -22,7 +22,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from biobank import visibility
 from biobank.errors import ServiceError
-from biobank.models import CustodyEvent, Participant, ProductUnit
+from biobank.models import CustodyEvent, Participant, ProductUnit, action_names
 from biobank.models.events import CHAIN_FIELDS
 from biobank.moments import moment_check
 
@@ -202,7 +202,7 @@ def audit_events(*, user: Any, filters: AuditFilters) -> QuerySet[CustodyEvent]:
     if filters.user:
         qs = qs.filter(actor__username=filters.user)
     if filters.actions:
-        qs = qs.filter(action__in=filters.actions)
+        qs = qs.filter(action__in=action_names(*filters.actions))
     return qs.order_by("at", "id")
 
 

@@ -26,28 +26,23 @@ from biobank.models import (
     Treatment,
     Unblinding,
     Visit,
+    action_names,
 )
 from biobank.selectors.audit_export import event_extra_columns, iso, plain
 from biobank.selectors.participants import events_seen
 from biobank.terms import BLINDED_PRODUCT
 
 # Steps that depart from the normal path; listed again under "Deviations" in the report.
-DEVIATION_ACTIONS = frozenset(
-    {
-        "quarantine",
-        "reject",
-        "discard",
-        "cancel",
-        "fail",
-        "remove",
-        "return_to_stock",
-        "lift_quarantine",
-        "emergency_unblinding",
-        # The same steps' names in events written before they were renamed (the log is
-        # append-only, so old rows keep them).
-        "unstore",
-        "release_quarantine",
-    }
+DEVIATION_ACTIONS = action_names(
+    "quarantine",
+    "reject",
+    "discard",
+    "cancel",
+    "fail",
+    "remove",
+    "return_to_stock",
+    "lift_quarantine",
+    "emergency_unblinding",
 )
 
 
