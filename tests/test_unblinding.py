@@ -72,3 +72,40 @@ def test_unblinding_through_admin_action(roles: dict[str, Any], client: Any) -> 
         follow=True,
     )
     assert "UNBLINDED" in response.content.decode() and "Arm A" in response.content.decode()
+
+
+def test_an_unblinding_rolled_back_shows_no_arm(roles: dict[str, Any], client: Any) -> None:
+    # Two selected, the second refused: nothing is recorded, so nothing may be shown either
+    # (an arm seen without its signed record would be an unblinding no one can audit).
+    import datetime as dt
+
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+
+    from biobank.models import CustodyEvent, Site, Study
+    from biobank.services.trial import participant_enroll
+
+    allocated = make_participant(actor=roles[LAB], arm="B")
+    not_yet = participant_enroll(
+        study=Study.objects.get(),
+        site=Site.objects.get(code="HUS"),
+        pseudonym="NOARM-1",
+        enrolled_on=dt.date(2025, 3, 1),
+        actor=roles[LAB],
+    )
+    client.force_login(roles[CLINICIAN])
+    response = client.post(
+        reverse("admin:biobank_participant_changelist"),
+        {
+            "action": "step_unblind",
+            ACTION_CHECKBOX_NAME: [allocated.pk, not_yet.pk],
+            "apply_step": "1",
+            "reason": "Emergency surgery, treating team needs to know",
+            "password": PASSWORD,
+        },
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert len(shown) == 1 and shown[0].startswith("Emergency unblinding: nothing was changed.")
+    assert "Arm" not in response.content.decode()
+    assert not Unblinding.objects.exists() and not Signature.objects.exists()
+    assert not CustodyEvent.objects.filter(action="emergency_unblinding").exists()

@@ -125,6 +125,10 @@ class Step:
     form: type[forms.Form]
     run: Callable[[Any, Any, dict[str, Any]], Any]
     permission: str | None = None  # hide the action from users without it
+    # What to tell the user about one item's result (e.g. an unblinding's arm): called only
+    # once every selected item has succeeded and the transaction has committed, never for a
+    # result that was rolled back.
+    after: Callable[[HttpRequest, Any, Any], None] | None = None
 
 
 # --- forms from the action catalogue ------------------------------------------------------------
@@ -243,14 +247,16 @@ def catalogue_step(
 
     def run(item: Any, user: Any, d: dict[str, Any]) -> Any:
         data = to_input(item, d) if to_input else dict(d)
-        data = {k: (_codes(v) if k in codes else v) for k, v in data.items() if k != "_request"}
-        result = action_run(action=step, item=item if step.on_item else None, actor=user, data=data)
-        if after is not None:
-            after(d["_request"], item, result)
-        return result
+        data = {k: (_codes(v) if k in codes else v) for k, v in data.items()}
+        return action_run(action=step, item=item if step.on_item else None, actor=user, data=data)
 
     return Step(
-        step.name, step.label, form or step_form(kind, name), run, permission=step.permission
+        step.name,
+        step.label,
+        form or step_form(kind, name),
+        run,
+        permission=step.permission,
+        after=after,
     )
 
 
@@ -266,14 +272,13 @@ def make_action(step: Step) -> Callable[..., HttpResponse | None]:
     ) -> HttpResponse | None:
         form = step.form(request.POST if "apply_step" in request.POST else None)
         if "apply_step" in request.POST and form.is_valid():
-            done: list[str] = []
+            done: list[tuple[Any, Any]] = []
             current = ""
             try:
                 with transaction.atomic():
                     for item in queryset.order_by("pk"):
                         current = str(item)
-                        step.run(item, request.user, {**form.cleaned_data, "_request": request})
-                        done.append(current)
+                        done.append((item, step.run(item, request.user, dict(form.cleaned_data))))
             except ServiceError as exc:
                 modeladmin.message_user(
                     request,
@@ -281,9 +286,11 @@ def make_action(step: Step) -> Callable[..., HttpResponse | None]:
                     messages.ERROR,
                 )
                 return None
-            modeladmin.message_user(
-                request, f"{step.label}: done for {', '.join(done)}.", messages.SUCCESS
-            )
+            if step.after is not None:
+                for item, result in done:
+                    step.after(request, item, result)
+            names = ", ".join(str(item) for item, _ in done)
+            modeladmin.message_user(request, f"{step.label}: done for {names}.", messages.SUCCESS)
             return None
         return TemplateResponse(
             request,
