@@ -325,6 +325,28 @@ def test_low_viability_after_thaw_is_refused(roles: dict[str, Any]) -> None:
     assert dose.status == "released" and dose.viable_cells is None
 
 
+@pytest.mark.parametrize("viability", ["NaN", "sNaN", "Infinity", "100.1"])
+def test_a_viability_that_is_not_a_percentage_is_refused(
+    roles: dict[str, Any], viability: str
+) -> None:
+    dose = make_dose(actor=roles[LAB], arm="B", ready=False)
+    dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
+    first, second = (u.code for u in dose.units.all())
+    with pytest.raises(ServiceError) as info:
+        dose_make_ready(
+            dose=dose,
+            actor=roles[LAB],
+            unit_counts=[
+                UnitCount(first, 24_000_000, Decimal("95")),
+                UnitCount(second, 24_000_000, Decimal(viability)),
+            ],
+        )
+    assert (info.value.code, info.value.field) == ("invalid", "units")
+    assert info.value.message == f"Viability must be between 0 and 100 %, not {viability}."
+    dose.refresh_from_db()
+    assert dose.status == "released" and dose.viable_cells is None
+
+
 def test_cancelled_msc_dose_returns_its_unit(roles: dict[str, Any]) -> None:
     dose = make_dose(actor=roles[LAB], arm="B", ready=False)
     dose_release(dose=dose, actor=roles[QA], password=PASSWORD)

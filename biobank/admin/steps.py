@@ -56,7 +56,11 @@ class PlausibleDateFieldListFilter(admin.DateFieldListFilter):
 
 
 # Lookups that read part of a date as a number.
-_DATE_PARTS = frozenset({"year", "month", "day", "week", "week_day", "quarter", "hour"})
+_DATE_PARTS = frozenset(
+    {"year", "iso_year", "quarter", "month", "week", "week_day", "iso_week_day", "day"}
+    | {"hour", "minute", "second"}
+)
+_YEARS = frozenset({"year", "iso_year"})
 
 
 class _PlausibleChangeList:
@@ -86,9 +90,10 @@ def _plausible(changelist: type[ChangeList]) -> type[ChangeList]:
 
 
 def _date_value_ok(field: models.DateField, lookup: str, value: str) -> bool:
-    if lookup in _DATE_PARTS:
+    part = lookup.split("__")[0]  # at__year__gte: the year
+    if part in _DATE_PARTS:
         number = ascii_int(value)
-        return number is not None and (lookup != "year" or is_plausible_year(number))
+        return number is not None and (part not in _YEARS or is_plausible_year(number))
     try:
         moment = field.to_python(value)
     except ValidationError:

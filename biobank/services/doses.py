@@ -218,8 +218,9 @@ def _figures(
             f"The viability of {what} is required.", code="viability_required", field=field
         )
     pct = Decimal(str(viability))
-    if not (Decimal(0) <= pct <= Decimal(100)):
-        raise ServiceError("Viability must be between 0 and 100 %.", field=field)
+    # NaN is not below or above anything (and sNaN cannot even be compared): not a percentage.
+    if not pct.is_finite() or not (Decimal(0) <= pct <= Decimal(100)):
+        raise ServiceError(f"Viability must be between 0 and 100 %, not {pct}.", field=field)
     if pct < MIN_VIABILITY_PCT:
         raise ServiceError(
             f"The viability of {what}, {pct} %, is below {MIN_VIABILITY_PCT} %: it cannot be used.",

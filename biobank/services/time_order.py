@@ -3,7 +3,7 @@ before the item's previous step, and never before the signature that allowed it.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -32,6 +32,18 @@ def check_time(at: datetime | None, *, field: str = "at") -> datetime:
             field=field,
         )
     return at
+
+
+def check_date(on: date, *, field: str) -> date:
+    """The same rule for a calendar date (e.g. an enrolment): plausible, and not after today in
+    the lab's time zone."""
+    moment_check(on, field=field)
+    today = timezone.localdate()
+    if on > today:
+        raise ServiceError(
+            f"{field} {on} is in the future (today {today}).", code="future_time", field=field
+        )
+    return on
 
 
 def moment_text(at: datetime) -> str:

@@ -5,12 +5,10 @@ from datetime import date
 from dateutil.relativedelta import relativedelta
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.utils import timezone
 
 from biobank.errors import ConflictError, Forbidden, ServiceError
 from biobank.identifiers import Kind
 from biobank.models import Arm, Participant, Site, Study, Visit
-from biobank.moments import moment_check
 from biobank.visibility import can_see_allocation
 
 from .audit import history_save
@@ -20,6 +18,7 @@ from .randomisation import (
     randomisation_entry_use,
     randomisation_in_use,
 )
+from .time_order import check_date
 
 
 @transaction.atomic
@@ -43,14 +42,7 @@ def participant_enroll(
         raise ServiceError("A pseudonym is required.", code="required", field="pseudonym")
     if site.study_id != study.pk:
         raise ServiceError(f"Site {site.code} is not a site of {study.code}.", field="site")
-    moment_check(enrolled_on, field="enrolled_on")
-    today = timezone.localdate()
-    if enrolled_on > today:
-        raise ServiceError(
-            f"enrolled_on {enrolled_on} is in the future (today {today}).",
-            code="future_date",
-            field="enrolled_on",
-        )
+    check_date(enrolled_on, field="enrolled_on")
     if arm is not None and not can_see_allocation(actor):
         raise Forbidden(
             "Only unblinded roles may record an allocation.", code="permission_denied", field="arm"
