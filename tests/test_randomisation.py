@@ -85,6 +85,15 @@ def test_reimport_replaces_an_unused_list_and_is_refused_once_used(trial: Study,
         ("sequence,arm\n1,\n", "required", "the arm is empty"),
         ("sequence,arm,stratum\n1,A,HUS\n2,B,\n", "mixed_strata", "every row names a stratum"),
         ("sequence,arm\n", "empty", "no rows"),
+        (
+            "sequence,arm\n" + "9" * 30 + ",A\n",
+            "invalid",
+            "Line 2: sequence must be at most 2147483647",
+        ),
+        ("sequence,arm,block\n1,A,99999999999\n", "invalid", "Line 2: block must be at most"),
+        ("sequence,arm\n３,A\n", "invalid", "Line 2: sequence must be a whole number, not '３'"),
+        ("sequence,arm,stratum\n1,A,H\x00S\n", "invalid", "Line 2: stratum holds a control char"),
+        ("sequence,arm,stratum\n1,A," + "S" * 33 + "\n", "invalid", "stratum is longer than 32"),
     ],
 )
 def test_bad_list_files_are_refused_with_the_reason(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from dataclasses import dataclass
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -16,9 +17,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from biobank.errors import ServiceError
-from biobank.models import Participant, RandomisationEntry, Site, Study
+from biobank.models import Arm, Participant, RandomisationEntry, Site, Study
+from biobank.numbers import ascii_int
 
 MAX_ROWS = 10_000
+# The columns' sizes in the database (RandomisationEntry: positive integers, a 32-character
+# stratum): a file beyond them is refused with the line, not failed in the driver.
+MAX_NUMBER = 2_147_483_647
+STRATUM_LENGTH = RandomisationEntry._meta.get_field("stratum").max_length or 32
+ARM_LENGTH = Arm._meta.get_field("code").max_length or 8
 
 
 @dataclass(frozen=True)
@@ -30,17 +37,32 @@ class ListRow:
 
 
 def _whole(value: str, where: str, name: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError as exc:
+    number = ascii_int(value)
+    if number is None:
         raise ServiceError(
             f"{where}: {name} must be a whole number, not {value.strip()[:20]!r}.",
             code="invalid",
             field="file",
-        ) from exc
+        )
     if number < 1:
         raise ServiceError(f"{where}: {name} must be 1 or more.", code="invalid", field="file")
+    if number > MAX_NUMBER:
+        raise ServiceError(
+            f"{where}: {name} must be at most {MAX_NUMBER}.", code="invalid", field="file"
+        )
     return number
+
+
+def _text(value: str, where: str, name: str, length: int) -> str:
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ServiceError(
+            f"{where}: {name} holds a control character.", code="invalid", field="file"
+        )
+    if len(value) > length:
+        raise ServiceError(
+            f"{where}: {name} is longer than {length} characters.", code="invalid", field="file"
+        )
+    return value
 
 
 def randomisation_csv_parse(*, text: str) -> list[ListRow]:
@@ -73,7 +95,7 @@ def randomisation_csv_parse(*, text: str) -> list[ListRow]:
                 f"{where}: sequence {sequence} appears twice.", code="duplicate", field="file"
             )
         seen.add(sequence)
-        arm = record.get("arm", "").upper()
+        arm = _text(record.get("arm", "").upper(), where, "arm", ARM_LENGTH)
         if not arm:
             raise ServiceError(f"{where}: the arm is empty.", code="required", field="file")
         block = record.get("block", "")
@@ -81,7 +103,7 @@ def randomisation_csv_parse(*, text: str) -> list[ListRow]:
             ListRow(
                 sequence=sequence,
                 arm=arm,
-                stratum=record.get("stratum", "").upper(),
+                stratum=_text(record.get("stratum", "").upper(), where, "stratum", STRATUM_LENGTH),
                 block=_whole(block, where, "block") if block else None,
             )
         )
