@@ -218,3 +218,23 @@ def test_an_enrolment_date_no_one_enrols_on_is_refused(
     assert response.status_code == 400
     assert response.json()["fields"] == {"enrolled_on": [message]}
     assert not Participant.objects.filter(pseudonym="FAR-1").exists()
+
+
+@pytest.mark.parametrize("weight", ["0.1", "9999.9"])
+def test_an_enrolment_weight_outside_the_trials_range_is_refused(
+    trial: Study, tech: Any, weight: str
+) -> None:
+    # The same rule as the weight recorded at a treatment visit, where the dose comes from it.
+    from .factories import api_as
+
+    response = api_as(tech).post(
+        "/api/participants/",
+        {"pseudonym": "HEAVY-1", "site": "HUS", "enrolled_on": "2025-05-05", "weight_kg": weight},
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "weight_out_of_range")
+    assert response.json()["fields"] == {
+        "weight_kg": [
+            f"A body weight of {weight} kg is not plausible: the trial accepts 30.0–250.0 kg."
+        ]
+    }
+    assert not Participant.objects.filter(pseudonym="HEAVY-1").exists()

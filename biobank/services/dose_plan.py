@@ -10,7 +10,7 @@ import datetime as dt
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -38,6 +38,7 @@ from .lifecycle import TRANSITIONS
 from .qc_release import qc_standing_check
 from .signatures import require_perm
 from .time_order import check_time
+from .trial import weight_check
 from .units import unit_release_check
 
 # A unit goes into a dose by its "release" step: from the statuses that step starts from.
@@ -85,17 +86,7 @@ def visit_weight_record(
     given = visit
     visit = treatment_visit_lock(visit, "no weight is needed")
     study = visit.participant.study
-    try:
-        weight = Decimal(str(weight_kg)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-    except ArithmeticError as exc:
-        raise ServiceError("The weight must be a number of kg.", field="weight_kg") from exc
-    if not (study.weight_min_kg <= weight <= study.weight_max_kg):
-        raise ServiceError(
-            f"A body weight of {weight} kg is not plausible: the trial accepts "
-            f"{study.weight_min_kg}–{study.weight_max_kg} kg.",
-            code="weight_out_of_range",
-            field="weight_kg",
-        )
+    weight = weight_check(study=study, weight_kg=weight_kg)
     when = check_time(measured_at, field="measured_at")
     measured_on, enrolled = timezone.localdate(when), visit.participant.enrolled_on
     if measured_on < enrolled:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 
 from dateutil.relativedelta import relativedelta
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -22,6 +23,23 @@ from .time_order import check_date
 
 
 @transaction.atomic
+def weight_check(*, study: Study, weight_kg: object, field: str = "weight_kg") -> Decimal:
+    """A body weight in kg to one decimal, within the trial's plausible range (the same rule
+    at enrolment and at a treatment visit, where the dose is computed from it)."""
+    try:
+        weight = Decimal(str(weight_kg)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    except ArithmeticError as exc:
+        raise ServiceError("The weight must be a number of kg.", field=field) from exc
+    if not (study.weight_min_kg <= weight <= study.weight_max_kg):
+        raise ServiceError(
+            f"A body weight of {weight} kg is not plausible: the trial accepts "
+            f"{study.weight_min_kg}–{study.weight_max_kg} kg.",
+            code="weight_out_of_range",
+            field=field,
+        )
+    return weight
+
+
 def participant_enroll(
     *,
     study: Study,
@@ -30,7 +48,7 @@ def participant_enroll(
     enrolled_on: date,
     actor: AbstractBaseUser,
     arm: Arm | None = None,
-    weight_kg: float | None = None,
+    weight_kg: Decimal | float | None = None,
 ) -> Participant:
     """Enrol a participant and schedule one visit per visit type of the study.
 
@@ -43,6 +61,8 @@ def participant_enroll(
     if site.study_id != study.pk:
         raise ServiceError(f"Site {site.code} is not a site of {study.code}.", field="site")
     check_date(enrolled_on, field="enrolled_on")
+    if weight_kg is not None:
+        weight_kg = weight_check(study=study, weight_kg=weight_kg)
     if arm is not None and not can_see_allocation(actor):
         raise Forbidden(
             "Only unblinded roles may record an allocation.", code="permission_denied", field="arm"

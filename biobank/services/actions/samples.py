@@ -117,7 +117,7 @@ STEPS: tuple[Action, ...] = (
             Input("site", max_length=16),
             Input("enrolled_on", "date"),
             Input("arm", required=False, max_length=8, help="Only without a randomisation list"),
-            Input("weight_kg", "decimal", False, max_digits=5, decimal_places=1, min_value=1),
+            Input("weight_kg", "decimal", False, max_digits=5, decimal_places=1),
         ),
         _enrol,
         on_item=False,
