@@ -497,3 +497,22 @@ def test_the_trial_definition_is_read_only_once_participants_are_enrolled(
     schedule.refresh_from_db()
     assert schedule.treatment != treatment
     assert client.get(reverse("admin:biobank_visittype_add")).status_code == 403
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01"])
+def test_a_model_forms_date_outside_the_plausible_years_is_a_form_error(
+    trial: Any, tech: Any, admin_client: Any, day: str
+) -> None:
+    participant = make_participant(actor=tech)
+    visit = participant.visits.get(visit_type__code="M6")
+    before = visit.scheduled_on
+    url = reverse("admin:biobank_visit_change", args=[visit.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k in form.fields}
+    data = {k: (v.pk if hasattr(v, "pk") else v) for k, v in data.items()}
+    response = admin_client.post(url, {**data, "scheduled_on": day})
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["scheduled_on"] == ["Enter a date between the years 1900 and 2200."]
+    visit.refresh_from_db()
+    assert visit.scheduled_on == before

@@ -39,6 +39,20 @@ class PlausibleDateTimeField(PlausibleFormField, forms.DateTimeField):
     """A date-time within the plausible years (``biobank.moments``): the admin's time inputs."""
 
 
+class PlausibleDateField(PlausibleFormField, forms.DateField):
+    """A model form's date (e.g. a visit's scheduled day) within the plausible years."""
+
+
+class PlausibleSplitDateTimeField(forms.SplitDateTimeField):
+    """A model form's date-time (the admin's date and time boxes) within the plausible years."""
+
+    def compress(self, data_list: Any) -> Any:
+        result = super().compress(data_list)
+        if isinstance(result, datetime.date) and not is_plausible(result):
+            raise ValidationError(out_of_range_message(), code="date_out_of_range")
+        return result
+
+
 class PlausibleDateFieldListFilter(admin.DateFieldListFilter):
     """Django's date list filter; a date outside the plausible years (``?at__gte=0001-01-01``)
     is an invalid lookup (the change list's usual "?e=1" answer), not an overflow in the query."""
@@ -102,11 +116,18 @@ def _date_value_ok(field: models.DateField, lookup: str, value: str) -> bool:
 
 
 class PlausibleDatesMixin:
-    """A change list whose date lookups are checked (``_PlausibleChangeList``); the admin site
-    gives it to every ModelAdmin."""
+    """A change list whose date lookups are checked (``_PlausibleChangeList``), and model forms
+    whose dates are held to the plausible years; the admin site gives it to every ModelAdmin."""
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return _plausible(super().get_changelist(request, **kwargs))  # type: ignore[misc]
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if isinstance(db_field, models.DateTimeField):
+            kwargs.setdefault("form_class", PlausibleSplitDateTimeField)
+        elif isinstance(db_field, models.DateField):
+            kwargs.setdefault("form_class", PlausibleDateField)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)  # type: ignore[misc]
 
 
 class ConfirmForm(forms.Form):
