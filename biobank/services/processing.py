@@ -188,6 +188,8 @@ def _product_hold(processing: Processing, *, failures: list[str], actor: Abstrac
         .order_by("code")
     )
     for dose in doses:
+        # The dose's hold step is its cancel (HOLD_STEPS), taken through the service that also
+        # settles its units (returned to stock or discarded, before they are quarantined).
         dose_cancel_apply(dose=dose, actor=actor, reason=f"withdrawn, {why}")
     hold = HOLD_STEPS["unit"]
     held = processing.units.filter(status__in=TRANSITIONS["unit"][hold].sources)
