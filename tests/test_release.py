@@ -307,27 +307,18 @@ def test_a_viability_result_needs_a_percentage(
     assert not processing.qc_results.exists()
 
 
-def test_low_viability_after_thaw_is_refused(roles: dict[str, Any]) -> None:
-    dose = make_dose(actor=roles[LAB], arm="B", ready=False)
-    dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
-    first, second = (u.code for u in dose.units.all())
-    with pytest.raises(ServiceError) as info:
-        dose_make_ready(
-            dose=dose,
-            actor=roles[LAB],
-            unit_counts=[
-                UnitCount(first, 24_000_000, Decimal("95")),
-                UnitCount(second, 24_000_000, Decimal("69.9")),
-            ],
-        )
-    assert info.value.code == "viability_too_low" and second in info.value.message
-    dose.refresh_from_db()
-    assert dose.status == "released" and dose.viable_cells is None
-
-
-@pytest.mark.parametrize("viability", ["NaN", "sNaN", "Infinity", "100.1"])
-def test_a_viability_that_is_not_a_percentage_is_refused(
-    roles: dict[str, Any], viability: str
+@pytest.mark.parametrize(
+    ("viability", "code", "message"),
+    [
+        ("69.9", "viability_too_low", "The viability of {unit}, 69.9 %, is below 70 %: it cannot"),
+        ("NaN", "invalid", "Viability must be between 0 and 100 %, not NaN."),
+        ("sNaN", "invalid", "Viability must be between 0 and 100 %, not sNaN."),
+        ("Infinity", "invalid", "Viability must be between 0 and 100 %, not Infinity."),
+        ("100.1", "invalid", "Viability must be between 0 and 100 %, not 100.1."),
+    ],
+)
+def test_a_post_thaw_viability_too_low_or_not_a_percentage_is_refused(
+    roles: dict[str, Any], viability: str, code: str, message: str
 ) -> None:
     dose = make_dose(actor=roles[LAB], arm="B", ready=False)
     dose_release(dose=dose, actor=roles[QA], password=PASSWORD)
@@ -341,8 +332,8 @@ def test_a_viability_that_is_not_a_percentage_is_refused(
                 UnitCount(second, 24_000_000, Decimal(viability)),
             ],
         )
-    assert (info.value.code, info.value.field) == ("invalid", "units")
-    assert info.value.message == f"Viability must be between 0 and 100 %, not {viability}."
+    assert (info.value.code, info.value.field) == (code, "units")
+    assert info.value.message.startswith(message.format(unit=second))
     dose.refresh_from_db()
     assert dose.status == "released" and dose.viable_cells is None
 
