@@ -22,7 +22,7 @@ from biobank.models import (
     Signature,
     Study,
 )
-from biobank.services.aspirates import aspirate_receive, aspirate_receive_by_condition
+from biobank.services.aspirates import aspirate_receive_by_condition
 from biobank.services.roles import CLINICIAN, LAB, QA
 from biobank.services.units import unit_transition
 
@@ -52,16 +52,9 @@ def _quarantined_unit(actor: Any, where: str) -> ProductUnit:
 
 
 def _quarantined_aspirate(actor: Any) -> Aspirate:
-    aspirate = make_aspirate(actor=actor, collected_at=past(days=2))
-    aspirate_receive(
-        aspirate=aspirate,
-        decision="quarantine",
-        actor=actor,
-        temperature_c=Decimal("31.5"),
-        condition="temperature",
-        received_at=past(days=1, hours=20),
-        reason="Transport box above 30 °C",
-    )
+    """Received four hours after collection, at 31.5 °C: the receipt scan quarantines it."""
+    aspirate = _receive_by_condition(actor, "31.5", 4)
+    assert aspirate.status == "quarantined"
     return aspirate
 
 
