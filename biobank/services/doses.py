@@ -142,6 +142,22 @@ def _locked(dose: Dose) -> Dose:
     )
 
 
+def _product_expiry_check(dose: Dose, at: dt.datetime, verb: str) -> None:
+    """Refuse a step on a dose whose product (its units, or its fresh product) has expired."""
+    for link in _dose_units(dose):
+        if link.unit.is_expired(at):
+            raise unit_expired_refusal(link.unit, "dose", f": the dose cannot be {verb}")
+    product = dose.processing
+    if product is not None and product.fresh_is_expired(at):
+        expires = product.fresh_expires_at()
+        when = f" at {timezone.localtime(expires):%Y-%m-%d %H:%M}" if expires else ""
+        raise ServiceError(
+            f"Fresh product {product.code} EXPIRED{when}: the dose cannot be {verb}.",
+            code="fresh_expired",
+            field="dose",
+        )
+
+
 @transaction.atomic
 def dose_release(*, dose: Dose, actor: AbstractBaseUser, password: str) -> Dose:
     """QA signs the dose's release; an MSC dose releases its units from the biobank."""
@@ -149,6 +165,7 @@ def dose_release(*, dose: Dose, actor: AbstractBaseUser, password: str) -> Dose:
     # Checked before the units are released and the signature is asked for.
     locked = _locked(dose)
     transition_check(kind="dose", action="release", item=locked)
+    _product_expiry_check(locked, timezone.now(), "released")
     for link in _dose_units(locked):
         unit_transition(unit=link.unit, action="release", actor=actor, reason=f"for {dose.code}")
     signature = signature_sign(
@@ -331,6 +348,16 @@ def dose_make_ready(
                 )
             if link.unit.is_expired(ready_at):
                 raise unit_expired_refusal(link.unit, "units")
+            # As for a fresh product: the syringe may not outlive what it was made from.
+            if expires_at > link.unit.expires_at():
+                raise ServiceError(
+                    f"{link.unit.code} keeps until "
+                    f"{timezone.localtime(link.unit.expires_at()):%Y-%m-%d %H:%M}; a dose made "
+                    f"ready at {timezone.localtime(ready_at):%Y-%m-%d %H:%M} would expire "
+                    f"after it ({timezone.localtime(expires_at):%Y-%m-%d %H:%M}).",
+                    code="unit_expired",
+                    field="ready_at",
+                )
             figures.append((link, count, pct))
     total = sum(count for _, count, _ in figures)
     viable = sum(_viable(count, pct) for _, count, pct in figures)

@@ -209,6 +209,19 @@ def _item_for_scan(raw: str, *, lock: bool) -> tuple[str, Item]:
     return name, item
 
 
+def _expired_dose(item: Item, at: dt.datetime) -> PackRefused | None:
+    """A prepared syringe past its expiry does not travel (the bedside would refuse it)."""
+    if not isinstance(item, Dose) or not item.is_expired(at):
+        return None
+    assert item.expires_at is not None
+    return PackRefused(
+        f"{item.code} EXPIRED at {timezone.localtime(item.expires_at):%Y-%m-%d %H:%M}: "
+        "it cannot be shipped.",
+        code="expired",
+        field="scan",
+    )
+
+
 def pack_refusal(*, shipment: Shipment, kind: str, item: Item) -> PackRefused | None:
     """Why this item may not go into this shipment, or None when it may."""
     code = item.code
@@ -220,6 +233,9 @@ def pack_refusal(*, shipment: Shipment, kind: str, item: Item) -> PackRefused | 
             code="quarantined",
             field="scan",
         )
+    expired = _expired_dose(item, timezone.now())
+    if expired is not None:
+        return expired
     packable = steps["ship"].sources
     if item.status not in packable:
         # In the order of the item's statuses, as the message always listed them.
@@ -423,6 +439,9 @@ def shipment_ship(
         "aspirate", "unit", "dose"
     )
     for line in lines:
+        expired = _expired_dose(line.item, when)
+        if expired is not None:
+            raise expired
         item_step(shipment, line, "ship", actor=actor, at=when, site=shipment.from_site)
     return shipment
 
