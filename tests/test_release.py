@@ -189,22 +189,36 @@ def test_unsigned_qc_release_blocks_unit_release(roles: dict[str, Any]) -> None:
 
 
 def _qc(
-    processing: Any, actor: Any, test: str, result: str, passed: bool, value: Any = None
+    processing: Any, actor: Any, test: str, result: str, passed: bool, value: Any = None, **at: Any
 ) -> Any:
     from biobank.services.processing import qc_result_record
 
     return qc_result_record(
-        processing=processing, test=test, result=result, passed=passed, value=value, actor=actor
+        processing=processing,
+        test=test,
+        result=result,
+        passed=passed,
+        value=value,
+        actor=actor,
+        **at,
     )
 
 
-def test_a_failed_qc_result_after_the_release_stops_the_product(roles: dict[str, Any]) -> None:
+# A failure recorded after the release stops the product whatever date it carries: dated an
+# hour before the passing result it was still the last word (a pass clears a failure only as
+# a later retest).
+@pytest.mark.parametrize("backdated", [False, True])
+def test_a_failed_qc_result_after_the_release_stops_the_product(
+    roles: dict[str, Any], backdated: bool
+) -> None:
     lab = roles[LAB]
     dose = make_dose(actor=lab, arm="B", units=4)  # ready: two units thawed, two spares stored
     product = dose.units.first().processing
     spares = list(product.units.filter(status="stored").order_by("code"))
     assert len(spares) == 2
-    _qc(product, lab, "sterility", "POSITIVE (day 14 culture)", passed=False)
+    passed_at = product.qc_results.get(test="sterility").tested_at
+    at = {"tested_at": passed_at - dt.timedelta(hours=1)} if backdated else {}
+    _qc(product, lab, "sterility", "POSITIVE (day 14 culture)", passed=False, **at)
     dose.refresh_from_db()
     # The dose is withdrawn, its thawed units discarded; the lab reads why.
     why = "QC after release: Sterility failed (POSITIVE (day 14 culture))"

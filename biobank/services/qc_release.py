@@ -36,9 +36,15 @@ MIN_VIABILITY_PCT = Decimal("70")
 
 
 def _latest(processing: Processing) -> dict[str, QcResult]:
-    latest = {}
-    for qc in processing.qc_results.order_by("tested_at", "id"):
-        latest[qc.test] = qc
+    """The result that stands for each test. Taken in the order they were recorded: a failure
+    stands once recorded, whatever date it carries (a late-entered positive culture is not
+    hidden behind an earlier pass); a pass clears a failure only as a retest, dated at or after
+    the result that stood."""
+    latest: dict[str, QcResult] = {}
+    for qc in processing.qc_results.order_by("id"):
+        standing = latest.get(qc.test)
+        if standing is None or not qc.passed or qc.tested_at >= standing.tested_at:
+            latest[qc.test] = qc
     return latest
 
 
