@@ -60,6 +60,14 @@ def aspirate_collect(
     if not collected_by.strip():
         raise ServiceError("Who collected the aspirate is required.", field="collected_by")
     collected_at = check_time(collected_at, field="collected_at")
+    enrolled = visit.participant.enrolled_on
+    if timezone.localdate(collected_at) < enrolled:
+        raise ServiceError(
+            f"collected_at {timezone.localtime(collected_at):%Y-%m-%d %H:%M} is before "
+            f"{visit.participant.pseudonym} was enrolled ({enrolled}).",
+            code="time_order",
+            field="collected_at",
+        )
     aspirate = Aspirate(
         code=identifier_allocate(kind=Kind.ASPIRATE),
         participant=visit.participant,

@@ -16,7 +16,7 @@ from .doses import dose_cancel_apply
 from .identifiers import identifier_allocate
 from .lifecycle import HOLD_STEPS, TRANSITIONS, transition_apply
 from .qc_release import qc_failures
-from .time_order import check_time
+from .time_order import check_time, not_before
 from .units import unit_transition
 
 
@@ -167,6 +167,12 @@ def qc_result_record(
         passed=passed,
         tested_at=check_time(tested_at, field="tested_at"),
         recorded_by=actor,
+    )
+    not_before(
+        qc.tested_at,
+        processing.started_at,
+        field="tested_at",
+        what=f"the start of {processing.code}",
     )
     history_save(qc, actor=actor, reason=f"QC {test} recorded")
     failures = qc_failures(processing)

@@ -44,7 +44,7 @@ from .doses import dose_cancel_apply
 from .identifiers import identifier_allocate
 from .lifecycle import TRANSITIONS, transition_apply
 from .signatures import require_perm, signature_sign
-from .time_order import check_time
+from .time_order import check_time, not_before
 
 S = ShipmentItemState
 Item = Aspirate | ProductUnit | Dose
@@ -429,6 +429,8 @@ def shipment_ship(
     require_perm(actor, "biobank.pack_shipment", "ship shipments")
     when = check_time(at)
     shipment = shipment_lock(shipment)
+    sealed = shipment.seal_signature.signed_at if shipment.seal_signature_id else None
+    not_before(when, sealed, field="at", what=f"the seal signature of {shipment.code}")
     changes: dict[str, Any] = {"shipped_at": when}
     if courier is not None:
         changes["courier"] = courier.strip()

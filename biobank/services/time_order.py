@@ -46,6 +46,16 @@ def check_date(on: date, *, field: str) -> date:
     return on
 
 
+def not_before(at: datetime, bound: datetime | None, *, field: str, what: str) -> None:
+    """Refuse a time before the step it follows (``what``: "the harvest of PR…"), naming both."""
+    if bound is not None and at < bound:
+        raise ServiceError(
+            f"{field} {moment_text(at)} is before {what} ({moment_text(bound)}).",
+            code="time_order",
+            field=field,
+        )
+
+
 def moment_text(at: datetime) -> str:
     return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S}"
 

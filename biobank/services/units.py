@@ -36,7 +36,7 @@ from .lifecycle import (
 )
 from .qc_release import qc_standing_check
 from .signatures import require_perm, signature_sign, signed_reason
-from .time_order import check_time
+from .time_order import check_time, not_before
 
 MAX_UNITS_PER_PROCESSING = 200
 # Steps that need a container or position go through services.storage instead.
@@ -104,6 +104,9 @@ def units_create(
             field="cell_number",
         )
     when = check_time(created_at, field="created_at")
+    not_before(
+        when, processing.harvested_at, field="created_at", what=f"the harvest of {processing.code}"
+    )
     codes = identifiers_allocate(kind=Kind.UNIT, count=len(specs))
     units = [
         ProductUnit(
@@ -154,8 +157,17 @@ def freezing_run_record(
 
     Without ``units``, the run freezes every unit of the processing not yet frozen (created).
     """
+    # Locked first, as a fill locks it: a run and a fill of one product queue here instead of
+    # each holding what the other waits for (the audit chain's head, the product).
+    processing = Processing.objects.select_for_update(of=("self",)).get(pk=processing.pk)
     started_at = check_time(started_at, field="started_at")
     finished_at = check_time(finished_at, field="finished_at")
+    not_before(
+        started_at,
+        processing.harvested_at,
+        field="started_at",
+        what=f"the harvest of {processing.code}",
+    )
     if finished_at < started_at:
         raise ServiceError("The run cannot finish before it started.", field="finished_at")
     rate = Decimal(str(rate_c_per_min))
