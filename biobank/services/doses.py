@@ -135,11 +135,22 @@ def _dose_units(dose: Dose) -> list[DoseUnit]:
 
 
 def _locked(dose: Dose) -> Dose:
-    return (
+    locked = (
         Dose.objects.select_for_update(of=("self",))
         .select_related("participant__study", "processing__participant__study", "visit")
         .get(pk=dose.pk)
     )
+    _units_lock(locked)
+    return locked
+
+
+def _units_lock(dose: Dose) -> None:
+    """Lock the dose's units at once, in pk order, before any custody event: an event takes
+    the audit chain's head until commit, so a unit locked after it would deadlock with a
+    step (a move) that holds the unit and waits for the head."""
+    units = ProductUnit.objects.select_for_update(of=("self",))
+    units = units.filter(dose_links__dose=dose, dose_links__active=True).order_by("pk")
+    list(units.values_list("pk", flat=True))
 
 
 def _product_expiry_check(dose: Dose, at: dt.datetime, verb: str) -> None:
@@ -520,6 +531,7 @@ def dose_administer(
     if route != dose.route:
         raise ServiceError(f"This dose is for {dose.route} use only.", field="route")
     with transaction.atomic():
+        _units_lock(dose)
         _refuse_expired(dose, when)
         by = (administered_by or "").strip() or actor.get_username()
         transition_apply(
@@ -569,6 +581,7 @@ def dose_cancel_apply(
     checks the permission) or a shipment that lost or quarantined it (``event``: where the
     custody event happened). The units are freed of the dose either way; those in ``settled``
     (pks) the caller settles itself (a unit lost in transit is written off)."""
+    _units_lock(dose)
     transition_apply(item=dose, action="cancel", actor=actor, at=at, reason=reason, **event)
     links = _dose_units(dose)
     # Freed first: a unit reserved by a live dose takes no step of its own (the table's check).

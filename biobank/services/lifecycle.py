@@ -272,10 +272,15 @@ def _signed_data(
     return {"signature": str(signature), "signature_id": signature.pk}
 
 
-def _lockable(model: type[models.Model], kind: str) -> Any:
-    """Rows locked for a step, with (in the same query) each one's last custody step and the
-    open shipment holding it."""
-    rows = model.objects.select_for_update(of=("self",))
+def _lock(model: type[models.Model], kind: str, pks: list[int]) -> Any:
+    """Lock the rows for a step (one query, in pk order), then read them with each one's last
+    custody step and the open shipment holding it, in a statement of its own: a read inside
+    the locking statement sees the data as it was when that statement began, so a step that
+    waited for the lock would judge by a state the step it waited for has just changed (e.g. a
+    discard let through after a packer put the unit in a shipment)."""
+    locking = model.objects.select_for_update(of=("self",)).filter(pk__in=pks).order_by("pk")
+    list(locking.values_list("pk", flat=True))
+    rows = model.objects.filter(pk__in=pks)
     if kind in CUSTODY_KINDS:  # the previous step, for the time-order check, in one query
         latest = CustodyEvent.objects.filter(**{kind: OuterRef("pk")}).order_by("-at", "-id")
         rows = rows.annotate(
@@ -352,9 +357,7 @@ def transitions_apply_bulk(
     when = check_time(at)
     model = type(steps[0].item)
     kind = kind_of_model(model)
-    locked = _lockable(model, kind).in_bulk(
-        sorted({step.item.pk for step in steps})  # one lock order for every caller
-    )
+    locked = _lock(model, kind, sorted({step.item.pk for step in steps})).in_bulk()
     status = {pk: row.status for pk, row in locked.items()}
     qc_signed = {
         action: qc_signed_at(list(locked.values()), action) for action in {s.action for s in steps}
@@ -494,7 +497,7 @@ def transition_apply(
     reason = (reason or "").strip()
     _transition_of(kind, action, item.code, reason)  # a bad request is refused before locking
     when = check_time(at)
-    locked = _lockable(model, kind).get(pk=item.pk)
+    locked = _lock(model, kind, [item.pk]).get()
     transition = transition_check(kind=kind, action=action, item=locked, reason=reason)
     refusal = _reserved_refusal(
         locked, action, _reserved_by(kind, {action}, [locked.pk]).get(locked.pk)
