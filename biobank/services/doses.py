@@ -26,7 +26,6 @@ from biobank.models import (
     Dose,
     DoseStatus,
     DoseUnit,
-    IdentityCheck,
     IdentityStage,
     Processing,
     ProductUnit,
@@ -48,6 +47,7 @@ from .dose_plan import (
     visit_treatment,
 )
 from .identifiers import identifier_allocate
+from .identity import identity_confirm
 from .lifecycle import transition_apply, transition_check
 from .qc_release import MIN_VIABILITY_PCT
 from .signatures import require_perm, signature_sign, signed_reason
@@ -414,76 +414,6 @@ def dose_make_ready(
     return dose
 
 
-# --- chain of identity -----------------------------------------------------------------------
-
-
-class IdentityMismatch(ServiceError):
-    status_code = 409
-
-
-def identity_check(
-    *, dose_scan: str, participant_scan: str, stage: str, actor: AbstractBaseUser
-) -> tuple[IdentityCheck, Dose | None]:
-    """Compare a dose scan with a participant scan; the check comes back unsaved.
-
-    ``_confirmed`` saves a mismatch at once, in its own transaction (the step is refused, the
-    near miss stays on record); a match is saved with the step it allows, in the step's
-    transaction, so a step refused for another reason (route, expiry, time order) leaves no
-    matched check behind to read as if the dose went ahead.
-    """
-    from biobank.selectors.scan import scan_resolve
-
-    if stage not in IdentityStage.values:
-        raise ServiceError("Unknown identity-check stage.", field="stage")
-    dose: Dose | None = None
-    expected = ""
-    matched = False
-    try:
-        dose = scan_resolve(raw=dose_scan, viewer=actor, kinds={Kind.DOSE}).item
-        expected = dose.participant.code
-        participant = scan_resolve(
-            raw=participant_scan, viewer=actor, kinds={Kind.PARTICIPANT}
-        ).item
-        matched = participant.pk == dose.participant_id
-        if matched:
-            message = f"{dose.code} matches {participant.pseudonym} ({participant.code})."
-        else:
-            message = (
-                f"IDENTITY MISMATCH: {dose.code} is for {dose.participant.pseudonym} "
-                f"({expected}), but the scanned participant is {participant.pseudonym} "
-                f"({participant.code}). Do not give this dose."
-            )
-    except ServiceError as exc:
-        message = f"IDENTITY NOT CONFIRMED: {exc.message}"
-    check = IdentityCheck(
-        dose=dose,
-        stage=stage,
-        dose_scan=(dose_scan or "")[:80],
-        participant_scan=(participant_scan or "")[:80],
-        expected_participant=expected,
-        matched=matched,
-        message=message[:300],
-        checked_by=actor,
-        checked_at=timezone.now(),
-    )
-    return check, dose
-
-
-def _confirmed(
-    dose_scan: str, participant_scan: str, stage: str, actor: AbstractBaseUser
-) -> tuple[IdentityCheck, Dose]:
-    """The matched check (unsaved: the step saves it) and its dose; a mismatch is saved and
-    refused."""
-    check, dose = identity_check(
-        dose_scan=dose_scan, participant_scan=participant_scan, stage=stage, actor=actor
-    )
-    if not check.matched or dose is None:
-        with transaction.atomic():
-            check.save()
-        raise IdentityMismatch(check.message, code="identity_mismatch", field="participant_scan")
-    return check, dose
-
-
 def _refuse_expired(dose: Dose, when: dt.datetime) -> None:
     if dose.is_expired(when):
         assert dose.expires_at is not None
@@ -505,7 +435,12 @@ def dose_dispatch(
     """
     require_perm(actor, "biobank.administer_dose", "dispatch doses")
     when = check_time(at)
-    check, dose = _confirmed(dose_scan, participant_scan, IdentityStage.DISPATCH, actor)
+    check, dose = identity_confirm(
+        dose_scan=dose_scan,
+        participant_scan=participant_scan,
+        stage=IdentityStage.DISPATCH,
+        actor=actor,
+    )
     with transaction.atomic():
         _refuse_expired(dose, when)
         transition_apply(
@@ -527,7 +462,12 @@ def dose_administer(
     """At the bedside: identity check again, expiry check, then record the administration."""
     require_perm(actor, "biobank.administer_dose", "record administrations")
     when = check_time(at)
-    check, dose = _confirmed(dose_scan, participant_scan, IdentityStage.ADMINISTRATION, actor)
+    check, dose = identity_confirm(
+        dose_scan=dose_scan,
+        participant_scan=participant_scan,
+        stage=IdentityStage.ADMINISTRATION,
+        actor=actor,
+    )
     if route != dose.route:
         raise ServiceError(f"This dose is for {dose.route} use only.", field="route")
     with transaction.atomic():
