@@ -22,7 +22,6 @@ from .randomisation import (
 from .time_order import check_date
 
 
-@transaction.atomic
 def weight_check(*, study: Study, weight_kg: object, field: str = "weight_kg") -> Decimal:
     """A body weight in kg to one decimal, within the trial's plausible range (the same rule
     at enrolment and at a treatment visit, where the dose is computed from it)."""
@@ -40,6 +39,7 @@ def weight_check(*, study: Study, weight_kg: object, field: str = "weight_kg") -
     return weight
 
 
+@transaction.atomic
 def participant_enroll(
     *,
     study: Study,
