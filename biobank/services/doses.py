@@ -26,6 +26,7 @@ from biobank.models import (
     Dose,
     DoseStatus,
     DoseUnit,
+    IdentityCheck,
     IdentityStage,
     Processing,
     ProductUnit,
@@ -425,6 +426,24 @@ def _refuse_expired(dose: Dose, when: dt.datetime) -> None:
         )
 
 
+def _bedside(
+    dose_scan: str,
+    participant_scan: str,
+    actor: AbstractBaseUser,
+    at: dt.datetime | None,
+    stage: str,
+) -> tuple[dt.datetime, IdentityCheck, Dose]:
+    """What dispatch and administration begin with: the permission, the time, and the dose
+    scan matched with the participant's (the match unsaved: the step saves it)."""
+    what = "dispatch doses" if stage == IdentityStage.DISPATCH else "record administrations"
+    require_perm(actor, "biobank.administer_dose", what)
+    when = check_time(at)
+    check, dose = identity_confirm(
+        dose_scan=dose_scan, participant_scan=participant_scan, stage=stage, actor=actor
+    )
+    return when, check, dose
+
+
 def dose_dispatch(
     *, dose_scan: str, participant_scan: str, actor: AbstractBaseUser, at: dt.datetime | None = None
 ) -> Dose:
@@ -433,14 +452,7 @@ def dose_dispatch(
     ``at`` is when it happened (entered afterwards): never in the future, never before the
     dose's previous step.
     """
-    require_perm(actor, "biobank.administer_dose", "dispatch doses")
-    when = check_time(at)
-    check, dose = identity_confirm(
-        dose_scan=dose_scan,
-        participant_scan=participant_scan,
-        stage=IdentityStage.DISPATCH,
-        actor=actor,
-    )
+    when, check, dose = _bedside(dose_scan, participant_scan, actor, at, IdentityStage.DISPATCH)
     with transaction.atomic():
         _refuse_expired(dose, when)
         transition_apply(
@@ -460,14 +472,8 @@ def dose_administer(
     at: dt.datetime | None = None,
 ) -> Dose:
     """At the bedside: identity check again, expiry check, then record the administration."""
-    require_perm(actor, "biobank.administer_dose", "record administrations")
-    when = check_time(at)
-    check, dose = identity_confirm(
-        dose_scan=dose_scan,
-        participant_scan=participant_scan,
-        stage=IdentityStage.ADMINISTRATION,
-        actor=actor,
-    )
+    stage = IdentityStage.ADMINISTRATION
+    when, check, dose = _bedside(dose_scan, participant_scan, actor, at, stage)
     if route != dose.route:
         raise ServiceError(f"This dose is for {dose.route} use only.", field="route")
     with transaction.atomic():
