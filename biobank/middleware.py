@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from http import HTTPStatus
+from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -57,11 +58,8 @@ class RequestLimitsMiddleware:
                 f"The request body is {length} bytes; the limit (REQUEST_MAX_BODY_BYTES) "
                 f"is {limit} bytes.",
             )
-        if (
-            "\x00" in request.path
-            or "\x00" in request.META.get("QUERY_STRING", "")
-            or any("\x00" in value for values in request.GET.lists() for value in values[1])
-        ):
+        # The query string decoded as it will be read (keys and values alike).
+        if "\x00" in request.path or "\x00" in unquote_plus(request.META.get("QUERY_STRING", "")):
             if request.path.startswith(API_PREFIX):
                 return error_response(400, "bad_request", _NUL_MESSAGE)
             return HttpResponseBadRequest(_NUL_MESSAGE, content_type="text/plain; charset=utf-8")

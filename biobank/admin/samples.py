@@ -42,7 +42,6 @@ from biobank.visibility import kind_of_model
 from .printing import LabelPreviewMixin, print_labels
 from .steps import (
     ConfirmForm,
-    PlausibleDateFieldListFilter,
     ReadOnlyAdminMixin,
     ServiceForm,
     ServiceFormAdminMixin,
@@ -104,7 +103,7 @@ class AspirateAdmin(ServiceFormAdminMixin, LabelPreviewMixin, ReadOnlyItemAdmin)
         "anticoagulant",
         "condition",
         "visit__visit_type",
-        ("collected_at", PlausibleDateFieldListFilter),
+        "collected_at",
     ]
     show_full_result_count = False
     search_fields = ["code", "participant__code", "participant__pseudonym"]
@@ -383,7 +382,7 @@ class CustodyEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "reason",
     ]
     # Fixed-value filters: Django's default would scan the whole log for distinct values.
-    list_filter = [ItemKindFilter, ActionFilter, "site", ("at", PlausibleDateFieldListFilter)]
+    list_filter = [ItemKindFilter, ActionFilter, "site", "at"]
     show_full_result_count = False
     search_fields = ["item_code", "participant__code", "participant__pseudonym", "reason"]
     list_select_related = ["actor", "site"]

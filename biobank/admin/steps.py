@@ -53,22 +53,6 @@ class PlausibleSplitDateTimeField(forms.SplitDateTimeField):
         return result
 
 
-class PlausibleDateFieldListFilter(admin.DateFieldListFilter):
-    """Django's date list filter; a date outside the plausible years (``?at__gte=0001-01-01``)
-    is an invalid lookup (the change list's usual "?e=1" answer), not an overflow in the query."""
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
-        for values in self.used_parameters.values():
-            for value in values if isinstance(values, list) else [values]:
-                try:
-                    moment = self.field.to_python(value)
-                except ValidationError:
-                    continue  # not a date (e.g. the isnull flag): Django answers as usual
-                if isinstance(moment, datetime.date) and not is_plausible(moment):
-                    raise IncorrectLookupParameters(out_of_range_message(self.field.name))
-        return super().queryset(request, queryset)
-
-
 # Lookups that read part of a date as a number.
 _DATE_PARTS = frozenset(
     {"year", "iso_year", "quarter", "month", "week", "week_day", "iso_week_day", "day"}
@@ -78,8 +62,8 @@ _YEARS = frozenset({"year", "iso_year"})
 
 
 class _PlausibleChangeList:
-    """Every date or date-time in the query string, whatever the filter that reads it (a list
-    filter, the date hierarchy or a plain lookup), is checked before the query is built: a
+    """Every date or date-time in the query string, whatever the filter that reads it (a date
+    list filter, the date hierarchy or a plain lookup), is checked before the query is built: a
     year outside the plausible ones, or a part of a date not in ASCII digits, is an invalid
     lookup (the change list's "?e=1" answer), not an overflow in the database driver."""
 

@@ -33,7 +33,6 @@ from biobank.services.containers import (
 
 from .printing import LabelPreviewMixin, print_labels
 from .steps import (
-    PlausibleDateFieldListFilter,
     ReadOnlyAdminMixin,
     ServiceForm,
     ServiceFormAdminMixin,
@@ -285,7 +284,7 @@ class PlacementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "ended_at",
         "end_reason",
     ]
-    list_filter = ["container__storage_unit", ("placed_at", PlausibleDateFieldListFilter)]
+    list_filter = ["container__storage_unit", "placed_at"]
     show_full_result_count = False
     search_fields = ["unit__code", "container__code", "container__path"]
     list_select_related = ["unit", "container", "placed_by"]

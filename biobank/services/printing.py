@@ -223,8 +223,7 @@ def printer_get(*, ref: object) -> Printer:
     """A printer by name, or by id when ``ref`` is a number."""
     if isinstance(ref, str) and ref.strip():
         printer = Printer.objects.filter(name=ref.strip()).first()
-        number = ascii_int(ref)
-        if printer is None and number is not None:
+        if printer is None and (number := ascii_int(ref)) is not None:
             printer = Printer.objects.filter(pk=number).first()
     elif isinstance(ref, int) and not isinstance(ref, bool):
         printer = Printer.objects.filter(pk=ref).first()
