@@ -275,16 +275,23 @@ class Policy:
     def event_status(self, event: Any, status: str) -> str:
         return self.status_of(event.item_kind, status)
 
+    def event_fields(self, event: Any) -> dict[str, Any]:
+        """The fields of an event (any object with its ``item_kind``, statuses, reason, location
+        and data) that a blinded user reads otherwise: statuses as mapped, a dose step's reason
+        masked, lab codes redacted, data whitelisted. Pages, the API and the export ask here."""
+        return {
+            "from_status": self.event_status(event, event.from_status),
+            "to_status": self.event_status(event, event.to_status),
+            "reason": self.event_reason(event.item_kind, event.reason or ""),
+            "location": self.redact(event.location or ""),
+            "data": self.event_data(event),
+        }
+
     def event_shown(self, event: Any) -> Any:
-        """``event`` as this user may read it, changed in memory (never saved): statuses as
-        mapped, data whitelisted, lab codes redacted from its free text."""
-        if self.unblinded:
-            return event
-        event.from_status = self.event_status(event, event.from_status)
-        event.to_status = self.event_status(event, event.to_status)
-        event.reason = self.event_reason(event.item_kind, event.reason)
-        event.location = self.redact(event.location)
-        event.data = self.event_data(event)
+        """``event`` as this user may read it, changed in memory (never saved)."""
+        if not self.unblinded:
+            for name, value in self.event_fields(event).items():
+                setattr(event, name, value)
         return event
 
     # --- text ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 from django.apps import apps
@@ -166,6 +167,7 @@ _EVENT_VALUES = list(_EVENT_SOURCES.values())
 # A fetched row's index of each column, by name: the blinded view rewrites columns by name, so
 # a column added or moved cannot shift a rule onto its neighbour.
 _AT = {name: i for i, name in enumerate(_EVENT_SOURCES)}
+_EVENT_TEXTS = ("item_kind", "from_status", "to_status", "reason", "location")
 
 
 def event_extra_columns() -> list[str]:
@@ -269,25 +271,17 @@ def audit_event_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any]]
 
 
 def _blinded_event_row(policy: visibility.Policy, row: Any) -> list[Any]:
-    """An event row as the policy shows it to a blinded user: whitelisted data, statuses as
-    mapped, lab codes redacted from free text."""
+    """An event row as the policy shows it to a blinded user (``Policy.event_fields``, as on
+    every page), rewritten column by column by name."""
     row = list(row)
-    kind, data = row[_AT["item_kind"]], row[_AT["data"]]
-    if isinstance(data, str):
-        data = json.loads(data or "{}")
-    event = _EventView(item_kind=kind, data=data)
-    for column in ("from_status", "to_status"):
-        row[_AT[column]] = policy.event_status(event, row[_AT[column]])
-    row[_AT["reason"]] = policy.event_reason(kind, row[_AT["reason"]] or "")
-    row[_AT["location"]] = policy.redact(row[_AT["location"]] or "")
-    row[_AT["data"]] = policy.event_data(event)
+    data = row[_AT["data"]]
+    event = SimpleNamespace(
+        **{name: row[_AT[name]] for name in _EVENT_TEXTS},
+        data=json.loads(data or "{}") if isinstance(data, str) else data,
+    )
+    for name, value in policy.event_fields(event).items():
+        row[_AT[name]] = value
     return row
-
-
-@dataclass
-class _EventView:
-    item_kind: str
-    data: dict[str, Any]
 
 
 def history_models() -> list[tuple[str, type[Model]]]:
