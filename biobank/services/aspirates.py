@@ -14,7 +14,7 @@ from biobank.models import Anticoagulant, Aspirate, AspirateStatus, Condition, S
 from .audit import event_record, history_save
 from .identifiers import identifier_allocate
 from .lifecycle import allowed_actions, transition_apply
-from .time_order import check_time
+from .time_order import check_time, enrolment_check
 from .units import quarantine_lift_apply
 
 RECEIPT_DECISIONS = ("accept", "quarantine", "reject")
@@ -60,14 +60,7 @@ def aspirate_collect(
     if not collected_by.strip():
         raise ServiceError("Who collected the aspirate is required.", field="collected_by")
     collected_at = check_time(collected_at, field="collected_at")
-    enrolled = visit.participant.enrolled_on
-    if timezone.localdate(collected_at) < enrolled:
-        raise ServiceError(
-            f"collected_at {timezone.localtime(collected_at):%Y-%m-%d %H:%M} is before "
-            f"{visit.participant.pseudonym} was enrolled ({enrolled}).",
-            code="time_order",
-            field="collected_at",
-        )
+    enrolment_check(collected_at, visit.participant, field="collected_at")
     aspirate = Aspirate(
         code=identifier_allocate(kind=Kind.ASPIRATE),
         participant=visit.participant,

@@ -37,7 +37,7 @@ from .audit import history_save
 from .lifecycle import TRANSITIONS
 from .qc_release import qc_standing_check
 from .signatures import require_perm
-from .time_order import check_time
+from .time_order import check_time, enrolment_check
 from .trial import weight_check
 from .units import unit_release_check
 
@@ -73,6 +73,15 @@ def unit_expired_refusal(unit: ProductUnit, field: str, then: str = "") -> Servi
     )
 
 
+def fresh_expired_refusal(processing: Processing, field: str, then: str) -> ServiceError:
+    """The one wording of an expired fresh product: its code, EXPIRED and the local time."""
+    expires = processing.fresh_expires_at()
+    when = f" at {timezone.localtime(expires):%Y-%m-%d %H:%M}" if expires else ""
+    return ServiceError(
+        f"Fresh product {processing.code} EXPIRED{when}{then}.", code="fresh_expired", field=field
+    )
+
+
 @transaction.atomic
 def visit_weight_record(
     *,
@@ -88,15 +97,12 @@ def visit_weight_record(
     study = visit.participant.study
     weight = weight_check(study=study, weight_kg=weight_kg)
     when = check_time(measured_at, field="measured_at")
-    measured_on, enrolled = timezone.localdate(when), visit.participant.enrolled_on
-    if measured_on < enrolled:
-        raise ServiceError(
-            f"Measured on {measured_on:%Y-%m-%d}, before "
-            f"{visit.participant.pseudonym} was enrolled ({enrolled:%Y-%m-%d}): the weight is "
-            "measured at the treatment visit.",
-            code="time_order",
-            field="measured_at",
-        )
+    enrolment_check(
+        when,
+        visit.participant,
+        field="measured_at",
+        then=": the weight is measured at the treatment visit",
+    )
     if visit.doses.active().exists():
         raise ConflictError(
             f"{visit} already has a dose planned from {visit.weight_kg} kg: cancel it first.",
@@ -297,14 +303,8 @@ def dose_fresh_check(*, processing: Processing, visit: Visit, at: dt.datetime) -
             field="processing",
         )
     qc_standing_check(processing, what=f"Fresh product {processing.code}", field="processing")
-    expires = processing.fresh_expires_at()
     if processing.fresh_is_expired(at):
-        when = f" at {timezone.localtime(expires):%Y-%m-%d %H:%M}" if expires else ""
-        raise ServiceError(
-            f"Fresh product {processing.code} EXPIRED{when} and cannot be dosed.",
-            code="fresh_expired",
-            field="processing",
-        )
+        raise fresh_expired_refusal(processing, "processing", " and cannot be dosed")
     if Dose.objects.active().filter(processing=processing).exists():
         raise ConflictError(
             f"{processing.code} is already reserved for a dose.",

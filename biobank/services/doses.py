@@ -42,6 +42,7 @@ from .dose_plan import (
     dose_fresh_check,
     dose_propose,
     dose_unit_check,
+    fresh_expired_refusal,
     treatment_visit_lock,
     unit_expired_refusal,
     visit_plan,
@@ -154,20 +155,13 @@ def _units_lock(dose: Dose) -> None:
     list(units.values_list("pk", flat=True))
 
 
-def _product_expiry_check(dose: Dose, at: dt.datetime, verb: str) -> None:
+def _product_expiry_check(dose: Dose, links: list[DoseUnit], at: dt.datetime, verb: str) -> None:
     """Refuse a step on a dose whose product (its units, or its fresh product) has expired."""
-    for link in _dose_units(dose):
+    for link in links:
         if link.unit.is_expired(at):
             raise unit_expired_refusal(link.unit, "dose", f": the dose cannot be {verb}")
-    product = dose.processing
-    if product is not None and product.fresh_is_expired(at):
-        expires = product.fresh_expires_at()
-        when = f" at {timezone.localtime(expires):%Y-%m-%d %H:%M}" if expires else ""
-        raise ServiceError(
-            f"Fresh product {product.code} EXPIRED{when}: the dose cannot be {verb}.",
-            code="fresh_expired",
-            field="dose",
-        )
+    if dose.processing is not None and dose.processing.fresh_is_expired(at):
+        raise fresh_expired_refusal(dose.processing, "dose", f": the dose cannot be {verb}")
 
 
 @transaction.atomic
@@ -177,8 +171,9 @@ def dose_release(*, dose: Dose, actor: AbstractBaseUser, password: str) -> Dose:
     # Checked before the units are released and the signature is asked for.
     locked = _locked(dose)
     transition_check(kind="dose", action="release", item=locked)
-    _product_expiry_check(locked, timezone.now(), "released")
-    for link in _dose_units(locked):
+    links = _dose_units(locked)
+    _product_expiry_check(locked, links, timezone.now(), "released")
+    for link in links:
         unit_transition(unit=link.unit, action="release", actor=actor, reason=f"for {dose.code}")
     signature = signature_sign(
         user=actor, password=password, meaning=SignatureMeaning.DOSE_RELEASE, record=dose.code

@@ -56,6 +56,18 @@ def not_before(at: datetime, bound: datetime | None, *, field: str, what: str) -
         )
 
 
+def enrolment_check(at: datetime, participant: Any, *, field: str, then: str = "") -> None:
+    """Refuse a time on a day before the participant was enrolled (the lab's day)."""
+    enrolled = participant.enrolled_on
+    if timezone.localdate(at) < enrolled:
+        raise ServiceError(
+            f"{field} {moment_text(at)} is before {participant.pseudonym} was enrolled "
+            f"({enrolled:%Y-%m-%d}){then}.",
+            code="time_order",
+            field=field,
+        )
+
+
 def moment_text(at: datetime) -> str:
     return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S}"
 
