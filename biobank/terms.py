@@ -3,7 +3,10 @@ labels, models and messages all use these)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import ROUND_FLOOR, Decimal
+
+from django.utils import timezone
 
 MILLION = Decimal(1_000_000)
 
@@ -18,3 +21,9 @@ def millions(cells: int | Decimal) -> str:
     """
     text = f"{(Decimal(cells) / MILLION).quantize(Decimal('0.01'), rounding=ROUND_FLOOR):.2f}"
     return f"{text[:-1] if text.endswith('0') else text}×10⁶"
+
+
+def local_minute(at: dt.datetime) -> str:
+    """A time as people read it: in the site's zone (settings.TIME_ZONE), to the minute. The
+    database holds UTC; formatting a stored value directly would print UTC unlabelled."""
+    return f"{timezone.localtime(at):%Y-%m-%d %H:%M}"

@@ -112,6 +112,18 @@ def test_item_pages_show_custody_log_and_history(demo: None, admin_client_tech: 
     assert "stored" in history.content.decode()
 
 
+def test_custody_log_times_are_local_like_the_rest_of_the_page(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    at = dt.datetime(2025, 6, 1, 22, 30, tzinfo=dt.UTC)  # 00:30 next day in Oslo (CEST)
+    aspirate = make_aspirate(actor=tech, participant=make_participant(actor=tech), collected_at=at)
+    page = admin_client_tech.get(reverse("admin:biobank_aspirate_change", args=[aspirate.pk]))
+    log = page.content.decode()
+    log = log[log.index('<table class="custody-log">') :]
+    log = log[: log.index("</table>")]
+    assert "<td>2025-06-02 00:30</td>" in log and "2025-06-01 22:30" not in log
+
+
 def test_blinded_user_never_sees_arm(demo: None, client: Any) -> None:
     client.force_login(make_user("blinded", unblinded=False))
     participant = Participant.objects.first()

@@ -299,3 +299,32 @@ def test_an_expired_dose_leaves_no_matched_identity_check(roles: dict[str, Any])
     assert not IdentityCheck.objects.filter(dose=dose).exists()
     dose.refresh_from_db()
     assert dose.status == "ready"
+
+
+@pytest.mark.parametrize("step", ["dispatch", "administer"])
+def test_a_step_on_one_dose_refuses_the_label_of_another(
+    roles: dict[str, Any], step: str
+) -> None:
+    msc = make_dose(actor=roles[LAB], arm="B")
+    saline = make_dose(actor=roles[LAB], arm="A")
+    clinician = api_as(roles[CLINICIAN])
+    if step == "administer":
+        for dose in (msc, saline):
+            body = {"participant_scan": dose.participant.code}
+            assert clinician.post(f"/api/doses/{dose.code}/dispatch/", body).status_code == 200
+    # Asked on the saline dose, with the MSC dose's label and its own participant scanned.
+    body = {"participant_scan": msc.participant.code, "dose_scan": msc.code}
+    refused = clinician.post(f"/api/doses/{saline.code}/{step}/", body, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (409, "identity_mismatch")
+    assert list(refused.json()["fields"]) == ["dose_scan"]
+    assert refused.json()["message"] == (
+        f"IDENTITY MISMATCH: the scanned label is {msc.code}, but this step is for "
+        f"{saline.code}. Do not give this dose."
+    )
+    before = "ready" if step == "dispatch" else "dispatched"
+    for dose in (msc, saline):
+        dose.refresh_from_db()
+        assert dose.status == before
+    check = IdentityCheck.objects.filter(matched=False).get()
+    stage = {"dispatch": "dispatch", "administer": "administration"}[step]
+    assert (check.dose, check.dose_scan, check.stage) == (saline, msc.code, stage)

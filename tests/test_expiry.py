@@ -18,10 +18,14 @@ from biobank.services.shipments import shipment_pack, shipment_seal, shipment_sh
 
 from .factories import (
     PASSWORD,
+    api_as,
     make_dose,
     make_participant,
+    make_processing,
     make_ready_in_window,
     make_shipment,
+    make_units,
+    past,
     qa_signer,
     record_weight,
 )
@@ -101,3 +105,37 @@ def test_an_expired_syringe_is_neither_packed_nor_shipped(roles: dict[str, Any])
     packed.refresh_from_db()
     dose.refresh_from_db()
     assert (packed.status, dose.status) == ("sealed", "ready")
+
+
+def test_a_units_expiry_is_shown_in_the_api_and_the_unit_list(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    expires = unit.created_at + dt.timedelta(days=730)  # seeds/trial.json: 730 days
+    body = api_as(tech).get(f"/api/units/{unit.code}/").json()
+    assert (dt.datetime.fromisoformat(body["expires_at"]), body["expired"]) == (expires, False)
+    listed = admin_client_tech.get("/admin/biobank/productunit/")
+    assert listed.status_code == 200
+    assert f'<td class="field-expiry">{_local(expires)}</td>' in listed.content.decode()
+    with time_machine.travel(expires):
+        admin_client_tech.force_login(tech)  # the first session has expired by then
+        body = api_as(tech).get(f"/api/units/{unit.code}/").json()
+        listed = admin_client_tech.get("/admin/biobank/productunit/").content.decode()
+    assert body["expired"] is True
+    assert f"{_local(expires)} (expired)" in listed
+
+
+def test_a_fresh_products_dosing_limit_is_shown_once_harvested(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    growing = make_processing(actor=tech)
+    harvested = make_processing(actor=tech, harvested_at=past(hours=3))
+    limit = harvested.harvested_at + dt.timedelta(hours=48)  # seeds/trial.json: 48 hours
+    api = api_as(tech)
+    assert api.get(f"/api/processings/{growing.code}/").json()["fresh_expires_at"] is None
+    shown = api.get(f"/api/processings/{harvested.code}/").json()["fresh_expires_at"]
+    assert dt.datetime.fromisoformat(shown) == limit
+    page = admin_client_tech.get(f"/admin/biobank/processing/{harvested.pk}/change/")
+    assert page.status_code == 200 and _local(limit) in page.content.decode()
+    page = admin_client_tech.get(f"/admin/biobank/processing/{growing.pk}/change/")
+    assert "– (not harvested)" in page.content.decode()

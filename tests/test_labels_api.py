@@ -421,7 +421,9 @@ def _dose(**changes: Any) -> dict[str, Any]:
         "dose_id": format_id(Kind.DOSE, 7),
         "volume_ml": Decimal("10.0"),
         "route": "intrathecal",
-        "expires_at": dt.datetime(2025, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")),
+        "expires_at": dt.datetime(
+            2025, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")
+        ),
         "emergency_contact": "Haukeland University Hospital, Neurology: +47 55 97 50 00",
     }
     return {**values, **changes}
@@ -476,8 +478,41 @@ def test_unit_label_never_rounds_the_cells_up(cells: int, printed: str) -> None:
         cell_number=cells,
         volume_ml=Decimal("5.0"),
         cryoprotectant="10 % DMSO",
+        expires_at=dt.datetime(2027, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")),
     )
     assert any(line.startswith(printed) for line in content.lines), content.lines
+
+
+@pytest.mark.parametrize(
+    ("small", "printed"),
+    [(False, "Expires 2027-09-01 14:30 CEST"), (True, "Exp 2027-09-01 14:30 CEST")],
+)
+def test_a_units_label_prints_its_expiry_with_the_zone(small: bool, printed: str) -> None:
+    unit = {
+        "code": format_id(Kind.UNIT, 3),
+        "pseudonym": "SMART-HUS-01",
+        "study_code": "NCT04749667",
+        "visit_name": "Baseline",
+        "collected_on": dt.date(2025, 9, 1),
+        "cell_number": 25_000_000,
+        "volume_ml": Decimal("10.0"),
+        "cryoprotectant": "10 % DMSO",
+        "small": small,
+    }
+    oslo = dt.datetime(2027, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo"))
+    content = unit_label_content(**unit, expires_at=oslo)
+    assert printed in content.lines
+    # Every stock holds it: the vial's 38×13 mm label as well as the bag's.
+    stock = get_template("cryovial" if small else "cryobag")
+    assert png_codes(render(content, stock, "png")) == [format_id(Kind.UNIT, 3)]
+    with pytest.raises(LabelError, match="timezone-aware"):
+        unit_label_content(**unit, expires_at=dt.datetime(2027, 9, 1, 14, 30))
+
+
+def test_a_units_printed_label_carries_its_expiry(trial: Any, tech: Any) -> None:
+    unit = make_units(actor=tech, count=1)[0]
+    expires = timezone.localtime(unit.created_at + dt.timedelta(days=730))
+    assert f"Expires {expires:%Y-%m-%d %H:%M %Z}" in _label_text(unit.code, tech)
 
 
 def test_dose_label_decodes_and_refuses_a_naive_expiry() -> None:

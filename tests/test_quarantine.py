@@ -401,8 +401,8 @@ def test_a_receipt_before_the_collection_is_refused_with_both_times(trial: Any, 
     assert list(refused.json()["fields"]) == ["received_at"]
     local = timezone.localtime
     assert refused.json()["message"] == (
-        f"Received at {local(early):%Y-%m-%d %H:%M}, before it was collected "
-        f"({local(collected):%Y-%m-%d %H:%M})."
+        f"received_at {local(early):%Y-%m-%d %H:%M:%S} is before the collection of "
+        f"{aspirate.code} ({local(collected):%Y-%m-%d %H:%M:%S})."
     )
     aspirate.refresh_from_db()
     assert (aspirate.status, aspirate.received_at) == ("collected", None)

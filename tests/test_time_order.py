@@ -11,13 +11,21 @@ import pytest
 from django.utils import timezone
 
 from biobank.errors import ServiceError
-from biobank.models import Aspirate, FreezingRun, ProductUnit, QcResult, Shipment
+from biobank.models import Aspirate, CustodyEvent, FreezingRun, ProductUnit, QcResult, Shipment
 from biobank.services.aspirates import aspirate_collect
 from biobank.services.processing import qc_result_record
+from biobank.services.shipment_receipt import shipment_receive
 from biobank.services.shipments import shipment_pack, shipment_seal, shipment_ship
 from biobank.services.units import UnitSpec, freezing_run_record, units_create
 
-from .factories import PASSWORD, make_aspirate, make_participant, make_processing, make_shipment
+from .factories import (
+    PASSWORD,
+    make_aspirate,
+    make_participant,
+    make_processing,
+    make_shipment,
+    ship_items,
+)
 
 
 def _local(at: dt.datetime) -> str:
@@ -71,6 +79,14 @@ def _ship_before_seal(tech: Any) -> tuple[Callable[[], object], str, str]:
     return call, "at", f"is before the seal signature of {shipment.code}"
 
 
+def _received_before_shipping(tech: Any) -> tuple[Callable[[], object], str, str]:
+    aspirate = make_aspirate(actor=tech, participant=make_participant(actor=tech, site_code="UNN"))
+    shipment = ship_items(make_shipment(tech, "UNN", "HUS", "ambient"), [aspirate.code], tech)
+    at = shipment.shipped_at - dt.timedelta(minutes=5)
+    call = lambda: shipment_receive(shipment=shipment, actor=tech, at=at)  # noqa: E731
+    return call, "at", f"is before the shipping of {shipment.code} ({_local(shipment.shipped_at)})"
+
+
 def _collected_before_enrolment(tech: Any) -> tuple[Callable[[], object], str, str]:
     participant = make_participant(actor=tech)  # enrolled 2025-03-01
     at = dt.datetime(2025, 2, 28, 9, 0, tzinfo=dt.UTC)
@@ -86,6 +102,7 @@ STEPS = {
     "unit filled before the harvest": (_fill_before_harvest, ProductUnit),
     "freezing run before the harvest": (_freezing_before_harvest, FreezingRun),
     "shipped before the seal signature": (_ship_before_seal, Shipment),
+    "shipment received before it was shipped": (_received_before_shipping, CustodyEvent),
     "aspirate collected before enrolment": (_collected_before_enrolment, Aspirate),
 }
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from biobank.models import Dose, DoseExpiry, IdentityCheck, Signature, Unblinding, millions
+from biobank.terms import local_minute
 
 from .steps import (
     NoDeleteAdminMixin,
@@ -199,7 +200,7 @@ class DoseAdmin(NoDeleteAdminMixin, admin.ModelAdmin):
             format_html(
                 '<li style="{}">{} {}: {} ({})</li>',
                 "" if c.matched else "color:#b00;font-weight:bold",
-                f"{c.checked_at:%Y-%m-%d %H:%M}",
+                local_minute(c.checked_at),
                 c.get_stage_display(),
                 c.message,
                 c.checked_by,

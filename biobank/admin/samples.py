@@ -36,7 +36,7 @@ from biobank.services.qc_release import qc_release_problems
 from biobank.services.units import (
     MAX_UNITS_PER_PROCESSING,
 )
-from biobank.terms import millions
+from biobank.terms import local_minute, millions
 from biobank.visibility import kind_of_model
 
 from .printing import LabelPreviewMixin, print_labels
@@ -50,7 +50,7 @@ from .steps import (
     make_action,
 )
 from .trial import BaseAdmin
-from .widgets import events_table
+from .widgets import events_table, expiry_text
 
 
 class ReadOnlyItemAdmin(BaseAdmin):
@@ -199,7 +199,22 @@ class ProcessingAdmin(ReadOnlyItemAdmin):
     list_select_related = ["aspirate", "participant"]
     actions = PROCESSING_ACTIONS
     inlines = [PassageInline, QcResultInline]
-    fields = ["code", *Processing.RECORD_FIELDS, "started_by", "qc_release_display", "custody_log"]
+    fields = [
+        "code",
+        *Processing.RECORD_FIELDS,
+        "fresh_expiry",
+        "started_by",
+        "qc_release_display",
+        "custody_log",
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("participant__study")
+
+    @admin.display(description="Fresh dosing until")
+    def fresh_expiry(self, obj: Processing) -> str:
+        expires = obj.fresh_expires_at()
+        return expiry_text(expires) if expires else "– (not harvested)"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # started from an aspirate ("Start processing")
@@ -253,6 +268,7 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
         "status",
         "cell_number_display",
         "volume_ml",
+        "expiry",
         "location",
     ]
     list_filter = ["status", "container_type", "participant__site"]
@@ -283,12 +299,13 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
             return units_in(queryset, container_code=scan.value), False
         return super().get_search_results(request, queryset, search_term)
 
-    list_select_related = ["participant", "aspirate"]
+    list_select_related = ["participant__study", "aspirate"]
     actions = [*catalogue_actions("unit"), print_labels]
     fields = [
         "code",
         "label_preview",
         *ProductUnit.RECORD_FIELDS,
+        "expiry",
         "location",
         "location_history",
         "custody_log",
@@ -299,6 +316,11 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return LocatedChangeList
+
+    # Expiry is created_at plus the study's shelf life, so sorting by created_at sorts by it.
+    @admin.display(description="Expires", ordering="created_at")
+    def expiry(self, obj: ProductUnit) -> str:
+        return expiry_text(obj.expires_at())
 
     @admin.display(description="Location", ordering="location_sort")
     def location(self, obj: ProductUnit) -> str:
@@ -314,11 +336,11 @@ class ProductUnitAdmin(LabelPreviewMixin, ReadOnlyItemAdmin):
             "<tr><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    f"{p.placed_at:%Y-%m-%d %H:%M}",
+                    local_minute(p.placed_at),
                     p.container.path,
                     p.position,
                     p.container.code,
-                    f"{p.ended_at:%Y-%m-%d %H:%M}" if p.ended_at else "now",
+                    local_minute(p.ended_at) if p.ended_at else "now",
                     p.end_reason,
                 )
                 for p in stays

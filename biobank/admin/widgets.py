@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from biobank.models import CustodyEvent
+from biobank.terms import local_minute
+
+
+def expiry_text(expires_at: dt.datetime) -> str:
+    """An expiry in local time, marked once it has passed (unusable from that minute on)."""
+    text = local_minute(expires_at)
+    return f"{text} (expired)" if timezone.now() >= expires_at else text
 
 
 def _reason(event: CustodyEvent) -> str:
@@ -22,7 +31,7 @@ def events_table(events: Iterable[CustodyEvent]) -> SafeString:
         "<td>{}</td><td>{}</td><td>{}</td></tr>",
         (
             (
-                f"{e.at:%Y-%m-%d %H:%M}",
+                local_minute(e.at),
                 e.item_code,
                 e.action.replace("_", " "),
                 e.from_status or "–",

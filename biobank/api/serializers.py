@@ -164,10 +164,19 @@ class ProcessingSerializer(PolicySerializer):
     passages = PassageSerializer(many=True, read_only=True)
     qc_results = QcResultSerializer(many=True, read_only=True)
     qc_release = serializers.SerializerMethodField()
+    # Until when the harvest may be dosed fresh (null before the harvest): Processing's rule.
+    fresh_expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     class Meta:
         model = Processing
-        fields = ["code", *Processing.RECORD_FIELDS, "passages", "qc_results", "qc_release"]
+        fields = [
+            "code",
+            *Processing.RECORD_FIELDS,
+            "fresh_expires_at",
+            "passages",
+            "qc_results",
+            "qc_release",
+        ]
 
     def get_qc_release(self, obj: Processing) -> str | None:
         release = getattr(obj, "qc_release", None)
@@ -187,10 +196,15 @@ class UnitSerializer(PolicySerializer):
     processing = code_field()
     freezing_run = code_field(allow_null=True)
     location = serializers.SerializerMethodField()
+    expires_at = serializers.DateTimeField(read_only=True)  # ProductUnit's shelf-life rule
+    expired = serializers.SerializerMethodField()
 
     class Meta:
         model = ProductUnit
-        fields = ["code", *ProductUnit.RECORD_FIELDS, "location"]
+        fields = ["code", *ProductUnit.RECORD_FIELDS, "expires_at", "expired", "location"]
+
+    def get_expired(self, obj: ProductUnit) -> bool:
+        return obj.is_expired(timezone.now())
 
     @extend_schema_field(LocationSerializer(allow_null=True))
     def get_location(self, obj: ProductUnit) -> dict[str, Any] | None:

@@ -251,7 +251,7 @@ class ProcessingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVi
 
     def get_queryset(self) -> QuerySet[Processing]:
         return Processing.objects.select_related(
-            "aspirate", "participant", "qc_release__signature"
+            "aspirate", "participant__study", "qc_release__signature"
         ).prefetch_related("passages", "qc_results")
 
 
@@ -281,7 +281,7 @@ class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
 
     def get_queryset(self) -> QuerySet[ProductUnit]:
         units = ProductUnit.objects.select_related(
-            "participant", "aspirate", "processing", "freezing_run"
+            "participant__study", "aspirate", "processing", "freezing_run"
         )
         # A list is counted without the placement join (it never changes the count: one open
         # placement at most) and its page located in one query; one unit gets the join.

@@ -116,6 +116,14 @@ def _when(value: dt.datetime | dt.date, *, time: bool = True) -> str:
     return value.strftime("%Y-%m-%d")
 
 
+def _expiry(expires_at: dt.datetime) -> str:
+    """An expiry to the minute with its zone: without one it is ambiguous, and a product is
+    unusable from that minute on (pass it in the site's local time)."""
+    if not isinstance(expires_at, dt.datetime) or expires_at.utcoffset() is None:
+        raise LabelError("expires_at must be a timezone-aware date-time.")
+    return f"{expires_at:%Y-%m-%d %H:%M} {expires_at.tzname() or ''}".rstrip()
+
+
 def _cells(cell_number: int) -> str:
     return f"{millions(cell_number)} cells"
 
@@ -164,19 +172,25 @@ def unit_label_content(
     cell_number: int,
     volume_ml: object,
     cryoprotectant: str,
+    expires_at: dt.datetime,
     small: bool = False,
 ) -> LabelContent:
     """Cryobag or cryovial of a product. ``small`` (a 38×13 mm vial label) drops what it
-    cannot hold; the label keeps whose and which visit, the rest is in the database."""
+    cannot hold; the label keeps whose, which visit and the expiry, the rest is in the
+    database. ``expires_at``: timezone-aware, as for a dose."""
     visit = f"{visit_name} {_when(collected_on, time=False)}"
+    expiry = _expiry(expires_at)
     if small:
-        return LabelContent(barcode=code, title=pseudonym, lines=(visit, study_code))
+        return LabelContent(
+            barcode=code, title=pseudonym, lines=(visit, study_code, f"Exp {expiry}")
+        )
     return LabelContent(
         barcode=code,
         title=pseudonym,
         lines=(
             f"Aspirate {visit}",
             f"{_cells(cell_number)} · {volume_ml} mL · {shorten(cryoprotectant, 16)}",
+            f"Expires {expiry}",
             f"{study_code} · {AUTOLOGOUS_ONLY}",
             CLINICAL_TRIAL_ONLY,
         ),
@@ -247,17 +261,13 @@ def dose_label_content(
     timezone-aware (pass it in the site's local time); an expiry without a zone is
     ambiguous on a product with a shelf life of hours.
     """
-    if not isinstance(expires_at, dt.datetime) or expires_at.utcoffset() is None:
-        raise LabelError("expires_at must be a timezone-aware date-time.")
-    expiry = expires_at.strftime("%Y-%m-%d %H:%M")
-    zone = expires_at.tzname() or ""
     return LabelContent(
         barcode=dose_id,
         title=BLINDED_PRODUCT,
         lines=(
             f"{study_code} · {participant_pseudonym} · {visit_name}",
             f"Route: {shorten(route, 16)} · {volume_ml} mL",
-            f"Expires {expiry} {zone}".rstrip(),
+            f"Expires {_expiry(expires_at)}",
             CLINICAL_TRIAL_ONLY,
             f"Emergency: {emergency_contact}",
         ),

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from biobank.terms import local_minute
+
 from .checks import choice_check, positive_check, range_check
 from .processing import Processing
 from .trial import DosePlan, Participant, Treatment, Visit, millions
@@ -42,7 +44,7 @@ class Signature(models.Model):
 
     def __str__(self) -> str:
         return (
-            f"Signed by {self.signer_name} on {self.signed_at:%Y-%m-%d %H:%M} "
+            f"Signed by {self.signer_name} on {local_minute(self.signed_at)} "
             f"— {self.get_meaning_display()}"
         )
 
@@ -330,7 +332,7 @@ class IdentityCheck(models.Model):
 
     def __str__(self) -> str:
         verdict = "match" if self.matched else "MISMATCH"
-        return f"{self.checked_at:%Y-%m-%d %H:%M} {self.stage} {self.dose_scan}: {verdict}"
+        return f"{local_minute(self.checked_at)} {self.stage} {self.dose_scan}: {verdict}"
 
 
 class Unblinding(models.Model):

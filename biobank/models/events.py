@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from biobank.terms import local_minute
+
 from .aspirate import Aspirate
 from .doses import Dose
 from .processing import Processing
@@ -142,7 +144,7 @@ class CustodyEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M} {self.item_code} {self.action}"
+        return f"{local_minute(self.at)} {self.item_code} {self.action}"
 
     def content_hash(self, prev_hash: str) -> str:
         return chain_hash(prev_hash, {name: getattr(self, name) for name in CHAIN_FIELDS})

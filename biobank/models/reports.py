@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from biobank.terms import local_minute
+
 from .checks import choice_check
 from .trial import Participant
 
@@ -40,6 +42,4 @@ class ExportLog(models.Model):
         indexes = [models.Index(fields=["requested_at", "id"], name="exportlog_at_id_idx")]
 
     def __str__(self) -> str:
-        return (
-            f"{self.requested_at:%Y-%m-%d %H:%M} {self.kind}.{self.format} by {self.requested_by}"
-        )
+        return f"{local_minute(self.requested_at)} {self.kind}.{self.format} by {self.requested_by}"

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from biobank.terms import local_minute
+
 from .checks import range_check
 from .trial import Site
 from .unit import ProductUnit
@@ -284,4 +286,4 @@ class TemperatureReading(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.storage_unit.code} {self.at:%Y-%m-%d %H:%M} {self.temperature_c} °C"
+        return f"{self.storage_unit.code} {local_minute(self.at)} {self.temperature_c} °C"

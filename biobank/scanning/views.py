@@ -11,7 +11,6 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -21,6 +20,7 @@ from biobank.labels.commands import command_sheet_pdf, command_sheet_zpl
 from biobank.models import AspirateStatus, Condition, Dose, IdentityStage
 from biobank.selectors.scan import ScanResult
 from biobank.services.actions import action_get, action_permitted, action_run
+from biobank.terms import local_minute
 from biobank.visibility import policy_for
 
 from .base import Feedback, ScanPage
@@ -137,7 +137,7 @@ class ReceivePage(ScanPage):
 
 def dose_summary(dose: Any) -> str:
     """What a blinded person checks on the syringe: plan, volume, expiry (same for MSC/saline)."""
-    expiry = f"{timezone.localtime(dose.expires_at):%Y-%m-%d %H:%M}" if dose.expires_at else "–"
+    expiry = local_minute(dose.expires_at) if dose.expires_at else "–"
     return f"Plan: {dose.plan_display()}; {dose.volume_ml} mL; expires {expiry}."
 
 

@@ -96,6 +96,7 @@ def _unit(u: ProductUnit, small: bool) -> LabelContent:
         cell_number=u.cell_number,
         volume_ml=u.volume_ml,
         cryoprotectant=u.cryoprotectant,
+        expires_at=_local(u.expires_at()),
         small=small,
     )
 

@@ -14,7 +14,7 @@ from biobank.models import Anticoagulant, Aspirate, AspirateStatus, Condition, S
 from .audit import event_record, history_save
 from .identifiers import identifier_allocate
 from .lifecycle import allowed_actions, transition_apply
-from .time_order import check_time, enrolment_check
+from .time_order import check_time, enrolment_check, not_before
 from .units import quarantine_lift_apply
 
 RECEIPT_DECISIONS = ("accept", "quarantine", "reject")
@@ -135,13 +135,12 @@ def _receipt_read(
             field="temperature_c",
         )
     received_at = check_time(received_at, field="received_at")
-    if received_at < aspirate.collected_at:
-        raise ServiceError(
-            f"Received at {timezone.localtime(received_at):%Y-%m-%d %H:%M}, before it was "
-            f"collected ({timezone.localtime(aspirate.collected_at):%Y-%m-%d %H:%M}).",
-            code="time_order",
-            field="received_at",
-        )
+    not_before(
+        received_at,
+        aspirate.collected_at,
+        field="received_at",
+        what=f"the collection of {aspirate.code}",
+    )
     return temperature, received_at
 
 

@@ -32,6 +32,7 @@ from biobank.models import (
     Visit,
     millions,
 )
+from biobank.terms import local_minute
 
 from .audit import history_save
 from .lifecycle import TRANSITIONS
@@ -76,7 +77,7 @@ def unit_expired_refusal(unit: ProductUnit, field: str, then: str = "") -> Servi
 def fresh_expired_refusal(processing: Processing, field: str, then: str) -> ServiceError:
     """The one wording of an expired fresh product: its code, EXPIRED and the local time."""
     expires = processing.fresh_expires_at()
-    when = f" at {timezone.localtime(expires):%Y-%m-%d %H:%M}" if expires else ""
+    when = f" at {local_minute(expires)}" if expires else ""
     return ServiceError(
         f"Fresh product {processing.code} EXPIRED{when}{then}.", code="fresh_expired", field=field
     )

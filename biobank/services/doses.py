@@ -36,6 +36,7 @@ from biobank.models import (
     Visit,
     millions,
 )
+from biobank.terms import local_minute
 
 from .audit import event_record, history_save
 from .dose_plan import (
@@ -258,6 +259,25 @@ def _viable(count: int, pct: Decimal) -> int:
     return int(count * pct / 100)
 
 
+def outlive_check(
+    source: str,
+    keeps: dt.datetime | None,
+    ready_at: dt.datetime,
+    expires_at: dt.datetime,
+    *,
+    code: str,
+) -> None:
+    """A syringe may not outlive what it is made from (a fresh product, or each unit); a
+    product not yet harvested keeps for no time at all."""
+    if keeps is None or expires_at > keeps:
+        raise ServiceError(
+            f"{source} keeps until {local_minute(keeps) if keeps else '–'}; a dose made ready "
+            f"at {local_minute(ready_at)} would expire after it ({local_minute(expires_at)}).",
+            code=code,
+            field="ready_at",
+        )
+
+
 @transaction.atomic
 def dose_make_ready(
     *,
@@ -301,15 +321,10 @@ def dose_make_ready(
     figures: list[tuple[DoseUnit | None, int, Decimal]] = []
     if locked.processing is not None:
         product = locked.processing
-        fresh_expiry = product.fresh_expires_at()
-        if fresh_expiry is None or expires_at > fresh_expiry:
-            keeps = f"{timezone.localtime(fresh_expiry):%Y-%m-%d %H:%M}" if fresh_expiry else "–"
-            raise ServiceError(
-                f"Fresh product {product.code} keeps until {keeps}; a dose made ready at "
-                f"{timezone.localtime(ready_at):%Y-%m-%d %H:%M} would expire after it.",
-                code="fresh_expired",
-                field="ready_at",
-            )
+        outlive_check(
+            f"Fresh product {product.code}", product.fresh_expires_at(), ready_at, expires_at,
+            code="fresh_expired",
+        )  # fmt: skip
         count, pct = _figures(
             post_thaw_cell_count, post_thaw_viability_pct, product.code, "post_thaw_cell_count"
         )
@@ -355,16 +370,9 @@ def dose_make_ready(
                 )
             if link.unit.is_expired(ready_at):
                 raise unit_expired_refusal(link.unit, "units")
-            # As for a fresh product: the syringe may not outlive what it was made from.
-            if expires_at > link.unit.expires_at():
-                raise ServiceError(
-                    f"{link.unit.code} keeps until "
-                    f"{timezone.localtime(link.unit.expires_at()):%Y-%m-%d %H:%M}; a dose made "
-                    f"ready at {timezone.localtime(ready_at):%Y-%m-%d %H:%M} would expire "
-                    f"after it ({timezone.localtime(expires_at):%Y-%m-%d %H:%M}).",
-                    code="unit_expired",
-                    field="ready_at",
-                )
+            outlive_check(
+                link.unit.code, link.unit.expires_at(), ready_at, expires_at, code="unit_expired"
+            )
             figures.append((link, count, pct))
     total = sum(count for _, count, _ in figures)
     viable = sum(_viable(count, pct) for _, count, pct in figures)
@@ -414,7 +422,7 @@ def _refuse_expired(dose: Dose, when: dt.datetime) -> None:
     if dose.is_expired(when):
         assert dose.expires_at is not None
         raise ServiceError(
-            f"{dose.code} EXPIRED at {timezone.localtime(dose.expires_at):%Y-%m-%d %H:%M}: "
+            f"{dose.code} EXPIRED at {local_minute(dose.expires_at)}: "
             "it must not be dispatched or administered.",
             code="expired",
             field="dose",
@@ -427,27 +435,40 @@ def _bedside(
     actor: AbstractBaseUser,
     at: dt.datetime | None,
     stage: str,
+    expected: Dose | None,
 ) -> tuple[dt.datetime, IdentityCheck, Dose]:
     """What dispatch and administration begin with: the permission, the time, and the dose
-    scan matched with the participant's (the match unsaved: the step saves it)."""
+    scan matched with the participant's (the match unsaved: the step saves it) and, for a
+    step asked on one dose, with that dose."""
     what = "dispatch doses" if stage == IdentityStage.DISPATCH else "record administrations"
     require_perm(actor, "biobank.administer_dose", what)
     when = check_time(at)
     check, dose = identity_confirm(
-        dose_scan=dose_scan, participant_scan=participant_scan, stage=stage, actor=actor
+        dose_scan=dose_scan,
+        participant_scan=participant_scan,
+        stage=stage,
+        actor=actor,
+        expected=expected,
     )
     return when, check, dose
 
 
 def dose_dispatch(
-    *, dose_scan: str, participant_scan: str, actor: AbstractBaseUser, at: dt.datetime | None = None
+    *,
+    dose_scan: str,
+    participant_scan: str,
+    actor: AbstractBaseUser,
+    at: dt.datetime | None = None,
+    dose: Dose | None = None,
 ) -> Dose:
     """Before the dose leaves the lab: identity check, expiry check, then dispatch.
 
     ``at`` is when it happened (entered afterwards): never in the future, never before the
-    dose's previous step.
+    dose's previous step. ``dose``: the dose the step was asked on (a page or an API path),
+    which the scanned label must be; scan-first pages pass none.
     """
-    when, check, dose = _bedside(dose_scan, participant_scan, actor, at, IdentityStage.DISPATCH)
+    stage = IdentityStage.DISPATCH
+    when, check, dose = _bedside(dose_scan, participant_scan, actor, at, stage, dose)
     with transaction.atomic():
         _refuse_expired(dose, when)
         transition_apply(
@@ -465,10 +486,12 @@ def dose_administer(
     administered_by: str = "",
     route: str = DEFAULT_ROUTE,
     at: dt.datetime | None = None,
+    dose: Dose | None = None,
 ) -> Dose:
-    """At the bedside: identity check again, expiry check, then record the administration."""
+    """At the bedside: identity check again, expiry check, then record the administration
+    (``dose``: as for ``dose_dispatch``)."""
     stage = IdentityStage.ADMINISTRATION
-    when, check, dose = _bedside(dose_scan, participant_scan, actor, at, stage)
+    when, check, dose = _bedside(dose_scan, participant_scan, actor, at, stage, dose)
     if route != dose.route:
         raise ServiceError(f"This dose is for {dose.route} use only.", field="route")
     with transaction.atomic():

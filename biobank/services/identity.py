@@ -16,10 +16,21 @@ class IdentityMismatch(ServiceError):
     status_code = 409
 
 
+class WrongDose(ServiceError):
+    """The scanned dose label is not the dose the step was asked for."""
+
+
 def identity_check(
-    *, dose_scan: str, participant_scan: str, stage: str, actor: AbstractBaseUser
+    *,
+    dose_scan: str,
+    participant_scan: str,
+    stage: str,
+    actor: AbstractBaseUser,
+    expected: Dose | None = None,
 ) -> tuple[IdentityCheck, Dose | None]:
-    """Compare a dose scan with a participant scan; the check comes back unsaved.
+    """Compare a dose scan with a participant scan; the check comes back unsaved. A step
+    taken on one dose (``expected``: the dose of the page or the API path) also needs the
+    scanned label to be that dose: a step must never act on a dose other than its own.
 
     ``identity_confirm`` saves a mismatch at once, in its own transaction (the step is refused, the
     near miss stays on record); a match is saved with the step it allows, in the step's
@@ -31,11 +42,17 @@ def identity_check(
     if stage not in IdentityStage.values:
         raise ServiceError("Unknown identity-check stage.", field="stage")
     dose: Dose | None = None
-    expected = ""
+    field = "participant_scan"
+    expected_participant = ""
     matched = False
     try:
         dose = scan_resolve(raw=dose_scan, viewer=actor, kinds={Kind.DOSE}).item
-        expected = dose.participant.code
+        if expected is not None and dose.pk != expected.pk:
+            raise WrongDose(
+                f"IDENTITY MISMATCH: the scanned label is {dose.code}, but this step is for "
+                f"{expected.code}. Do not give this dose."
+            )
+        expected_participant = dose.participant.code
         participant = scan_resolve(
             raw=participant_scan, viewer=actor, kinds={Kind.PARTICIPANT}
         ).item
@@ -45,9 +62,12 @@ def identity_check(
         else:
             message = (
                 f"IDENTITY MISMATCH: {dose.code} is for {dose.participant.pseudonym} "
-                f"({expected}), but the scanned participant is {participant.pseudonym} "
+                f"({expected_participant}), but the scanned participant is {participant.pseudonym} "
                 f"({participant.code}). Do not give this dose."
             )
+    except WrongDose as exc:
+        message, field = exc.message, "dose_scan"
+        dose = expected  # the check is on record against the dose the step was for
     except ServiceError as exc:
         message = f"IDENTITY NOT CONFIRMED: {exc.message}"
     check = IdentityCheck(
@@ -55,25 +75,35 @@ def identity_check(
         stage=stage,
         dose_scan=(dose_scan or "")[:80],
         participant_scan=(participant_scan or "")[:80],
-        expected_participant=expected,
+        expected_participant=expected_participant,
         matched=matched,
         message=message[:300],
         checked_by=actor,
         checked_at=timezone.now(),
     )
+    check.refused_field = field  # which scan to correct, for the refusal
     return check, dose
 
 
 def identity_confirm(
-    *, dose_scan: str, participant_scan: str, stage: str, actor: AbstractBaseUser
+    *,
+    dose_scan: str,
+    participant_scan: str,
+    stage: str,
+    actor: AbstractBaseUser,
+    expected: Dose | None = None,
 ) -> tuple[IdentityCheck, Dose]:
     """The matched check (unsaved: the step saves it) and its dose; a mismatch is saved and
     refused."""
     check, dose = identity_check(
-        dose_scan=dose_scan, participant_scan=participant_scan, stage=stage, actor=actor
+        dose_scan=dose_scan,
+        participant_scan=participant_scan,
+        stage=stage,
+        actor=actor,
+        expected=expected,
     )
     if not check.matched or dose is None:
         with transaction.atomic():
             check.save()
-        raise IdentityMismatch(check.message, code="identity_mismatch", field="participant_scan")
+        raise IdentityMismatch(check.message, code="identity_mismatch", field=check.refused_field)
     return check, dose

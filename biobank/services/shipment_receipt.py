@@ -50,7 +50,7 @@ from .shipments import (
     status_require,
 )
 from .signatures import require_perm
-from .time_order import check_time
+from .time_order import check_time, not_before
 
 S = ShipmentItemState
 
@@ -144,13 +144,7 @@ def shipment_receive(
     require_perm(actor, "biobank.receive_shipment", "receive shipments")
     when = check_time(at)
     shipment = shipment_lock(shipment)
-    if shipment.shipped_at and when < shipment.shipped_at:
-        raise ServiceError(
-            f"Received at {when:%Y-%m-%d %H:%M} is before it was shipped "
-            f"({shipment.shipped_at:%Y-%m-%d %H:%M}).",
-            code="time_order",
-            field="at",
-        )
+    not_before(when, shipment.shipped_at, field="at", what=f"the shipping of {shipment.code}")
     transition_check(kind="shipment", action="receive", item=shipment)
     _logger_require(shipment)
     lines = list(

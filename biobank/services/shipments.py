@@ -38,6 +38,7 @@ from biobank.models import (
 )
 from biobank.scan_input import ScanError, parse_scan
 from biobank.selectors.shipments import ITEM_MODELS, item_site
+from biobank.terms import local_minute
 
 from .audit import history_save
 from .doses import dose_cancel_apply
@@ -215,8 +216,7 @@ def _expired_dose(item: Item, at: dt.datetime) -> PackRefused | None:
         return None
     assert item.expires_at is not None
     return PackRefused(
-        f"{item.code} EXPIRED at {timezone.localtime(item.expires_at):%Y-%m-%d %H:%M}: "
-        "it cannot be shipped.",
+        f"{item.code} EXPIRED at {local_minute(item.expires_at)}: it cannot be shipped.",
         code="expired",
         field="scan",
     )

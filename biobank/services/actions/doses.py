@@ -41,10 +41,12 @@ def _make_ready(item: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
 
 
 def _bedside(step: Callable[..., Any]) -> Run:
-    """Dispatch and administration: the dose scan defaults to the dose the step is on."""
+    """Dispatch and administration: the dose scan defaults to the dose the step is on, and a
+    scan of another dose is refused (the service checks it)."""
 
     def run(item: Any, actor: AbstractBaseUser, d: dict[str, Any]) -> Any:
-        return step(actor=actor, **{**d, "dose_scan": d.get("dose_scan") or item.code})
+        scan = d.get("dose_scan") or item.code
+        return step(actor=actor, dose=item, **{**d, "dose_scan": scan})
 
     return run
 
