@@ -97,7 +97,7 @@ BLINDED_HIDDEN_FIELDS: dict[str, frozenset[str]] = {
 # step's reason, lab codes in a location, whitelisted event data), would answer the question
 # the display hides.
 BLINDED_UNFILTERABLE: dict[str, frozenset[str]] = {
-    "aspirate": frozenset({"status"}),
+    "aspirate": frozenset({"status", "status_reason"}),
     "custody_event": frozenset({"reason", "location", "data"}),
 }
 
@@ -243,6 +243,19 @@ class Policy:
         if not self.unblinded and kind == "aspirate":
             return BLINDED_ASPIRATE_STATUS.get(status, status)
         return status
+
+    def status_reason_of(self, kind: str, status: str, reason: str) -> str:
+        """A status's reason goes with it: where the status is shown as another (a lab step),
+        its reason ("not needed for treatment...") is not shown at all."""
+        return "" if status in self.mapped_statuses(kind) else reason
+
+    def show_item(self, kind: str, item: Any) -> Any:
+        """The in-memory ``item`` (never saved) with its status and reason as this user sees
+        them: for pages and reports that read a model's fields directly."""
+        if self.maps_status(kind):
+            item.status_reason = self.status_reason_of(kind, item.status, item.status_reason)
+            item.status = self.status_of(kind, item.status)
+        return item
 
     # --- rows ------------------------------------------------------------------------------
 

@@ -16,7 +16,14 @@ from django.test import Client
 from biobank.models import CustodyEvent, ProductUnit, Signature
 from biobank.services.roles import CLINICIAN, LAB, MONITOR, roles_sync
 
-from .factories import PASSWORD, api_as, make_dose, make_units
+from .factories import (
+    PASSWORD,
+    api_as,
+    make_accepted_aspirate,
+    make_dose,
+    make_participant,
+    make_units,
+)
 from .sweep import leaks_in, sweep
 
 
@@ -223,6 +230,32 @@ def test_blinded_aspirate_status_hides_lab_steps_everywhere(trial: Any, tech: An
     where = api.get(f"/api/inventory/participants/{dose.participant.code}/")
     assert where.status_code == 200
     assert [a["status"] for a in where.json()["aspirates"]] == ["accepted"]
+
+
+@pytest.mark.django_db
+def test_a_masked_aspirate_status_takes_its_reason_with_it(trial: Any, tech: Any) -> None:
+    participant = make_participant(actor=tech)
+    aspirate = make_accepted_aspirate(actor=tech, participant=participant)
+    reason = "Not needed for treatment of this participant"
+    lab = api_as(tech)
+    assert (
+        lab.post(f"/api/aspirates/{aspirate.code}/discard/", {"reason": reason}).status_code == 200
+    )
+    assert lab.get(f"/api/aspirates/{aspirate.code}/").json()["status_reason"] == reason
+    clinician = role_user("clin", CLINICIAN)
+    api = api_as(clinician)
+    shown = api.get(f"/api/aspirates/{aspirate.code}/").json()
+    assert (shown["status"], shown["status_reason"]) == ("accepted", "")
+    report = api.get(f"/api/reports/participants/{participant.code}.json")
+    assert report.status_code == 200 and reason not in report.content.decode()
+    client = Client()
+    client.force_login(clinician)
+    for url in (
+        f"/admin/biobank/aspirate/{aspirate.pk}/change/",
+        f"/admin/biobank/participant/{participant.pk}/change/",
+    ):
+        page = client.get(url)
+        assert page.status_code == 200 and reason not in page.content.decode(), url
 
 
 @pytest.mark.django_db

@@ -302,9 +302,7 @@ def test_an_expired_dose_leaves_no_matched_identity_check(roles: dict[str, Any])
 
 
 @pytest.mark.parametrize("step", ["dispatch", "administer"])
-def test_a_step_on_one_dose_refuses_the_label_of_another(
-    roles: dict[str, Any], step: str
-) -> None:
+def test_a_step_on_one_dose_refuses_the_label_of_another(roles: dict[str, Any], step: str) -> None:
     msc = make_dose(actor=roles[LAB], arm="B")
     saline = make_dose(actor=roles[LAB], arm="A")
     clinician = api_as(roles[CLINICIAN])

@@ -421,9 +421,7 @@ def _dose(**changes: Any) -> dict[str, Any]:
         "dose_id": format_id(Kind.DOSE, 7),
         "volume_ml": Decimal("10.0"),
         "route": "intrathecal",
-        "expires_at": dt.datetime(
-            2025, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")
-        ),
+        "expires_at": dt.datetime(2025, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")),
         "emergency_contact": "Haukeland University Hospital, Neurology: +47 55 97 50 00",
     }
     return {**values, **changes}

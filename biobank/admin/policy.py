@@ -48,7 +48,7 @@ class PolicyAdminMixin:
             return True
         if name == "label_preview":
             return policy.may_label(self._kind())
-        if name == "blinded_status":
+        if name in ("blinded_status", "blinded_status_reason"):
             return True
         return policy.lookup_allowed(self.model, name) if name else True
 
@@ -57,8 +57,8 @@ class PolicyAdminMixin:
         kept = []
         for entry in entries:
             name = _field_name(entry)
-            if entry == "status" and policy.maps_status(self._kind()):
-                kept.append("blinded_status")  # shown as the policy maps it
+            if entry in ("status", "status_reason") and policy.maps_status(self._kind()):
+                kept.append(f"blinded_{entry}")  # shown as the policy maps it
                 continue
             if self._visible(request, name):
                 kept.append(entry)
@@ -104,7 +104,7 @@ class PolicyAdminMixin:
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         fields = list(super().get_readonly_fields(request, obj))
         if self._policy(request).maps_status(self._kind()):
-            fields.append("blinded_status")
+            fields += ["blinded_status", "blinded_status_reason"]
         return self._keep(request, fields)
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[Any]:
@@ -156,6 +156,11 @@ class PolicyAdminMixin:
         shown = Policy(user=None, unblinded=False).status_of(self._kind(), status)
         choices = dict(type(obj)._meta.get_field("status").flatchoices)
         return str(choices.get(shown, shown))
+
+    @admin.display(description="status reason")
+    def blinded_status_reason(self, obj: Any) -> str:
+        blinded = Policy(user=None, unblinded=False)
+        return blinded.status_reason_of(self._kind(), obj.status, obj.status_reason)
 
     def message_user(self, request: HttpRequest, message: Any, *args: Any, **kwargs: Any) -> None:
         # Action messages often quote a service's refusal: no lab code reaches a blinded user.

@@ -64,7 +64,10 @@ class PolicySerializer(serializers.ModelSerializer):
         for name in policy.hidden_fields(kind):
             data.pop(name, None)
         if isinstance(data.get("status"), str):
-            data["status"] = policy.status_of(kind, data["status"])
+            status = data["status"]
+            if "status_reason" in data:
+                data["status_reason"] = policy.status_reason_of(kind, status, data["status_reason"])
+            data["status"] = policy.status_of(kind, status)
         for name in _FREE_TEXT:
             if isinstance(data.get(name), str):
                 data[name] = policy.redact(data[name])

@@ -47,7 +47,7 @@ def participant_chain(*, participant: Participant, user: Any) -> ParticipantChai
         for visit in visits:
             aspirate = getattr(visit, "aspirate", None)
             if aspirate is not None:
-                aspirate.status = policy.status_of("aspirate", aspirate.status)
+                policy.show_item("aspirate", aspirate)
     return ParticipantChain(
         participant=participant, visits=visits, events=events, show_products=show_products
     )

@@ -152,7 +152,7 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
     ]
     aspirates = [v.aspirate for v in visits if hasattr(v, "aspirate")]
     for a in aspirates:  # shown as the policy says, never saved
-        a.status = visibility.policy_for(user).status_of("aspirate", a.status)
+        visibility.policy_for(user).show_item("aspirate", a)
     body["aspirates"] = [
         {
             "code": a.code,
