@@ -141,7 +141,7 @@ class BiobankAdminSite(admin.AdminSite):
             {**self._link(f"scan-{p.slug}", p.title, reverse(f"admin:scan_{p.slug}")),
              "summary": p.summary}
             for p in views.PAGES
-            if user.has_perm(p.permission)
+            if p.allows(user)
         ]  # fmt: skip
         if entries:
             entries.append(
@@ -211,9 +211,7 @@ class BiobankAdminSite(admin.AdminSite):
 
         context = super().each_context(request)
         user = getattr(request, "user", None)
-        context["scan_pages"] = [
-            p for p in views.PAGES if user is not None and user.has_perm(p.permission)
-        ]
+        context["scan_pages"] = [p for p in views.PAGES if user is not None and p.allows(user)]
         return context
 
 

@@ -58,7 +58,7 @@ EXPECTED = [
     ("dose", "deviation", "biobank.release_dose", True),
     ("dose", "make_ready", "biobank.prepare_dose", True),
     ("dose", "cancel", "biobank.prepare_dose", True),
-    ("dose", "dispatch", "biobank.administer_dose", True),
+    ("dose", "dispatch", "biobank.dispatch_dose", True),
     ("dose", "administer", "biobank.administer_dose", True),
     ("shipment", "create", "biobank.pack_shipment", False),
     ("shipment", "pack", "biobank.pack_shipment", True),

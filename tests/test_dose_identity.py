@@ -326,3 +326,21 @@ def test_a_step_on_one_dose_refuses_the_label_of_another(roles: dict[str, Any], 
     check = IdentityCheck.objects.filter(matched=False).get()
     stage = {"dispatch": "dispatch", "administer": "administration"}[step]
     assert (check.dose, check.dose_scan, check.stage) == (saline, msc.code, stage)
+
+
+def test_the_lab_checks_and_dispatches_its_own_doses(roles: dict[str, Any], client: Any) -> None:
+    dose = make_dose(actor=roles[LAB], arm="B")
+    body = {"participant_scan": dose.participant.code}
+    for role in (QA, MONITOR):
+        refused = api_as(roles[role]).post(f"/api/doses/{dose.code}/dispatch/", body)
+        assert (refused.status_code, refused.json()["code"]) == (403, "permission_denied"), role
+    client.force_login(roles[LAB])
+    assert client.get("/admin/scan/dose/").status_code == 200
+    done = api_as(roles[LAB]).post(f"/api/doses/{dose.code}/dispatch/", body)
+    assert (done.status_code, done.json()["status"]) == (200, "dispatched")
+    # Administration stays with the clinic.
+    refused = api_as(roles[LAB]).post(f"/api/doses/{dose.code}/administer/", body)
+    assert (refused.status_code, refused.json()["code"]) == (403, "permission_denied")
+    dose.refresh_from_db()
+    assert dose.status == "dispatched"
+    assert IdentityCheck.objects.filter(dose=dose, matched=True).count() == 1

@@ -184,7 +184,8 @@ class Dose(models.Model):
         permissions = [
             ("prepare_dose", "Can prepare and thaw doses (cell lab)"),
             ("release_dose", "Can sign the release of a dose (QA)"),
-            ("administer_dose", "Can dispatch and record administration of a dose"),
+            ("dispatch_dose", "Can check a dose against its participant and dispatch it"),
+            ("administer_dose", "Can record the administration of a dose"),
         ]
         constraints = [
             # A cancelled dose stays on record; the visit (and product) can get a new one.

@@ -70,8 +70,13 @@ class ScanPage(View):
     def url(self) -> str:
         return reverse(f"admin:scan_{self.slug}")
 
+    @classmethod
+    def allows(cls, user: Any) -> bool:
+        """May ``user`` open this page (its menu entry, the page itself, the command sheet)?"""
+        return user.has_perm(cls.permission)
+
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.has_perm(self.permission):
+        if not self.allows(request.user):
             raise PermissionDenied
         return super().dispatch(request, *args, **kwargs)
 

@@ -440,8 +440,10 @@ def _bedside(
     """What dispatch and administration begin with: the permission, the time, and the dose
     scan matched with the participant's (the match unsaved: the step saves it) and, for a
     step asked on one dose, with that dose."""
-    what = "dispatch doses" if stage == IdentityStage.DISPATCH else "record administrations"
-    require_perm(actor, "biobank.administer_dose", what)
+    if stage == IdentityStage.DISPATCH:
+        require_perm(actor, "biobank.dispatch_dose", "dispatch doses")
+    else:
+        require_perm(actor, "biobank.administer_dose", "record administrations")
     when = check_time(at)
     check, dose = identity_confirm(
         dose_scan=dose_scan,

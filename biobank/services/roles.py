@@ -62,6 +62,8 @@ def _codenames() -> dict[str, list[str]]:
             *lab_write,
             "view_allocation",
             "prepare_dose",
+            # The lab checks the dose against the participant before it leaves (DOMAIN.md).
+            "dispatch_dose",
             "add_participant",
             "record_weight",
             "pack_shipment",
@@ -81,6 +83,7 @@ def _codenames() -> dict[str, list[str]]:
             "view_identitycheck",
             "record_weight",
             "add_aspirate",
+            "dispatch_dose",
             "administer_dose",
             "emergency_unblind",
         ],

@@ -14,9 +14,10 @@ from biobank.selectors.participants import visit_of
 from .. import doses
 from .inputs import AT, PASSWORD, Action, Input, Run, calls, code, codes, count, reason, viability
 
-PREPARE, RELEASE, ADMINISTER = (
+PREPARE, RELEASE, DISPATCH, ADMINISTER = (
     "biobank.prepare_dose",
     "biobank.release_dose",
+    "biobank.dispatch_dose",
     "biobank.administer_dose",
 )
 
@@ -137,7 +138,7 @@ STEPS: tuple[Action, ...] = (
         "dose",
         "dispatch",
         "Dispatch",
-        ADMINISTER,
+        DISPATCH,
         SCANS,
         _bedside(doses.dose_dispatch),
         doc="Chain-of-identity check (dose scan vs participant scan), expiry check, dispatch.",
