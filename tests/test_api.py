@@ -225,7 +225,7 @@ def endpoints(w: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, st
             f"/api/doses/{d.code}/dispatch/",
             {"participant_scan": d.participant.code},
             CLINICIAN,
-            LAB,
+            MONITOR,
         ),
         ("post", f"/api/doses/{d.code}/cancel/", {"reason": "postponed"}, LAB, CLINICIAN),
         (

@@ -30,6 +30,7 @@ from biobank.visibility import kind_of_model
 
 from .audit import CUSTODY_KINDS, Item, event_new, event_record, event_record_bulk, history_save
 from .time_order import (
+    DECISION_STEPS,
     check_time,
     qc_signed_at,
     step_words,
@@ -282,7 +283,11 @@ def _lock(model: type[models.Model], kind: str, pks: list[int]) -> Any:
     list(locking.values_list("pk", flat=True))
     rows = model.objects.filter(pk__in=pks)
     if kind in CUSTODY_KINDS:  # the previous step, for the time-order check, in one query
-        latest = CustodyEvent.objects.filter(**{kind: OuterRef("pk")}).order_by("-at", "-id")
+        latest = (
+            CustodyEvent.objects.filter(**{kind: OuterRef("pk")})
+            .exclude(action__in=DECISION_STEPS)
+            .order_by("-at", "-id")
+        )
         rows = rows.annotate(
             last_step=Subquery(latest.values("action")[:1]),
             last_step_at=Subquery(latest.values("at")[:1]),

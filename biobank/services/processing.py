@@ -16,7 +16,7 @@ from .doses import dose_cancel_apply
 from .identifiers import identifier_allocate
 from .lifecycle import HOLD_STEPS, TRANSITIONS, transition_apply
 from .qc_release import qc_failures
-from .time_order import check_time, not_before
+from .time_order import check_time, moment_text, not_before, time_order_check
 from .units import unit_transition
 
 
@@ -58,6 +58,15 @@ def processing_start(
     return processing
 
 
+def _passages_around(processing: Processing, number: int) -> tuple[Passage | None, Passage | None]:
+    """The recorded passages just before and just after ``number`` (None where there is none)."""
+    passages = processing.passages.order_by("number")
+    return (
+        passages.filter(number__lt=number).last(),
+        passages.filter(number__gt=number).first(),
+    )
+
+
 @transaction.atomic
 def passage_record(
     *,
@@ -77,10 +86,30 @@ def passage_record(
         )
     if number < 0 or number > 30:
         raise ServiceError("Passage number must be 0–30.", field="number")
+    when = check_time(passaged_at, field="passaged_at")
+    # A culture runs forwards: after its start, after the passage before, before the one after.
+    not_before(
+        when, processing.started_at, field="passaged_at", what=f"the start of {processing.code}"
+    )
+    earlier, later = _passages_around(processing, number)
+    if earlier is not None:
+        not_before(
+            when,
+            earlier.passaged_at,
+            field="passaged_at",
+            what=f"passage P{earlier.number} of {processing.code}",
+        )
+    if later is not None and when > later.passaged_at:
+        raise ServiceError(
+            f"passaged_at {moment_text(when)} is after passage P{later.number} of "
+            f"{processing.code} ({moment_text(later.passaged_at)}).",
+            code="time_order",
+            field="passaged_at",
+        )
     passage = Passage(
         processing=processing,
         number=number,
-        passaged_at=check_time(passaged_at, field="passaged_at"),
+        passaged_at=when,
         cell_count=_check_count(cell_count, "cell_count"),
         viability_pct=_check_viability(viability_pct, "viability_pct"),
         recorded_by=actor,
@@ -98,6 +127,7 @@ def passage_record(
     return passage
 
 
+@transaction.atomic
 def processing_harvest(
     *,
     processing: Processing,
@@ -108,6 +138,27 @@ def processing_harvest(
     harvested_at: datetime | None = None,
 ) -> Processing:
     harvested_at = check_time(harvested_at, field="harvested_at")
+    # Locked (a passage recorded meanwhile would be missed); transition_apply then updates the
+    # caller's object in place, as every step does.
+    locked = Processing.objects.select_for_update(of=("self",)).get(pk=processing.pk)
+    time_order_check(
+        item=locked, kind="processing", action="harvest", at=harvested_at, field="harvested_at"
+    )
+    last = locked.passages.order_by("number").last()
+    if last is not None:
+        not_before(
+            harvested_at,
+            last.passaged_at,
+            field="harvested_at",
+            what=f"passage P{last.number} of {processing.code}",
+        )
+        if passage < last.number:
+            raise ServiceError(
+                f"{processing.code} has passage P{last.number} on record; it cannot be "
+                f"harvested at P{passage}.",
+                code="passage_order",
+                field="passage",
+            )
     transition_apply(
         item=processing,
         action="harvest",
@@ -124,6 +175,7 @@ def processing_harvest(
     return processing
 
 
+@transaction.atomic
 def processing_fail(*, processing: Processing, actor: AbstractBaseUser, reason: str) -> Processing:
     transition_apply(item=processing, action="fail", actor=actor, reason=reason)
     return processing

@@ -76,6 +76,11 @@ def step_words(action: str) -> str:
     return action.replace("_", " ")
 
 
+# Decisions recorded on an item, not steps it physically took: a step entered afterwards (a
+# freezing run typed in after QA signed) is not ordered against them. Steps that need the
+# decision are ordered against its signature instead (AFTER_QC_RELEASE, a dose's release).
+DECISION_STEPS = frozenset({"qc_release"})
+
 # Steps a unit takes only after its processing's QC release was signed.
 AFTER_QC_RELEASE = frozenset({"release", "thaw", "administer"})
 
@@ -100,6 +105,7 @@ def _previous_step(item: Item, kind: str) -> tuple[str, datetime] | None:
         return (item.last_step, item.last_step_at) if item.last_step_at else None
     return (
         CustodyEvent.objects.filter(**{kind: item})
+        .exclude(action__in=DECISION_STEPS)
         .order_by("-at", "-id")
         .values_list("action", "at")
         .first()
