@@ -30,7 +30,7 @@ from biobank.selectors.shipments import (
     trace_chart,
 )
 from biobank.services import shipment_receipt as receiving
-from biobank.services.lifecycle import allowed_actions
+from biobank.services.actions import actions_open
 
 from .actions import create_method, with_steps
 from .serializers import PolicySerializer, code_field, signature_field
@@ -73,8 +73,8 @@ class ShipmentSerializer(PolicySerializer):
         return [str(v) for v in obj.temperature_range]
 
     def get_actions(self, obj: Shipment) -> list[str]:
-        """The shipment steps the transition table allows now."""
-        return allowed_actions(obj)
+        """The steps this user may take on the shipment now (each is a POST path here)."""
+        return actions_open(obj, getattr(self.context.get("request"), "user", None))
 
     def get_items(self, obj: Shipment) -> list[dict[str, Any]] | None:
         if not self.context.get("with_items"):

@@ -17,7 +17,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from biobank.errors import Forbidden, NotFound, ServiceError
 from biobank.identifiers import with_article
 from biobank.selectors.scan import scans_resolve
+from biobank.visibility import kind_of_model
 
+from ..lifecycle import allowed_actions
 from . import doses, samples, shipments, storage
 from .inputs import Action, Input
 
@@ -44,6 +46,19 @@ def action_get(kind: str, name: str) -> Action:
 
 def action_permitted(action: Action, actor: Any) -> bool:
     return bool(actor and actor.is_authenticated and actor.has_perm(action.permission))
+
+
+def actions_open(item: Any, actor: Any) -> list[str]:
+    """The steps ``actor`` may take on ``item`` now: the table allows them from its status, the
+    catalogue offers them on an item (each has its page form and API path), and the role may
+    take them. Table rows that are outcomes of another step (a partial receipt, the receipt
+    completed by the last find) are not steps anyone takes."""
+    allowed = set(allowed_actions(item))
+    return [
+        a.name
+        for a in actions_for(kind_of_model(item), on_item=True)
+        if a.name in allowed and action_permitted(a, actor)
+    ]
 
 
 def action_require(action: Action, actor: Any) -> None:
