@@ -216,3 +216,23 @@ def test_a_freezing_run_typed_in_after_the_qc_release_keeps_its_real_time(
         .order_by("at", "id")
         .values_list("action", flat=True)
     ) == ["start", "harvest", "cryopreserve", "qc_release"]
+
+
+def test_a_step_out_of_order_names_the_input_its_time_came_from(trial: Any, tech: Any) -> None:
+    growing = make_processing(actor=tech)  # started 29 days ago
+    with pytest.raises(ServiceError) as info:
+        processing_harvest(
+            processing=growing, cell_count=120_000_000, viability_pct=Decimal("92"), passage=2,
+            actor=tech, harvested_at=growing.started_at - dt.timedelta(hours=1),
+        )  # fmt: skip
+    assert (info.value.code, info.value.field) == ("time_order", "harvested_at")
+    product = make_processing(actor=tech, harvested=True)
+    spec = UnitSpec(container_type="cryobag", cell_number=10_000_000, volume_ml=Decimal("10"))
+    units = units_create(processing=product, specs=[spec], actor=tech, created_at=past(hours=3))
+    with pytest.raises(ServiceError) as info:
+        freezing_run_record(
+            processing=product, units=units, actor=tech,
+            started_at=past(hours=5), finished_at=past(hours=4),
+        )  # fmt: skip
+    assert (info.value.code, info.value.field) == ("time_order", "finished_at")
+    assert FreezingRun.objects.filter(processing=product).count() == 0

@@ -348,14 +348,15 @@ def transition_check(
 
 @transaction.atomic
 def transitions_apply_bulk(
-    *, steps: list[Step], actor: AbstractBaseUser, at: datetime | None = None
+    *, steps: list[Step], actor: AbstractBaseUser, at: datetime | None = None, field: str = "at"
 ) -> list[CustodyEvent]:
     """``transition_apply`` for many items of one kind in a fixed number of statements.
 
     The same checks, refusals, saved states, history rows (with reasons) and events as
     applying the steps one by one in list order; all or nothing. A refusal carries the
     step's position in ``.index``. Rows are locked in one query, statuses written in one
-    UPDATE, history rows and events inserted in bulk.
+    UPDATE, history rows and events inserted in bulk. ``field``: the input ``at`` came from,
+    named by a time-order refusal.
     """
     if not steps:
         return []
@@ -377,7 +378,7 @@ def transitions_apply_bulk(
                 kind=kind, action=step.action, item=row, reason=reason, status=status[row.pk]
             )
             refusal = _reserved_refusal(row, step.action, reserved.get(row.pk)) or (
-                time_order_refusal(row, kind, step.action, when, qc_signed[step.action])
+                time_order_refusal(row, kind, step.action, when, qc_signed[step.action], field)
             )
             if refusal is not None:
                 raise refusal
@@ -485,6 +486,7 @@ def transition_apply(
     data: dict[str, Any] | None = None,
     target: str | None = None,
     signature: Signature | None = None,
+    field: str = "at",
 ) -> CustodyEvent | None:
     """Apply one lifecycle step: lock the row, check the table, save, write the event.
 
@@ -493,6 +495,7 @@ def transition_apply(
     Time order: a step dated before the item's previous step, or before the signature that
     allowed it, is refused (``time_order``); so is one in the future (``future_time``).
     A shipment's step is saved with its history but has no event (None): custody is per item.
+    ``field`` names the input ``at`` came from in a time-order refusal (e.g. "harvested_at").
     A step that returns the item to an earlier status takes it as ``target`` (one of the
     table's ``back_to``); a signed step takes its ``signature`` (the table's meaning, for this
     item), referenced in the event's data.
@@ -516,7 +519,7 @@ def transition_apply(
         setattr(locked, name, value)
     custody = kind in CUSTODY_KINDS
     if custody:
-        time_order_check(item=locked, kind=kind, action=action, at=when)
+        time_order_check(item=locked, kind=kind, action=action, at=when, field=field)
     if new_status is not None:
         locked.status = new_status
     if transition.needs_reason:

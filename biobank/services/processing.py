@@ -16,7 +16,7 @@ from .doses import dose_cancel_apply
 from .identifiers import identifier_allocate
 from .lifecycle import HOLD_STEPS, TRANSITIONS, transition_apply
 from .qc_release import qc_failures
-from .time_order import check_time, moment_text, not_before, time_order_check
+from .time_order import check_time, moment_text, not_before
 from .units import unit_transition
 
 
@@ -141,9 +141,6 @@ def processing_harvest(
     # Locked (a passage recorded meanwhile would be missed); transition_apply then updates the
     # caller's object in place, as every step does.
     locked = Processing.objects.select_for_update(of=("self",)).get(pk=processing.pk)
-    time_order_check(
-        item=locked, kind="processing", action="harvest", at=harvested_at, field="harvested_at"
-    )
     last = locked.passages.order_by("number").last()
     if last is not None:
         not_before(
@@ -171,6 +168,7 @@ def processing_harvest(
             "harvest_passage": passage,
         },
         data={"cell_count": int(cell_count), "viability_pct": str(viability_pct)},
+        field="harvested_at",
     )
     return processing
 

@@ -204,6 +204,7 @@ def freezing_run_record(
         ],
         actor=actor,
         at=finished_at,
+        field="finished_at",
     )
     if processing.status == ProcessingStatus.HARVESTED:
         transition_apply(
@@ -212,9 +213,14 @@ def freezing_run_record(
             actor=actor,
             at=finished_at,
             data={"freezing_run": run.code},
+            field="finished_at",
         )
         transition_apply(
-            item=processing.aspirate, action="complete_processing", actor=actor, at=finished_at
+            item=processing.aspirate,
+            action="complete_processing",
+            actor=actor,
+            at=finished_at,
+            field="finished_at",
         )
     return run
 
