@@ -73,10 +73,12 @@ class BiobankAdminSite(admin.AdminSite):
 
         from biobank.admin.policy import PolicyAdminMixin
         from biobank.admin.steps import PlausibleDatesMixin
+        from biobank.admin.widgets import HistoryDisplayMixin
 
         admin_class = admin_class or ModelAdmin
-        # And every change list checks the dates of its query string.
-        for mixin in (PlausibleDatesMixin, PolicyAdminMixin):
+        # And every change list checks the dates of its query string; every history page shows
+        # values as the other pages do.
+        for mixin in (HistoryDisplayMixin, PlausibleDatesMixin, PolicyAdminMixin):
             if not issubclass(admin_class, mixin):
                 admin_class = type(admin_class.__name__, (mixin, admin_class), {})
         super().register(model_or_iterable, admin_class, **options)

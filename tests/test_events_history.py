@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from biobank.errors import ConflictError, ServiceError
@@ -46,6 +48,22 @@ def test_receipt_writes_event_and_history(trial: Any, tech: Any) -> None:
     assert changed["condition"] == ("", "temperature")
     assert record.history_change_reason == "Box too warm"
     assert record.history_user == tech
+
+
+def test_the_history_page_shows_an_empty_link_and_local_times(
+    trial: Any, tech: Any, admin_client_tech: Any
+) -> None:
+    when = dt.datetime(2025, 6, 1, 22, 30, tzinfo=dt.UTC)  # 00:30 next day in Oslo (CEST)
+    with time_machine.travel(when + dt.timedelta(hours=1)):
+        aspirate = make_aspirate(actor=tech, collected_at=when - dt.timedelta(hours=1))
+        aspirate_receive(
+            aspirate=aspirate, decision="accept", actor=tech, temperature_c=Decimal("20"),
+            condition="intact", received_at=when,
+        )  # fmt: skip
+    page = admin_client_tech.get(f"/admin/biobank/aspirate/{aspirate.pk}/history/")
+    html = page.content.decode()
+    assert page.status_code == 200 and "pk=None" not in html
+    assert "2025-06-02 00:30:00" in html and "2025-06-01 22:30" not in html
 
 
 def test_receipt_by_condition_accepts_intact_and_quarantines_the_rest(

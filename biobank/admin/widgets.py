@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from simple_history.models import DeletedObject
+from simple_history.template_utils import HistoricalRecordContextHelper
 
 from biobank.models import CustodyEvent
 from biobank.terms import local_minute
@@ -51,3 +54,23 @@ def events_table(events: Iterable[CustodyEvent]) -> SafeString:
         "<tbody>{}</tbody></table>",
         rows,
     )
+
+
+class LocalHistoryHelper(HistoricalRecordContextHelper):
+    """History pages' old → new values as the rest of the page shows them: times in the site's
+    zone, an empty link as "–" (simple-history shows a null foreign key as a deleted object,
+    "Deleted user (pk=None)", and nothing here is ever deleted)."""
+
+    def prepare_delta_change_value(self, change: Any, value: Any) -> Any:
+        if value is None or (isinstance(value, DeletedObject) and value.pk is None):
+            return "–"
+        if isinstance(value, dt.datetime) and timezone.is_aware(value):
+            return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
+        return super().prepare_delta_change_value(change, value)
+
+
+class HistoryDisplayMixin:
+    """Mixed into every ModelAdmin by the site (see BiobankAdminSite.register)."""
+
+    def get_historical_record_context_helper(self, request: Any, record: Any) -> Any:
+        return LocalHistoryHelper(self.model, record)  # type: ignore[attr-defined]
