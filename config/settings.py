@@ -155,6 +155,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Sample tracking for the NCT04749667 autologous MSC trial.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The API needs authentication, its description too (it names every field and step).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Concealed fields are left out for blinded users, so no read-only field is "required".
     "COMPONENT_NO_READ_ONLY_REQUIRED": True,
     # Several models have a "kind"; each choice set gets its own component name.

@@ -204,6 +204,9 @@ def test_schema_and_docs(roles: dict[str, Any]) -> None:
     ]:
         assert path in paths, path
     assert client.get("/api/docs/").status_code == 200
+    for url in ("/api/schema/?format=json", "/api/docs/"):
+        anonymous = APIClient().get(url)
+        assert (anonymous.status_code, anonymous.json()["code"]) == (401, "not_authenticated")
 
 
 def test_a_step_named_like_an_http_method_is_not_its_handler(roles: dict[str, Any]) -> None:
