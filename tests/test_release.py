@@ -297,14 +297,27 @@ def test_a_fresh_product_failing_qc_after_the_release_is_not_dosed(roles: dict[s
     lab = roles[LAB]
     participant = make_participant(actor=lab, arm="A")
     product = make_fresh_product(actor=lab, participant=participant)
-    _qc(product, lab, "viability", "61 %", passed=True, value=Decimal("61"))
+    _qc(product, lab, "viability", "61 %", passed=False, value=Decimal("61"))
     visit = participant.visits.get(visit_type__code="BASELINE")
     record_weight(visit=visit, actor=lab)
     with pytest.raises(ServiceError) as info:
         dose_prepare(visit=visit, actor=lab, processing=product)
     assert (info.value.code, info.value.field) == ("qc_failed", "processing")
-    assert "viability 61 % is below 70 %" in info.value.message
+    assert "Viability failed (61 %)" in info.value.message
     assert not Dose.objects.filter(visit=visit).exists()
+
+
+def test_a_viability_below_the_limit_cannot_be_ticked_as_passed(roles: dict[str, Any]) -> None:
+    processing = make_units(actor=roles[LAB], count=1)[0].processing
+    with pytest.raises(ServiceError) as info:
+        _qc(processing, roles[LAB], "viability", "65 %", passed=True, value=Decimal("65.0"))
+    assert (info.value.code, info.value.field) == ("qc_spec", "passed")
+    assert info.value.message == (
+        "Viability 65.0 % is below the release limit of 70 %: record it as failed."
+    )
+    assert not processing.qc_results.exists()
+    _qc(processing, roles[LAB], "viability", "65 %", passed=False, value=Decimal("65.0"))
+    assert list(processing.qc_results.values_list("passed", flat=True)) == [False]
 
 
 @pytest.mark.parametrize(

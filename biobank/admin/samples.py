@@ -208,9 +208,6 @@ class ProcessingAdmin(ReadOnlyItemAdmin):
         "custody_log",
     ]
 
-    def get_queryset(self, request: HttpRequest) -> Any:
-        return super().get_queryset(request).select_related("participant__study")
-
     @admin.display(description="Fresh dosing until")
     def fresh_expiry(self, obj: Processing) -> str:
         expires = obj.fresh_expires_at()

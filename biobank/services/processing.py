@@ -15,7 +15,7 @@ from .audit import event_record, history_save
 from .doses import dose_cancel_apply
 from .identifiers import identifier_allocate
 from .lifecycle import HOLD_STEPS, TRANSITIONS, transition_apply
-from .qc_release import qc_failures
+from .qc_release import MIN_VIABILITY_PCT, qc_failures
 from .time_order import check_time, moment_text, not_before
 from .units import unit_transition
 
@@ -204,6 +204,14 @@ def qc_result_record(
                 field="value",
             )
         value = _check_viability(value, "value")
+        # The pass/fail a person ticks cannot contradict the release limit it is judged by.
+        if passed and value < MIN_VIABILITY_PCT:
+            raise ServiceError(
+                f"Viability {value} % is below the release limit of {MIN_VIABILITY_PCT} %: "
+                "record it as failed.",
+                code="qc_spec",
+                field="passed",
+            )
     processing = Processing.objects.select_for_update(of=("self",)).get(pk=processing.pk)
     if processing.status == "failed":
         raise ServiceError(
