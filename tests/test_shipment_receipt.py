@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from biobank.errors import ServiceError
 from biobank.logger_csv import (
@@ -110,6 +111,21 @@ def test_logger_upload_before_receipt_quarantines_items_as_they_are_received(
     assert receipt.quarantined == [unit.code]
     unit.refresh_from_db()
     assert unit.status == "quarantined"
+
+
+def test_a_logger_file_from_a_wrong_clock_is_refused(trial: Any, tech: Any) -> None:
+    unit, _ = make_unit_for_trondheim(tech)
+    shipment = ship_items(make_shipment(tech, "HUS", "STO", "dry_shipper"), [unit.code], tech)
+    late = past(hours=-2)  # two hours ahead: a logger left on summer time, say
+    with pytest.raises(ServiceError) as info:
+        shipment_logger_upload(
+            shipment=shipment, data=logger_csv(late, ["-185", "-186"]), filename="l.csv",
+            actor=tech,
+        )  # fmt: skip
+    assert (info.value.code, info.value.field) == ("logger_clock", "file")
+    last = timezone.localtime(late + dt.timedelta(minutes=10))
+    assert f"has readings until {last:%Y-%m-%d %H:%M}, after now" in info.value.message
+    assert not LoggerFile.objects.filter(shipment=shipment).exists()
 
 
 def test_a_clean_trace_quarantines_nothing(trial: Any, tech: Any) -> None:

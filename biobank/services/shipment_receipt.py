@@ -37,6 +37,7 @@ from biobank.models import (
     ShipmentItemState,
 )
 from biobank.selectors.shipments import ITEM_MODELS
+from biobank.terms import local_minute
 
 from .aspirates import aspirate_receive
 from .lifecycle import HOLD_STEPS, TRANSITIONS, allowed_actions, transition_apply, transition_check
@@ -173,6 +174,23 @@ def shipment_receive(
         elif line.state == S.ARRIVED:
             _receive_line(shipment, line, actor, when, receipt, excursion)
     return receipt
+
+
+# A logger's clock and ours may differ by a few minutes; a reading later than this is a
+# logger set to the wrong time (or the wrong zone), and its trace cannot be matched to the trip.
+LOGGER_CLOCK_TOLERANCE = dt.timedelta(minutes=5)
+
+
+def _logger_clock_check(last_at: dt.datetime, shipment: Shipment) -> None:
+    now = timezone.now()
+    if last_at > now + LOGGER_CLOCK_TOLERANCE:
+        raise ServiceError(
+            f"The logger file for {shipment.code} has readings until {local_minute(last_at)}, "
+            f"after now ({local_minute(now)}): the logger's clock or time zone is wrong, so its "
+            "trace cannot be matched to the trip. Export it again with the right time.",
+            code="logger_clock",
+            field="file",
+        )
 
 
 def _logger_require(shipment: Shipment) -> None:
@@ -437,6 +455,7 @@ def shipment_logger_upload(
         readings = parse_logger_csv(data, default_tz=settings.TIME_ZONE)
     except LoggerCsvError as exc:
         raise ServiceError(exc.message, code=exc.code, field="file") from exc
+    _logger_clock_check(readings[-1].at, shipment)
     low, high = shipment.temperature_range
     summary = excursion_summary(excursions_find(readings, low, high), low, high)
     temperatures = [r.temperature_c for r in readings]
