@@ -4,31 +4,45 @@ are JSON; hostile text cannot become printer commands; no label shows allocation
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import io
 import re
-import zoneinfo
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import time_machine
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
 from biobank.identifiers import Kind, format_id
-from biobank.labels import FORMATS, LabelError, get_template, render
-from biobank.labels.content import dose_label_content, unit_label_content
+from biobank.labels import get_template
 from biobank.models import Site, Study
 from biobank.selectors.labels import label_subject_get
+from biobank.services import printing
 from biobank.services.aspirates import aspirate_collect
+from biobank.services.doses import dose_administer, dose_cancel, dose_dispatch
 from biobank.services.printing import MAX_BATCH_CODES
+from biobank.services.roles import CLINICIAN
 from biobank.services.trial import participant_enroll
 from biobank.services.units import UnitSpec, units_create
 
 from .barcodes import decode, pdf_codes, png_codes, svg_codes
-from .factories import make_aspirate, make_participant, make_processing, make_units, make_user, past
+from .factories import (
+    PASSWORD,
+    api_as,
+    make_aspirate,
+    make_dose,
+    make_participant,
+    make_printer,
+    make_processing,
+    make_units,
+    make_user,
+    past,
+)
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -413,112 +427,10 @@ def test_no_label_shows_allocation(api: APIClient, trial: Any, tech: Any) -> Non
             assert not re.search(rf"\b{word}\b", text, re.IGNORECASE), (word, text)
 
 
-def _dose(**changes: Any) -> dict[str, Any]:
-    values = {
-        "study_code": "NCT04749667",
-        "participant_pseudonym": "SMART-HUS-01",
-        "visit_name": "Month 6",
-        "dose_id": format_id(Kind.DOSE, 7),
-        "volume_ml": Decimal("10.0"),
-        "route": "intrathecal",
-        "expires_at": dt.datetime(2025, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")),
-        "emergency_contact": "Haukeland University Hospital, Neurology: +47 55 97 50 00",
-    }
-    return {**values, **changes}
-
-
-def test_dose_label_is_identical_for_msc_and_placebo() -> None:
-    # Two doses (one MSC, one saline in the lab's records) with the same label values.
-    msc, placebo = dose_label_content(**_dose()), dose_label_content(**_dose())
-    assert msc == placebo
-    for fmt in FORMATS:
-        for dpi in (203, 300):
-            template = get_template("dose", dpi)
-            assert render(msc, template, fmt) == render(placebo, template, fmt)
-    text = " ".join([msc.title, *msc.lines])
-    assert msc.title == "MSC or 0.9 % NaCl"
-    for part in (
-        "NCT04749667",
-        "SMART-HUS-01",
-        "Month 6",
-        "intrathecal",
-        "10.0 mL",
-        "2025-09-01 14:30",
-    ):
-        assert part in text
-    assert "For clinical trial use only" in msc.lines
-    assert any(line.startswith("Emergency: Haukeland") for line in msc.lines)
-    # There is no way to tell the function what the dose contains.
-    parameters = set(inspect.signature(dose_label_content).parameters)
-    assert not parameters & {"arm", "treatment", "product", "is_placebo", "contents"}
-
-
-def test_dose_label_prints_the_doses_route() -> None:
-    content = dose_label_content(**_dose(route="intravenous"))
-    assert "Route: intravenous · 10.0 mL" in content.lines
-
-
-@pytest.mark.parametrize(
-    ("cells", "printed"),
-    [
-        (72_560_000, "72.56×10⁶ cells"),
-        (72_599_999, "72.59×10⁶ cells"),
-        (9_990_000, "9.99×10⁶ cells"),
-    ],
-)
-def test_unit_label_never_rounds_the_cells_up(cells: int, printed: str) -> None:
-    content = unit_label_content(
-        code=format_id(Kind.UNIT, 3),
-        pseudonym="SMART-HUS-01",
-        study_code="NCT04749667",
-        visit_name="Baseline",
-        collected_on=dt.date(2025, 9, 1),
-        cell_number=cells,
-        volume_ml=Decimal("5.0"),
-        cryoprotectant="10 % DMSO",
-        expires_at=dt.datetime(2027, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")),
-    )
-    assert any(line.startswith(printed) for line in content.lines), content.lines
-
-
-@pytest.mark.parametrize(
-    ("small", "printed"),
-    [(False, "Expires 2027-09-01 14:30 CEST"), (True, "Exp 2027-09-01 14:30 CEST")],
-)
-def test_a_units_label_prints_its_expiry_with_the_zone(small: bool, printed: str) -> None:
-    unit = {
-        "code": format_id(Kind.UNIT, 3),
-        "pseudonym": "SMART-HUS-01",
-        "study_code": "NCT04749667",
-        "visit_name": "Baseline",
-        "collected_on": dt.date(2025, 9, 1),
-        "cell_number": 25_000_000,
-        "volume_ml": Decimal("10.0"),
-        "cryoprotectant": "10 % DMSO",
-        "small": small,
-    }
-    oslo = dt.datetime(2027, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo"))
-    content = unit_label_content(**unit, expires_at=oslo)
-    assert printed in content.lines
-    # Every stock holds it: the vial's 38×13 mm label as well as the bag's.
-    stock = get_template("cryovial" if small else "cryobag")
-    assert png_codes(render(content, stock, "png")) == [format_id(Kind.UNIT, 3)]
-    with pytest.raises(LabelError, match="timezone-aware"):
-        unit_label_content(**unit, expires_at=dt.datetime(2027, 9, 1, 14, 30))
-
-
 def test_a_units_printed_label_carries_its_expiry(trial: Any, tech: Any) -> None:
     unit = make_units(actor=tech, count=1)[0]
     expires = timezone.localtime(unit.created_at + dt.timedelta(days=730))
     assert f"Expires {expires:%Y-%m-%d %H:%M %Z}" in _label_text(unit.code, tech)
-
-
-def test_dose_label_decodes_and_refuses_a_naive_expiry() -> None:
-    content = dose_label_content(**_dose())
-    png = render(content, get_template("dose"), "png")
-    assert png_codes(png) == [format_id(Kind.DOSE, 7)]
-    with pytest.raises(LabelError, match="timezone-aware"):
-        dose_label_content(**_dose(expires_at=dt.datetime(2025, 9, 1, 14, 30)))
 
 
 def test_label_times_are_local(trial: Any, tech: Any) -> None:
@@ -561,3 +473,98 @@ def test_unblinded_and_blinded_users_get_the_same_label(items: Any) -> None:
         assert refused.status_code == 403
         assert refused.json()["code"] == "not_visible"
         assert unblinded.get(f"/api/labels/{item.code}.zpl").status_code == 200
+
+
+# --- who may have a label, from what scan, of which dose ----------------------------------
+
+
+def _user_with(*codenames: str) -> APIClient:
+    user = get_user_model().objects.create_user(f"user-{len(codenames)}", password=PASSWORD)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    return api_as(get_user_model().objects.get(pk=user.pk))
+
+
+def test_labels_need_the_items_view_permission(
+    items: Any, tech: Any, roles: dict[str, Any]
+) -> None:
+    dose, pt = make_dose(actor=tech), items.participant.code
+    unknown_pt, unknown_ds = format_id(Kind.PARTICIPANT, 9_999_999), format_id(Kind.DOSE, 9_999_999)
+    nobody = _user_with()
+    assert nobody.get(f"/api/participants/{pt}/").status_code == 403
+    # No label permission at all: one answer for every code, before any lookup.
+    answers = [
+        nobody.get(f"/api/labels/{code}.zpl")
+        for code in (pt, unknown_pt, dose.code, unknown_ds, items.unit.code, "HELLO")
+    ]
+    answers.append(nobody.post("/api/labels/batch/", {"codes": [pt], "format": "zpl"}))
+    assert {(r.status_code, r.content) for r in answers} == {(403, answers[0].content)}
+    assert answers[0].json()["code"] == "permission_denied"
+    # Participants but not doses: every dose code is refused alike, naming the field.
+    some = _user_with("view_participant")
+    assert some.get(f"/api/labels/{pt}.zpl").status_code == 200
+    refused = [some.get(f"/api/labels/{code}.zpl") for code in (dose.code, unknown_ds)]
+    assert refused[0].content == refused[1].content and refused[0].status_code == 403
+    body = refused[0].json()
+    assert (body["code"], body["fields"]) == ("permission_denied", {"code": [body["message"]]})
+    # Every role keeps the labels it prints today.
+    for name, user in roles.items():
+        for code in (pt, dose.code):
+            assert api_as(user).get(f"/api/labels/{code}.zpl").status_code == 200, (name, code)
+
+
+def test_label_codes_are_read_as_the_scan_endpoint_reads_them(
+    api: APIClient, items: Any, monkeypatch: Any
+) -> None:
+    code = items.participant.code
+    scanned = [
+        f"]C0{code}",
+        f"¨C0{code}",
+        f"*{code}*",
+        f"https://bb.example/s/{code}",
+        code.lower(),
+    ]
+    response = api.post("/api/labels/batch/", {"codes": scanned, "format": "zpl"}, format="json")
+    assert response.status_code == 200, response.content[:300]
+    labels = [part for part in response.content.decode("ascii").split("^XZ") if part.strip()]
+    assert [code in _fields(label) for label in labels] == [True] * 5
+    assert api.get(f"/api/labels/]C0{code}.zpl").status_code == 200
+    for raw in ("]C0", code + code, "PT000¨0001"):  # explained as the scan endpoint does
+        scan = api.post("/api/scan/", {"code": raw}, format="json").json()
+        label = api.post("/api/labels/batch/", {"codes": [raw], "format": "zpl"}, format="json")
+        assert label.json() == {
+            "code": scan["code"],
+            "message": f"Code 1 of 1: {scan['message']}",
+            "fields": {"codes.0": [f"Code 1 of 1: {scan['message']}"]},
+        }
+    sent: list[bytes] = []
+    monkeypatch.setattr(printing, "zpl_send", lambda **kw: sent.append(kw["data"]) or "")
+    printer = make_printer().name
+    job = api.post("/api/print-jobs/", {"printer": printer, "codes": scanned[:2]}, format="json")
+    assert (job.json()["status"], job.json()["item_codes"], len(sent)) == ("sent", [code] * 2, 1)
+
+
+@pytest.mark.parametrize("state", ["cancelled", "administered", "expired"])
+def test_a_dose_label_is_refused_once_the_dose_is_done_with(
+    roles: dict[str, Any], tech: Any, state: str
+) -> None:
+    clinician, answers = api_as(roles[CLINICIAN]), []
+    for arm in ("B", "A"):  # MSC, then placebo
+        dose = make_dose(actor=tech, arm=arm)
+        if state == "cancelled":
+            dose_cancel(dose=dose, actor=tech, reason="Syringe dropped on the floor")
+        elif state == "administered":
+            scans = {"dose_scan": dose.code, "participant_scan": dose.participant.code}
+            dose_dispatch(**scans, actor=tech)
+            dose_administer(**scans, actor=tech)
+        at = dose.expires_at if state == "expired" else timezone.now()
+        with time_machine.travel(at, tick=False):
+            lab = api_as(tech).get(f"/api/labels/{dose.code}.zpl")
+            blinded = clinician.get(f"/api/labels/{dose.code}.pdf")
+            batch = clinician.post("/api/labels/batch/", {"codes": [dose.code], "format": "zpl"})
+        body = _error(blinded, 422, "dose_not_printable")
+        assert lab.json() == body and body["fields"] == {"code": [body["message"]]}
+        assert state.replace("cancelled", "is cancelled") in body["message"]
+        assert list(_error(batch, 422, "dose_not_printable")["fields"]) == ["codes.0"]
+        answers.append(re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d", "<t>", body["message"]))
+        answers[-1] = answers[-1].replace(dose.code, "<code>")
+    assert answers[0] == answers[1]  # the same answer for MSC and placebo

@@ -3,9 +3,14 @@ and no user text can inject printer commands. No database needed."""
 
 from __future__ import annotations
 
+import datetime as dt
+import inspect
 import io
 import re
+import zoneinfo
+from decimal import Decimal
 from itertools import cycle
+from typing import Any
 
 import pypdfium2 as pdfium
 import pytest
@@ -28,9 +33,10 @@ from biobank.labels import (
     render_svg,
     render_zpl,
 )
+from biobank.labels.content import dose_label_content, unit_label_content
 from biobank.labels.layout import layout
 
-from .barcodes import SVG_NS, decode, pdf_pages, svg_raster
+from .barcodes import SVG_NS, decode, pdf_pages, png_codes, svg_raster
 
 
 def _ids() -> list[str]:
@@ -302,3 +308,154 @@ def test_errors() -> None:
         render_zpl(LabelContent("AB1", lines=("W" * 150,)), get_template("cryovial"))
     with pytest.raises(LabelError, match="No labels"):
         render_pdf([], get_template("box"))
+
+
+# --- what dose and unit labels carry (moved from test_labels_api: no database) ------------
+
+
+def _dose(**changes: Any) -> dict[str, Any]:
+    values = {
+        "study_code": "NCT04749667",
+        "participant_pseudonym": "SMART-HUS-01",
+        "visit_name": "Month 6",
+        "dose_id": format_id(Kind.DOSE, 7),
+        "volume_ml": Decimal("10.0"),
+        "route": "intrathecal",
+        "expires_at": dt.datetime(2025, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")),
+        "emergency_contact": "Haukeland University Hospital, Neurology: +47 55 97 50 00",
+    }
+    return {**values, **changes}
+
+
+def test_dose_label_is_identical_for_msc_and_placebo() -> None:
+    # Two doses (one MSC, one saline in the lab's records) with the same label values.
+    msc, placebo = dose_label_content(**_dose()), dose_label_content(**_dose())
+    assert msc == placebo
+    for fmt in FORMATS:
+        for dpi in (203, 300):
+            template = get_template("dose", dpi)
+            assert render(msc, template, fmt) == render(placebo, template, fmt)
+    text = " ".join([msc.title, *msc.lines])
+    assert msc.title == "MSC or 0.9 % NaCl"
+    for part in (
+        "NCT04749667",
+        "SMART-HUS-01",
+        "Month 6",
+        "intrathecal",
+        "10.0 mL",
+        "2025-09-01 14:30",
+    ):
+        assert part in text
+    assert "For clinical trial use only" in msc.lines
+    assert any(line.startswith("Emergency: Haukeland") for line in msc.lines)
+    # There is no way to tell the function what the dose contains.
+    parameters = set(inspect.signature(dose_label_content).parameters)
+    assert not parameters & {"arm", "treatment", "product", "is_placebo", "contents"}
+
+
+def test_dose_label_prints_the_doses_route() -> None:
+    content = dose_label_content(**_dose(route="intravenous"))
+    assert "Route: intravenous · 10.0 mL" in content.lines
+
+
+@pytest.mark.parametrize(
+    ("cells", "printed"),
+    [
+        (72_560_000, "72.56×10⁶ cells"),
+        (72_599_999, "72.59×10⁶ cells"),
+        (9_990_000, "9.99×10⁶ cells"),
+    ],
+)
+def test_unit_label_never_rounds_the_cells_up(cells: int, printed: str) -> None:
+    content = unit_label_content(
+        code=format_id(Kind.UNIT, 3),
+        pseudonym="SMART-HUS-01",
+        study_code="NCT04749667",
+        visit_name="Baseline",
+        collected_on=dt.date(2025, 9, 1),
+        cell_number=cells,
+        volume_ml=Decimal("5.0"),
+        cryoprotectant="10 % DMSO",
+        expires_at=dt.datetime(2027, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo")),
+    )
+    assert any(line.startswith(printed) for line in content.lines), content.lines
+
+
+@pytest.mark.parametrize(
+    ("small", "printed"),
+    [(False, "Expires 2027-09-01 14:30 CEST"), (True, "Exp 2027-09-01 14:30 CEST")],
+)
+def test_a_units_label_prints_its_expiry_with_the_zone(small: bool, printed: str) -> None:
+    unit = {
+        "code": format_id(Kind.UNIT, 3),
+        "pseudonym": "SMART-HUS-01",
+        "study_code": "NCT04749667",
+        "visit_name": "Baseline",
+        "collected_on": dt.date(2025, 9, 1),
+        "cell_number": 25_000_000,
+        "volume_ml": Decimal("10.0"),
+        "cryoprotectant": "10 % DMSO",
+        "small": small,
+    }
+    oslo = dt.datetime(2027, 9, 1, 14, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Oslo"))
+    content = unit_label_content(**unit, expires_at=oslo)
+    assert printed in content.lines
+    # Every stock holds it: the vial's 38×13 mm label as well as the bag's.
+    stock = get_template("cryovial" if small else "cryobag")
+    assert png_codes(render(content, stock, "png")) == [format_id(Kind.UNIT, 3)]
+    with pytest.raises(LabelError, match="timezone-aware"):
+        unit_label_content(**unit, expires_at=dt.datetime(2027, 9, 1, 14, 30))
+
+
+def test_dose_label_decodes_and_refuses_a_naive_expiry() -> None:
+    content = dose_label_content(**_dose())
+    png = render(content, get_template("dose"), "png")
+    assert png_codes(png) == [format_id(Kind.DOSE, 7)]
+    with pytest.raises(LabelError, match="timezone-aware"):
+        dose_label_content(**_dose(expires_at=dt.datetime(2025, 9, 1, 14, 30)))
+
+
+# --- the shipper label ---------------------------------------------------------------------
+
+
+def _shipper(shipper_id: str, logger_serial: str) -> LabelContent:
+    from biobank.labels.shipping import shipper_label_content
+
+    return shipper_label_content(
+        code=format_id(Kind.SHIPMENT, 12),
+        from_site="HUS",
+        to_site="STO",
+        kind="LN2 dry shipper (≤ −150 °C)",
+        shipper_id=shipper_id,
+        logger_serial=logger_serial,
+    )
+
+
+def test_shipper_and_logger_ids_are_printed_whole() -> None:
+    # The longest ids the model holds (64), and of the widest letter: wrapped, never cut.
+    shipper_id, serial = "CX-" + "W" * 61, "LOG-" + "8" * 60
+    content = _shipper(shipper_id, serial)
+    assert "…" not in " ".join(content.lines)
+    assert content.lines == (
+        "LN2 dry shipper (≤ −150 °C)",
+        "Shipper",
+        shipper_id[:32],
+        shipper_id[32:],
+        "Logger",
+        serial[:32],
+        serial[32:],
+    )
+    for dpi in ALLOWED_DPI:
+        stock = get_template("shipper", dpi)
+        texts = [t.text for t in layout(content, stock).texts]
+        assert shipper_id[:32] in texts and shipper_id[32:] in texts and serial[32:] in texts
+        assert decode(Image.open(io.BytesIO(render_png(content, stock)))) == [content.barcode]
+    # Short ids stay on one line with their name.
+    assert _shipper("CX-100", "L-9").lines[1:] == ("Shipper CX-100", "Logger L-9")
+
+
+def test_a_shipper_id_that_cannot_fit_is_refused_not_cut() -> None:
+    content = _shipper("W" * 3000, "")
+    assert "".join(content.lines[2:]) == "W" * 3000
+    with pytest.raises(LabelError, match="does not fit"):
+        render_zpl(content, get_template("shipper"))

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import zxingcpp
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from PIL import Image
@@ -27,9 +29,10 @@ from biobank.labels import get_template, render_zpl
 from biobank.models import Printer, PrintJob, PrintJobStatus
 from biobank.selectors.labels import label_subject_get
 from biobank.services import printing
-from biobank.services.printing import print_job_submit
+from biobank.services.printing import PRINT_PERMISSION, print_job_submit
+from biobank.services.roles import ADMINISTRATOR, LAB, QA
 
-from .factories import load_trial, make_printer, make_units, make_user
+from .factories import PASSWORD, api_as, load_trial, make_printer, make_units, make_user
 
 # --- a printer on 127.0.0.1 ---------------------------------------------------------------
 
@@ -214,6 +217,30 @@ def test_unknown_host_is_a_failed_job(trial: Any, tech: Any, units: list[Any]) -
     assert job.status == "failed" and "no-such-printer.invalid" in job.error
 
 
+@pytest.mark.parametrize("host", ["10.0..5", "a" * 64 + ".lab"])
+def test_a_host_the_socket_library_refuses_fails_the_job_not_the_request(
+    api: APIClient, admin_client_tech: Any, units: list[Any], host: str
+) -> None:
+    printer = make_printer(name="Bad host", host=host)  # saved before hosts were checked
+    response = api.post(
+        "/api/print-jobs/", {"printer": printer.name, "codes": [units[0].code]}, format="json"
+    )
+    body = response.json()
+    assert (response.status_code, body["code"]) == (503, "printer_unavailable")
+    assert body["fields"] == {"printer": [body["message"]]} and "Bad host" in body["message"]
+    job = PrintJob.objects.get(pk=body["print_job"])
+    assert job.status == PrintJobStatus.FAILED and "host name is not valid" in job.error
+    page = admin_client_tech.post(
+        reverse("admin:biobank_productunit_changelist"),
+        {"action": "print_labels", ACTION_CHECKBOX_NAME: [units[0].pk], "apply_print": "1"}
+        | {"printer": printer.pk, "copies": "1", "template": ""},
+        follow=True,
+    )
+    assert page.status_code == 200
+    assert [j.status for j in PrintJob.objects.order_by("pk")] == ["failed", "failed"]
+    assert f"Print job {PrintJob.objects.first().pk} failed" in page.content.decode()
+
+
 def test_bad_requests_record_no_job(api: APIClient, units: list[Any], loopback: Any) -> None:
     printer = make_printer(port=loopback.port)
     code = units[0].code
@@ -317,6 +344,20 @@ def test_printer_list(api: APIClient, trial: Any) -> None:
     assert [p["name"] for p in api.get("/api/printers/?active=true").json()["results"]] == [
         "Lab Zebra"
     ]
+
+
+def test_printer_list_needs_view_printer(roles: dict[str, Any]) -> None:
+    make_printer(name="Lab Zebra", host="10.9.8.7")
+    nobody = api_as(get_user_model().objects.create_user("nobody", password=PASSWORD))
+    refused = nobody.get("/api/printers/")
+    assert (refused.status_code, refused.json()["code"]) == (403, "permission_denied")
+    assert "10.9.8.7" not in refused.content.decode()
+    # The roles that print still list the printers; the blinded ones do not print.
+    printing = sorted(name for name, user in roles.items() if user.has_perm(PRINT_PERMISSION))
+    assert printing == sorted([LAB, ADMINISTRATOR])
+    for name in roles:
+        answer = api_as(roles[name]).get("/api/printers/")
+        assert answer.status_code == (200 if name in printing or name == QA else 403), name
 
 
 # --- transactions ------------------------------------------------------------------------
@@ -528,6 +569,23 @@ def test_admin_edits_printer_with_history(admin_client_tech: Any, trial: Any) ->
     assert response.status_code == 302, response.content.decode()[:2000]
     printer = Printer.objects.get(name="Cryo lab")
     assert printer.history.get().history_change_reason == "added in admin"
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["10.0..5", "a" * 64 + ".lab", "http://10.1.2.3", "10.1.2.3:9100", "zeb ra", "10.0.0.256"],
+)
+def test_a_bad_printer_host_is_a_field_error(admin_client_tech: Any, trial: Any, host: str) -> None:
+    data = {"name": "Bad", "host": host, "port": "9100", "dpi": "300", "label_template": "box"}
+    response = admin_client_tech.post(reverse("admin:biobank_printer_add"), data)
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["host"]
+    with pytest.raises(ValidationError) as refused:
+        Printer(**{**data, "port": 9100, "dpi": 300}).full_clean()
+    assert list(refused.value.message_dict) == ["host"]
+    assert not Printer.objects.exists()
+    for good in ("10.1.2.3", "fe80::1", "zebra-2.lab.example", "localhost"):
+        Printer(**{**data, "host": good, "port": 9100, "dpi": 300}).full_clean()
 
 
 def test_admin_refuses_a_bad_port_as_a_form_error(admin_client_tech: Any, trial: Any) -> None:

@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 from biobank.errors import ServiceError
 from biobank.labels import ALLOWED_DPI, FORMATS, TEMPLATES
 from biobank.models import Printer, PrinterDpi, PrintJob, PrintJobStatus
+from biobank.selectors.labels import may_label_any
 from biobank.services.printing import (
     BATCH_FORMATS,
     MAX_BATCH_CODES,
@@ -40,6 +41,7 @@ from biobank.services.printing import (
 from biobank.visibility import policy_for
 
 from .errors import ErrorSerializer
+from .permissions import RolePermission
 
 TEMPLATE_NAMES = sorted(TEMPLATES)
 
@@ -85,10 +87,21 @@ def _file(rendered: RenderedLabels) -> HttpResponse:
 # --- labels ------------------------------------------------------------------------------
 
 
+class CanHaveLabels(BasePermission):
+    """A user with no label permission at all is refused before the code is read, so the
+    answer is the same for every code; each code's kind is then checked by the selector."""
+
+    message = "Your role may not view or print labels."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return may_label_any(request.user)
+
+
 class LabelView(APIView):
     """One label for the item an identifier names."""
 
     content_negotiation_class = JsonErrorsNegotiation
+    permission_classes = [IsAuthenticated, CanHaveLabels]
 
     @extend_schema(
         operation_id="label_render",
@@ -139,6 +152,7 @@ class LabelWithoutFormatView(APIView):
     """``/api/labels/<ID>`` without a known ``.<format>``: a JSON error, not an HTML 404."""
 
     content_negotiation_class = JsonErrorsNegotiation
+    permission_classes = [IsAuthenticated, CanHaveLabels]
     schema = None
 
     def get(self, request: Request, rest: str) -> Response:
@@ -166,6 +180,7 @@ class LabelBatchView(APIView):
     """Many labels at once: one ZPL stream for a label printer, or one A4 PDF sheet."""
 
     content_negotiation_class = JsonErrorsNegotiation
+    permission_classes = [IsAuthenticated, CanHaveLabels]
 
     @extend_schema(
         operation_id="labels_batch",
@@ -244,8 +259,11 @@ class CanPrint(BasePermission):
 
 
 class PrinterList(generics.ListAPIView):
-    """Configured printers (set up in the admin)."""
+    """Configured printers (set up in the admin). Their hosts and ports are internal: the
+    list needs view_printer, which the roles that print hold."""
 
+    permission_classes = [RolePermission]
+    model_name = "printer"
     queryset = Printer.objects.order_by("name")
     serializer_class = PrinterSerializer
     filterset_fields = ["active", "dpi", "label_template"]

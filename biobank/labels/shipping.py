@@ -23,18 +23,39 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 from biobank.labels.content import LabelContent, shorten
 from biobank.labels.fonts import font_path
 
+# An identifier's line: "Shipper <id>" up to LINE_CHARS, else the name and then the id over
+# lines of ID_LINE_CHARS. The model's longest ids (64 characters) fit the shipper stock so.
+LINE_CHARS = 40
+ID_LINE_CHARS = 32
+
+
+def _wrap(value: str, width: int) -> list[str]:
+    """``value`` over lines of ``width`` characters (the last shorter), nothing left out or
+    added: the lines joined are ``value``. Fixed breaks keep a 64-character id on two lines."""
+    return [value[i : i + width] for i in range(0, len(value), width)]
+
+
+def identifier_lines(name: str, value: str) -> list[str]:
+    """A device id as printed: never shortened (it is checked against the shipper or the
+    logger itself), wrapped when long; a label that still cannot hold it is refused by the
+    layout (``LabelError``), never printed cut."""
+    if len(name) + 1 + len(value) <= LINE_CHARS:
+        return [f"{name} {value}"]
+    return [name, *_wrap(value, ID_LINE_CHARS)]
+
 
 def shipper_label_content(
     *, code: str, from_site: str, to_site: str, kind: str, shipper_id: str, logger_serial: str
 ) -> LabelContent:
-    """The label on the outside of the shipper: its 2D code, route, kind and devices."""
-    lines = [shorten(kind, 40)]
+    """The label on the outside of the shipper: its 2D code, route, kind and devices. Only the
+    free text (kind, route) may be shortened; the shipper id and logger serial never are."""
+    lines = [shorten(kind, LINE_CHARS)]
     if shipper_id:
-        lines.append(shorten(f"Shipper {shipper_id}", 40))
+        lines += identifier_lines("Shipper", shipper_id)
     if logger_serial:
-        lines.append(shorten(f"Logger {logger_serial}", 40))
+        lines += identifier_lines("Logger", logger_serial)
     return LabelContent(
-        barcode=code, title=shorten(f"{from_site} → {to_site}", 40), lines=tuple(lines)
+        barcode=code, title=shorten(f"{from_site} → {to_site}", LINE_CHARS), lines=tuple(lines)
     )
 
 

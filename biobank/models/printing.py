@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -13,6 +17,35 @@ from biobank.labels import TEMPLATES
 from .checks import choice_check, range_check
 
 RAW_PRINT_PORT = 9100
+
+# One DNS label: 1-63 letters, digits or hyphens, not starting or ending with a hyphen.
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def validate_printer_host(value: str) -> None:
+    """An IP address or a host name, nothing else: the socket library refuses some names
+    (``10.0..5``, a 64-character label) only when a job is sent, so refuse them here."""
+    text = value if isinstance(value, str) else ""
+    try:
+        ipaddress.ip_address(text)
+        return
+    except ValueError:
+        pass
+    hint = "Give an IP address or a host name only (no scheme, port, path or spaces)."
+    if not text or len(text) > 253:
+        raise ValidationError(f"{hint} A host name is 1 to 253 characters.", code="invalid_host")
+    if any(c in text for c in ":/@ ") or not text.isascii():
+        raise ValidationError(f"{value!r:.80} is not a host. {hint}", code="invalid_host")
+    labels = text.split(".")
+    for label in labels:
+        if not _HOST_LABEL.match(label):
+            raise ValidationError(
+                f"{value!r:.80} is not a host name: each part between dots is 1 to 63 "
+                f"letters, digits or hyphens, not starting or ending with a hyphen. {hint}",
+                code="invalid_host",
+            )
+    if labels[-1].isdigit():  # all-numeric: meant as an IPv4 address, and not a valid one
+        raise ValidationError(f"{value!r:.80} is not a valid IP address.", code="invalid_host")
 
 
 class PrinterDpi(models.IntegerChoices):
@@ -42,7 +75,11 @@ class Printer(models.Model):
     )
 
     name = models.CharField(max_length=100, unique=True)
-    host = models.CharField(max_length=253, help_text="IP address or DNS name")
+    host = models.CharField(
+        max_length=253,
+        validators=[validate_printer_host],
+        help_text="IP address or DNS name (no scheme, no port)",
+    )
     port = models.PositiveIntegerField(
         default=RAW_PRINT_PORT,
         validators=[MinValueValidator(1), MaxValueValidator(65535)],

@@ -1,8 +1,10 @@
 """From a scanned or typed identifier to the item it names and what its label shows.
 
 Lookups are by kind (the identifier's prefix), one query per kind however many codes are
-asked for. The label text comes from ``biobank.labels.content``, which takes plain
-values only: nothing here passes an arm or a treatment on, so no label can show them.
+asked for. A label needs the view permission of its item's model (``label_permission``),
+checked before any lookup. The label text comes from ``biobank.labels.content``, which
+takes plain values only: nothing here passes an arm or a treatment on, so no label can
+show them.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 
-from biobank.errors import NotFound, ServiceError
-from biobank.identifiers import IdentifierError, Kind, ParsedId, parse_id
+from biobank.errors import Forbidden, NotFound, ServiceError
+from biobank.identifiers import Kind, ParsedId
 from biobank.labels import TEMPLATES, LabelContent, LabelTemplate
 from biobank.labels import content as build
 from biobank.models import (
@@ -23,15 +25,17 @@ from biobank.models import (
     Container,
     ContainerType,
     Dose,
+    DoseStatus,
     FreezingRun,
     Participant,
     Processing,
     ProductUnit,
     StorageUnit,
 )
+from biobank.scan_input import ScanError, parse_scan
+from biobank.terms import local_minute
 from biobank.visibility import kind_of_identifier, policy_for
 
-MAX_CODE_LENGTH = 32
 # Stock lower than this (the 38×13 mm cryovial label) gets the short form of the text.
 SMALL_LABEL_HEIGHT_MM = 20
 
@@ -139,15 +143,39 @@ def _storage_unit(s: StorageUnit, small: bool) -> LabelContent:
     )
 
 
+class LabelUnprintable(ServiceError):
+    status_code = 422
+
+
+def dose_printable_check(d: Dose, *, where: str = "", field: str = "code") -> None:
+    """A dose label is printed only for a dose still to be given: not before it is made
+    ready (no expiry yet), nor once it is cancelled, administered or expired (the model's
+    expiry rule). Status and expiry only, so MSC and saline doses answer alike."""
+    refusal = ""
+    if d.status == DoseStatus.CANCELLED:
+        refusal = f"{d.code} is cancelled: a cancelled dose gets no label."
+    elif d.status == DoseStatus.ADMINISTERED:
+        refusal = f"{d.code} was administered: its label is not printed again."
+    elif d.expires_at is None:
+        raise LabelUnprintable(
+            f"{where}{d.code} has no expiry yet: its label is printed when the dose is thawed "
+            "or prepared.",
+            code="dose_not_ready",
+            field=field,
+        )
+    elif d.is_expired(timezone.now()):
+        refusal = (
+            f"{d.code} expired at {local_minute(d.expires_at)}: an expired dose must not be "
+            "labelled for use."
+        )
+    if refusal:
+        raise LabelUnprintable(f"{where}{refusal}", code="dose_not_printable", field=field)
+
+
 def _dose(d: Dose, small: bool) -> LabelContent:
     # Same inputs for MSC and saline: the treatment is never passed (see dose_label_content).
-    if d.expires_at is None:
-        raise LabelUnprintable(
-            f"{d.code} has no expiry yet: its label is printed when the dose is thawed or "
-            "prepared.",
-            code="dose_not_ready",
-            field="code",
-        )
+    dose_printable_check(d)
+    assert d.expires_at is not None  # checked above
     return build.dose_label_content(
         study_code=d.participant.study.code,
         participant_pseudonym=d.participant.pseudonym,
@@ -158,10 +186,6 @@ def _dose(d: Dose, small: bool) -> LabelContent:
         expires_at=_local(d.expires_at),
         emergency_contact=d.participant.study.emergency_contact,
     )
-
-
-class LabelUnprintable(ServiceError):
-    status_code = 422
 
 
 @dataclass(frozen=True)
@@ -186,6 +210,26 @@ _SOURCES: dict[Kind, _Source] = {
     Kind.DOSE: _Source(Dose, ("participant__study", "visit__visit_type"), _dose),
 }
 LABELLED_KINDS: tuple[Kind, ...] = tuple(_SOURCES)
+
+
+def label_permission(kind: Kind) -> str:
+    """The permission a label of ``kind`` needs: the view permission of its model, as for
+    the item itself in the admin and the API (roles that print labels hold it)."""
+    meta = _SOURCES[kind].model._meta
+    return f"{meta.app_label}.view_{meta.model_name}"
+
+
+LABEL_PERMISSIONS: tuple[str, ...] = tuple(dict.fromkeys(map(label_permission, _SOURCES)))
+
+
+def may_label_any(user: Any) -> bool:
+    """May ``user`` have any label at all? Asked before a code is even read."""
+    return bool(user and user.is_authenticated and any(user.has_perm(p) for p in LABEL_PERMISSIONS))
+
+
+def _printable_check(item: Model, where: str, field: str) -> None:
+    if isinstance(item, Dose):
+        dose_printable_check(item, where=where, field=field)
 
 
 def default_template_for(item: Model) -> str:
@@ -218,16 +262,11 @@ def _parse(raw: object, where: str, field: str, viewer: Any) -> ParsedId:
     """``where`` prefixes messages ("Code 2 of 5: "), empty for a single code."""
     if not isinstance(raw, str):
         raise ServiceError(f"{where}The identifier must be text.", code="invalid", field=field)
-    if len(raw.strip()) > MAX_CODE_LENGTH:
-        # Never echo a long string back: it was pasted text, not a scan.
-        raise ServiceError(
-            f"{where}{len(raw.strip())} characters is too long for an identifier.",
-            code="too_long",
-            field=field,
-        )
     try:
-        parsed = parse_id(raw)
-    except IdentifierError as exc:
+        # What a scanner adds (]C0, ¨C0, *...*, a URL) is cleaned or explained as the scan
+        # endpoint does it, with its codes and messages (a long paste is never echoed).
+        parsed = parse_scan(raw).parsed
+    except ScanError as exc:
         raise ServiceError(f"{where}{exc.message}", code=exc.code, field=field) from exc
     try:
         # Before any lookup: a label the viewer may not have is refused alike whether the
@@ -236,6 +275,12 @@ def _parse(raw: object, where: str, field: str, viewer: Any) -> ParsedId:
     except ServiceError as exc:
         exc.field = field
         raise
+    if parsed.kind in _SOURCES and not viewer.has_perm(label_permission(parsed.kind)):
+        raise Forbidden(
+            f"{where}You are not authorised to see {parsed.kind.label} labels.",
+            code="permission_denied",
+            field=field,
+        )
     if parsed.kind not in _SOURCES:
         raise NotFound(
             f"{where}{parsed.value} is a {parsed.kind.label} identifier; there is no "
@@ -251,8 +296,10 @@ def label_subjects_get(
 ) -> list[LabelSubject]:
     """The items named by ``codes``, in the given order (repeats allowed).
 
-    Raises ``ServiceError`` (400) for a code that is not an identifier and ``NotFound``
-    (404) for one that names nothing; the message gives the code and its position.
+    Raises ``ServiceError`` (400) for a code that is not an identifier (as the scan
+    endpoint explains it), 403 for a kind the viewer may not have labels of (before any
+    lookup), ``NotFound`` (404) for one that names nothing and ``LabelUnprintable`` (422)
+    for a dose whose label may not be printed; the message gives the code and its position.
     """
     parsed = [
         _parse(raw, f"Code {i + 1} of {len(codes)}: ", f"{field}.{i}", viewer)
@@ -274,6 +321,7 @@ def label_subjects_get(
                 code="not_found",
                 field=f"{field}.{i}",
             )
+        _printable_check(item, f"Code {i + 1} of {len(parsed)}: ", f"{field}.{i}")
         subjects.append(
             LabelSubject(
                 code=p.value,
@@ -293,6 +341,7 @@ def label_subject_get(*, code: object, viewer: Any) -> LabelSubject:
         raise NotFound(
             f"No {parsed.kind.label} {parsed.value} is registered.", code="not_found", field="code"
         )
+    _printable_check(item, "", "code")
     return LabelSubject(
         code=parsed.value,
         kind=parsed.kind,

@@ -9,6 +9,7 @@ with the error). Call ``print_job_submit`` outside any ``transaction.atomic`` bl
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -42,6 +43,8 @@ MAX_PRINT_CODES = 200
 MAX_COPIES = 20
 DEFAULT_PRINTER_TIMEOUT_S = 5.0
 
+logger = logging.getLogger(__name__)
+
 
 class RenderedLabels(NamedTuple):
     data: bytes
@@ -65,6 +68,7 @@ class PrinterUnavailable(ServiceError):
         super().__init__(
             f"Printer {job.printer.name} did not take print job {job.pk}: {job.error}",
             code="printer_unavailable",
+            field="printer",
         )
         self.job_id = job.pk
 
@@ -310,6 +314,11 @@ def zpl_send(*, host: str, port: int, data: bytes, timeout: float) -> str:
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         return f"Could not send to {host}:{port}: {reason}."
+    except ValueError as exc:
+        # The socket library refuses some host names before any network I/O (UnicodeError
+        # from the idna codec for "10.0..5" or a 64-character label): a failed job too.
+        reason = str(exc) or type(exc).__name__
+        return f"Could not send to {host}:{port}: the host name is not valid ({reason})."
     return ""
 
 
@@ -366,5 +375,11 @@ def print_job_submit(
         byte_count=len(data),
     )
     timeout = float(getattr(settings, "LABEL_PRINTER_TIMEOUT_S", DEFAULT_PRINTER_TIMEOUT_S))
-    error = zpl_send(host=printer.host, port=printer.port, data=data, timeout=timeout)
+    try:
+        error = zpl_send(host=printer.host, port=printer.port, data=data, timeout=timeout)
+    except Exception as exc:
+        # The queued row is already committed: whatever went wrong, finish it as failed
+        # rather than leave it queued forever behind a 500.
+        logger.exception("print job %s: sending to printer %s failed", job.pk, printer.pk)
+        error = f"Could not send to {printer.host}:{printer.port}: {type(exc).__name__}."
     return _job_finish(job=job, error=error)
