@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('biobank', '0015_dose_history_keeps_no_reason'),
+        ('biobank', '0016_dose_dispatch_permission'),
     ]
 
     operations = [
