@@ -278,6 +278,14 @@ class Policy:
             return queryset.filter(requested_by=self.user)
         return queryset
 
+    def event_steps(self, steps: Iterable[str]) -> frozenset[str]:
+        """The step names among ``steps`` whose events this user may see (for lists of steps
+        offered or named to the user: a blinded role's never names a hidden lab step)."""
+        if self.unblinded:
+            return frozenset(steps)
+        shown = frozenset().union(*BLINDED_EVENT_STEPS.values())
+        return frozenset(steps) & shown
+
     def event_data(self, event: Any) -> dict[str, Any]:
         data = dict(event.data or {})
         if self.unblinded:

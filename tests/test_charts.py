@@ -117,7 +117,7 @@ def test_storage_unit_charts_over_the_api_and_on_its_page(client: Any, trial: An
     empty = client.get(f"/api/charts/temperature/{tank.code}.svg")
     assert empty.status_code == 200 and empty["Content-Type"] == "image/svg+xml"
     assert empty["X-Alt-Text"].endswith(
-        "no temperature readings yet; allowed range -196 to -150 ?C."
+        "no temperature readings yet; allowed range -196 to -150 deg C."
     )
     temperature_record(storage_unit=tank, temperature_c=Decimal("-185"), actor=lab, at=past(days=2))
     temperature_record(storage_unit=tank, temperature_c=Decimal("-140"), actor=lab, at=past(days=1))
@@ -179,4 +179,27 @@ def test_logger_trace_alt_text_reads_the_plotted_readings_in_the_lab_time_zone()
     empty = Trace([], [], Decimal("2"), Decimal("8"))
     assert trace_alt_text(empty, excursion="") == (
         "Temperature logger trace: no readings; allowed range 2 … 8 °C."
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("chart", ["occupancy", "temperature"])
+@pytest.mark.parametrize("fmt", ["svg", "png"])
+def test_alt_text_header_is_safe_and_readable_whatever_the_name(
+    client: Any, trial: Any, chart: str, fmt: str
+) -> None:
+    lab = make_user("lab-header")
+    tank = make_storage_unit(actor=lab, name="Tank\nB\x0bTromsø")
+    client.force_login(lab)
+    response = client.get(f"/api/charts/{chart}/{tank.code}.{fmt}")
+    assert response.status_code == 200
+    assert (
+        response["X-Alt-Text"]
+        == {
+            "occupancy": f"Occupancy - Tank B Tromso ({tank.code}): no boxes yet.",
+            "temperature": (
+                f"Temperature log - Tank B Tromso ({tank.code}): no temperature readings yet; "
+                "allowed range -196 to -150 deg C."
+            ),
+        }[chart]
     )

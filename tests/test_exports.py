@@ -6,6 +6,8 @@ import csv
 import datetime as dt
 import io
 import json
+import re
+from decimal import Decimal
 from io import StringIO
 from typing import Any
 
@@ -17,8 +19,20 @@ from openpyxl import load_workbook
 
 from biobank.models import CustodyEvent, ExportLog, Placement, ProductUnit, Study
 from biobank.selectors.inventory import inventory_rows
+from biobank.services.doses import dose_administer, dose_dispatch
+from biobank.services.processing import passage_record
+from biobank.services.storage import unit_store
 
-from .factories import make_dose, make_units, make_user
+from .factories import (
+    make_box,
+    make_dose,
+    make_processing,
+    make_storage_unit,
+    make_units,
+    make_user,
+    past,
+    qc_pass,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -401,3 +415,177 @@ def test_a_reason_typed_as_a_formula_is_exported_as_text(client: Any, small: Any
     rows = csv.DictReader(io.StringIO(_body(client.get("/api/exports/audit-trail.csv"))))
     discard = [r for r in rows if r["item_code"] == unit.code and r["action"] == "discard"]
     assert [r["reason"] for r in discard] == ["'=1+1 dropped on floor"]
+
+
+# --- blinding: nothing a blinded role receives may differ between the arms --------------------
+
+BLINDED_HEADER = (
+    "source,n,at,recorded_at,participant,item_kind,item_code,action,from_status,to_status,"
+    "user,site,location,reason,data"
+)
+MOMENT = re.compile(r"\d{4}-\d\d-\d\dT[0-9:.]+\+00:00|\d{4}-\d\d-\d\d")
+
+
+def _given_dose(lab: Any, arm: str) -> Any:
+    """Arm A at month 6: saline; arm B: MSC, its units thawed (lab steps) just before."""
+    dose = make_dose(actor=lab, arm=arm, visit="M6")
+    code = dose.participant.code
+    dose_dispatch(dose_scan=dose.code, participant_scan=code, actor=lab)
+    dose_administer(dose_scan=dose.code, participant_scan=code, actor=lab, administered_by="Dr. N")
+    return dose
+
+
+def _as_read(rows: list[dict[str, str]], dose: Any) -> list[tuple[Any, ...]]:
+    """A dose's rows with what differs from dose to dose anyway (codes, times, row keys) left
+    out; with, as the review's repro read it, whether each row's id follows a row of the
+    export and whether its prev_hash is the row_hash of one."""
+    ids = {r.get("id") for r in rows}
+    hashes = {r.get("row_hash") for r in rows}
+    out = []
+    for row in rows:
+        if row["item_code"] != dose.code:
+            continue
+        rest = {k: v for k, v in row.items() if k not in ("n", "id", "prev_hash", "row_hash")}
+        text = (
+            json.dumps(rest, sort_keys=True)
+            .replace(dose.code, "DS")
+            .replace(dose.participant.code, "PT")
+        )
+        follows = str(int(row["id"]) - 1) in ids if "id" in row else None
+        linked = row["prev_hash"] in hashes if "prev_hash" in row else None
+        out.append((MOMENT.sub("T", text), follows, linked))
+    return out
+
+
+def test_a_monitor_reads_the_same_export_for_a_saline_and_an_msc_dose(
+    client: Any, trial: Any
+) -> None:
+    lab = make_user("lab-arms")
+    doses = {arm: _given_dose(lab, arm) for arm in "AB"}
+    client.force_login(make_user("monitor-arms", unblinded=False))
+    text = _body(client.get("/api/exports/audit-trail.csv?source=all"))
+    rows = list(csv.DictReader(io.StringIO(text)))
+    saline, msc = (_as_read(rows, doses[arm]) for arm in "AB")
+    assert len(saline) == 10  # five custody steps, five versions of the dose
+    assert saline == msc
+    assert text.splitlines()[0] == BLINDED_HEADER
+    assert [int(r["n"]) for r in rows] == list(range(1, len(rows) + 1))
+    # History names no database id: no foreign key, items without a code numbered 1, 2...
+    history = [json.loads(r["data"]) for r in rows if r["source"] == "history"]
+    assert not [k for data in history for k in data if k.endswith("_id")]
+    visits = [r["item_code"] for r in rows if r["item_kind"] == "visit"]
+    assert sorted(set(visits)) == [f"visit#{n}" for n in range(1, 9)]
+    lines = _body(client.get("/api/exports/audit-trail.jsonl?source=events")).splitlines()
+    assert ",".join(json.loads(lines[0])) == BLINDED_HEADER
+    # QA keep the ids and the hash chain.
+    client.force_login(lab)
+    qa = _body(client.get("/api/exports/audit-trail.csv?source=events"))
+    assert qa.splitlines()[0] == HEADER
+    assert [int(r["id"]) for r in csv.DictReader(io.StringIO(qa))] == list(
+        CustodyEvent.objects.order_by("at", "id").values_list("id", flat=True)
+    )
+
+
+# --- the field history by participant or item ----------------------------------------------
+
+
+def test_history_by_participant_or_processing_takes_its_qc_passages_and_freezing_runs(
+    client: Any, trial: Any
+) -> None:
+    lab = make_user("lab-history")
+    processing = make_processing(actor=lab)
+    passage_record(
+        processing=processing,
+        number=1,
+        cell_count=40_000_000,
+        viability_pct=Decimal("95"),
+        actor=lab,
+        passaged_at=past(days=20),
+    )
+    units = make_units(actor=lab, count=2, participant=processing.participant, visit="M6")
+    qc_pass(processing=units[0].processing, actor=lab)
+    participant = processing.participant
+    client.force_login(lab)
+
+    def kinds(query: str) -> dict[str, int]:
+        response = client.get(f"/api/exports/audit-trail.jsonl?source=history&{query}")
+        assert response.status_code == 200, response.content
+        found: dict[str, int] = {}
+        for line in _body(response).splitlines():
+            kind = json.loads(line)["item_kind"]
+            found[kind] = found.get(kind, 0) + 1
+        return found
+
+    mine = kinds(f"participant={participant.code}")
+    assert {k: mine.get(k) for k in ("passage", "qc_result", "freezing_run")} == {
+        "passage": 1,
+        "qc_result": 5,
+        "freezing_run": 1,
+    }
+    assert kinds(f"item={processing.code}") == {"processing": 1, "passage": 1}
+    released = units[0].processing.code
+    assert kinds(f"item={released}") == {"processing": 3, "qc_result": 5, "freezing_run": 1}
+    # A blinded role still gets none of the lab's records.
+    client.force_login(make_user("monitor-history", unblinded=False))
+    assert set(kinds(f"participant={participant.code}")) == {"participant", "visit", "aspirate"}
+    assert kinds(f"item={released}") == {}
+
+
+# --- the action filter -----------------------------------------------------------------------
+
+
+def test_an_unknown_action_is_refused_naming_the_known_ones(client: Any, small: Any) -> None:
+    client.force_login(small)
+    response = client.get("/api/exports/audit-trail.csv?action=store,nonsense")
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["code"], list(body["fields"])) == ("unknown_action", ["action"])
+    message = body["fields"]["action"][0]
+    assert message.startswith("Unknown action nonsense; action must be one or more of: ")
+    for name in ("accept", "thaw", "freeze", "store", "qc_release", "created", "deleted"):
+        assert name in message
+    # A step's old name still finds its events; created/changed/deleted are history's.
+    assert client.get("/api/exports/audit-trail.csv?action=unstore").status_code == 200
+    assert client.get("/api/exports/audit-trail.csv?action=changed").status_code == 200
+    assert ExportLog.objects.count() == 2
+    # A blinded role's list names no lab step.
+    client.force_login(make_user("monitor-actions", unblinded=False))
+    refused = client.get("/api/exports/audit-trail.jsonl?action=thaw").json()
+    assert refused["fields"]["action"] == [
+        "Unknown action thaw; action must be one or more of: accept, administer, cancel, "
+        "collect, dispatch, lift_quarantine, make_ready, prepare, quarantine, receive, reject, "
+        "release, ship, created, changed, deleted."
+    ]
+    assert ExportLog.objects.count() == 2
+
+
+# --- the workbook ----------------------------------------------------------------------------
+
+
+def test_inventory_workbook_shows_characters_it_cannot_hold_as_a_replacement_mark(
+    client: Any, trial: Any
+) -> None:
+    lab = make_user("lab-xlsx")
+    tank = make_storage_unit(actor=lab, name="Tank\x0bA")
+    units = make_units(actor=lab, count=1)
+    unit_store(unit=units[0], container=make_box(actor=lab, storage_unit=tank), actor=lab)
+    client.force_login(lab)
+    response = client.get("/api/inventory.xlsx")
+    assert response.status_code == 200
+    sheet = load_workbook(io.BytesIO(response.content), read_only=True)["Units by location"]
+    header, row = list(sheet.values)
+    assert dict(zip(header, row, strict=True))["storage_unit_name"] == "Tank\ufffdA"
+    assert ExportLog.objects.get().format == "xlsx"
+
+
+def test_a_workbook_that_fails_to_build_is_not_logged(
+    client: Any, small: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(sheets: Any) -> bytes:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("biobank.api.reports.xlsx_bytes", broken)
+    client.force_login(small)
+    client.raise_request_exception = False
+    assert client.get("/api/inventory.xlsx").status_code == 500
+    assert not ExportLog.objects.exists()

@@ -31,7 +31,7 @@ from biobank.selectors.storage import (
     units_sortable_by_location,
 )
 from biobank.services.actions import action_get, action_run
-from biobank.services.lifecycle import TRANSITIONS
+from biobank.services.lifecycle import EVENT_STEPS
 from biobank.services.qc_release import qc_release_problems
 from biobank.services.units import (
     MAX_UNITS_PER_PROCESSING,
@@ -378,10 +378,7 @@ class ActionFilter(ItemKindFilter):
     parameter_name = "action"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        # A shipment's own steps write no custody event (custody is per item): not offered.
-        actions = {a for kind, table in TRANSITIONS.items() if kind != "shipment" for a in table}
-        actions |= {"collect", "start", "create", "prepare", "qc_release", "emergency_unblinding"}
-        return [(a, a.replace("_", " ")) for a in sorted(actions)]
+        return [(a, a.replace("_", " ")) for a in sorted(EVENT_STEPS)]
 
     def queryset(self, request: HttpRequest, queryset: Any) -> Any:
         return queryset.filter(action__in=action_names(self.value())) if self.value() else queryset

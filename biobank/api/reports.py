@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,7 @@ from biobank.selectors.inventory import (
     participant_whereabouts,
 )
 from biobank.selectors.reports import participant_report
+from biobank.services.lifecycle import EVENT_STEPS
 from biobank.services.reports import export_record
 from biobank.services.signatures import PermissionRefused
 
@@ -105,6 +107,14 @@ def participant_report_response(*, user: Any, code: str, fmt: str) -> HttpRespon
     _require(user, "biobank.view_participant", "see participant reports", "participant")
     participant = _participant(code)
     report = participant_report(participant=participant, user=user)
+    data = report.as_dict()
+    name = f"chain-report-{participant.code}-{_stamp()}.{fmt}"
+    # Built before it is logged: a build that fails leaves no record of a copy handed out.
+    if fmt == "pdf":
+        response = HttpResponse(report_pdf(data), content_type="application/pdf")
+    else:
+        body = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True)
+        response = HttpResponse(body, content_type="application/json")
     export_record(
         kind=ExportKind.PARTICIPANT_REPORT,
         format=fmt,
@@ -113,13 +123,6 @@ def participant_report_response(*, user: Any, code: str, fmt: str) -> HttpRespon
         participant=participant,
         content_hash=report.content_hash,
     )
-    data = report.as_dict()
-    name = f"chain-report-{participant.code}-{_stamp()}.{fmt}"
-    if fmt == "pdf":
-        response = HttpResponse(report_pdf(data), content_type="application/pdf")
-    else:
-        body = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True)
-        response = HttpResponse(body, content_type="application/json")
     response["X-Content-Hash"] = report.content_hash
     return _attachment(response, name)
 
@@ -129,7 +132,7 @@ def audit_export_response(
 ) -> StreamingHttpResponse:
     fmt = _fmt(fmt, ("csv", "jsonl"))
     _require(user, AUDIT_PERMISSION, "export the audit trail")
-    filters = audit_filters_from(params)
+    filters = audit_filters_from(params, user=user, steps=EVENT_STEPS)
     participant = _participant(filters.participant) if filters.participant else None
     export_record(
         kind=ExportKind.AUDIT_TRAIL,
@@ -139,7 +142,7 @@ def audit_export_response(
         filters=filters.as_dict(),
         participant=participant,
     )
-    columns = audit_columns()
+    columns = audit_columns(user=user)
     rows = audit_rows(user=user, filters=filters)
     if fmt == "csv":
         response = StreamingHttpResponse(csv_stream(columns, rows), content_type="text/csv")
@@ -155,6 +158,36 @@ def inventory_response(*, user: Any, fmt: str, params: Mapping[str, str]) -> Any
     _require(user, "biobank.view_productunit", "see the inventory", "unit")
     storage_unit = _storage_unit(params["storage_unit"]) if params.get("storage_unit") else None
     participant = _participant(params["participant"]) if params.get("participant") else None
+    rows = inventory_rows(storage_unit=storage_unit, participant=participant)
+    name = f"inventory-{_stamp()}.{fmt}"
+    response: Any
+    if fmt == "csv":
+        response = _attachment(
+            StreamingHttpResponse(csv_stream(INVENTORY_COLUMNS, rows), content_type="text/csv"),
+            name,
+        )
+    elif fmt == "json":
+        body = [dict(zip(INVENTORY_COLUMNS, r, strict=True)) for r in rows]
+        response = HttpResponse(
+            json.dumps(body, ensure_ascii=False), content_type="application/json"
+        )
+    else:
+        counts = [
+            [c["participant"], c["pseudonym"], c["stored"], c["total"], json.dumps(c["by_status"])]
+            for c in inventory_counts()
+        ]
+        content = xlsx_bytes(
+            [
+                ("Units by location", INVENTORY_COLUMNS, rows),
+                (
+                    "Per participant",
+                    ["participant", "pseudonym", "stored", "total", "by_status"],
+                    counts,
+                ),
+            ]
+        )
+        response = _attachment(HttpResponse(content, content_type=XLSX), name)
+    # Logged once built (a stream: once it is ready to start), so a failed build logs nothing.
     export_record(
         kind=ExportKind.INVENTORY,
         format=fmt,
@@ -166,37 +199,43 @@ def inventory_response(*, user: Any, fmt: str, params: Mapping[str, str]) -> Any
         },
         participant=participant,
     )
-    rows = inventory_rows(storage_unit=storage_unit, participant=participant)
-    name = f"inventory-{_stamp()}.{fmt}"
-    if fmt == "csv":
-        return _attachment(
-            StreamingHttpResponse(csv_stream(INVENTORY_COLUMNS, rows), content_type="text/csv"),
-            name,
-        )
-    if fmt == "json":
-        body = [dict(zip(INVENTORY_COLUMNS, r, strict=True)) for r in rows]
-        return HttpResponse(json.dumps(body, ensure_ascii=False), content_type="application/json")
-    counts = [
-        [c["participant"], c["pseudonym"], c["stored"], c["total"], json.dumps(c["by_status"])]
-        for c in inventory_counts()
-    ]
-    content = xlsx_bytes(
-        [
-            ("Units by location", INVENTORY_COLUMNS, rows),
-            (
-                "Per participant",
-                ["participant", "pseudonym", "stored", "total", "by_status"],
-                counts,
-            ),
-        ]
-    )
-    return _attachment(HttpResponse(content, content_type=XLSX), name)
+    return response
+
+
+# ASCII stand-ins for what the alt texts write, so the header still reads right.
+_ASCII = str.maketrans(
+    {
+        "—": "-",
+        "–": "-",
+        "−": "-",
+        "…": "...",
+        "×": "x",
+        "≤": "<=",
+        "≥": ">=",
+        "→": "->",
+        "µ": "u",
+        "æ": "ae",
+        "Æ": "AE",
+        "ø": "o",
+        "Ø": "O",
+    }
+)
+
+
+def header_text(text: str) -> str:
+    """``text`` as a safe header value: ASCII (headers are Latin-1 at best), "°C" as "deg C",
+    accents dropped, and no CR, LF or other control character (Django refuses a header with
+    a newline, and one could end the header early)."""
+    text = text.replace("°C", "deg C").replace("°", " deg").translate(_ASCII)
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in text)
+    return " ".join(text.encode("ascii", "replace").decode().split())
 
 
 def _chart_response(chart: charts.Chart) -> HttpResponse:
     response = HttpResponse(chart.content, content_type=chart.content_type)
-    # Headers are Latin-1: the alt text goes there with ASCII stand-ins.
-    response["X-Alt-Text"] = chart.alt.replace("−", "-").encode("ascii", "replace").decode()
+    response["X-Alt-Text"] = header_text(chart.alt)
     response["Cache-Control"] = "private, max-age=60"
     return response
 

@@ -7,6 +7,7 @@ text on a page always describes the image it shows.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,12 @@ from biobank.models import Participant, StorageUnit
 from biobank.selectors.charts import box_occupancy, crossover_timeline, temperature_series
 
 from . import charts
+
+
+def _printable(name: str) -> str:
+    """A typed name as a chart may show it: a control character (a newline, a vertical tab)
+    is no glyph, and makes the SVG's XML invalid; each becomes a space."""
+    return " ".join("".join(" " if unicodedata.category(c)[0] == "C" else c for c in name).split())
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ def temperature_spec(*, unit: StorageUnit, since: dt.datetime | None = None) -> 
     return ChartSpec(
         "temperature",
         {
-            "title": f"Temperature log — {unit.name} ({unit.code})",
+            "title": f"Temperature log — {_printable(unit.name)} ({unit.code})",
             "points": temperature_series(storage_unit=unit, since=since),
             "low": float(unit.min_temperature_c),
             "high": float(unit.max_temperature_c),
@@ -44,9 +51,13 @@ def temperature_spec(*, unit: StorageUnit, since: dt.datetime | None = None) -> 
 
 
 def occupancy_spec(*, unit: StorageUnit) -> ChartSpec:
-    boxes = [(b.parent, b.name, b.used, b.capacity) for b in box_occupancy(storage_unit=unit)]
+    boxes = [
+        (_printable(b.parent), _printable(b.name), b.used, b.capacity)
+        for b in box_occupancy(storage_unit=unit)
+    ]
     return ChartSpec(
-        "occupancy", {"title": f"Occupancy — {unit.name} ({unit.code})", "boxes": boxes}
+        "occupancy",
+        {"title": f"Occupancy — {_printable(unit.name)} ({unit.code})", "boxes": boxes},
     )
 
 
@@ -57,5 +68,5 @@ def crossover_spec(*, participant: Participant, user: Any) -> ChartSpec:
     ]
     return ChartSpec(
         "timeline",
-        {"title": f"Crossover timeline — {participant.pseudonym}", "points": points},
+        {"title": f"Crossover timeline — {_printable(participant.pseudonym)}", "points": points},
     )

@@ -85,12 +85,24 @@ def xlsx_bytes(sheets: list[tuple[str, list[str], Iterable[list[Any]]]]) -> byte
     return buffer.getvalue()
 
 
+# What XML 1.0 cannot hold (control characters but tab, LF and CR; lone surrogates; U+FFFE and
+# U+FFFF): openpyxl refuses a cell with one, and the whole workbook with it.
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+REPLACEMENT = "\ufffd"
+
+
+def xlsx_text(value: str) -> str:
+    """``value`` with each character a workbook cannot hold replaced, visibly, by U+FFFD."""
+    return _NOT_XML.sub(REPLACEMENT, value)
+
+
 def _text_cell(ws: Any, value: Any) -> Any:
-    """A string as a text cell, kept exactly (openpyxl would make "=…" a formula)."""
+    """A string as a text cell, kept exactly (openpyxl would make "=…" a formula) but for the
+    characters a workbook cannot hold."""
     if not isinstance(value, str):
         return value
     from openpyxl.cell import WriteOnlyCell
 
-    cell = WriteOnlyCell(ws, value=value)
+    cell = WriteOnlyCell(ws, value=xlsx_text(value))
     cell.data_type = "s"
     return cell

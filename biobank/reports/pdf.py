@@ -69,6 +69,30 @@ def _text(value: Any) -> str:
 
 SHORT = 14  # characters that fit in the narrowest column at 7 pt
 
+PAGE = landscape(A4)
+MARGIN = 12 * mm
+# The frame's width inside the margins and its 6 pt padding: what a table may take.
+WIDTH = PAGE[0] - 2 * MARGIN - 12
+# A cell's text beyond this is cut, with a mark: the PDF stays a readable size and renders
+# whatever was typed; the JSON (and the audit export) hold every character.
+CELL_MAX = 4000
+CONTINUED = "… (continued in the JSON/CSV)"
+# Columns of free text get twice the width of the others.
+WIDE = frozenset(
+    {"reason", "status_reason", "end_reason", "message", "data", "release", "record", "name"}
+)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= CELL_MAX else text[:CELL_MAX] + CONTINUED
+
+
+def _widths(columns: list[tuple[str, str]]) -> list[float]:
+    """Fixed widths filling the page: a table left to size itself from its content can get a
+    column too narrow for its padding (reportlab's negative-width error)."""
+    weights = [2 if key in WIDE else 1 for key, _title in columns]
+    return [WIDTH * w / sum(weights) for w in weights]
+
 
 def _table(
     rows: list[dict[str, Any]],
@@ -83,11 +107,12 @@ def _table(
     for row in rows:
         cells: list[Any] = []
         for key, _title in columns:
-            text = _text(row.get(key))
+            text = _cut(_text(row.get(key)))
             # Paragraphs wrap but cost ~10× a plain cell: only for text that may need it.
             cells.append(Paragraph(escape(text), st["cell"]) if len(text) > SHORT else text)
         data.append(cells)
-    table = Table(data, colWidths=widths, repeatRows=1)
+    # Rows split across pages: a long reason can make a row taller than a page (LayoutError).
+    table = Table(data, colWidths=widths or _widths(columns), repeatRows=1, splitInRow=1)
     table.setStyle(
         TableStyle(
             [
@@ -105,10 +130,10 @@ def _table(
 
 def _kv(pairs: list[tuple[str, Any]], st: dict[str, ParagraphStyle]) -> Table:
     data = [
-        [Paragraph(escape(k), st["head"]), Paragraph(escape(_text(v)), st["mono"])]
+        [Paragraph(escape(k), st["head"]), Paragraph(escape(_cut(_text(v))), st["mono"])]
         for k, v in pairs
     ]
-    table = Table(data, colWidths=[45 * mm, 200 * mm])
+    table = Table(data, colWidths=[45 * mm, 200 * mm], splitInRow=1)
     table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
     return table
 
@@ -325,8 +350,10 @@ def report_pdf(report: dict[str, Any]) -> bytes:
         columns = list(rows[0]) if rows else []
         story.append(_table(rows, [(c, c.replace("_", " ")) for c in columns], st))
     story.append(Paragraph(f"Chain of custody ({len(content['events'])} events)", st["h1"]))
-    # The hash-chain columns the report's events carry (the export's further columns).
-    extra = event_extra_columns() if content["events"] else []
+    # The hash-chain columns the report's events carry (the export's further columns): none
+    # in a blinded report.
+    first = content["events"][0] if content["events"] else {}
+    extra = [c for c in event_extra_columns() if c in first]
     events = [
         {
             **e,
@@ -370,10 +397,10 @@ def report_pdf(report: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(
         buffer,
-        pagesize=landscape(A4),
-        leftMargin=12 * mm,
-        rightMargin=12 * mm,
-        topMargin=12 * mm,
+        pagesize=PAGE,
+        leftMargin=MARGIN,
+        rightMargin=MARGIN,
+        topMargin=MARGIN,
         bottomMargin=14 * mm,
         title=f"Participant chain report {person['code']}",
         author=cover["requested_by"],

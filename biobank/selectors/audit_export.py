@@ -1,14 +1,17 @@
 """The audit-trail export: custody events and field history as flat rows, streamed in chunks.
 
 Blinded users get what the visibility policy lets them see: its rows, statuses as mapped,
-free text redacted, and only the history of kinds the policy shows.
+free text redacted, and only the history of kinds the policy shows. They get no database id,
+history id or hash-chain value either: gaps in those numbers, and which row a hash links to,
+would show where hidden lab steps were recorded (an MSC dose's units are written just before
+it). Their rows carry a row number of the export instead (column ``n``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import SimpleNamespace
@@ -23,8 +26,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from biobank import visibility
 from biobank.errors import ServiceError
-from biobank.models import CustodyEvent, Participant, ProductUnit, action_names
-from biobank.models.events import CHAIN_FIELDS
+from biobank.models import CustodyEvent, Participant, ShipmentItem, action_names
+from biobank.models.events import CHAIN_FIELDS, RENAMED_ACTIONS
 from biobank.moments import moment_check
 
 CHUNK = 2000
@@ -119,8 +122,39 @@ def _moment(raw: str, name: str, *, end: bool) -> dt.datetime | None:
     return moment
 
 
-def audit_filters_from(params: Mapping[str, str]) -> AuditFilters:
-    """Filters from query parameters; a bad one is refused naming the parameter."""
+# What a field-history row's action is called (django-simple-history's type).
+_HISTORY_ACTION = {"+": "created", "~": "changed", "-": "deleted"}
+
+
+def known_actions(*, user: Any, steps: Collection[str]) -> list[str]:
+    """The names ``action`` may take for this user: the custody steps among ``steps`` whose
+    events the policy lets the user see (a blinded role's list names no hidden lab step),
+    then the field history's created, changed and deleted."""
+    return [*sorted(visibility.policy_for(user).event_steps(steps)), *_HISTORY_ACTION.values()]
+
+
+def _actions(raw: str, *, user: Any, steps: Collection[str]) -> tuple[str, ...]:
+    typed = [a.strip().lower() for a in raw.split(",") if a.strip()]
+    known = known_actions(user=user, steps=steps)
+    # A step's name from before it was renamed is read as its name today.
+    asked = [RENAMED_ACTIONS.get(a, a) for a in typed]
+    unknown = [t for t, a in zip(typed, asked, strict=True) if a not in known]
+    if unknown:
+        # An unknown name would match nothing: an empty trail that looks complete.
+        raise ServiceError(
+            f"Unknown action {', '.join(unknown)}; action must be one or more of: "
+            f"{', '.join(known)}.",
+            code="unknown_action",
+            field="action",
+        )
+    return tuple(dict.fromkeys(asked))
+
+
+def audit_filters_from(
+    params: Mapping[str, str], *, user: Any, steps: Collection[str]
+) -> AuditFilters:
+    """Filters from query parameters; a bad one is refused naming the parameter. ``steps``:
+    every custody step name (the services know them), for checking ``action``."""
     for name in ("from", "to", "item", "participant", "user", "action", "source"):
         if "\x00" in (params.get(name) or ""):
             raise ServiceError(f"{name} contains a NUL character.", field=name)
@@ -133,7 +167,7 @@ def audit_filters_from(params: Mapping[str, str]) -> AuditFilters:
         raise ServiceError(
             f"source must be one of {', '.join(SOURCES)}.", code="invalid", field="source"
         )
-    actions = tuple(a.strip().lower() for a in (params.get("action") or "").split(",") if a.strip())
+    actions = _actions(params.get("action") or "", user=user, steps=steps)
     return AuditFilters(
         since=since,
         until=until,
@@ -177,7 +211,15 @@ def event_extra_columns() -> list[str]:
     return [f.attname for f in CustodyEvent._meta.concrete_fields if f.attname not in base]
 
 
-def audit_columns() -> list[str]:
+# What a blinded role's export has instead of the row's id: its number in this export.
+ROW_NUMBER = "n"
+
+
+def audit_columns(*, user: Any) -> list[str]:
+    """The export's columns for this user: a blinded role's have the row number for the id
+    and none of the further columns (the hash chain; a column added later stays out too)."""
+    if not visibility.can_see_allocation(user):
+        return ["source", ROW_NUMBER, *EVENT_COLUMNS[2:]]
     return [*EVENT_COLUMNS, *event_extra_columns()]
 
 
@@ -298,15 +340,67 @@ def history_models() -> list[tuple[str, type[Model]]]:
     return out
 
 
-_HISTORY_ACTION = {"+": "created", "~": "changed", "-": "deleted"}
+# Kinds kept under a processing, found through it by participant or by the processing's ID.
+_UNDER_PROCESSING = frozenset({"passage", "qc_result", "freezing_run"})
+# Links of a history row to the items a participant owns (placements, shipment items).
+_ITEM_LINKS = ("aspirate", "unit", "dose")
+
+
+def _participant_rows(
+    kind: str, names: set[str], participant: Participant, policy: visibility.Policy
+) -> Q | None:
+    """Which history rows of ``kind`` are the participant's; None: the kind has none (a site,
+    a box type)."""
+    if kind == "participant":
+        return Q(id=participant.pk)
+    if "participant" in names:
+        return Q(participant_id=participant.pk)
+    if kind in _UNDER_PROCESSING:
+        return Q(processing__participant_id=participant.pk)
+    # Through items of the kinds the user sees only: a shipment found through a unit would
+    # tell a blinded role that the participant's product was shipped.
+    links = [name for name in _ITEM_LINKS if policy.sees(name)]
+    if kind != "shipment":
+        links = [name for name in links if name in names]
+    if not links:
+        return None
+    owned = Q(
+        *(Q(**{f"{name}__participant_id": participant.pk}) for name in links), _connector=Q.OR
+    )
+    if kind == "shipment":
+        return Q(id__in=ShipmentItem.objects.filter(owned).values("shipment_id"))
+    return owned
+
+
+def _item_rows(kind: str, names: set[str], code: str) -> Q | None:
+    """Which history rows of ``kind`` are the item's: its own, and those of the records kept
+    under it (placements of a unit, QC, passages and freezing runs of a processing, the items
+    of a shipment); None: the kind has none."""
+    found = Q()
+    for name, lookup in (
+        ("code", "code"),
+        ("item_code", "item_code"),
+        ("unit", "unit__code"),
+        ("shipment", "shipment__code"),
+    ):
+        if name in names:
+            found |= Q(**{lookup: code})
+    if kind in _UNDER_PROCESSING:
+        found |= Q(processing__code=code)
+    return found or None
 
 
 def audit_history_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any]]:
-    """Field history (old → new per field) of every tracked model, in chunks."""
+    """Field history (old → new per field) of every tracked model, in chunks.
+
+    A blinded role's rows name no database id: no foreign key among the changes, and an item
+    without a code of its own is numbered within the export (``visit#3``)."""
     wanted_actions = {a for a in filters.actions if a in _HISTORY_ACTION.values()}
     if filters.actions and not wanted_actions:
         return
     participant = _participant_of(filters.participant) if filters.participant else None
+    policy = visibility.policy_for(user)
+    blinded = not policy.unblinded
     codes: dict[int, str] = {}
     users: dict[int, str] = {}
     extra_blank = [""] * len(event_extra_columns())
@@ -316,28 +410,19 @@ def audit_history_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any
             continue
         names = {f.name for f in hmodel._meta.concrete_fields}
         qs = hmodel.objects.all()
-        mapped = visibility.policy_for(user).mapped_statuses(kind)
+        mapped = policy.mapped_statuses(kind)
         if mapped and "status" in names:
             qs = qs.exclude(status__in=mapped)  # versions a blinded user may not see
         if participant is not None:
-            if kind == "participant":
-                qs = qs.filter(id=participant.pk)
-            elif "participant" in names:
-                qs = qs.filter(participant_id=participant.pk)
-            elif "unit" in names:
-                unit_ids = ProductUnit.objects.filter(participant=participant).values("pk")
-                qs = qs.filter(unit_id__in=unit_ids)
-            else:
+            mine = _participant_rows(kind, names, participant, policy)
+            if mine is None:
                 continue
+            qs = qs.filter(mine)
         if filters.item:
-            if "code" in names:
-                qs = qs.filter(code=filters.item)
-            elif "unit" in names:
-                qs = qs.filter(
-                    unit_id__in=ProductUnit.objects.filter(code=filters.item).values("pk")
-                )
-            else:
+            its = _item_rows(kind, names, filters.item)
+            if its is None:
                 continue
+            qs = qs.filter(its)
         if filters.user:
             qs = qs.filter(history_user__username=filters.user)
         if filters.until:
@@ -345,10 +430,15 @@ def audit_history_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any
         tracked = [
             f.attname
             for f in hmodel._meta.concrete_fields
-            if not f.name.startswith("history_") and f.name != "id"
+            if not f.name.startswith("history_")
+            and f.name != "id"
+            and not (blinded and f.is_relation)
         ]
         values = ["id", "history_id", "history_date", "history_type", "history_user_id"]
         values += ["history_change_reason", *tracked]
+        if blinded and "participant" in names:
+            values.append("participant_id")
+        numbered: dict[int, int] = {}
         previous: dict[str, Any] | None = None
         for row in (
             qs.order_by("id", "history_date", "history_id")
@@ -369,13 +459,19 @@ def audit_history_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any
                 for name in tracked
                 if before is None or before[name] != row[name]
             }
+            if blinded and action == "changed" and not changes:
+                continue  # a version whose every change is hidden from the user
             pid = row.get("participant_id") or (row["id"] if kind == "participant" else None)
+            if participant is not None and kind != "shipment":
+                pid = pid or participant.pk  # a QC result, a placement: the one asked for
             if pid and pid not in codes:
                 codes[pid] = Participant.objects.filter(pk=pid).values_list("code", flat=True)[0]
             uid = row["history_user_id"]
             if uid and uid not in users:
                 users[uid] = User.objects.filter(pk=uid).values_list("username", flat=True)[0]
             status = row.get("status")
+            key = numbered.setdefault(row["id"], len(numbered) + 1) if blinded else row["id"]
+            reason = row["history_change_reason"] or ""
             yield [
                 "history",
                 row["history_id"],
@@ -383,20 +479,32 @@ def audit_history_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any
                 iso(row["history_date"]),
                 codes.get(pid, "") if pid else "",
                 kind,
-                row.get("code") or f"{kind}#{row['id']}",
+                row.get("code") or f"{kind}#{key}",
                 action,
                 (before or {}).get("status") or "" if status is not None else "",
                 status or "",
                 users.get(uid, "") if uid else "",
                 "",
                 "",
-                row["history_change_reason"] or "",
+                policy.redact(reason),
                 _json(changes),
                 *extra_blank,
             ]
 
 
 def audit_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any]]:
+    """The export's rows in ``audit_columns(user=user)`` order."""
+    rows = _audit_rows(user=user, filters=filters)
+    if visibility.can_see_allocation(user):
+        yield from rows
+        return
+    # A blinded role's: the row's number for its id (or history id), no further columns.
+    width = len(EVENT_COLUMNS)
+    for n, row in enumerate(rows, start=1):
+        yield [row[0], n, *row[2:width]]
+
+
+def _audit_rows(*, user: Any, filters: AuditFilters) -> Iterator[list[Any]]:
     if filters.source in ("events", "all"):
         yield from audit_event_rows(user=user, filters=filters)
     if filters.source in ("history", "all"):

@@ -333,10 +333,14 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
         if visibility.may_see_kind(user, kind)
     ]
     events = events_seen(user=user, participant=p)
+    # A blinded reader gets no event id and no hash-chain value: gaps in the ids, and which
+    # row a hash links to, would show hidden lab steps (an MSC dose's units, written just
+    # before it). "n", the event's number in this report, is the row key for everyone.
+    chain = event_extra_columns() if not blinded else []
     body["events"] = [
         {
             "n": n,
-            "id": e.id,
+            **({"id": e.id} if not blinded else {}),
             "at": iso(e.at),
             "item_kind": e.item_kind,
             "item_code": e.item_code,
@@ -348,7 +352,7 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
             "location": e.location,
             "reason": e.reason,
             "data": e.data,
-            **{c: plain(getattr(e, c)) for c in event_extra_columns()},
+            **{c: plain(getattr(e, c)) for c in chain},
         }
         for n, e in enumerate(events, start=1)
     ]

@@ -155,6 +155,14 @@ TRANSITIONS["shipment"] = {
     "cancel": _t([S.PLANNED, S.PACKING, S.SEALED], S.CANCELLED, needs_reason=True),
 }
 
+# Every step a custody event is written under: the custody kinds' steps in the table and the
+# steps that create an item or sign outside it (the admin's step filter, the audit export's
+# check of ``action``). A shipment's own steps write no custody event (custody is per item).
+EVENT_STEPS: frozenset[str] = frozenset(
+    {action for kind in CUSTODY_KINDS for action in TRANSITIONS[kind]}
+    | {"collect", "start", "create", "prepare", "qc_release", "emergency_unblinding"}
+)
+
 # While an item is bound to an open shipment only these steps may touch it: it cannot be
 # stored, moved, thawed, dosed or discarded until it is received, unpacked or written off.
 IN_SHIPMENT_STEPS = frozenset({"ship", "receive"})
