@@ -90,7 +90,16 @@ BLINDED_HIDDEN_FIELDS: dict[str, frozenset[str]] = {
     ),
     "aspirate": frozenset({"processing", "units", "events"}),
     "visit": frozenset({"aspirate__processing"}),
+    # Record numbers run through hidden rows too: the gap before an MSC dose's release (its
+    # units' events, written just before) would tell the arm. See UNNUMBERED_FOR_BLINDED.
+    "custody_event": frozenset({"id"}),
+    "signature": frozenset({"id"}),
 }
+
+# Records numbered in one sequence with rows a blinded role may not see: such a role gets them
+# in lists only, never addressed by number (a page or an API path per number would show the
+# gaps, and so where the hidden rows are).
+UNNUMBERED_FOR_BLINDED: frozenset[str] = frozenset({"custody_event", "signature"})
 
 # Fields a blinded role sees (as the policy shows them) but may not filter, search or sort
 # by: the real value behind a blinded status, or behind a masked or redacted text (a dose
@@ -207,6 +216,10 @@ class Policy:
         if self.unblinded:
             return frozenset()
         return BLINDED_HIDDEN_FIELDS.get(kind, frozenset())
+
+    def addresses_by_number(self, kind: str) -> bool:
+        """May this user open a record of ``kind`` by its number (admin page, API path)?"""
+        return self.unblinded or kind not in UNNUMBERED_FOR_BLINDED
 
     def lookup_allowed(self, model: type[Model], lookup: str) -> bool:
         """May this user filter, search or order ``model`` by ``lookup``? Walks the lookup:

@@ -378,3 +378,35 @@ def test_a_role_without_a_models_permission_gets_one_answer_for_any_id(
     for page in ("change", "history"):
         answers = {client.get(f"/admin/biobank/signature/{pk}/{page}/").status_code for pk in ids}
         assert answers == {403}, page
+
+
+@pytest.mark.django_db
+def test_a_blinded_role_never_addresses_events_or_signatures_by_number(
+    trial: Any, tech: Any
+) -> None:
+    # Numbers run through hidden rows: the gap before an MSC dose's release would show its units.
+    dose = make_dose(actor=tech, arm="B", visit="M6")
+    monitor = role_user("mon", MONITOR)
+    api = api_as(monitor)
+    rows = api.get(f"/api/events/?participant={dose.participant.code}&limit=500").json()
+    assert "count" in rows, rows
+    assert rows["count"] > 0 and all("id" not in r for r in rows["results"])
+    visible = CustodyEvent.objects.filter(item_kind="dose").first()
+    hidden = CustodyEvent.objects.filter(item_kind="unit").first()
+    for event in (visible, hidden):
+        answer = api.get(f"/api/events/{event.pk}/")
+        assert (answer.status_code, answer.json()["code"]) == (404, "not_found")
+    client = Client()
+    client.force_login(monitor)
+    page = client.get("/admin/biobank/custodyevent/").content.decode()
+    assert "/admin/biobank/custodyevent/" + f"{visible.pk}/change/" not in page
+    assert f'value="{visible.pk}"' not in page
+    signature = Signature.objects.get(meaning="dose_release")
+    for url in (
+        f"/admin/biobank/custodyevent/{visible.pk}/change/",
+        f"/admin/biobank/custodyevent/{hidden.pk}/change/",
+        f"/admin/biobank/signature/{signature.pk}/change/",
+    ):
+        assert client.get(url).status_code == 403, url
+    lab = api_as(tech)
+    assert lab.get(f"/api/events/{visible.pk}/").json()["id"] == visible.pk

@@ -89,6 +89,13 @@ class PolicyAdminMixin:
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return self._policy(request).rows(super().get_queryset(request))
 
+    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
+        # Asked before the lookup: where numbers would show where hidden rows are, every number
+        # answers 403 alike (the list shows these records whole).
+        if not self._policy(request).addresses_by_number(self._kind()):
+            raise PermissionDenied
+        return super().change_view(request, object_id, *args, **kwargs)  # type: ignore[misc]
+
     def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         # Asked before the object is looked up (Django asks after): without the model's
         # permission every id answers 403, so ids cannot tell which records exist but are hidden.
@@ -118,6 +125,8 @@ class PolicyAdminMixin:
         return self._keep(request, super().get_list_display(request))
 
     def get_list_display_links(self, request: HttpRequest, list_display: Sequence[Any]) -> Any:
+        if not self._policy(request).addresses_by_number(self._kind()):
+            return None  # no links to numbered pages (see change_view)
         links = super().get_list_display_links(request, list_display)
         if links is None:
             return None

@@ -40,7 +40,7 @@ from biobank.selectors.storage import box_contents, units_in, units_locate, unit
 from biobank.services import containers as container_services
 from biobank.services import dose_plan as dose_plan_services
 from biobank.services.actions import action_get, action_run
-from biobank.visibility import policy_for
+from biobank.visibility import kind_of_model, policy_for
 
 from . import serializers as s
 from .actions import create_method, input_serializer, with_steps
@@ -74,8 +74,12 @@ class BaseViewSet(viewsets.GenericViewSet):
                 for name in self.request.query_params
                 if name in declared
             ]
-            # The terms exactly as DRF will sort by them (it trims spaces: " treatment" sorts).
-            ordering = OrderingFilter().get_ordering(self.request, queryset, self) or []
+            # The terms exactly as DRF will sort by them (it trims spaces: " treatment" sorts);
+            # only those asked for (the view's own default may break ties by a hidden id).
+            asked = "ordering" in self.request.query_params
+            ordering = (
+                (OrderingFilter().get_ordering(self.request, queryset, self) or []) if asked else []
+            )
             lookups += [
                 ("ordering", f"ordering by {o}", o.lstrip("-"))
                 for o in ordering
@@ -421,7 +425,10 @@ class RecordViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSe
     record_name = ""
 
     def get_object(self) -> Any:
-        obj = self.get_queryset().filter(pk=self.kwargs.get("pk")).first()
+        # The same answer for every number when the numbers would show where hidden rows are.
+        queryset = self.get_queryset()
+        numbered = policy_for(self.request.user).addresses_by_number(kind_of_model(queryset.model))
+        obj = queryset.filter(pk=self.kwargs.get("pk")).first() if numbered else None
         if obj is None:
             raise NotFound(f"No such {self.record_name}.", code="not_found")
         return obj
