@@ -90,15 +90,12 @@ BLINDED_HIDDEN_FIELDS: dict[str, frozenset[str]] = {
     ),
     "aspirate": frozenset({"processing", "units", "events"}),
     "visit": frozenset({"aspirate__processing"}),
-    # Record numbers run through hidden rows too: the gap before an MSC dose's release (its
-    # units' events, written just before) would tell the arm. See UNNUMBERED_FOR_BLINDED.
-    "custody_event": frozenset({"id"}),
-    "signature": frozenset({"id"}),
 }
 
-# Records numbered in one sequence with rows a blinded role may not see: such a role gets them
-# in lists only, never addressed by number (a page or an API path per number would show the
-# gaps, and so where the hidden rows are).
+# Records numbered in one sequence with rows a blinded role may not see (the gap before an MSC
+# dose's release is its units' events, written just before): such a role gets them in lists
+# only, without their number (``id`` is a hidden field of these kinds), never addressed by it
+# (a page or an API path per number would show the gaps, and so where the hidden rows are).
 UNNUMBERED_FOR_BLINDED: frozenset[str] = frozenset({"custody_event", "signature"})
 
 # Fields a blinded role sees (as the policy shows them) but may not filter, search or sort
@@ -215,7 +212,8 @@ class Policy:
     def hidden_fields(self, kind: str) -> frozenset[str]:
         if self.unblinded:
             return frozenset()
-        return BLINDED_HIDDEN_FIELDS.get(kind, frozenset())
+        hidden = BLINDED_HIDDEN_FIELDS.get(kind, frozenset())
+        return hidden | {"id"} if kind in UNNUMBERED_FOR_BLINDED else hidden
 
     def addresses_by_number(self, kind: str) -> bool:
         """May this user open a record of ``kind`` by its number (admin page, API path)?"""

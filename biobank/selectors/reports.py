@@ -336,11 +336,12 @@ def participant_report(*, participant: Participant, user: Any) -> ParticipantRep
     # A blinded reader gets no event id and no hash-chain value: gaps in the ids, and which
     # row a hash links to, would show hidden lab steps (an MSC dose's units, written just
     # before it). "n", the event's number in this report, is the row key for everyone.
-    chain = event_extra_columns() if not blinded else []
+    numbered = visibility.policy_for(user).addresses_by_number("custody_event")
+    chain = event_extra_columns() if numbered else []
     body["events"] = [
         {
             "n": n,
-            **({"id": e.id} if not blinded else {}),
+            **({"id": e.id} if numbered else {}),
             "at": iso(e.at),
             "item_kind": e.item_kind,
             "item_code": e.item_code,
