@@ -11,7 +11,7 @@ from simple_history.models import DeletedObject
 from simple_history.template_utils import HistoricalRecordContextHelper
 
 from biobank.models import CustodyEvent
-from biobank.terms import local_minute
+from biobank.terms import local_minute, local_second
 
 
 def expiry_text(expires_at: dt.datetime) -> str:
@@ -65,7 +65,7 @@ class LocalHistoryHelper(HistoricalRecordContextHelper):
         if value is None or (isinstance(value, DeletedObject) and value.pk is None):
             return "–"
         if isinstance(value, dt.datetime) and timezone.is_aware(value):
-            return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
+            return local_second(value)
         return super().prepare_delta_change_value(change, value)
 
 

@@ -16,7 +16,7 @@ from .doses import dose_cancel_apply
 from .identifiers import identifier_allocate
 from .lifecycle import HOLD_STEPS, TRANSITIONS, transition_apply
 from .qc_release import MIN_VIABILITY_PCT, qc_failures
-from .time_order import check_time, moment_text, not_before
+from .time_order import check_time, not_after, not_before
 from .units import unit_transition
 
 
@@ -99,12 +99,12 @@ def passage_record(
             field="passaged_at",
             what=f"passage P{earlier.number} of {processing.code}",
         )
-    if later is not None and when > later.passaged_at:
-        raise ServiceError(
-            f"passaged_at {moment_text(when)} is after passage P{later.number} of "
-            f"{processing.code} ({moment_text(later.passaged_at)}).",
-            code="time_order",
+    if later is not None:
+        not_after(
+            when,
+            later.passaged_at,
             field="passaged_at",
+            what=f"passage P{later.number} of {processing.code}",
         )
     passage = Passage(
         processing=processing,

@@ -11,6 +11,7 @@ from django.utils import timezone
 from biobank.errors import ServiceError
 from biobank.models import CustodyEvent, Dose, ProductUnit, QcRelease
 from biobank.moments import moment_check
+from biobank.terms import local_second
 
 from .audit import Item
 
@@ -27,7 +28,7 @@ def check_time(at: datetime | None, *, field: str = "at") -> datetime:
     moment_check(at, field=field)
     if at > now + FUTURE_TOLERANCE:
         raise ServiceError(
-            f"{field} {moment_text(at)} is in the future (now {moment_text(now)}).",
+            f"{field} {local_second(at)} is in the future (now {local_second(now)}).",
             code="future_time",
             field=field,
         )
@@ -50,7 +51,17 @@ def not_before(at: datetime, bound: datetime | None, *, field: str, what: str) -
     """Refuse a time before the step it follows (``what``: "the harvest of PR…"), naming both."""
     if bound is not None and at < bound:
         raise ServiceError(
-            f"{field} {moment_text(at)} is before {what} ({moment_text(bound)}).",
+            f"{field} {local_second(at)} is before {what} ({local_second(bound)}).",
+            code="time_order",
+            field=field,
+        )
+
+
+def not_after(at: datetime, bound: datetime | None, *, field: str, what: str) -> None:
+    """Refuse a time after the step it precedes (``what``: "passage P2 of PR…"), naming both."""
+    if bound is not None and at > bound:
+        raise ServiceError(
+            f"{field} {local_second(at)} is after {what} ({local_second(bound)}).",
             code="time_order",
             field=field,
         )
@@ -61,15 +72,11 @@ def enrolment_check(at: datetime, participant: Any, *, field: str, then: str = "
     enrolled = participant.enrolled_on
     if timezone.localdate(at) < enrolled:
         raise ServiceError(
-            f"{field} {moment_text(at)} is before {participant.pseudonym} was enrolled "
+            f"{field} {local_second(at)} is before {participant.pseudonym} was enrolled "
             f"({enrolled:%Y-%m-%d}){then}.",
             code="time_order",
             field=field,
         )
-
-
-def moment_text(at: datetime) -> str:
-    return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S}"
 
 
 def step_words(action: str) -> str:
@@ -126,17 +133,17 @@ def time_order_refusal(
     previous = _previous_step(item, kind)
     if previous is not None:
         step, when = previous
-        bounds.append((f"its previous step ({step_words(step)} at {moment_text(when)})", when))
+        bounds.append((f"its previous step ({step_words(step)} at {local_second(when)})", when))
     if isinstance(item, Dose) and item.release_signature_id is not None:
         signed = item.release_signature.signed_at
-        bounds.append((f"its release signature ({moment_text(signed)})", signed))
+        bounds.append((f"its release signature ({local_second(signed)})", signed))
     elif isinstance(item, ProductUnit) and item.processing_id in qc_signed:
         signed = qc_signed[item.processing_id]
-        bounds.append((f"the QC release signature ({moment_text(signed)})", signed))
+        bounds.append((f"the QC release signature ({local_second(signed)})", signed))
     for what, when in bounds:
         if at < when:
             return ServiceError(
-                f"{item.code}: {step_words(action)} at {moment_text(at)} is before {what}.",
+                f"{item.code}: {step_words(action)} at {local_second(at)} is before {what}.",
                 code="time_order",
                 field=field,
             )
