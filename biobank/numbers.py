@@ -13,4 +13,9 @@ from __future__ import annotations
 def ascii_int(text: str) -> int | None:
     """The number ``text`` spells in ASCII digits (surrounding spaces allowed), else None."""
     text = text.strip()
-    return int(text) if text.isascii() and text.isdigit() else None
+    if not (text.isascii() and text.isdigit()):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (4,300): no number anyone typed
+        return None

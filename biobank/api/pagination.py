@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 
 from biobank.errors import ServiceError
+from biobank.numbers import ascii_int
 
 MAX_LIMIT = 1000
 # Far beyond any list here, and well inside a 64-bit SQL integer (a larger one reached the
 # database as a "datatype mismatch" and was answered as a 409 conflict).
 MAX_OFFSET = 1_000_000_000
-_WHOLE = re.compile(r"[0-9]{1,12}")  # ASCII digits only: int() would take "²" or "1_0"
 
 
 class BoundedLimitOffsetPagination(LimitOffsetPagination):
@@ -45,7 +44,7 @@ def _bounded(request: Request, name: str, low: int, high: int, default: int | No
     raw = request.query_params.get(name, "").strip()
     if not raw:
         return default
-    value = int(raw) if _WHOLE.fullmatch(raw) else None
+    value = ascii_int(raw)  # ASCII digits only: int() would read "٣" or "1_0"
     if value is None or not low <= value <= high:
         raise ServiceError(
             f"{name} must be a whole number from {low} to {high}.", code="invalid", field=name
